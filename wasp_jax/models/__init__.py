@@ -1,0 +1,1 @@
+"""Flax NNX model definitions (decoders and encoders) and their offline loaders."""
