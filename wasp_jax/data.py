@@ -1,0 +1,381 @@
+"""Data I/O for the pipeline: validated JSONL reading, atomic writes, bundled files.
+
+Everything the pipeline reads from the user (private samples, replay candidate pools) goes
+through `read_labeled_jsonl`, which rejects bad input with a `DataError` (a
+`wasp_jax.cli.UsageError`, so the CLI prints one line and exits with code 2). Error messages
+name the file, the line number and the fix, and never quote the offending text: the file may
+be private. Everything the pipeline writes goes through the `atomic_write_*` helpers (temp
+file in the same folder + `os.replace`), so a crash never leaves a half-written output.
+
+Example:
+    rows = read_labeled_jsonl("private.jsonl", label_names=("negative", "positive"))
+    warn_missing_classes(rows, ("negative", "positive"))
+    atomic_write_jsonl(workdir / "synthetic.jsonl", synthetic_rows)
+    path = bundled_path("imdb", "private.jsonl")
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from wasp_jax.cli import UsageError
+
+PathLike = str | os.PathLike
+
+
+class DataError(UsageError):
+    """A data file is unreadable or malformed; the message names the file, line and fix."""
+
+
+class DataWarning(UserWarning):
+    """Allowed but suspicious data (a class without private samples, few candidates)."""
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _open_checked(path: PathLike, what: str) -> pathlib.Path:
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise DataError(f"{what} file {str(path)!r} does not exist; pass the path of a JSONL file")
+    if path.is_dir():
+        raise DataError(f"{what} path {str(path)!r} is a directory; pass the path of a JSONL file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{what} file {str(path)!r} is not readable; check its permissions")
+    return path
+
+
+def read_jsonl(path: PathLike, *, what: str = "input") -> list[dict[str, Any]]:
+    """Reads a JSON Lines file whose every non-blank line is one JSON object.
+
+    See `read_jsonl_numbered`; this drops the line numbers.
+    """
+    return [obj for _, obj in read_jsonl_numbered(path, what=what)]
+
+
+def read_jsonl_numbered(path: PathLike, *, what: str = "input") -> list[tuple[int, dict]]:
+    """Reads a JSON Lines file whose every non-blank line is one JSON object.
+
+    Args:
+      path: the file.
+      what: what the file is, for error messages ("private", "candidate pool", ...).
+
+    Returns:
+      (1-based line number, object) pairs in file order. Blank lines are skipped.
+
+    Raises:
+      DataError: unreadable path, bad UTF-8, malformed JSON or a non-object line (the message
+        gives the 1-based line number but never the line's content).
+    """
+    path = _open_checked(path, what)
+    rows = []
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(
+                        f"{what} file {str(path)!r}, line {lineno}: not valid JSON ({err.msg} at "
+                        f"column {err.colno}); each line must be one JSON object such as "
+                        '{"text": "...", "label": 0}'
+                    ) from None
+                if not isinstance(obj, dict):
+                    raise DataError(
+                        f"{what} file {str(path)!r}, line {lineno}: expected a JSON object, got "
+                        f"{type(obj).__name__}; each line must look like "
+                        '{"text": "...", "label": 0}'
+                    )
+                rows.append((lineno, obj))
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{what} file {str(path)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+        ) from None
+    except OSError as err:
+        raise DataError(f"cannot read {what} file {str(path)!r}: {err.strerror}") from None
+    return rows
+
+
+def _resolve_label(
+    raw: Any, label_names: Sequence[str] | None, where: str
+) -> tuple[int, str | None]:
+    """Maps a raw `label` value (int id, or a class name) to (id, name)."""
+    allowed = (
+        f"an int in [0, {len(label_names)}) or one of {list(label_names)}"
+        if label_names is not None
+        else "a non-negative int"
+    )
+    if isinstance(raw, str) and label_names is not None:
+        lowered = [name.lower() for name in label_names]
+        if raw.strip().lower() in lowered:
+            idx = lowered.index(raw.strip().lower())
+            return idx, label_names[idx]
+        raise DataError(f"{where}: label {raw!r} is not a class of the task; use {allowed}")
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise DataError(f"{where}: label must be {allowed}, got a {type(raw).__name__}")
+    if raw < 0 or (label_names is not None and raw >= len(label_names)):
+        raise DataError(f"{where}: label {raw} is outside the task; use {allowed}")
+    return raw, (label_names[raw] if label_names is not None else None)
+
+
+def read_labeled_jsonl(
+    path: PathLike,
+    *,
+    label_names: Sequence[str] | None = None,
+    what: str = "private",
+) -> list[dict[str, Any]]:
+    """Reads and validates a labelled JSONL file (`{"text": str, "label": int, ...}` per line).
+
+    Args:
+      path: the file.
+      label_names: the task's class names, index = label id. When given, labels must lie in
+        `[0, len(label_names))` (a label may also be given as a class name), and a
+        `label_name` field, if present, must agree with the task (this catches a flipped label
+        convention such as WASP's 0 = positive IMDb files).
+      what: what the file is, for error messages.
+
+    Returns:
+      One dict per record with `text` (stripped), `label` (int) and `label_name` (when
+      `label_names` is given), plus any extra keys of the record.
+
+    Raises:
+      DataError: unreadable path, malformed JSON (with line number), a missing `text` or
+        `label` field, empty text, a label outside the task, a contradicting `label_name`, or
+        a file with no records. Messages never include record text.
+    """
+    numbered = read_jsonl_numbered(path, what=what)
+    if not numbered:
+        raise DataError(
+            f"{what} file {str(path)!r} holds no records; it needs one JSON object a line"
+        )
+    rows = []
+    for lineno, obj in numbered:
+        where = f"{what} file {str(path)!r}, line {lineno}"
+        missing = [key for key in ("text", "label") if key not in obj]
+        if missing:
+            raise DataError(
+                f"{where}: missing field(s) {missing}; each record needs "
+                '"text" (a non-empty string) and "label" (the class id)'
+            )
+        text = obj["text"]
+        if not isinstance(text, str):
+            raise DataError(f'{where}: "text" must be a string, got {type(text).__name__}')
+        if not text.strip():
+            raise DataError(f'{where}: "text" is empty; remove the record or give it text')
+        label, name = _resolve_label(obj["label"], label_names, where)
+        given = obj.get("label_name")
+        if name is not None and given is not None and str(given).strip().lower() != name.lower():
+            raise DataError(
+                f"{where}: label {label} is {name!r} in the task but the record says "
+                f"label_name={given!r}; the file may use another label convention - remap its "
+                f"labels to the task's order {list(label_names)}"
+            )
+        row = dict(obj)
+        row["text"] = text.strip()
+        row["label"] = label
+        if name is not None:
+            row["label_name"] = name
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------- checks
+
+
+def class_counts(labels: Iterable[int], num_classes: int) -> list[int]:
+    """Counts of each label id in `range(num_classes)` (for public/synthetic data)."""
+    counter = collections.Counter(int(label) for label in labels)
+    return [counter.get(c, 0) for c in range(num_classes)]
+
+
+def warn_missing_classes(
+    rows: Sequence[Mapping[str, Any]], label_names: Sequence[str], *, what: str = "private"
+) -> list[int]:
+    """Warns (DataWarning) for every class with no record in `rows`; this is allowed.
+
+    A class without private samples still gets noisy votes, but they are pure noise, so its
+    good/bad examples are chosen at random. Only the class names go into the warning (shown
+    on the console); nothing is written to the workdir.
+
+    Returns:
+      The ids of the classes without records.
+    """
+    present = {int(row["label"]) for row in rows}
+    missing = [c for c in range(len(label_names)) if c not in present]
+    for c in missing:
+        warnings.warn(
+            f"{what} data has no samples of class {c} ({label_names[c]!r}): its votes will be "
+            "only noise, so its prompt examples are chosen at random",
+            DataWarning,
+            stacklevel=2,
+        )
+    return missing
+
+
+def check_candidate_counts(
+    counts: Sequence[int],
+    q: int,
+    *,
+    label_names: Sequence[str] | None = None,
+    strict: bool = True,
+    what: str = "synthetic candidates",
+) -> list[int]:
+    """Checks that every class has at least `q` candidates to vote on (Top-Q).
+
+    The counts are of public (synthetic) samples, so they may appear in messages. With fewer
+    than `q` candidates a private sample's votes are truncated to the class size (the L2
+    sensitivity can only shrink, so the privacy ledger stays valid), but the configured `q` is
+    then not what runs. Hence the default is an error; `strict=False` turns it into a
+    DataWarning (use it for pools that grow over rounds). A class with no candidates at all is
+    always an error: it can neither be voted on nor give prompt examples.
+
+    Args:
+      counts: number of candidates per class id.
+      q: votes per private sample.
+      label_names: class names for messages.
+      strict: raise instead of warning when 0 < count < q.
+      what: what the candidates are, for messages.
+
+    Returns:
+      The ids of the classes with fewer than `q` candidates (when not strict).
+
+    Raises:
+      DataError: a class has no candidates, or (strict) fewer than `q`.
+    """
+    short = []
+    for c, count in enumerate(counts):
+        name = f"class {c}" + (f" ({label_names[c]!r})" if label_names is not None else "")
+        if count == 0:
+            raise DataError(
+                f"{what}: {name} has no candidates, so it cannot be voted on or give prompt "
+                "examples; generate (or provide) samples of every class"
+            )
+        if count < q:
+            msg = (
+                f"{what}: {name} has {count} candidates, fewer than q={q}; lower voting.q to "
+                f"at most {min(counts)} or provide more candidates per class"
+            )
+            if strict:
+                raise DataError(msg)
+            warnings.warn(msg, DataWarning, stacklevel=2)
+            short.append(c)
+    return short
+
+
+# ------------------------------------------------------------------------- writing
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy / jax scalars and arrays, without importing either here
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """Serialises `obj` (numpy values allowed; NaN/inf rejected) to a JSON string."""
+    return json.dumps(
+        obj, indent=indent, ensure_ascii=False, default=_json_default, allow_nan=False
+    )
+
+
+def _atomic_write(path: PathLike, write_fn) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            write_fn(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
+    """Writes `text` to `path` atomically (temp file in the same folder, then `os.replace`).
+
+    The parent folder is created if needed. On any failure the old file (if any) is untouched
+    and no temp file is left behind.
+    """
+    return _atomic_write(path, lambda fh: fh.write(text))
+
+
+def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2) -> pathlib.Path:
+    """Serialises `obj` first, then writes it atomically with a trailing newline."""
+    text = to_json(obj, indent=indent) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_write_jsonl(path: PathLike, rows: Iterable[Any]) -> pathlib.Path:
+    """Writes one compact JSON object per line, atomically.
+
+    `rows` may be a generator; if it (or serialisation) fails midway, nothing is written.
+    """
+
+    def write(fh):
+        for row in rows:
+            fh.write(to_json(row, indent=None))
+            fh.write("\n")
+
+    return _atomic_write(path, write)
+
+
+def append_jsonl(path: PathLike, row: Any) -> pathlib.Path:
+    """Appends one JSON line atomically (rewrites the file; fine for small logs like metrics)."""
+    path = pathlib.Path(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    return atomic_write_text(path, old + to_json(row, indent=None) + "\n")
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a file's bytes (streamed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------- bundled
+
+
+def bundled_path(*parts: str) -> pathlib.Path:
+    """Path of a file shipped inside the package under `wasp_jax/data/`.
+
+    Example: `bundled_path("imdb", "private.jsonl")`.
+
+    Raises:
+      DataError: the file is not in the installed package.
+    """
+    resource = resources.files("wasp_jax").joinpath("data", *parts)
+    path = pathlib.Path(str(resource))
+    if not path.exists():
+        raise DataError(
+            f"bundled file wasp_jax/data/{'/'.join(parts)} is missing from the installed package; "
+            "reinstall wasp-jax (pip install -e .)"
+        )
+    return path
