@@ -1,0 +1,134 @@
+"""Tests for wasp_jax.config: validation, dotted overrides, JSON round trip, config files."""
+
+import math
+
+import pytest
+
+from wasp_jax import config as C
+
+
+def test_defaults_valid_and_round_trip():
+    cfg = C.base_config()
+    assert cfg.method == "wasp"
+    assert cfg.generation.initial_size == cfg.generation.budget // (cfg.generation.rounds + 1)
+    again = C.WaspConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert isinstance(again.generation.plms, tuple)
+
+
+def test_round_increments_sum_to_budget():
+    cfg = C.replace(C.base_config(), **{"generation.budget": 101, "generation.rounds": 4})
+    g = cfg.generation
+    assert g.initial_size == 20
+    assert g.initial_size + sum(g.round_increment(t) for t in range(g.rounds)) == 101
+
+
+@pytest.mark.parametrize(
+    "key,value,field",
+    [
+        ("privacy.epsilon", 0.0, "privacy.epsilon"),
+        ("privacy.epsilon", -1.0, "privacy.epsilon"),
+        ("privacy.delta", 1.0, "privacy.delta"),
+        ("privacy.delta", 0.0, "privacy.delta"),
+        ("privacy.adjacency", "swap", "privacy.adjacency"),
+        ("privacy.accounting", "moments", "privacy.accounting"),
+        ("voting.q", 0, "voting.q"),
+        ("voting.release", ("nearest", "middle"), "voting.release"),
+        ("generation.top_p", 1.5, "generation.top_p"),
+        ("generation.tau", 0.0, "generation.tau"),
+        ("generation.plms", (), "generation.plms"),
+        ("method", "magic", "method"),
+        ("data.num_parties", 0, "data.num_parties"),
+        ("runtime.mesh", "ring", "runtime.mesh"),
+    ],
+)
+def test_validation_names_field(key, value, field):
+    with pytest.raises(C.ConfigError, match=field.replace(".", r"\.")):
+        C.replace(C.base_config(), **{key: value})
+
+
+def test_contrastive_needs_farthest():
+    with pytest.raises(C.ConfigError, match="farthest"):
+        C.replace(C.base_config(), **{"voting.release": ("nearest",)})
+    cfg = C.replace(
+        C.base_config(), **{"voting.release": ("nearest",), "generation.contrastive": False}
+    )
+    assert cfg.num_histograms == 1
+
+
+def test_apply_overrides_types_and_unknown_key():
+    cfg = C.apply_overrides(
+        C.base_config(),
+        [
+            "voting.q=4",
+            "privacy.epsilon=2",
+            "generation.plms=['tiny-llama', 'tiny-gemma3']",
+            "generation.chat=none",
+            "runtime.progress=false",
+            "task=sst2",
+            "privacy.sensitivity_override=4",
+        ],
+    )
+    assert cfg.voting.q == 4 and cfg.privacy.epsilon == 2.0
+    assert isinstance(cfg.privacy.epsilon, float)
+    assert cfg.generation.plms == ("tiny-llama", "tiny-gemma3")
+    assert cfg.generation.chat is None and cfg.runtime.progress is False
+    assert cfg.task == "sst2" and cfg.privacy.sensitivity_override == 4.0
+    assert C.apply_overrides(cfg, ["privacy.epsilon=inf"]).privacy.epsilon == math.inf
+    with pytest.raises(C.ConfigError, match="did you mean 'voting.q'"):
+        C.apply_overrides(cfg, ["voting.qq=3"])
+    with pytest.raises(C.ConfigError, match="generation.budget"):
+        C.apply_overrides(cfg, ["generation.budgte=3"])
+    with pytest.raises(C.ConfigError, match="expected an integer"):
+        C.apply_overrides(cfg, ["voting.q=abc"])
+    with pytest.raises(C.ConfigError, match="expected true/false"):
+        C.apply_overrides(cfg, ["runtime.progress=3"])
+    with pytest.raises(C.ConfigError, match="key=value"):
+        C.apply_overrides(cfg, ["voting.q"])
+
+
+def test_from_dict_unknown_nested_key():
+    d = C.base_config().to_dict()
+    d["voting"]["qq"] = 1
+    with pytest.raises(C.ConfigError, match="voting.q"):
+        C.WaspConfig.from_dict(d)
+
+
+def test_with_method_presets():
+    aug = C.with_method(C.base_config(), "aug_pe")
+    assert aug.voting.q == 1 and aug.voting.release == ("nearest",)
+    assert len(aug.generation.plms) == 1 and not aug.generation.contrastive
+    zg = C.with_method(C.base_config(), "zerogen")
+    assert zg.generation.rounds == 0 and zg.generation.initial_size == zg.generation.budget
+    assert not zg.uses_private_data
+    with pytest.raises(C.ConfigError, match="replay.pools"):
+        C.with_method(C.base_config(), "replay")
+    with pytest.raises(C.ConfigError, match="generation.plms"):
+        C.replace(C.base_config(), method="zerogen", **{"generation.rounds": 0})
+
+
+def test_demo_config():
+    cfg = C.demo_config()
+    assert cfg.generation.plms == ("smollm2-135m-instruct", "gemma3-270m")
+    assert cfg.embedder.name == "all-minilm-l6-v2"
+    assert cfg.privacy.epsilon == 4.0 and cfg.privacy.delta == 1e-5
+    assert cfg.data.private_path.endswith("private.jsonl")
+
+
+def test_load_config_py_and_json(tmp_path):
+    f = tmp_path / "cfg.py"
+    f.write_text(
+        "from wasp_jax.config import base_config, replace\n"
+        "def get_config():\n"
+        "    return replace(base_config(), **{'voting.q': 2})\n"
+    )
+    assert C.load_config(str(f)).voting.q == 2
+    j = tmp_path / "config.json"
+    j.write_text(C.replace(C.base_config(), seed=3).to_json())
+    assert C.load_config(str(j)).seed == 3
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\n")
+    with pytest.raises(C.ConfigError, match="get_config"):
+        C.load_config(str(bad))
+    with pytest.raises(C.ConfigError, match="does not exist"):
+        C.load_config(str(tmp_path / "missing.py"))

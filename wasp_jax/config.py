@@ -1,0 +1,623 @@
+"""Typed, validated run configuration for the WASP pipeline.
+
+A run is described by one frozen `WaspConfig` made of small frozen sections. Every field is
+checked in `__post_init__`; a bad value raises `ConfigError` (a `ValueError`) that names the
+field and the allowed range. Config files are Python files (`experiments/configs/*.py`) that
+expose `get_config() -> WaspConfig`, usually as a diff from `base_config()` built with the
+dotted helper `replace(cfg, **{"voting.q": 1})`. `apply_overrides(cfg, ["voting.q=1"])`
+applies command-line `--set` strings with a type check against the field's declared type; an
+unknown key is an error naming the closest valid key.
+
+Methods (`WaspConfig.method`):
+
+* ``wasp``: several PLMs, Top-Q nearest+farthest votes, contrastive prompts, PLM weighting.
+* ``aug_pe``: one PLM, Q = 1, one (nearest) histogram, rephrase variations (ALGORITHM 4).
+* ``zerogen``: one PLM, zero-shot only, no private data, no privacy spent.
+* ``multi_zeroshot``: several PLMs, zero-shot only, no private data, no privacy spent.
+* ``random_control``: WASP's prompts built from random same-class synthetic samples; no votes,
+  no private data, no privacy spent.
+* ``replay``: DP voting and selection over pre-generated candidate pools read from files
+  (`replay.pools`); no live generation (see `wasp_jax.stages.replay_draw`).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+METHODS = ("wasp", "aug_pe", "zerogen", "multi_zeroshot", "random_control", "replay")
+#: Methods that read private data and spend privacy.
+PRIVATE_METHODS = ("wasp", "aug_pe", "replay")
+ADJACENCIES = ("add_remove", "replace_one")
+ACCOUNTING_METHODS = ("pld", "rdp", "classic")
+RELEASES = ("nearest", "farthest")
+PLM_SCORES = ("robust", "compat")
+MESH_CHOICES = ("none", "auto")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid, or a config key/file does not exist."""
+
+
+def _check(cond: bool, field: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{field}: {msg}")
+
+
+def _check_choice(value: Any, field: str, choices: Sequence[str]) -> None:
+    _check(value in choices, field, f"got {value!r}; allowed: {', '.join(map(repr, choices))}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Private data: where it is, how much of it, and how it is split over parties.
+
+    Attributes:
+        private_path: JSONL file of private samples ({"text", "label"}); required by the
+            methods that use private data, ignored by the others.
+        num_private: use the first `num_private` samples (0 = all).
+        class_skew_alpha: if > 0, subsample the private set so that class proportions follow
+            Dirichlet(alpha) (ALGORITHM 5.1 `--unbalance_gold`); 0 = keep the file's balance.
+        num_parties: number of data parties L (ALGORITHM 2.5); each adds noise sigma/sqrt(L)
+            and the server sums, which assumes secure aggregation.
+        party_alpha: Dirichlet concentration of the per-class split over parties; 0 = an even
+            random split.
+    """
+
+    private_path: str = ""
+    num_private: int = 0
+    class_skew_alpha: float = 0.0
+    num_parties: int = 1
+    party_alpha: float = 0.0
+
+    def __post_init__(self):
+        _check(
+            self.num_private >= 0,
+            "data.num_private",
+            f"must be >= 0 (0 = all), got {self.num_private}",
+        )
+        _check(self.class_skew_alpha >= 0, "data.class_skew_alpha", "must be >= 0 (0 = off)")
+        _check(self.num_parties >= 1, "data.num_parties", f"must be >= 1, got {self.num_parties}")
+        _check(self.party_alpha >= 0, "data.party_alpha", "must be >= 0 (0 = even split)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrivacyConfig:
+    """The (epsilon, delta) target over all rounds and how it is accounted.
+
+    Attributes:
+        epsilon: total epsilon over the T voting rounds, > 0 (`math.inf` = no noise).
+        delta: total delta, in (0, 1).
+        adjacency: "add_remove" or "replace_one" (folded into the L2 sensitivity).
+        accounting: "pld" or "rdp" (exact, dp_accounting) or "classic" (the original
+            formula with the original's sensitivity Delta, reproducing sigma = 9.6896).
+        sensitivity_override: if set, use this sensitivity instead of the derived one
+            (compat: reproduce an ablation's Delta).
+    """
+
+    epsilon: float = 4.0
+    delta: float = 1e-5
+    adjacency: str = "add_remove"
+    accounting: str = "pld"
+    sensitivity_override: float | None = None
+
+    def __post_init__(self):
+        _check(
+            self.epsilon > 0, "privacy.epsilon", f"must be > 0 (inf = no noise), got {self.epsilon}"
+        )
+        _check(0 < self.delta < 1, "privacy.delta", f"must be in (0, 1), got {self.delta}")
+        _check_choice(self.adjacency, "privacy.adjacency", ADJACENCIES)
+        _check_choice(self.accounting, "privacy.accounting", ACCOUNTING_METHODS)
+        if self.sensitivity_override is not None:
+            _check(self.sensitivity_override > 0, "privacy.sensitivity_override", "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VotingConfig:
+    """Top-Q voting (ALGORITHM 2.4).
+
+    Attributes:
+        q: votes per private sample, weights 1, 1/2, ..., 2^-(q-1); q >= 1.
+        release: which noisy histograms are released: a non-empty subset of
+            ("nearest", "farthest"); the sensitivity counts each released histogram.
+        block_size: stream the synthetic axis in blocks of this size (0 = one block).
+        valid_fraction: per-round random hold-out of each PLM's data that neither gets votes
+            nor appears in prompts (ALGORITHM 2.2; the original uses 0.1); 0 = off.
+    """
+
+    q: int = 8
+    release: tuple[str, ...] = ("nearest", "farthest")
+    block_size: int = 0
+    valid_fraction: float = 0.0
+
+    def __post_init__(self):
+        _check(self.q >= 1, "voting.q", f"must be >= 1, got {self.q}")
+        _check(len(self.release) >= 1, "voting.release", "must name at least one histogram")
+        for r in self.release:
+            _check_choice(r, "voting.release", RELEASES)
+        _check(len(set(self.release)) == len(self.release), "voting.release", "duplicate entry")
+        _check(self.block_size >= 0, "voting.block_size", "must be >= 0 (0 = unblocked)")
+        _check(0 <= self.valid_fraction < 1, "voting.valid_fraction", "must be in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SelectionConfig:
+    """Per-class good/bad selection (ALGORITHM 2.6).
+
+    Attributes:
+        s: good (and bad) samples selected per class, >= 1; each contrastive prompt shows
+            s // 2 bad and s - s // 2 good examples.
+        compat_sign_flip: reproduce the original normalise-then-rank ranking (which reverses
+            when a noisy class sum is negative).
+    """
+
+    s: int = 8
+    compat_sign_flip: bool = False
+
+    def __post_init__(self):
+        _check(self.s >= 1, "selection.s", f"must be >= 1, got {self.s}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerationConfig:
+    """PLMs, budget and decoding (ALGORITHM 2.0, 2.7-2.10).
+
+    Attributes:
+        plms: PLM specs for `wasp_jax.plm.load_generator` (registry names or paths); for
+            `replay` these are ignored (the pools name the PLMs).
+        budget: N, the final number of synthetic samples over all PLMs.
+        rounds: T, the number of voting rounds (0 for the zero-shot methods).
+        initial: N_0, the zero-shot start; None = N / (T + 1) (the original's assumption,
+            ALGORITHM 2.10). Each later round adds (N - N_0) / T (remainder to early rounds).
+        batch_size: continuations per generate call (one prompt, `batch_size` samples).
+        top_p, top_k, temperature: decoding (ALGORITHM 2.9: 0.9, 0 = off, 1.0).
+        min_new_tokens, max_new_tokens: None = the task's defaults.
+        num_prompt_variants: contrastive prompt variants per class and round (6).
+        plm_weighting: allocate the next budget by softmax(PLM score / tau); off = uniform.
+        tau: softmax temperature, > 0.
+        plm_score: "robust" (mean positive noisy nearest vote per sample, normalised) or
+            "compat" (the original share-of-normalised-mass formula).
+        contrastive: bad+good prompts (needs the farthest histogram); off = good only.
+        chat: wrap prompts in the PLM's chat template (None = the model's default).
+        max_attempts: generation passes per quota before a shortfall is recorded.
+    """
+
+    plms: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")
+    budget: int = 96
+    rounds: int = 2
+    initial: int | None = None
+    batch_size: int = 16
+    top_p: float = 0.9
+    top_k: int = 0
+    temperature: float = 1.0
+    min_new_tokens: int | None = None
+    max_new_tokens: int | None = None
+    num_prompt_variants: int = 6
+    plm_weighting: bool = True
+    tau: float = 1.0
+    plm_score: str = "robust"
+    contrastive: bool = True
+    chat: bool | None = None
+    max_attempts: int = 4
+
+    def __post_init__(self):
+        _check(len(self.plms) >= 1, "generation.plms", "must name at least one PLM")
+        _check(all(isinstance(p, str) and p for p in self.plms), "generation.plms", "empty spec")
+        _check(self.budget >= 1, "generation.budget", f"must be >= 1, got {self.budget}")
+        _check(self.rounds >= 0, "generation.rounds", f"must be >= 0, got {self.rounds}")
+        if self.initial is not None:
+            _check(
+                1 <= self.initial <= self.budget,
+                "generation.initial",
+                f"must be in [1, budget={self.budget}] or None, got {self.initial}",
+            )
+            if self.rounds > 0:
+                _check(
+                    self.initial < self.budget,
+                    "generation.initial",
+                    f"must be < budget={self.budget} when rounds > 0 (each round adds samples)",
+                )
+        _check(self.batch_size >= 1, "generation.batch_size", "must be >= 1")
+        _check(0 < self.top_p <= 1, "generation.top_p", f"must be in (0, 1], got {self.top_p}")
+        _check(self.top_k >= 0, "generation.top_k", "must be >= 0 (0 = off)")
+        _check(self.temperature >= 0, "generation.temperature", "must be >= 0 (0 = greedy)")
+        for name in ("min_new_tokens", "max_new_tokens"):
+            v = getattr(self, name)
+            _check(v is None or v >= 0, f"generation.{name}", "must be >= 0 or None")
+        if self.max_new_tokens is not None:
+            _check(self.max_new_tokens >= 1, "generation.max_new_tokens", "must be >= 1")
+            if self.min_new_tokens is not None:
+                _check(
+                    self.min_new_tokens <= self.max_new_tokens,
+                    "generation.min_new_tokens",
+                    "must be <= generation.max_new_tokens",
+                )
+        _check(self.num_prompt_variants >= 1, "generation.num_prompt_variants", "must be >= 1")
+        _check(self.tau > 0, "generation.tau", f"must be > 0, got {self.tau}")
+        _check_choice(self.plm_score, "generation.plm_score", PLM_SCORES)
+        _check(self.max_attempts >= 1, "generation.max_attempts", "must be >= 1")
+
+    @property
+    def initial_size(self) -> int:
+        """N_0: the resolved number of zero-shot samples."""
+        if self.rounds == 0:
+            return self.budget
+        if self.initial is not None:
+            return self.initial
+        return max(1, self.budget // (self.rounds + 1))
+
+    def round_increment(self, round_index: int) -> int:
+        """Samples added after the vote of round `round_index` (0-based, < rounds)."""
+        extra = self.budget - self.initial_size
+        base, rem = divmod(extra, self.rounds)
+        return base + (1 if round_index < rem else 0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EmbedderConfig:
+    """Sentence embedder (ALGORITHM 2.3).
+
+    Attributes:
+        name: spec for `wasp_jax.embed.load_embedder`.
+        batch_size: texts per embedding batch.
+        cache_synthetic: cache SYNTHETIC embeddings on disk (never private ones).
+    """
+
+    name: str = "all-minilm-l6-v2"
+    batch_size: int = 64
+    cache_synthetic: bool = True
+
+    def __post_init__(self):
+        _check(bool(self.name), "embedder.name", "must not be empty")
+        _check(self.batch_size >= 1, "embedder.batch_size", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """Optional downstream evaluation at the end of a run (`wasp_jax.evaluate`).
+
+    Attributes:
+        test_path: labelled JSONL test file; empty = no evaluation.
+        mode: evaluation mode passed to `wasp_jax.evaluate` (its docstring lists them).
+        seeds: STM training seeds.
+    """
+
+    test_path: str = ""
+    mode: str = "default"
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self):
+        _check(bool(self.mode), "eval.mode", "must not be empty")
+        _check(len(self.seeds) >= 1, "eval.seeds", "must hold at least one seed")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplayConfig:
+    """Candidate pools for `method="replay"`.
+
+    Attributes:
+        pools: JSONL files ({"text", "label"}), one per PLM; the PLM name is the file stem.
+            Rows are drawn in file order, per class.
+    """
+
+    pools: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    """Where caches live and how the run looks; does not change results.
+
+    Attributes:
+        cache_dir: model/embedding cache ("" = $WASP_JAX_CACHE or ~/.cache/wasp_jax).
+        mesh: "none" (default device) or "auto" (a data-parallel mesh over all devices).
+        progress: show progress bars.
+    """
+
+    cache_dir: str = ""
+    mesh: str = "none"
+    progress: bool = True
+
+    def __post_init__(self):
+        _check_choice(self.mesh, "runtime.mesh", MESH_CHOICES)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WaspConfig:
+    """One pipeline run. See the module docstring for the methods."""
+
+    method: str = "wasp"
+    seed: int = 0
+    task: str = "imdb"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
+    voting: VotingConfig = dataclasses.field(default_factory=VotingConfig)
+    selection: SelectionConfig = dataclasses.field(default_factory=SelectionConfig)
+    generation: GenerationConfig = dataclasses.field(default_factory=GenerationConfig)
+    embedder: EmbedderConfig = dataclasses.field(default_factory=EmbedderConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    replay: ReplayConfig = dataclasses.field(default_factory=ReplayConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        _check_choice(self.method, "method", METHODS)
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check(bool(self.task), "task", "must name a task or a task file")
+        gen, vote = self.generation, self.voting
+        if self.method in ("aug_pe", "zerogen"):
+            _check(
+                len(gen.plms) == 1,
+                "generation.plms",
+                f"method {self.method!r} uses exactly one PLM, got {len(gen.plms)}",
+            )
+        if self.method == "aug_pe":
+            _check(vote.q == 1, "voting.q", "method 'aug_pe' uses q = 1 (see with_method)")
+            _check(vote.release == ("nearest",), "voting.release", "aug_pe releases ('nearest',)")
+        if self.method in ("zerogen", "multi_zeroshot"):
+            _check(gen.rounds == 0, "generation.rounds", f"method {self.method!r} needs rounds=0")
+        else:
+            _check(gen.rounds >= 1, "generation.rounds", f"method {self.method!r} needs >= 1")
+        if self.method == "replay":
+            _check(len(self.replay.pools) >= 1, "replay.pools", "method 'replay' needs pool files")
+        if self.method in PRIVATE_METHODS and gen.contrastive and self.method != "aug_pe":
+            _check(
+                "farthest" in vote.release,
+                "voting.release",
+                "contrastive prompts need the 'farthest' histogram (or set contrastive=False)",
+            )
+        if self.method in ("wasp", "replay") and gen.rounds > 0:
+            _check(
+                gen.budget - gen.initial_size >= gen.rounds,
+                "generation.budget",
+                f"budget {gen.budget} leaves fewer than one new sample per round "
+                f"(initial {gen.initial_size}, rounds {gen.rounds})",
+            )
+
+    @property
+    def uses_private_data(self) -> bool:
+        return self.method in PRIVATE_METHODS
+
+    @property
+    def num_histograms(self) -> int:
+        return len(self.voting.release)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready nested dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WaspConfig:
+        """Inverse of `to_dict`; unknown keys are errors naming the closest valid key."""
+        return _build(cls, d, prefix="")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> WaspConfig:
+        return cls.from_dict(json.loads(text))
+
+
+# ----------------------------------------------------------------------------- typed access
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls=WaspConfig, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the config (e.g. "voting.q")."""
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.extend(valid_keys(tp, prefix + f.name + "."))
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.4)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Checks `value` against the declared type `tp`, converting lossless forms only."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list of {args[0].__name__}, got {value!r}")
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {tp!r}")
+
+
+def _build(cls, d: Mapping[str, Any], prefix: str):
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k not in names:
+            raise _unknown_key(prefix + k)
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp):
+            kwargs[k] = v if isinstance(v, tp) else _build(tp, v, prefix + k + ".")
+        else:
+            kwargs[k] = _coerce(v, tp, prefix + k)
+    return cls(**kwargs)
+
+
+def replace(cfg: WaspConfig, **changes: Any) -> WaspConfig:
+    """Returns `cfg` with dotted keys replaced, re-validated: `replace(cfg, **{"voting.q": 1})`.
+
+    Raises:
+        ConfigError: for an unknown key (naming the closest valid one), a wrongly typed value
+            or a value outside its allowed range.
+    """
+    d = cfg.to_dict()
+    keys = set(valid_keys())
+    for key, value in changes.items():
+        if key not in keys:
+            raise _unknown_key(key)
+        node = d
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return WaspConfig.from_dict(d)
+
+
+def _parse_value(raw: str, tp: Any) -> Any:
+    text = raw.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lower() in ("none", "null"):
+        return None
+    if text.lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string such as a model name or a path
+
+
+def apply_overrides(cfg: WaspConfig, overrides: Sequence[str]) -> WaspConfig:
+    """Applies `--set` strings such as "voting.q=4" or "generation.plms=['tiny-llama']".
+
+    Values are parsed with `ast.literal_eval` (bare words stay strings; true/false/none/inf
+    are understood), then type-checked against the field.
+
+    Raises:
+        ConfigError: malformed override, unknown key, wrong type or out-of-range value.
+    """
+    hints = {}
+    for key in valid_keys():
+        cls, *path = [WaspConfig, *key.split(".")]
+        for p in path[:-1]:
+            cls = _hints(cls)[p]
+        hints[key] = _hints(cls)[path[-1]]
+    changes = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. voting.q=4)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in hints:
+            raise _unknown_key(key)
+        changes[key] = _parse_value(raw, hints[key])
+    return replace(cfg, **changes)
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def base_config() -> WaspConfig:
+    """The WASP main line with corrected defaults, at a laptop-sized budget."""
+    return WaspConfig()
+
+
+def with_method(cfg: WaspConfig, method: str) -> WaspConfig:
+    """Switches `cfg` to `method`, adjusting the fields that method fixes (ALGORITHM 4).
+
+    aug_pe: first PLM only, q = 1, only the nearest histogram, no contrast, no weighting.
+    zerogen / multi_zeroshot: rounds = 0 (first PLM only for zerogen).
+    random_control: no votes; prompts still contrastive (random same-class samples).
+    """
+    _check_choice(method, "method", METHODS)
+    d = cfg.to_dict()
+    d["method"] = method
+    gen, vote = d["generation"], d["voting"]
+    if method == "aug_pe":
+        gen.update(plms=gen["plms"][:1], contrastive=False, plm_weighting=False)
+        vote.update(q=1, release=["nearest"])
+    elif method in ("zerogen", "multi_zeroshot"):
+        gen.update(rounds=0, initial=None)
+        if method == "zerogen":
+            gen["plms"] = gen["plms"][:1]
+    return WaspConfig.from_dict(d)
+
+
+def demo_config() -> WaspConfig:
+    """The embedded default: 100 bundled private IMDb reviews, SmolLM2 + Gemma 3, MiniLM."""
+    from importlib import resources
+
+    private = resources.files("wasp_jax") / "data" / "imdb" / "private.jsonl"
+    return replace(
+        base_config(),
+        **{
+            "task": "imdb",
+            "data.private_path": str(private),
+            "generation.plms": ("smollm2-135m-instruct", "gemma3-270m"),
+            "generation.budget": 72,
+            "generation.rounds": 2,
+            "generation.max_new_tokens": 48,
+            "generation.min_new_tokens": 8,
+            "privacy.epsilon": 4.0,
+            "privacy.delta": 1e-5,
+        },
+    )
+
+
+def load_config(path: str) -> WaspConfig:
+    """Loads a config: a Python file exposing `get_config()` or a JSON file (`config.json`).
+
+    Raises:
+        ConfigError: the file is missing, has no `get_config`, or yields an invalid config.
+    """
+    import importlib.util
+    import pathlib
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {path!r} does not exist")
+    if p.suffix == ".json":
+        try:
+            return WaspConfig.from_json(p.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from err
+    if p.suffix != ".py":
+        raise ConfigError(f"config file {path!r} must be a .py file with get_config() or .json")
+    spec = importlib.util.spec_from_file_location(f"_wasp_config_{p.stem}", p)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: defines no get_config() -> WaspConfig")
+    cfg = module.get_config()
+    if not isinstance(cfg, WaspConfig):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not WaspConfig")
+    return cfg

@@ -1,0 +1,176 @@
+"""Task specs: everything task-specific the pipeline needs, read from one JSON file.
+
+A task is a classification problem described by a JSON file (built-ins live in
+`wasp_jax/tasks/`: imdb, yelp_category, yelp_rating, sst2). Adding a task needs a file and
+no code: `load_task("path/to/my_task.json")`. Fields (templates use `{label_word}`,
+`{subject}`, `{style}` and `{sample}` placeholders, filled by plain substitution, so braces in
+texts are safe):
+
+* ``name``, ``description``; ``labels``: class names, index = label id; ``label_words``: the
+  word(s) put into prompts for each class (defaults to ``labels``).
+* ``label_field`` (default "label") and ``label_offset`` (default 0): the label of a data
+  record is ``record[label_field] + label_offset`` (yelp_rating reads ``rating - 1``).
+* ``zero_shot``: ``prompt`` (with ``{label_word}`` and optionally ``{subject}``); optionally a
+  two-stage ZeroGen form with ``subject_prompt`` (e.g. 'Movie: "') and
+  ``subject_max_new_tokens``, and ``prompt_without_subject`` as the fallback.
+* ``contrastive``: ``bad_prefix``, ``good_prefix``, ``instruction`` (ALGORITHM 2.8).
+* ``non_contrastive``: ``prefix``, ``instruction`` (the "w/o contrastive" ablation).
+* ``aug_pe``: ``prompt`` (``{label_word}``, ``{style}``, ``{sample}``) and ``styles``.
+* ``min_words``, ``max_words`` (0 = no limit): kept samples' whitespace word counts.
+* ``min_new_tokens``, ``max_new_tokens``: decoding defaults; ``stop``: stop strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from importlib import resources
+from typing import Any
+
+
+class TaskError(ValueError):
+    """A task spec is missing, malformed or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """A parsed, validated task spec (see the module docstring for the fields)."""
+
+    name: str
+    description: str
+    labels: tuple[str, ...]
+    label_words: tuple[str, ...]
+    label_field: str
+    label_offset: int
+    zero_shot_prompt: str
+    zero_shot_prompt_without_subject: str
+    subject_prompt: str | None
+    subject_max_new_tokens: int
+    bad_prefix: str
+    good_prefix: str
+    contrastive_instruction: str
+    plain_prefix: str
+    plain_instruction: str
+    aug_pe_prompt: str
+    aug_pe_styles: tuple[str, ...]
+    min_words: int
+    max_words: int
+    min_new_tokens: int
+    max_new_tokens: int
+    stop: tuple[str, ...]
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def label_of(self, record: dict[str, Any]) -> Any:
+        """The raw label value of a data record (before range checks)."""
+        value = record.get(self.label_field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value + self.label_offset
+        return value
+
+
+def builtin_tasks() -> list[str]:
+    """Names of the bundled task specs."""
+    folder = resources.files("wasp_jax") / "tasks"
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def _require(d: dict, key: str, kind: type, where: str) -> Any:
+    if key not in d:
+        raise TaskError(f"{where}: missing field {key!r}")
+    if not isinstance(d[key], kind):
+        raise TaskError(f"{where}: field {key!r} must be {kind.__name__}, got {d[key]!r}")
+    return d[key]
+
+
+def parse_task(d: dict[str, Any], source: str = "<dict>") -> TaskSpec:
+    """Validates a task dict (the JSON content) and returns a `TaskSpec`."""
+    w = f"task {source}"
+    name = _require(d, "name", str, w)
+    labels = tuple(_require(d, "labels", list, w))
+    if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+        raise TaskError(f"{w}: 'labels' must list at least two non-empty class names")
+    words = tuple(d.get("label_words", labels))
+    if len(words) != len(labels):
+        raise TaskError(f"{w}: 'label_words' has {len(words)} entries, 'labels' {len(labels)}")
+    zs = _require(d, "zero_shot", dict, w)
+    ct = _require(d, "contrastive", dict, w)
+    nc = _require(d, "non_contrastive", dict, w)
+    ap = _require(d, "aug_pe", dict, w)
+    prompt = _require(zs, "prompt", str, w + " zero_shot")
+    subject_prompt = zs.get("subject_prompt")
+    if "{subject}" in prompt and not subject_prompt:
+        raise TaskError(f"{w}: zero_shot.prompt uses {{subject}} but no subject_prompt is given")
+    styles = tuple(ap.get("styles", ["in a different way"]))
+    spec = TaskSpec(
+        name=name,
+        description=str(d.get("description", "")),
+        labels=labels,
+        label_words=words,
+        label_field=str(d.get("label_field", "label")),
+        label_offset=int(d.get("label_offset", 0)),
+        zero_shot_prompt=prompt,
+        zero_shot_prompt_without_subject=str(
+            zs.get("prompt_without_subject", prompt.replace(' for "{subject}"', ""))
+        ),
+        subject_prompt=subject_prompt,
+        subject_max_new_tokens=int(zs.get("subject_max_new_tokens", 10)),
+        bad_prefix=_require(ct, "bad_prefix", str, w + " contrastive"),
+        good_prefix=_require(ct, "good_prefix", str, w + " contrastive"),
+        contrastive_instruction=_require(ct, "instruction", str, w + " contrastive"),
+        plain_prefix=_require(nc, "prefix", str, w + " non_contrastive"),
+        plain_instruction=_require(nc, "instruction", str, w + " non_contrastive"),
+        aug_pe_prompt=_require(ap, "prompt", str, w + " aug_pe"),
+        aug_pe_styles=styles,
+        min_words=int(d.get("min_words", 1)),
+        max_words=int(d.get("max_words", 0)),
+        min_new_tokens=int(d.get("min_new_tokens", 0)),
+        max_new_tokens=int(d.get("max_new_tokens", 100)),
+        stop=tuple(d.get("stop", ['"'])),
+        source=source,
+    )
+    if "{sample}" not in spec.aug_pe_prompt:
+        raise TaskError(f"{w}: aug_pe.prompt must contain {{sample}}")
+    if not styles:
+        raise TaskError(f"{w}: aug_pe.styles must not be empty")
+    if spec.min_words < 0 or spec.max_words < 0:
+        raise TaskError(f"{w}: min_words/max_words must be >= 0")
+    if spec.max_words and spec.max_words < spec.min_words:
+        raise TaskError(f"{w}: max_words ({spec.max_words}) < min_words ({spec.min_words})")
+    if not 1 <= spec.max_new_tokens or spec.min_new_tokens > spec.max_new_tokens:
+        raise TaskError(f"{w}: need 0 <= min_new_tokens <= max_new_tokens and max >= 1")
+    return spec
+
+
+def load_task(name_or_path: str) -> TaskSpec:
+    """Loads a built-in task by name or a task JSON file by path.
+
+    Raises:
+        TaskError: unknown name (listing the built-ins), unreadable file, bad JSON or spec.
+    """
+    p = pathlib.Path(name_or_path)
+    if name_or_path in builtin_tasks():
+        text = (resources.files("wasp_jax") / "tasks" / f"{name_or_path}.json").read_text()
+        source = name_or_path
+    elif p.suffix == ".json" or p.exists():
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as err:
+            raise TaskError(f"cannot read task file {name_or_path!r}: {err}") from err
+        source = str(p)
+    else:
+        raise TaskError(
+            f"unknown task {name_or_path!r}; built-in tasks: {', '.join(builtin_tasks())} "
+            "(or give the path of a task JSON file)"
+        )
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TaskError(f"task {source}: not valid JSON ({err})") from err
+    if not isinstance(d, dict):
+        raise TaskError(f"task {source}: expected a JSON object")
+    return parse_task(d, source)
