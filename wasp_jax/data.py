@@ -294,12 +294,14 @@ def to_json(obj: Any, *, indent: int | None = 2) -> str:
     )
 
 
-def _atomic_write(path: PathLike, write_fn) -> pathlib.Path:
+def _atomic_write(path: PathLike, write_fn, *, binary: bool = False) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are meant to be read by others
+    mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": "\n"}
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+        with os.fdopen(fd, **mode) as fh:
             write_fn(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -320,6 +322,11 @@ def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
     and no temp file is left behind.
     """
     return _atomic_write(path, lambda fh: fh.write(text))
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
+    """Binary counterpart of `atomic_write_text` (used for PNG plots)."""
+    return _atomic_write(path, lambda fh: fh.write(data), binary=True)
 
 
 def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2) -> pathlib.Path:

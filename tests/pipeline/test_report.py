@@ -1,0 +1,152 @@
+"""Datasheet and report generation from a synthetic fixture workdir (no models, no jax)."""
+
+import json
+import pathlib
+
+import pytest
+
+from wasp_jax import report
+from wasp_jax.data import DataError, atomic_write_json, atomic_write_jsonl
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PRIVATE_MARKER = "zqx private marker sentence that must never leak"
+
+
+def make_run(workdir: pathlib.Path, *, parties: int = 1, method: str = "wasp", with_eval=True):
+    """Writes the files a finished run leaves behind, with made-up post-noise values."""
+    private = workdir.parent / "private.jsonl"
+    atomic_write_jsonl(
+        private, [{"text": f"{PRIVATE_MARKER} {i}", "label": i % 2} for i in range(6)]
+    )
+    cfg = {
+        "method": method,
+        "seed": 0,
+        "task": "imdb",
+        "data": {"private_path": str(private), "num_parties": parties},
+        "generation": {"plms": ["smollm2-135m-instruct", "gemma3-270m"], "rounds": 2},
+        "embedder": {"name": "all-minilm-l6-v2"},
+    }
+    atomic_write_json(workdir / "config.json", cfg)
+    atomic_write_json(
+        workdir / "privacy.json",
+        {
+            "epsilon": 4.0,
+            "delta": 1e-5,
+            "adjacency": "add_remove",
+            "sigma": 3.21,
+            "sensitivity": 2.82,
+            "rounds": 2,
+            "accounting": "pld",
+            "releases": ["nearest", "farthest"],
+            "epsilon_spent": 3.999,
+        },
+    )
+    metrics = [
+        {
+            "round": r,
+            "plm_names": ["smollm2-135m-instruct", "gemma3-270m"],
+            "plm_weights": [0.5 + 0.1 * r, 0.5 - 0.1 * r],
+            "plm_budgets": [12 + r, 12 - r],
+            "class_counts": [12 * (r + 1), 12 * (r + 1)],
+            "stage_seconds": {"generate": 10.0 + r, "embed": 2.0, "vote": 0.1},
+            "noisy_vote_summary": {"nearest_max": 7.5, "farthest_max": 9.1},
+            "n_synthetic": 24 * (r + 1),
+        }
+        for r in range(3)
+    ]
+    atomic_write_jsonl(workdir / "metrics.jsonl", metrics)
+    syn = [
+        {
+            "text": f"synthetic review number {i} | with a pipe",
+            "label": i % 2,
+            "label_name": ["negative", "positive"][i % 2],
+            "plm": ["smollm2-135m-instruct", "gemma3-270m"][i % 3 % 2],
+            "round": i // 24,
+        }
+        for i in range(72)
+    ]
+    atomic_write_jsonl(workdir / "synthetic.jsonl", syn)
+    if with_eval:
+        atomic_write_json(
+            workdir / "eval.json",
+            {
+                "accuracy": {"mean": 0.71, "std": 0.02, "per_seed": [0.69, 0.73]},
+                "macro_f1": {"mean": 0.70, "std": 0.03, "per_seed": [0.67, 0.73]},
+            },
+        )
+    return workdir
+
+
+def _all_text(workdir: pathlib.Path) -> str:
+    return "".join(
+        p.read_bytes().decode("utf-8", "replace") for p in workdir.rglob("*") if p.is_file()
+    )
+
+
+def test_datasheet_contents(tmp_path):
+    wd = make_run(tmp_path / "run")
+    path = report.write_datasheet(wd)
+    text = path.read_text()
+    assert path == wd / "datasheet.md"
+    for needle in (
+        "one private record",
+        "add_remove",
+        "3.21",  # sigma
+        "pld",
+        "72",  # total size
+        "Apache-2.0",
+        "Gemma Terms of Use",
+        "all-minilm-l6-v2",
+        "| 0 | negative | 36 | 50.0% |",
+        "Known limitations",
+        str(tmp_path / "private.jsonl"),
+    ):
+        assert needle in text, needle
+    assert "secure aggregation" not in text
+
+
+def test_datasheet_secure_aggregation_and_public_methods(tmp_path):
+    text = report.write_datasheet(make_run(tmp_path / "a", parties=4)).read_text()
+    assert "secure aggregation" in text and "L = 4" in text
+    text = report.write_datasheet(make_run(tmp_path / "b", method="zerogen")).read_text()
+    assert "no privacy is spent" in text
+
+
+def test_report_and_plots(tmp_path):
+    wd = make_run(tmp_path / "run")
+    path = report.write_report(wd)
+    text = path.read_text()
+    pngs = sorted(p.name for p in (wd / "plots").glob("*.png"))
+    assert pngs == ["class_balance.png", "eval.png", "plm_weights.png", "stage_seconds.png"]
+    for name in pngs:
+        data = (wd / "plots" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 1000
+        assert f"(plots/{name})" in text
+    assert "0.71" in text and "Downstream evaluation" in text
+    assert "0.6, 0.4" in text  # round-1 PLM weights
+    assert "nearest_max=7.5" in text
+    # no temp files left behind by the atomic writes
+    assert not [p for p in wd.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_report_without_eval_has_no_accuracy_plot(tmp_path):
+    wd = make_run(tmp_path / "run", with_eval=False)
+    text = report.write_report(wd).read_text()
+    assert not (wd / "plots" / "eval.png").exists()
+    assert "Downstream" not in text
+
+
+def test_outputs_never_contain_private_text(tmp_path):
+    wd = make_run(tmp_path / "run", parties=2)
+    report.write_datasheet(wd)
+    report.write_report(wd)
+    assert PRIVATE_MARKER not in _all_text(wd)
+
+
+def test_not_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        report.write_report(tmp_path / "missing")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text(json.dumps({"method": "wasp"}))
+    with pytest.raises(DataError, match="privacy.json"):
+        report.write_datasheet(tmp_path / "half")
