@@ -134,6 +134,8 @@ def read_labeled_jsonl(
     *,
     label_names: Sequence[str] | None = None,
     what: str = "private",
+    label_field: str = "label",
+    label_offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Reads and validates a labelled JSONL file (`{"text": str, "label": int, ...}` per line).
 
@@ -144,10 +146,14 @@ def read_labeled_jsonl(
         `label_name` field, if present, must agree with the task (this catches a flipped label
         convention such as WASP's 0 = positive IMDb files).
       what: what the file is, for error messages.
+      label_field: the record field holding the label (a task spec's `label_field`; Yelp
+        rating reads "rating").
+      label_offset: added to an int label (a task spec's `label_offset`; -1 for 1-5 stars).
+        With a field other than "label", `label_name` is not checked (it names another label).
 
     Returns:
-      One dict per record with `text` (stripped), `label` (int) and `label_name` (when
-      `label_names` is given), plus any extra keys of the record.
+      One dict per record with `text` (stripped), `label` (the task's int id) and `label_name`
+      (when `label_names` is given), plus any other keys of the record.
 
     Raises:
       DataError: unreadable path, malformed JSON (with line number), a missing `text` or
@@ -162,19 +168,22 @@ def read_labeled_jsonl(
     rows = []
     for lineno, obj in numbered:
         where = f"{what} file {str(path)!r}, line {lineno}"
-        missing = [key for key in ("text", "label") if key not in obj]
+        missing = [key for key in ("text", label_field) if key not in obj]
         if missing:
             raise DataError(
                 f"{where}: missing field(s) {missing}; each record needs "
-                '"text" (a non-empty string) and "label" (the class id)'
+                f'"text" (a non-empty string) and "{label_field}" (the class id)'
             )
         text = obj["text"]
         if not isinstance(text, str):
             raise DataError(f'{where}: "text" must be a string, got {type(text).__name__}')
         if not text.strip():
             raise DataError(f'{where}: "text" is empty; remove the record or give it text')
-        label, name = _resolve_label(obj["label"], label_names, where)
-        given = obj.get("label_name")
+        raw = obj[label_field]
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw += label_offset
+        label, name = _resolve_label(raw, label_names, where)
+        given = obj.get("label_name") if label_field == "label" else None
         if name is not None and given is not None and str(given).strip().lower() != name.lower():
             raise DataError(
                 f"{where}: label {label} is {name!r} in the task but the record says "
