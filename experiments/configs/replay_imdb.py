@@ -1,0 +1,44 @@
+"""replay_imdb: WASP's DP voting over the authors' six real zero-shot pools (issue 4, item 6).
+
+Diff from base.py: `method="replay"` with `replay.pools` = the six WASP IMDb pools in
+`../shared/data/imdb_synthetic/` (GPT-2-xl, Llama-2-7b-chat, Vicuna-7b-1.5, OPT-6.7b,
+ChatGLM3-6b-base, Flan-T5-xl; 5,062-8,482 texts each, labels 0 = negative, 1 = positive), and
+the paper's sizes N = 6000, T = 4 (N_0 = 1200, 200 per PLM), Q = 8, epsilon = 4,
+delta = 1e-5. Each round draws the allocated number of not-yet-used candidates per PLM and
+class from its pool (file order) instead of generating, so no PLM is loaded; only the
+embedder runs. The pools are only present on the project's machines.
+
+Reproduce (from the repository root):
+    wasp-jax run --config experiments/configs/replay_imdb.py --workdir runs/replay_imdb/s0
+
+Expected runtime: embedding about 6,000 synthetic texts plus the votes; an estimated
+5-15 min on the 2-core dev CPU (estimate).
+"""
+
+import pathlib
+
+from wasp_jax import config
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
+POOLS = (
+    "gpt2-xl",
+    "llama-2-7b-chat-hf",
+    "vicuna-7b-1.5v",
+    "opt-6.7b",
+    "chatglm3-6b-base",
+    "flan-t5-xl",
+)
+
+
+def get_config() -> config.WaspConfig:
+    base = config.load_config(str(pathlib.Path(__file__).with_name("base.py")))
+    pools = tuple(str(SHARED_DATA / "imdb_synthetic" / f"{name}.jsonl") for name in POOLS)
+    return config.replace(
+        base,
+        **{
+            "method": "replay",
+            "replay.pools": pools,
+            "generation.budget": 6000,
+            "generation.rounds": 4,
+        },
+    )
