@@ -239,6 +239,7 @@ def check_candidate_counts(
     label_names: Sequence[str] | None = None,
     strict: bool = True,
     what: str = "synthetic candidates",
+    fix: str | None = None,
 ) -> list[int]:
     """Checks that every class has at least `q` candidates to vote on (Top-Q).
 
@@ -255,6 +256,7 @@ def check_candidate_counts(
       label_names: class names for messages.
       strict: raise instead of warning when 0 < count < q.
       what: what the candidates are, for messages.
+      fix: what the user should change, for messages (default: lower q or add candidates).
 
     Returns:
       The ids of the classes with fewer than `q` candidates (when not strict).
@@ -271,9 +273,8 @@ def check_candidate_counts(
                 "examples; generate (or provide) samples of every class"
             )
         if count < q:
-            msg = (
-                f"{what}: {name} has {count} candidates, fewer than q={q}; lower voting.q to "
-                f"at most {min(counts)} or provide more candidates per class"
+            msg = f"{what}: {name} has {count} candidates, fewer than voting.q={q}; " + (
+                fix or f"lower voting.q to at most {min(counts)} or provide more candidates"
             )
             if strict:
                 raise DataError(msg)

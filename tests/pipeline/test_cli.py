@@ -1,0 +1,229 @@
+"""`wasp-jax run/demo/report`: every bad input of issue 4 item 9 gives exit code 2, a clear
+one-line message and nothing written; good input reaches the runner (a fake one here, so the
+test needs no models) and prints the summary."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import types
+
+import pytest
+
+import wasp_jax
+from wasp_jax import cli, pipeline_cli, report
+from wasp_jax.data import atomic_write_json, atomic_write_jsonl
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+WASP_IMDB = str(REPO / "experiments" / "configs" / "wasp_imdb.py")
+NO_EVAL = ["--set", "eval.test_path="]  # the base's test set lives in ../shared
+
+
+@pytest.fixture
+def fake_runner(monkeypatch):
+    """Replaces wasp_jax.runner by a fake that writes a small finished run."""
+    calls = []
+
+    def run(cfg, workdir, *, force=False):
+        calls.append({"cfg": cfg, "workdir": workdir, "force": force})
+        wd = pathlib.Path(workdir)
+        atomic_write_json(wd / "config.json", cfg.to_dict())
+        atomic_write_json(
+            wd / "privacy.json",
+            {"epsilon": cfg.privacy.epsilon, "delta": cfg.privacy.delta, "sigma": 1.2345},
+        )
+        names = list(cfg.generation.plms)
+        atomic_write_jsonl(
+            wd / "metrics.jsonl",
+            [{"round": r, "plm_names": names, "plm_weights": [0.25, 0.75]} for r in range(2)],
+        )
+        atomic_write_jsonl(
+            wd / "synthetic.jsonl",
+            [{"text": "a film", "label": 0, "label_name": "negative", "plm": names[0], "round": 0}],
+        )
+        report.write_datasheet(wd)
+        report.write_report(wd)
+
+    fake = types.ModuleType("wasp_jax.runner")
+    fake.run = run
+    monkeypatch.setitem(sys.modules, "wasp_jax.runner", fake)
+    monkeypatch.setattr(wasp_jax, "runner", fake, raising=False)
+    return calls
+
+
+def run_cli(argv, capsys):
+    rc = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+GOOD = '{"text": "fine", "label": 0}'
+BAD_PRIVATE = {
+    "malformed": ([GOOD, '{"text": "x", "label": 1', GOOD], "line 2: not valid JSON"),
+    "missing_label": ([GOOD, '{"text": "no label here"}'], "line 2: missing field(s) ['label']"),
+    "missing_text": (['{"label": 1}'], "line 1: missing field(s) ['text']"),
+    "empty_text": ([GOOD, GOOD, '{"text": "   ", "label": 1}'], 'line 3: "text" is empty'),
+    "label_outside": ([GOOD, '{"text": "x", "label": 5}'], "label 5 is outside the task"),
+    "label_not_int": (['{"text": "x", "label": 1.5}'], "label must be an int"),
+    "flipped_convention": (
+        ['{"text": "x", "label": 0, "label_name": "positive"}'],
+        "another label convention",
+    ),
+    "empty_file": ([], "holds no records"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PRIVATE))
+def test_bad_private_file_exit_2_and_nothing_written(case, tmp_path, capsys, fake_runner):
+    lines, expected = BAD_PRIVATE[case]
+    bad = write_lines(tmp_path / "private.jsonl", lines)
+    wd = tmp_path / "wd"
+    argv = ["run", "--config", WASP_IMDB, "--workdir", wd, "--set", f"data.private_path={bad}"]
+    rc, _, err = run_cli(argv + NO_EVAL, capsys)
+    assert rc == 2
+    assert expected in err, err
+    assert err.startswith("wasp-jax run: error:") and err.count("\n") == 1
+    assert not wd.exists() and not fake_runner
+    assert "fine" not in err and "no label here" not in err  # never echo record text
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("privacy.epsilon=0", "privacy.epsilon: must be > 0"),
+        ("privacy.epsilon=-1", "privacy.epsilon: must be > 0"),
+        ("privacy.delta=0", "privacy.delta: must be in (0, 1)"),
+        ("privacy.delta=1.5", "privacy.delta: must be in (0, 1)"),
+        ("voting.q=abc", "voting.q: expected an integer"),
+        ("voting.q=2.5", "voting.q: expected an integer"),
+        ("privacy.epsilonn=1", "did you mean 'privacy.epsilon'?"),
+        ("voting.qq=1", "did you mean 'voting.q'?"),
+        ("voting.q", "must look like key=value"),
+        ("data.private_path=/no/such/file.jsonl", "does not exist"),
+        ("generation.budget=20", "fewer than voting.q=8"),
+        ("task=imdbb", "unknown task 'imdbb'"),
+    ],
+)
+def test_bad_settings_exit_2(override, expected, tmp_path, capsys, fake_runner):
+    wd = tmp_path / "wd"
+    rc, _, err = run_cli(["demo", "--workdir", wd, "--set", override], capsys)
+    assert rc == 2 and expected in err, err
+    assert not wd.exists() and not fake_runner
+
+
+def test_private_path_is_a_directory(tmp_path, capsys):
+    rc, _, err = run_cli(["demo", "--set", f"data.private_path={tmp_path}"], capsys)
+    assert rc == 2 and "is a directory" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_private_file(tmp_path, capsys):
+    path = write_lines(tmp_path / "p.jsonl", [GOOD])
+    path.chmod(0)
+    rc, _, err = run_cli(["demo", "--set", f"data.private_path={path}"], capsys)
+    assert rc == 2 and "not readable" in err
+
+
+def test_unknown_model_names_the_closest(tmp_path, capsys):
+    if pipeline_cli.known_models("plm") is None:
+        pytest.skip("the model registry (wasp_jax.models) is not importable")
+    rc, _, err = run_cli(["demo", "--set", "generation.plms=['smolm2-135m-instruct']"], capsys)
+    assert rc == 2 and "unknown model" in err and "did you mean 'smollm2-135m-instruct'" in err
+    rc, _, err = run_cli(["demo", "--set", "embedder.name=minilm"], capsys)
+    assert rc == 2 and "embedder.name: unknown model 'minilm'" in err
+
+
+def test_bad_config_files(tmp_path, capsys):
+    rc, _, err = run_cli(["run", "--config", tmp_path / "none.py", "--workdir", tmp_path], capsys)
+    assert rc == 2 and "does not exist" in err
+    empty = tmp_path / "empty.py"
+    empty.write_text("X = 1\n")
+    rc, _, err = run_cli(["run", "--config", empty, "--workdir", tmp_path / "wd"], capsys)
+    assert rc == 2 and "get_config" in err
+
+
+def test_replay_pool_with_fewer_candidates_than_q(tmp_path, capsys, fake_runner):
+    pool = write_lines(
+        tmp_path / "gpt2.jsonl",
+        [f'{{"text": "t{i}", "label": {int(i >= 20)}}}' for i in range(23)],
+    )
+    argv = ["demo", "--workdir", tmp_path / "wd", "--set", "method=replay"]
+    rc, _, err = run_cli(argv + ["--set", f"replay.pools=['{pool}']"], capsys)
+    assert rc == 2 and "class 1 ('positive') has 3 candidates, fewer than voting.q=8" in err
+
+
+def test_class_without_private_samples_warns_and_runs(tmp_path, capsys, fake_runner):
+    only_neg = write_lines(tmp_path / "p.jsonl", [GOOD, GOOD])
+    argv = ["demo", "--workdir", tmp_path / "wd", "--set", f"data.private_path={only_neg}"]
+    rc, out, err = run_cli(argv, capsys)
+    assert rc == 0 and len(fake_runner) == 1
+    assert "warning: private data has no samples of class 1 ('positive')" in err
+    assert "fine" not in err + out
+
+
+def test_demo_summary_resume_and_workdir_guard(tmp_path, capsys, fake_runner):
+    wd = tmp_path / "demo"
+    rc, out, err = run_cli(["demo", "--workdir", wd], capsys)
+    assert rc == 0, err
+    assert "demo finished in" in out and str(wd.resolve()) in out
+    assert "epsilon=4.0" in out and "sigma=1.234" in out
+    assert "round 1: PLM weights smollm2-135m-instruct=0.25, gemma3-270m=0.75" in out
+    for name in ("datasheet.md", "report.md", "plots/plm_weights.png"):
+        assert (wd / name).is_file(), name
+    # same config again: resumes (no --force needed); result-neutral runtime keys may differ
+    rc, _, _ = run_cli(["demo", "--workdir", wd, "--set", "runtime.progress=false"], capsys)
+    assert rc == 0 and fake_runner[-1]["force"] is False
+    # a different config is refused, naming the differing key, and the runner is not called
+    rc, _, err = run_cli(["demo", "--workdir", wd, "--set", "privacy.epsilon=1.0"], capsys)
+    assert rc == 2 and "different config" in err and "privacy.epsilon" in err
+    assert "--force" in err and len(fake_runner) == 2
+    rc, _, _ = run_cli(["demo", "--workdir", wd, "--set", "privacy.epsilon=1.0", "--force"], capsys)
+    assert rc == 0 and fake_runner[-1]["force"] is True
+    assert fake_runner[-1]["cfg"].privacy.epsilon == 1.0
+
+
+def test_workdir_that_is_a_file(tmp_path, capsys, fake_runner):
+    path = tmp_path / "f"
+    path.write_text("x")
+    rc, _, err = run_cli(["demo", "--workdir", path], capsys)
+    assert rc == 2 and "is a file" in err
+
+
+def test_run_with_config_file_and_eval_flag(tmp_path, capsys, fake_runner):
+    rc, _, err = run_cli(
+        ["run", "--config", WASP_IMDB, "--workdir", tmp_path / "w", *NO_EVAL], capsys
+    )
+    assert rc == 0, err
+    assert fake_runner[-1]["cfg"].generation.budget == 600
+    rc, _, err = run_cli(["demo", "--eval", "--workdir", tmp_path / "d"], capsys)
+    assert rc == 0, err
+    assert fake_runner[-1]["cfg"].eval.test_path.endswith("imdb/test.jsonl")
+
+
+def test_report_command(tmp_path, capsys, fake_runner):
+    run_cli(["demo", "--workdir", tmp_path / "wd"], capsys)
+    (tmp_path / "wd" / "report.md").unlink()
+    rc, out, _ = run_cli(["report", tmp_path / "wd"], capsys)
+    assert rc == 0 and (tmp_path / "wd" / "report.md").is_file() and "report.md" in out
+    rc, _, err = run_cli(["report", tmp_path / "nothing"], capsys)
+    assert rc == 2 and "does not exist" in err
+    (tmp_path / "half").mkdir()
+    rc, _, err = run_cli(["report", tmp_path / "half"], capsys)
+    assert rc == 2 and "not a finished run" in err
+
+
+def test_config_diff_ignores_runtime_and_extra_keys():
+    old = {"a": {"b": 1}, "runtime": {"progress": True}, "extra": 3}
+    new = {"a": {"b": 2}, "runtime": {"progress": False}}
+    assert pipeline_cli.config_diff(old, new) == ["a.b"]
+
+
+def test_cli_module_import_is_light():
+    code = "import sys, wasp_jax.pipeline_cli; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
