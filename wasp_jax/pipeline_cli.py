@@ -130,6 +130,7 @@ def _usage_errors():
 def _run(cfg, workdir: str, *, force: bool, title: str) -> int:
     check_inputs(cfg)
     check_workdir(cfg, workdir, force=force)
+    _console_logging()
     from wasp_jax import runner  # heavy: jax and the models
 
     start = time.perf_counter()
@@ -138,6 +139,18 @@ def _run(cfg, workdir: str, *, force: bool, title: str) -> int:
     wall_s = time.perf_counter() - start
     print(summary(workdir, wall_s, title=title))
     return 0
+
+
+def _console_logging() -> None:
+    """Shows the runner's progress lines (logger "wasp_jax") unless logging is set up."""
+    import logging
+
+    logger = logging.getLogger("wasp_jax")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def check_inputs(cfg) -> None:
@@ -288,7 +301,8 @@ def summary(workdir: str, wall_s: float, *, title: str = "run") -> str:
         ledger = json.loads((path / "privacy.json").read_text(encoding="utf-8"))
         lines.append(
             f"  privacy: epsilon={ledger.get('epsilon')} delta={ledger.get('delta')} "
-            f"sigma={_num(ledger.get('sigma'))} accounting={ledger.get('accounting')}"
+            f"sigma={_num(ledger.get('sigma'))} accounting={ledger.get('accounting')} "
+            f"epsilon spent={_num(ledger.get('epsilon_spent'))}"
         )
     with contextlib.suppress(OSError, ValueError):
         for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():

@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import io
 import math
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wasp_jax import data as data_io
+from wasp_jax import plots as plots_lib
 from wasp_jax.data import DataError
 
 #: Licence of each model the project can load (registry name -> licence); the datasheet
@@ -142,33 +142,42 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _uses_private_data(run: Mapping[str, Any]) -> bool:
+    used = _get(run["privacy"], "private_data_used")
+    if used is not None:
+        return bool(used)
+    return run["config"].get("method", "wasp") in ("wasp", "aug_pe", "replay")
+
+
 def _privacy_section(run: Mapping[str, Any]) -> str:
     cfg, ledger = run["config"], run["privacy"]
     method = cfg.get("method", "wasp")
-    parties = _get(cfg.get("data"), "num_parties", default=1)
-    if method not in ("wasp", "aug_pe", "replay"):
+    parties = _get(ledger, "num_parties", default=_get(cfg.get("data"), "num_parties", default=1))
+    if not _uses_private_data(run):
         return (
             f"No private data is used by method `{method}`: the synthetic data depends only on "
-            "public inputs (models, prompts, task description), so no privacy is spent.\n"
+            "public inputs (models, prompts, task description), so no privacy is spent and "
+            "there is no private set for a guarantee to be about.\n"
         )
-    eps = _get(ledger, "epsilon")
-    delta = _get(ledger, "delta")
     adjacency = _get(ledger, "adjacency", default="add_remove")
     unit = {
         "add_remove": "adding or removing one private record",
         "replace_one": "replacing one private record by another",
     }.get(adjacency, adjacency)
+    releases = _get(ledger, "releases", default=[])
+    kinds = releases[0].get("what") if releases and isinstance(releases[0], Mapping) else None
     rows = [
         ("privacy unit", "one private record (one labelled text)"),
         ("neighbouring datasets", f"{adjacency}: differ by {unit}"),
-        ("epsilon (target)", eps),
-        ("delta", delta),
-        ("epsilon spent (ledger)", _get(ledger, "epsilon_spent", "spent_epsilon")),
-        ("accounting", _get(ledger, "accounting", "accounting_method")),
-        ("noise std sigma", _get(ledger, "sigma")),
-        ("L2 sensitivity", _get(ledger, "sensitivity", "l2_sensitivity")),
-        ("voting rounds T", _get(ledger, "rounds", "num_rounds")),
-        ("released histograms per round", _get(ledger, "releases", "release")),
+        ("epsilon (target)", _get(ledger, "epsilon")),
+        ("delta", _get(ledger, "delta")),
+        ("epsilon spent so far", _get(ledger, "epsilon_spent")),
+        ("accounting", _get(ledger, "accounting")),
+        ("noise std sigma (aggregate)", _get(ledger, "sigma")),
+        ("L2 sensitivity", _get(ledger, "sensitivity")),
+        ("voting rounds T (planned)", _get(ledger, "rounds")),
+        ("rounds released", _get(ledger, "rounds_released", default=len(releases))),
+        ("noisy histograms per round", kinds or _get(ledger, "num_histograms")),
         ("data parties L", parties),
     ]
     text = _table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
@@ -182,9 +191,9 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
     if isinstance(parties, int) and parties > 1:
         text += (
             f"\nWith L = {parties} data parties each adds noise of std sigma/sqrt(L) to its own "
-            "histogram and only the sum is seen. This assumes **secure aggregation**: if a "
-            "server saw a single party's noisy histogram, that party would get only "
-            "1/sqrt(L) of the noise and a much weaker guarantee.\n"
+            "histogram and only the sum is seen. This assumes **secure aggregation** (or a "
+            "trusted server): a party's own noisy histogram carries only 1/sqrt(L) of the "
+            "noise, so seeing it alone would give a much weaker guarantee.\n"
         )
     return text
 
@@ -244,15 +253,15 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
         "\n" + _table(("PLM", "samples"), sorted(by_plm.items(), key=lambda kv: str(kv[0]))),
         "\n" + _table(("round", "samples"), sorted(by_round.items(), key=lambda kv: str(kv[0]))),
         "\n## Private data (as configured)\n",
-        _private_provenance(private_path, method),
+        _private_provenance(private_path, _uses_private_data(run)),
         "## Known limitations\n",
-        _limitations(method),
+        _limitations(_uses_private_data(run)),
     ]
     return data_io.atomic_write_text(workdir / "datasheet.md", "\n".join(parts))
 
 
-def _private_provenance(private_path: str, method: str) -> str:
-    if method not in ("wasp", "aug_pe", "replay"):
+def _private_provenance(private_path: str, used: bool) -> str:
+    if not used:
         return "None used.\n"
     text = f"Private samples read from `{private_path or '(not set)'}`. "
     if pathlib.Path(private_path).name == "private.jsonl" and "wasp_jax" in private_path:
@@ -266,7 +275,7 @@ def _private_provenance(private_path: str, method: str) -> str:
     )
 
 
-def _limitations(method: str) -> str:
+def _limitations(used_private: bool) -> str:
     items = [
         "Labels are the class the generator was prompted with; they are not verified, and "
         "small generators often drift off-class or off-topic.",
@@ -274,87 +283,12 @@ def _limitations(method: str) -> str:
         "including memorised text; DP covers only the private records used in voting.",
         "Quality depends on the generators: small models give short, repetitive texts.",
     ]
-    if method in ("wasp", "aug_pe", "replay"):
+    if used_private:
         items.append(
             "At small epsilon the noise dominates the votes of large pools, so the selected "
             "good/bad examples and the PLM weights can be close to random (see report.md)."
         )
     return "".join(f"- {item}\n" for item in items)
-
-
-# ------------------------------------------------------------------------------ plots
-
-
-def _save_png(fig, path: pathlib.Path) -> pathlib.Path:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return data_io.atomic_write_bytes(path, buf.getvalue())
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _plot_plm_weights(metrics, path) -> pathlib.Path | None:
-    rounds = [(m.get("round"), m) for m in metrics if _get(m, "plm_weights") is not None]
-    if not rounds:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = _get(rounds[0][1], "plm_names", default=[])
-    for k in range(len(rounds[0][1]["plm_weights"])):
-        label = names[k] if k < len(names) else f"PLM {k}"
-        ax.plot([r for r, _ in rounds], [m["plm_weights"][k] for _, m in rounds], "o-", label=label)
-    ax.set(xlabel="round", ylabel="PLM weight", title="PLM weights per round")
-    ax.legend(fontsize=8)
-    return _save_png(fig, path)
-
-
-def _plot_class_balance(names, by_class, path) -> pathlib.Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(names) + 2), 3.5))
-    ax.bar(range(len(names)), [by_class.get(i, 0) for i in range(len(names))])
-    ax.set_xticks(range(len(names)), names, rotation=30 if len(names) > 4 else 0, fontsize=8)
-    ax.set(ylabel="synthetic samples", title="Class balance of synthetic.jsonl")
-    return _save_png(fig, path)
-
-
-def _plot_stage_seconds(metrics, path) -> pathlib.Path | None:
-    rows = [(m.get("round"), _get(m, "stage_seconds")) for m in metrics]
-    rows = [(r, s) for r, s in rows if isinstance(s, Mapping) and s]
-    if not rows:
-        return None
-    stages = list(dict.fromkeys(k for _, s in rows for k in s))
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    bottom = [0.0] * len(rows)
-    for stage in stages:
-        vals = [float(s.get(stage, 0.0)) for _, s in rows]
-        ax.bar([str(r) for r, _ in rows], vals, bottom=bottom, label=stage)
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set(xlabel="round", ylabel="seconds", title="Stage timings")
-    ax.legend(fontsize=7)
-    return _save_png(fig, path)
-
-
-def _plot_eval(evals, path) -> pathlib.Path | None:
-    metrics = {k: v for k, v in evals.items() if isinstance(v, Mapping) and "mean" in v}
-    if not metrics:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4, 3.5))
-    keys = list(metrics)
-    ax.bar(keys, [metrics[k]["mean"] for k in keys], yerr=[metrics[k].get("std", 0) for k in keys])
-    ax.set(ylim=(0, 1), ylabel="score on real test data", title="Downstream (STM)")
-    return _save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------ report
@@ -376,12 +310,12 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
     by_class = _counts(syn, "label")
     plots = workdir / "plots"
     made = {
-        "PLM weights per round": _plot_plm_weights(metrics, plots / "plm_weights.png"),
-        "Class balance": _plot_class_balance(names, by_class, plots / "class_balance.png"),
-        "Stage timings": _plot_stage_seconds(metrics, plots / "stage_seconds.png"),
+        "PLM weights per round": plots_lib.plm_weights(metrics, plots / "plm_weights.png"),
+        "Class balance": plots_lib.class_balance(names, by_class, plots / "class_balance.png"),
+        "Stage timings": plots_lib.stage_seconds(metrics, plots / "stage_seconds.png"),
     }
     if run["eval"]:
-        made["Downstream accuracy"] = _plot_eval(run["eval"], plots / "eval.png")
+        made["Downstream accuracy"] = plots_lib.downstream(run["eval"], plots / "eval.png")
     total_s = sum(
         float(v) for m in metrics for v in (_get(m, "stage_seconds", default={}) or {}).values()
     )
@@ -417,10 +351,14 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
             ],
         ),
     ]
-    summaries = [(m.get("round"), _get(m, "noisy_vote_summary")) for m in metrics]
-    summaries = [(r, s) for r, s in summaries if s]
-    if summaries:
-        parts += ["## Noisy vote summaries (post-noise)\n", _table(("round", "summary"), summaries)]
+    summary_rows = _vote_summary_rows(metrics, names)
+    if summary_rows:
+        parts += [
+            "## Noisy votes per class (post-noise)\n",
+            _table(
+                ("round", "histogram", "class", "candidates", "mean", "std", "max"), summary_rows
+            ),
+        ]
     if run["eval"]:
         rows = [
             (k, v.get("mean"), v.get("std"), v.get("per_seed", "-"))
@@ -433,6 +371,26 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
             parts.append(f"## {title}\n\n![{title}](plots/{path.name})\n")
     parts += ["## Examples (synthetic)\n", _examples(syn, names)]
     return data_io.atomic_write_text(workdir / "report.md", "\n".join(parts))
+
+
+def _vote_summary_rows(metrics, names) -> list[tuple]:
+    """Rows of the runner's `noisy_vote_summary` ({hist: [per-class {n, mean, std, max}]})."""
+    rows = []
+    for m in metrics:
+        summary = _get(m, "noisy_vote_summary")
+        if not isinstance(summary, Mapping):
+            continue
+        for hist, per_class in summary.items():
+            if isinstance(per_class, Mapping):  # an unknown layout: show it flat
+                rows.append((m.get("round"), hist, "-", "-", _fmt(per_class), "-", "-"))
+                continue
+            for c, stats in enumerate(per_class):
+                name = names[c] if c < len(names) else str(c)
+                rows.append(
+                    (m.get("round"), hist, name)
+                    + tuple(stats.get(k, "-") for k in ("n", "mean", "std", "max"))
+                )
+    return rows
 
 
 def _examples(syn: Sequence[Mapping[str, Any]], names: Sequence[str], per_class: int = 2) -> str:

@@ -37,7 +37,12 @@ def make_run(workdir: pathlib.Path, *, parties: int = 1, method: str = "wasp", w
             "sensitivity": 2.82,
             "rounds": 2,
             "accounting": "pld",
-            "releases": ["nearest", "farthest"],
+            "private_data_used": method in ("wasp", "aug_pe", "replay"),
+            "num_parties": parties,
+            "releases": [
+                {"round": r, "what": ["nearest", "farthest"], "sigma": 3.21} for r in (1, 2)
+            ],
+            "rounds_released": 2,
             "epsilon_spent": 3.999,
         },
     )
@@ -49,7 +54,12 @@ def make_run(workdir: pathlib.Path, *, parties: int = 1, method: str = "wasp", w
             "plm_budgets": [12 + r, 12 - r],
             "class_counts": [12 * (r + 1), 12 * (r + 1)],
             "stage_seconds": {"generate": 10.0 + r, "embed": 2.0, "vote": 0.1},
-            "noisy_vote_summary": {"nearest_max": 7.5, "farthest_max": 9.1},
+            "noisy_vote_summary": None
+            if r == 0
+            else {
+                h: [{"n": 12 * r, "mean": 0.5, "std": 3.0, "max": mx}, {"n": 0}]
+                for h, mx in (("nearest", 7.5), ("farthest", 9.1))
+            },
             "n_synthetic": 24 * (r + 1),
         }
         for r in range(3)
@@ -92,6 +102,8 @@ def test_datasheet_contents(tmp_path):
         "one private record",
         "add_remove",
         "3.21",  # sigma
+        "| noisy histograms per round | nearest, farthest |",
+        "| rounds released | 2 |",
         "pld",
         "72",  # total size
         "Apache-2.0",
@@ -124,7 +136,8 @@ def test_report_and_plots(tmp_path):
         assert f"(plots/{name})" in text
     assert "0.71" in text and "Downstream evaluation" in text
     assert "0.6, 0.4" in text  # round-1 PLM weights
-    assert "nearest_max=7.5" in text
+    assert "| 1 | nearest | negative | 12 | 0.5 | 3 | 7.5 |" in text
+    assert "| 2 | farthest | positive | 0 | - | - | - |" in text
     # no temp files left behind by the atomic writes
     assert not [p for p in wd.rglob("*") if p.name.endswith(".tmp")]
 
