@@ -366,6 +366,12 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
             if isinstance(v, Mapping) and "mean" in v
         ]
         parts += ["## Downstream evaluation\n", _table(("metric", "mean", "std", "per seed"), rows)]
+    selected_rows = _selected_rows(metrics, syn, names)
+    if selected_rows:
+        parts += [
+            "## Top noisy-vote picks used in the prompts (synthetic texts)\n",
+            _table(("round", "class", "top good (nearest)", "top bad (farthest)"), selected_rows),
+        ]
     for title, path in made.items():
         if path is not None:
             parts.append(f"## {title}\n\n![{title}](plots/{path.name})\n")
@@ -393,13 +399,35 @@ def _vote_summary_rows(metrics, names) -> list[tuple]:
     return rows
 
 
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _selected_rows(metrics, syn, names) -> list[tuple]:
+    """The first good and bad pick per class and round (`selected` indexes synthetic.jsonl)."""
+    rows = []
+    for m in metrics:
+        sel = _get(m, "selected")
+        if not isinstance(sel, Mapping):
+            continue
+        good, bad = sel.get("good") or [], sel.get("bad") or []
+        for c, name in enumerate(names):
+            picks = []
+            for lists in (good, bad):
+                idx = lists[c] if c < len(lists) and lists[c] else None
+                ok = idx is not None and 0 <= int(idx[0]) < len(syn)
+                picks.append(_short(syn[int(idx[0])]["text"]) if ok else "-")
+            rows.append((m.get("round"), name, *picks))
+    return rows
+
+
 def _examples(syn: Sequence[Mapping[str, Any]], names: Sequence[str], per_class: int = 2) -> str:
     lines = []
     for c, name in enumerate(names):
         picked = [row for row in syn if int(row["label"]) == c][:per_class]
         for row in picked:
-            text = " ".join(str(row["text"]).split())
-            text = text if len(text) <= 240 else text[:237] + "..."
+            text = _short(row["text"], 240)
             lines.append(
                 f"- **{name}** ({row.get('plm', '?')}, round {row.get('round', '?')}): {text}"
             )

@@ -61,6 +61,7 @@ def make_run(workdir: pathlib.Path, *, parties: int = 1, method: str = "wasp", w
                 for h, mx in (("nearest", 7.5), ("farthest", 9.1))
             },
             "n_synthetic": 24 * (r + 1),
+            "selected": None if r == 0 else {"good": [[2, 4], [3]], "bad": [[0], []]},
         }
         for r in range(3)
     ]
@@ -138,6 +139,9 @@ def test_report_and_plots(tmp_path):
     assert "0.6, 0.4" in text  # round-1 PLM weights
     assert "| 1 | nearest | negative | 12 | 0.5 | 3 | 7.5 |" in text
     assert "| 2 | farthest | positive | 0 | - | - | - |" in text
+    row = "| 1 | negative | synthetic review number 2 \\| with a pipe | synthetic review number 0"
+    assert row in text
+    assert "| 2 | positive | synthetic review number 3 \\| with a pipe | - |" in text
     # no temp files left behind by the atomic writes
     assert not [p for p in wd.rglob("*") if p.name.endswith(".tmp")]
 
