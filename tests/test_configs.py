@@ -1,6 +1,7 @@
 """Every experiments/configs/*.py builds a valid WaspConfig and documents how to reproduce it."""
 
 import pathlib
+import re
 
 import pytest
 
@@ -80,3 +81,24 @@ def test_replay_pools_exist_on_project_machines(shared_data):
         assert pathlib.Path(pool).is_file(), pool
     assert pathlib.Path(_load("wasp_parties_imdb").data.private_path).is_file()
     assert pathlib.Path(_load("base").eval.test_path).is_file()
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_documented_sigma_matches_the_privacy_plan(path):
+    """A docstring's "sigma = <number>" must be what the accountant computes for the config."""
+    methods = pytest.importorskip("wasp_jax.methods")
+    doc = path.read_text().split('"""')[1]
+    found = re.search(r"sigma = ([0-9]+\.[0-9]+)", doc)
+    plan = methods.privacy_plan(config.load_config(str(path)))
+    if plan is None:
+        assert found is None, "a method without private data has no sigma"
+        return
+    assert found, f"{path.name}: document the sigma of the run"
+    assert plan.sigma == pytest.approx(float(found.group(1)), rel=2e-3)
+
+
+def test_compat_paper_reproduces_the_original_sigma():
+    methods = pytest.importorskip("wasp_jax.methods")
+    plan = methods.privacy_plan(_load("compat_paper"))
+    assert plan.sigma == pytest.approx(9.6896, abs=1e-4)
+    assert plan.sensitivity == pytest.approx(4.0)

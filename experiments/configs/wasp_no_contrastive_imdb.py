@@ -5,6 +5,9 @@ show S = 8 good examples only (the task's non-contrastive template), so only the
 histogram is released and the L2 sensitivity halves (the original's Delta = 2). PLM weighting
 stays on.
 
+Privacy: sigma = 2.497 (PLD, add/remove, L2 sensitivity 1.155 for the nearest histogram
+only, T = 4).
+
 Reproduce (from the repository root):
     wasp-jax run --config experiments/configs/wasp_no_contrastive_imdb.py \
         --workdir runs/wasp_no_contrastive_imdb/s0
