@@ -82,15 +82,17 @@ def register_report(parser: argparse.ArgumentParser) -> None:
 
 
 def main_run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     with _usage_errors():
         from wasp_jax import config as config_lib
 
         cfg = config_lib.load_config(args.config)
         cfg = config_lib.apply_overrides(cfg, args.overrides)
-    return _run(cfg, args.workdir, force=args.force, title="run")
+    return _run(cfg, args.workdir, force=args.force, title="run", start=start)
 
 
 def main_demo(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     with _usage_errors():
         from wasp_jax import config as config_lib
         from wasp_jax.data import bundled_path
@@ -100,7 +102,7 @@ def main_demo(args: argparse.Namespace) -> int:
             test_path = str(bundled_path("imdb", "test.jsonl"))
             cfg = config_lib.replace(cfg, **{"eval.test_path": test_path})
         cfg = config_lib.apply_overrides(cfg, args.overrides)
-    return _run(cfg, args.workdir, force=args.force, title="demo")
+    return _run(cfg, args.workdir, force=args.force, title="demo", start=start)
 
 
 def main_report(args: argparse.Namespace) -> int:
@@ -127,13 +129,13 @@ def _usage_errors():
         raise UsageError(str(err)) from None
 
 
-def _run(cfg, workdir: str, *, force: bool, title: str) -> int:
+def _run(cfg, workdir: str, *, force: bool, title: str, start: float) -> int:
+    """Checks the inputs, runs (or resumes) and prints the summary; wall time from `start`."""
     check_inputs(cfg)
     check_workdir(cfg, workdir, force=force)
     _console_logging()
     from wasp_jax import runner  # heavy: jax and the models
 
-    start = time.perf_counter()
     with _usage_errors():
         runner.run(cfg, workdir, force=force)
     wall_s = time.perf_counter() - start
