@@ -1,0 +1,168 @@
+"""Privacy accounting: sensitivity (analytic and brute force), calibration, ledger."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from kernels import voting
+from wasp_jax import privacy
+from wasp_jax.privacy import PrivacyBudgetExceededError, PrivacyLedger
+
+Q_VALUES = (1, 2, 3, 4, 8, 16)
+
+
+def test_sensitivity_reference_values():
+    assert privacy.l2_sensitivity(8) == pytest.approx(1.632981, abs=1e-6)
+    assert privacy.l2_sensitivity(8, adjacency="replace_one") == pytest.approx(2.309384, abs=1e-6)
+    assert privacy.l2_sensitivity(1, num_histograms=1) == 1.0
+    assert privacy.l2_sensitivity(8, num_histograms=1) == pytest.approx(2 / math.sqrt(3), 1e-3)
+    w = voting.vote_weights(5)
+    assert privacy.l2_sensitivity(5, segmented=True) == pytest.approx(w.sum() * math.sqrt(2))
+
+
+def test_classic_delta_and_classic_sigma():
+    assert privacy.classic_delta(8) == 4.0
+    assert privacy.classic_delta(16) == 4.0
+    assert privacy.classic_delta(1, contrastive=False) == 1.0
+    assert privacy.classic_delta(8, contrastive=False) == 2.0
+    # No XOR bug: Q=4 is 2 - 1/8 per histogram (the original computed 1.0).
+    assert privacy.classic_delta(4, contrastive=False) == 1.875
+    assert privacy.classic_delta(3) == 3.5
+    sigma = privacy.calibrate_sigma(4, 1e-5, num_rounds=4, l2_sensitivity=4.0, method="classic")
+    assert round(sigma, 4) == 9.6896
+    aug_pe = privacy.calibrate_sigma(4, 1e-5, num_rounds=4, l2_sensitivity=1.0, method="classic")
+    assert round(aug_pe, 4) == 2.4224
+
+
+@pytest.mark.parametrize(
+    "adjacency,want",
+    [("add_remove", (12.184, 6.512, 3.531, 1.960)), ("replace_one", (17.231, 9.209, 4.994, 2.772))],
+)
+def test_pld_sigma_reference_values(adjacency, want):
+    sens = privacy.l2_sensitivity(8, adjacency=adjacency)
+    got = [
+        privacy.calibrate_sigma(eps, 1e-5, num_rounds=4, l2_sensitivity=sens)
+        for eps in (1, 2, 4, 8)
+    ]
+    np.testing.assert_allclose(got, want, atol=1.5e-3)
+
+
+@pytest.mark.parametrize("method", ["pld", "rdp"])
+@pytest.mark.parametrize("epsilon,num_rounds", [(1.0, 4), (4.0, 4), (2.0, 10)])
+def test_calibration_round_trip(method, epsilon, num_rounds):
+    sens = privacy.l2_sensitivity(8)
+    sigma = privacy.calibrate_sigma(
+        epsilon, 1e-5, num_rounds=num_rounds, l2_sensitivity=sens, method=method
+    )
+    spent = privacy.epsilon_of([sigma / sens] * num_rounds, 1e-5, method=method)
+    assert spent <= epsilon
+    assert spent >= 0.99 * epsilon
+
+
+def test_infinite_epsilon_means_no_noise():
+    for method in privacy.METHODS:
+        assert (
+            privacy.calibrate_sigma(math.inf, 1e-5, num_rounds=4, l2_sensitivity=1.6, method=method)
+            == 0.0
+        )
+    ledger = PrivacyLedger(epsilon=math.inf, delta=1e-5)
+    ledger.record(0, "votes", sigma=0.0, sensitivity=1.6)
+    assert ledger.epsilon_spent() == math.inf
+    assert PrivacyLedger.from_json(ledger.to_json()) == ledger
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(epsilon=0.0), "epsilon"),
+        (dict(epsilon=-1.0), "epsilon"),
+        (dict(delta=0.0), "delta"),
+        (dict(delta=1.0), "delta"),
+        (dict(num_rounds=0), "num_rounds"),
+        (dict(l2_sensitivity=0.0), "l2_sensitivity"),
+        (dict(method="gauss"), "method"),
+    ],
+)
+def test_calibrate_validation_names_field(kwargs, field):
+    args = dict(epsilon=4.0, delta=1e-5, num_rounds=4, l2_sensitivity=1.6, method="classic")
+    args.update(kwargs)
+    eps, delta = args.pop("epsilon"), args.pop("delta")
+    with pytest.raises(ValueError, match=field):
+        privacy.calibrate_sigma(eps, delta, **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [(dict(q=0), "q"), (dict(num_histograms=0), "num_histograms"), (dict(adjacency="x"), "adj")],
+)
+def test_sensitivity_validation_names_field(kwargs, field):
+    args = dict(q=8) | kwargs
+    with pytest.raises(ValueError, match=field):
+        privacy.l2_sensitivity(args.pop("q"), **args)
+
+
+def test_ledger_records_refuses_and_is_idempotent(tmp_path):
+    sens = privacy.l2_sensitivity(8)
+    sigma = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=sens)
+    ledger = PrivacyLedger(epsilon=4.0, delta=1e-5)
+    for t in range(3):
+        ledger.record(t, "votes", sigma=sigma, sensitivity=sens)
+    three = ledger.epsilon_spent()
+    assert 0 < three < 4.0
+    path = tmp_path / "ledger.json"
+    path.write_text(ledger.to_json())
+    resumed = PrivacyLedger.from_json(path.read_text())
+    assert resumed == ledger
+    resumed.record(2, "votes", sigma=sigma, sensitivity=sens)  # replayed round: no new spend
+    assert len(resumed.releases) == 3 and resumed.epsilon_spent() == three
+    resumed.record(3, "votes", sigma=sigma, sensitivity=sens)
+    assert resumed.epsilon_spent() <= 4.0
+    with pytest.raises(PrivacyBudgetExceededError, match="budget"):
+        resumed.record(4, "votes", sigma=sigma, sensitivity=sens)
+    assert len(resumed.releases) == 4
+    with pytest.raises(ValueError, match="already recorded"):
+        resumed.record(1, "votes", sigma=2 * sigma, sensitivity=sens)
+    with pytest.raises(ValueError, match="sigma"):
+        resumed.record(9, "x", sigma=-1.0, sensitivity=sens)
+    with pytest.raises(ValueError, match="adjacency"):
+        resumed.record(9, "x", sigma=sigma, sensitivity=sens, adjacency="replace_one")
+    with pytest.raises(ValueError, match="delta"):
+        PrivacyLedger(epsilon=1.0, delta=2.0)
+
+
+def _released_pair(vote, case, priv_mask, q):
+    near, far = vote(*case, priv_mask=priv_mask, q=q)
+    return np.concatenate([np.asarray(near, np.float64), np.asarray(far, np.float64)])
+
+
+@pytest.mark.parametrize("q", Q_VALUES)
+def test_bruteforce_neighbours_respect_and_reach_sensitivity(q):
+    """Every add/remove and replace-one neighbour moves (H+, H-) by <= l2_sensitivity in L2."""
+    rng = np.random.default_rng(q)
+    n_priv, n_syn, d = 13, 60, 6
+    x = rng.standard_normal((n_priv + 1, d))
+    syn = rng.standard_normal((n_syn, d))
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+    # Class 2 has a single synthetic candidate (pool smaller than q).
+    syn_label = np.where(np.arange(n_syn) == 0, 2, np.arange(n_syn) % 2).astype(np.int32)
+    priv_label = rng.integers(0, 3, n_priv + 1).astype(np.int32)
+    priv_label[-1] = 1 - priv_label[0] if priv_label[0] < 2 else 0
+    case = (unit(x), priv_label, unit(syn), syn_label)
+    vote = jax.jit(voting.top_q_votes, static_argnames=("q",))
+    base_mask = np.arange(n_priv + 1) < n_priv  # the extra row is the candidate replacement
+    base = _released_pair(vote, case, base_mask, q)
+    add_remove = privacy.l2_sensitivity(q)
+    replace = privacy.l2_sensitivity(q, adjacency="replace_one")
+    worst_ar, worst_r = 0.0, 0.0
+    for i in range(n_priv):
+        removed = base_mask.copy()
+        removed[i] = False
+        worst_ar = max(worst_ar, np.linalg.norm(_released_pair(vote, case, removed, q) - base))
+        removed[-1] = True
+        worst_r = max(worst_r, np.linalg.norm(_released_pair(vote, case, removed, q) - base))
+    assert worst_ar <= add_remove + 1e-6
+    assert worst_r <= replace + 1e-6
+    assert worst_ar == pytest.approx(add_remove, abs=1e-6)
+    assert worst_r == pytest.approx(replace, abs=1e-6)

@@ -1,0 +1,324 @@
+"""Host-side privacy accounting for the vote release (ALGORITHM.md 7), NumPy + dp_accounting.
+
+* ``l2_sensitivity`` derives the L2 sensitivity of one round's release from the kernel's own
+  vote weights (``kernels.voting.vote_weights``), the number of released histograms and the
+  adjacency ("add_remove" or "replace_one"; replace-one is folded in as x sqrt(2), valid because
+  vote vectors are non-negative, and dp_accounting is always run in add/remove form, see
+  STACK.md pitfall 14).
+* ``calibrate_sigma`` returns the noise std for T composed Gaussian releases: "pld" and "rdp"
+  through dp_accounting, "classic" the original's sigma = Delta sqrt(2 ln(1.25/delta)) sqrt(T)/eps
+  (with Delta from ``classic_delta``, not the XOR bug).
+* ``PrivacyLedger`` records every release, reports epsilon spent, refuses an over-budget release
+  and round-trips through JSON, idempotently per (round, what).
+
+Example::
+
+    sens = l2_sensitivity(8)                                     # 1.63298 (2 histograms)
+    sigma = calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=sens)   # ~3.531
+    ledger = PrivacyLedger(epsilon=4.0, delta=1e-5)
+    ledger.record(0, "votes", sigma=sigma, sensitivity=sens)
+"""
+
+import dataclasses
+import functools
+import json
+import math
+from collections import Counter
+
+import dp_accounting
+import numpy as np
+from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.rdp import rdp_privacy_accountant
+from scipy import stats
+
+from kernels.voting import vote_weights
+
+ADJACENCIES = ("add_remove", "replace_one")
+METHODS = ("pld", "rdp", "classic")
+
+
+class PrivacyBudgetExceededError(ValueError):
+    """A release would spend more epsilon than the ledger's budget."""
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _check_epsilon(epsilon) -> float:
+    if not isinstance(epsilon, int | float | np.floating) or math.isnan(epsilon) or epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0 (math.inf for no privacy), got {epsilon!r}")
+    return float(epsilon)
+
+
+def _check_delta(delta) -> float:
+    if not isinstance(delta, int | float | np.floating) or not 0 < delta < 1:
+        raise ValueError(f"delta must be in the open interval (0, 1), got {delta!r}")
+    return float(delta)
+
+
+def _check_nonneg(name: str, value, *, positive: bool = False) -> float:
+    bad = not isinstance(value, int | float | np.floating) or not math.isfinite(value)
+    if bad or value < 0 or (positive and value == 0):
+        rng = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {rng}, got {value!r}")
+    return float(value)
+
+
+def l2_sensitivity(
+    q: int,
+    *,
+    num_histograms: int = 2,
+    adjacency: str = "add_remove",
+    segmented: bool = False,
+) -> float:
+    """L2 sensitivity of one round's release of ``num_histograms`` Top-Q vote histograms.
+
+    One private record adds a vector with the q distinct weights ``vote_weights(q)`` to each
+    histogram, so per histogram the L2 change is ||w||_2 (add/remove). With ``segmented`` the
+    histograms are summed into segments (per PLM or cluster) before noise, and all q votes may
+    land in one segment: the per-histogram bound becomes ||w||_1 = sum(w). Histograms add in
+    quadrature; replace-one multiplies by sqrt(2) (two non-negative vectors, disjoint at worst).
+
+    Args:
+      q: votes per private record, >= 1.
+      num_histograms: released histograms per round (2 = nearest and farthest), >= 1.
+      adjacency: "add_remove" or "replace_one".
+      segmented: the release is a segment sum of each histogram.
+
+    Returns:
+      The L2 sensitivity of the concatenated release.
+    """
+    q = _check_int("q", q, 1)
+    num_histograms = _check_int("num_histograms", num_histograms, 1)
+    _check_choice("adjacency", adjacency, ADJACENCIES)
+    w = vote_weights(q)
+    per_hist = float(w.sum()) if segmented else float(np.sqrt(np.sum(w * w)))
+    factor = math.sqrt(2.0) if adjacency == "replace_one" else 1.0
+    return per_hist * math.sqrt(num_histograms) * factor
+
+
+def classic_delta(q: int, *, contrastive: bool = True) -> float:
+    """The original code's sensitivity Delta (ALGORITHM.md 7.1) without its XOR bug.
+
+    1 for q = 1, sum(w) = 2 - 2**(1-q) for 1 < q < 6, 2 for q >= 6; doubled when both
+    histograms are released (contrastive prompts). q = 8 contrastive gives 4.
+    """
+    q = _check_int("q", q, 1)
+    base = 1.0 if q == 1 else (float(vote_weights(q).sum()) if q < 6 else 2.0)
+    return 2.0 * base if contrastive else base
+
+
+def _event(noise_multipliers) -> dp_accounting.DpEvent:
+    counts = Counter(float(z) for z in noise_multipliers)
+    events = [
+        dp_accounting.SelfComposedDpEvent(
+            dp_accounting.GaussianDpEvent(z) if z > 0 else dp_accounting.NonPrivateDpEvent(), c
+        )
+        for z, c in sorted(counts.items())
+    ]
+    return dp_accounting.ComposedDpEvent(events)
+
+
+def _accountant(method: str):
+    if method == "pld":
+        return pld_privacy_accountant.PLDAccountant()
+    return rdp_privacy_accountant.RdpAccountant()
+
+
+def epsilon_of(noise_multipliers, delta: float, *, method: str = "pld") -> float:
+    """Epsilon at ``delta`` of composed Gaussian releases with these sigma/sensitivity ratios."""
+    _check_choice("method", method, ("pld", "rdp"))
+    delta = _check_delta(delta)
+    zs = list(noise_multipliers)
+    if not zs:
+        return 0.0
+    if any(z <= 0 for z in zs):
+        return math.inf
+    return float(_accountant(method).compose(_event(zs)).get_epsilon(delta))
+
+
+def _gdp_noise_multiplier(epsilon: float, delta: float, num_rounds: int) -> float:
+    """Exact noise multiplier of T composed Gaussians (mu-GDP), a bracket seed for dp_accounting."""
+
+    def gdp_delta(mu):
+        return stats.norm.cdf(-epsilon / mu + mu / 2) - math.exp(epsilon) * stats.norm.cdf(
+            -epsilon / mu - mu / 2
+        )
+
+    lo, hi = 1e-6, 1.0
+    while gdp_delta(hi) < delta:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if gdp_delta(mid) < delta else (lo, mid)
+    return math.sqrt(num_rounds) / lo
+
+
+@functools.lru_cache(maxsize=256)
+def _noise_multiplier(epsilon: float, delta: float, num_rounds: int, method: str) -> float:
+    """sigma / sensitivity for T composed Gaussians whose dp_accounting epsilon is <= target."""
+    make_event = lambda z: dp_accounting.SelfComposedDpEvent(
+        dp_accounting.GaussianDpEvent(z), num_rounds
+    )
+    eps_of = lambda z: _accountant(method).compose(make_event(z)).get_epsilon(delta)
+    guess = _gdp_noise_multiplier(epsilon, delta, num_rounds)
+    if method == "pld":
+        # PLD of a Gaussian is near exact, so the closed-form GDP value is within ~1e-12 of the
+        # answer; each PLD evaluation costs seconds, so only nudge it until dp_accounting agrees.
+        z, step = guess, 1e-9
+    else:
+        z = dp_accounting.calibrate_dp_mechanism(
+            lambda: _accountant(method),
+            make_event,
+            epsilon,
+            delta,
+            bracket_interval=dp_accounting.LowerEndpointAndGuess(guess * 0.5, guess * 1.2),
+            tol=guess * 1e-6,
+        )
+        step = 1e-6
+    while eps_of(z) > epsilon:
+        z *= 1.0 + step
+        step *= 10.0
+    return float(z)
+
+
+def calibrate_sigma(
+    epsilon: float,
+    delta: float,
+    *,
+    num_rounds: int,
+    l2_sensitivity: float,
+    method: str = "pld",
+) -> float:
+    """Gaussian noise std so that ``num_rounds`` releases are (epsilon, delta)-DP overall.
+
+    Args:
+      epsilon: total budget, > 0; ``math.inf`` returns 0.0 (no noise).
+      delta: total delta in (0, 1).
+      num_rounds: T, the number of releases composed, >= 1.
+      l2_sensitivity: L2 sensitivity of one release (for "classic": the original's Delta,
+        see ``classic_delta``), > 0.
+      method: "pld" (tight, dp_accounting), "rdp" (dp_accounting), or "classic" (the original's
+        Delta sqrt(2 ln(1.25/delta)) sqrt(T) / epsilon).
+
+    Returns:
+      sigma, the std of the noise added to every released entry.
+    """
+    epsilon = _check_epsilon(epsilon)
+    delta = _check_delta(delta)
+    num_rounds = _check_int("num_rounds", num_rounds, 1)
+    sens = _check_nonneg("l2_sensitivity", l2_sensitivity, positive=True)
+    _check_choice("method", method, METHODS)
+    if math.isinf(epsilon):
+        return 0.0
+    if method == "classic":
+        return sens * math.sqrt(2.0 * math.log(1.25 / delta)) * math.sqrt(num_rounds) / epsilon
+    return sens * _noise_multiplier(epsilon, delta, num_rounds, method)
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One noised release: round, what was released, noise std and L2 sensitivity."""
+
+    round: int
+    what: str
+    sigma: float
+    sensitivity: float
+    adjacency: str
+
+    @property
+    def noise_multiplier(self) -> float:
+        return self.sigma / self.sensitivity
+
+
+@dataclasses.dataclass
+class PrivacyLedger:
+    """Every DP release of a run and the epsilon they spend together.
+
+    Attributes:
+      epsilon: total budget (math.inf: unlimited).
+      delta: total delta.
+      adjacency: the neighbouring relation all releases were calibrated for.
+      method: accountant used for ``epsilon_spent`` ("pld" or "rdp").
+      releases: recorded releases, in order.
+    """
+
+    epsilon: float
+    delta: float
+    adjacency: str = "add_remove"
+    method: str = "pld"
+    releases: list[Release] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        self.epsilon = _check_epsilon(self.epsilon)
+        self.delta = _check_delta(self.delta)
+        _check_choice("adjacency", self.adjacency, ADJACENCIES)
+        _check_choice("method", self.method, ("pld", "rdp"))
+
+    def epsilon_spent(self, extra: tuple[Release, ...] = ()) -> float:
+        """Epsilon at ``delta`` of all recorded releases (plus ``extra``), via dp_accounting."""
+        zs = [r.noise_multiplier for r in (*self.releases, *extra)]
+        return epsilon_of(zs, self.delta, method=self.method)
+
+    def find(self, round_idx: int, what: str) -> Release | None:
+        """The recorded release for (round_idx, what), or None."""
+        return next((r for r in self.releases if (r.round, r.what) == (round_idx, what)), None)
+
+    def record(
+        self, round_idx: int, what: str, *, sigma: float, sensitivity: float, adjacency=None
+    ) -> Release:
+        """Records a release before it is made; refuses one that would exceed the budget.
+
+        Recording the same (round, what) again with the same parameters is a no-op (a resumed
+        run never spends twice); with different parameters it is an error.
+
+        Raises:
+          PrivacyBudgetExceededError: the release would take epsilon spent above the budget.
+          ValueError: invalid arguments, or a conflicting earlier record.
+        """
+        adjacency = self.adjacency if adjacency is None else adjacency
+        if adjacency != self.adjacency:
+            raise ValueError(
+                f"adjacency {adjacency!r} differs from the ledger's {self.adjacency!r}"
+            )
+        rel = Release(
+            round=_check_int("round_idx", round_idx, 0),
+            what=str(what),
+            sigma=_check_nonneg("sigma", sigma),
+            sensitivity=_check_nonneg("sensitivity", sensitivity, positive=True),
+            adjacency=adjacency,
+        )
+        old = self.find(rel.round, rel.what)
+        if old is not None:
+            if old != rel:
+                raise ValueError(f"release ({round_idx}, {what!r}) already recorded as {old}")
+            return old
+        spent = self.epsilon_spent((rel,))
+        if spent > self.epsilon:
+            raise PrivacyBudgetExceededError(
+                f"release ({round_idx}, {what!r}) with sigma={rel.sigma:.6g} would bring "
+                f"epsilon to {spent:.6g} > budget {self.epsilon:.6g}; recalibrate sigma or stop"
+            )
+        self.releases.append(rel)
+        return rel
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["epsilon"] = "inf" if math.isinf(self.epsilon) else self.epsilon
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PrivacyLedger":
+        d = json.loads(text)
+        releases = [Release(**r) for r in d.pop("releases")]
+        d["epsilon"] = float(d["epsilon"])
+        return cls(**d, releases=releases)
