@@ -1,0 +1,274 @@
+"""End-to-end runner tests with protocol fakes: outputs, resume after a crash at every stage,
+no double privacy spending, refusal of a foreign workdir, every method, and a privacy scan of
+everything written."""
+
+import json
+import logging
+import pathlib
+
+import numpy as np
+import pytest
+from pipeline_fakes import FakeEmbedder, loaders
+
+from wasp_jax import config as C
+from wasp_jax import methods as M
+from wasp_jax import runner
+from wasp_jax.data import bundled_path, read_labeled_jsonl
+
+PRIVATE = bundled_path("imdb", "private.jsonl")
+
+
+def small_config(**changes):
+    base = {
+        "data.private_path": str(PRIVATE),
+        "data.num_private": 24,
+        "generation.plms": ("fake-a", "fake-b"),
+        "generation.budget": 36,
+        "generation.rounds": 2,
+        "generation.batch_size": 8,
+        "voting.q": 4,
+        "selection.s": 4,
+        "generation.num_prompt_variants": 3,
+        "runtime.progress": False,
+        # RDP accounting is ~100x faster than PLD here; PLD runs in test_pld_ledger
+        "privacy.accounting": "rdp",
+    }
+    base.update(changes)
+    return C.replace(C.base_config(), **base)
+
+
+@pytest.fixture(autouse=True)
+def no_report(request, monkeypatch):
+    """The report (matplotlib, ~2 s) is built only where a test asks for it."""
+    if request.node.name not in ("test_report_and_datasheet_written", "test_privacy_scan"):
+        monkeypatch.setattr(runner, "_finish", lambda r: None)
+
+
+def hooks(on_stage=None):
+    g, e = loaders()
+    return runner.Hooks(load_generator=g, load_embedder=e, on_stage=on_stage)
+
+
+def read(workdir, name):
+    return (pathlib.Path(workdir) / name).read_text()
+
+
+def outputs(workdir):
+    ledger = json.loads(read(workdir, "privacy.json"))
+    return read(workdir, "synthetic.jsonl"), ledger
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("base")
+    events = []
+    res = runner.run(small_config(), wd, hooks=hooks(events.append))
+    return wd, res, events
+
+
+def test_report_and_datasheet_written(tmp_path):
+    runner.run(small_config(), tmp_path, hooks=hooks())
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "datasheet.md").is_file()
+
+
+def test_outputs(baseline):
+    wd, res, events = baseline
+    for name in ("synthetic.jsonl", "privacy.json", "metrics.jsonl", "config.json"):
+        assert (wd / name).is_file(), name
+    rows = [json.loads(x) for x in read(wd, "synthetic.jsonl").splitlines()]
+    assert len(rows) == res.n_synthetic == 36
+    assert {r["plm"] for r in rows} == {"fake-a", "fake-b"}
+    assert {r["round"] for r in rows} == {0, 1, 2}
+    assert all(r["label_name"] == ("negative", "positive")[r["label"]] for r in rows)
+    assert len({r["text"] for r in rows}) == len(rows)  # de-duplicated, never padded
+    metrics = [json.loads(x) for x in read(wd, "metrics.jsonl").splitlines()]
+    assert [m["round"] for m in metrics] == [0, 1, 2]
+    assert [m["n_synthetic"] for m in metrics] == [12, 24, 36]
+    for m in metrics[1:]:
+        assert sum(m["plm_budgets"]) == 12
+        assert abs(sum(m["plm_weights"]) - 1) < 1e-9
+        assert set(m["noisy_vote_summary"]) == {"nearest", "farthest"}
+        assert {"vote", "generate"} <= set(m["stage_seconds"])
+    # exact class quotas at round 0: 6 per PLM, 3 per class
+    assert metrics[0]["class_counts"] == [6, 6]
+    ledger = json.loads(read(wd, "privacy.json"))
+    assert ledger["rounds_released"] == 2 and ledger["private_data_used"]
+    assert [r["round"] for r in ledger["releases"]] == [1, 2]
+    assert ledger["epsilon_spent"] <= 4.0 * (1 + 1e-6)
+    assert ledger["sigma"] > 0 and ledger["sensitivity"] > 0
+    cfg = C.WaspConfig.from_json(read(wd, "config.json"))
+    assert cfg == small_config()
+    assert events[0] == "init/0:start" and events[-1] == "r2/gen/1:done"
+
+
+def test_rerun_is_noop_and_deterministic(baseline, tmp_path):
+    wd, _, _ = baseline
+    before = outputs(wd)
+    res = runner.run(small_config(), wd, hooks=hooks())
+    assert res.resumed_stages > 0 and outputs(wd) == before
+    res2 = runner.run(small_config(), tmp_path / "again", hooks=hooks())
+    assert outputs(tmp_path / "again") == before and res2.resumed_stages == 0
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_at_every_stage(baseline, tmp_path):
+    """Crashing at the start of stage X leaves the same state as crashing right after the
+    stage before X committed, so the ":start" events plus the last ":done" cover them all."""
+    wd, _, events = baseline
+    want = outputs(wd)
+    crash_points = [e for e in events if e.endswith(":start")] + [events[-1]]
+    assert len(crash_points) == 9
+    for i, event in enumerate(crash_points):
+
+        def boom(name, event=event):
+            if name == event:
+                raise Crash(name)
+
+        crashed = tmp_path / f"crash{i}"
+        with pytest.raises(Crash):
+            runner.run(small_config(), crashed, hooks=hooks(boom))
+        runner.run(small_config(), crashed, hooks=hooks())
+        got = outputs(crashed)
+        assert got == want, f"resume after a crash at {event} differs"
+        assert got[1]["rounds_released"] == 2
+
+
+def test_crash_after_noise_before_checkpoint(baseline, tmp_path, monkeypatch):
+    """A crash after the votes were drawn but before the stage committed redraws the same
+    noise (same key) and records the release once."""
+    wd, _, _ = baseline
+    real = M.select_good_bad
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Crash("in round 2 vote")
+        return real(*a, **k)
+
+    monkeypatch.setattr(M, "select_good_bad", flaky)
+    with pytest.raises(Crash):
+        runner.run(small_config(), tmp_path, hooks=hooks())
+    monkeypatch.setattr(M, "select_good_bad", real)
+    runner.run(small_config(), tmp_path, hooks=hooks())
+    assert outputs(tmp_path) == outputs(wd)
+
+
+def test_foreign_workdir_refused_unless_force(baseline, tmp_path):
+    wd = tmp_path / "w"
+    runner.run(small_config(), wd, hooks=hooks())
+    other = small_config(**{"voting.q": 2})
+    with pytest.raises(runner.WorkdirConfigError, match="voting"):
+        runner.run(other, wd, hooks=hooks())
+    res = runner.run(other, wd, force=True, hooks=hooks())
+    assert res.resumed_stages == 0
+    assert C.WaspConfig.from_json(read(wd, "config.json")).voting.q == 2
+    # runtime settings do not make a workdir foreign
+    runner.run(C.replace(other, **{"runtime.progress": True}), wd, hooks=hooks())
+
+
+def scan_for_private(root: pathlib.Path, extra_text: str, private_texts):
+    """Asserts no private text, nor any 30-character window of one, appears anywhere."""
+    blobs = [p.read_bytes() for p in root.rglob("*") if p.is_file()]
+    blobs.append(extra_text.encode())
+    needles = set()
+    for t in private_texts:
+        b = t.encode()
+        step = 15
+        needles.update(b[i : i + 30] for i in range(0, max(len(b) - 30, 0) + 1, step))
+    for blob in blobs:
+        for n in needles:
+            assert n not in blob, "private text leaked into an output"
+    return len(blobs)
+
+
+def test_privacy_scan(tmp_path, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    wd = tmp_path / "scan"
+    cfg = small_config(**{"embedder.cache_synthetic": True})
+    runner.run(cfg, wd, hooks=hooks())
+    private = [r["text"] for r in read_labeled_jsonl(PRIVATE)][:24]
+    captured = capsys.readouterr()
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    n = scan_for_private(wd, captured.out + captured.err + logs, private)
+    assert n >= 8
+    # no stored array holds a private embedding (nor anything pre-noise of the same shape)
+    priv_emb = FakeEmbedder().embed(private)
+    for p in wd.rglob("*.npy"):
+        arr = np.load(p)
+        if arr.ndim == 2 and arr.shape[1] == priv_emb.shape[1]:
+            assert (np.abs(arr @ priv_emb.T) < 1 - 1e-6).all() or not np.isin(
+                np.round(arr, 6), np.round(priv_emb, 6)
+            ).all(axis=1).any()
+
+
+@pytest.mark.parametrize(
+    "method,changes",
+    [
+        ("zerogen", {}),
+        ("multi_zeroshot", {}),
+        ("random_control", {}),
+        ("aug_pe", {}),
+    ],
+)
+def test_methods(method, changes, tmp_path):
+    cfg = C.with_method(small_config(), method)
+    cfg = C.replace(cfg, **changes) if changes else cfg
+    res = runner.run(cfg, tmp_path, hooks=hooks())
+    ledger = json.loads(read(tmp_path, "privacy.json"))
+    rows = [json.loads(x) for x in read(tmp_path, "synthetic.jsonl").splitlines()]
+    assert len(rows) == res.n_synthetic == 36
+    if method == "aug_pe":
+        assert ledger["private_data_used"] and ledger["rounds_released"] == 2
+        assert ledger["num_histograms"] == 1 and {r["plm"] for r in rows} == {"fake-a"}
+    else:
+        assert not ledger["private_data_used"] and ledger["epsilon_spent"] == 0
+        assert ledger["releases"] == [] and "no privacy is spent" in ledger["note"]
+
+
+def test_replay(tmp_path):
+    rng = np.random.default_rng(0)
+    pools = []
+    for name in ("pool-x", "pool-y"):
+        p = tmp_path / f"{name}.jsonl"
+        words = ["good", "bad", "film", "plot", "story", "actor", "scene", name]
+        p.write_text(
+            "".join(
+                json.dumps({"text": " ".join(rng.choice(words, 12)) + f" {i}", "label": i % 2})
+                + "\n"
+                for i in range(60)
+            )
+        )
+        pools.append(str(p))
+    cfg = C.replace(small_config(), method="replay", **{"replay.pools": tuple(pools)})
+    runner.run(cfg, tmp_path / "wd", hooks=hooks())
+    rows = [json.loads(x) for x in read(tmp_path / "wd", "synthetic.jsonl").splitlines()]
+    assert len(rows) == 36 and {r["plm"] for r in rows} == {"pool-x", "pool-y"}
+    pool_texts = {json.loads(x)["text"] for p in pools for x in open(p)}
+    assert {r["text"] for r in rows} <= pool_texts  # no live generation
+    metrics = [json.loads(x) for x in read(tmp_path / "wd", "metrics.jsonl").splitlines()]
+    assert len(metrics[1]["selected"]["good"]) == 2
+    assert json.loads(read(tmp_path / "wd", "privacy.json"))["rounds_released"] == 2
+
+
+def test_pld_ledger_and_classic(tmp_path):
+    runner.run(small_config(**{"privacy.accounting": "pld"}), tmp_path / "pld", hooks=hooks())
+    ledger = json.loads(read(tmp_path / "pld", "privacy.json"))
+    assert ledger["accounting"] == "pld" and ledger["rounds_released"] == 2
+    assert 3.9 < ledger["epsilon_spent"] <= 4.0 * (1 + 1e-6)  # tight calibration
+    cfg = small_config(**{"privacy.accounting": "classic", "voting.q": 8})
+    runner.run(cfg, tmp_path / "classic", hooks=hooks())
+    ledger = json.loads(read(tmp_path / "classic", "privacy.json"))
+    assert ledger["sensitivity"] == 4.0  # the original's Delta for Q = 8, contrastive
+    assert ledger["sigma"] == pytest.approx(4 * (2 * np.log(1.25e5)) ** 0.5 * 2**0.5 / 4)
+    assert ledger["epsilon_spent_l2"] < ledger["epsilon_spent"] < 4.0
+
+
+def test_parties(tmp_path):
+    cfg = small_config(**{"data.num_parties": 3, "data.party_alpha": 1.0})
+    runner.run(cfg, tmp_path, hooks=hooks())
+    ledger = json.loads(read(tmp_path, "privacy.json"))
+    assert ledger["num_parties"] == 3 and "secure aggregation" in ledger["note"]

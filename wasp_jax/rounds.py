@@ -1,0 +1,167 @@
+"""Bodies of the runner's stages: zero-shot start, one round's vote, one PLM's generation.
+
+Each function takes the runner's context `r` (config, task, state, lazily loaded models),
+mutates `r.pop` / `r.state` and returns the arrays to checkpoint with the stage. Keys and
+host generators are derived from (seed, stream, round, plm, class), so a re-run of a stage
+after a crash reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import jax
+import numpy as np
+
+from wasp_jax import data as data_io
+from wasp_jax import ledger as ledger_lib
+from wasp_jax import methods as M
+from wasp_jax import prompts as P
+from wasp_jax import stages as S
+
+log = logging.getLogger("wasp_jax")
+
+
+def _gen_key(r, round_: int, k: int, c: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(r.gen_root, round_), k), c)
+
+
+def _record_shortfall(r, k: int, c: int, missing: int, round_: int) -> None:
+    if missing <= 0:
+        return
+    cur = r.state["current"]
+    cur["shortfall"] = cur.get("shortfall", 0) + missing
+    warnings.warn(
+        f"round {round_}: PLM {r.plm_names[k]!r} produced {missing} fewer usable samples of "
+        f"class {r.task.labels[c]!r} than its quota after {r.cfg.generation.max_attempts} "
+        "attempts (not padded; recorded as shortfall in metrics.jsonl). Raise "
+        "generation.max_new_tokens / max_attempts or lower the task's min_words.",
+        stacklevel=2,
+    )
+
+
+def _draw_pool(r, k: int, quotas: list[int], round_: int) -> None:
+    """replay: take the next unused rows of PLM k's pool, per class, in file order."""
+    pools = r.pools()
+    if r.state["pool_next"] is None:
+        r.state["pool_next"] = [[0] * r.task.num_classes for _ in pools]
+    seen = r.pop.seen()
+    for c, quota in enumerate(quotas):
+        pool, i, taken = pools[k][c], r.state["pool_next"][k][c], []
+        while len(taken) < quota and i < len(pool):
+            text, i = pool[i], i + 1
+            if P.normalize(text) not in seen:
+                seen.add(P.normalize(text))
+                taken.append(text)
+        r.state["pool_next"][k][c] = i
+        r.pop.extend(taken, c, k, round_)
+        _record_shortfall(r, k, c, quota - len(taken), round_)
+
+
+def _generate(r, k: int, prompts_of_class, quotas: list[int], round_: int) -> None:
+    gen = r.generator(k)
+    seen = r.pop.seen()
+    for c, quota in enumerate(quotas):
+        if quota <= 0:
+            continue
+        key = _gen_key(r, round_, k, c)
+        variants = prompts_of_class(gen, c, key)
+        res = S.generate_quota(
+            gen,
+            variants,
+            quota,
+            cfg=r.cfg,
+            task=r.task,
+            key=key,
+            rng=S.host_rng(r.cfg.seed, "generate", round_, k, c),
+            seen=seen,
+            progress=r.cfg.runtime.progress,
+        )
+        r.pop.extend(res.texts, c, k, round_)
+        _record_shortfall(r, k, c, res.shortfall, round_)
+
+
+def initial(r, k: int, budget: int) -> dict:
+    """Round 0 for PLM k: zero-shot samples with exact per-class quotas (ALGORITHM 2.1)."""
+    quotas = M.class_quotas(budget, r.task.num_classes, offset=k)
+    log.info("round 0: %s zero-shot %d samples", r.plm_names[k], budget)
+    if r.cfg.method == "replay":
+        _draw_pool(r, k, quotas, 0)
+    else:
+        _generate(r, k, lambda g, c, key: S.zero_shot_variants(g, r.task, c, r.cfg, key), quotas, 0)
+    return {}
+
+
+def vote(r, t: int) -> dict:
+    """Round t's DP vote (or random choice), selection and next-budget allocation."""
+    cfg, task, pop = r.cfg, r.task, r.pop
+    K, C, n = len(r.plm_names), task.num_classes, len(pop)
+    total = cfg.generation.round_increment(t - 1)
+    mask = M.train_mask(cfg, n, t)
+    arrays = {}
+    if cfg.method == "random_control":
+        good, bad = M.random_good_bad(cfg, pop, mask, C, t)
+        weights, budgets = M.plm_allocation(np.zeros(K), total, tau=1.0, weighting=False)
+        summary = None
+    else:
+        counts = np.bincount(np.asarray(pop.labels)[mask], minlength=C).tolist()
+        data_io.check_candidate_counts(counts, cfg.voting.q, label_names=task.labels, strict=False)
+        new = pop.texts[r.state["n_embedded"] :]
+        emb = r.embedder().embed(
+            new, progress=cfg.runtime.progress, cache=cfg.embedder.cache_synthetic
+        )
+        emb = np.asarray(emb, np.float32)
+        r.syn_emb = emb if r.syn_emb is None else np.concatenate([r.syn_emb, emb])
+        r.state["n_embedded"] = n
+        priv_emb, priv_label, priv_party = r.private()
+        log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, n, r.plan.sigma)
+        votes = M.noisy_votes(
+            jax.random.fold_in(r.noise_root, t),
+            priv_emb,
+            priv_label,
+            priv_party,
+            r.syn_emb,
+            np.asarray(pop.labels, np.int32),
+            mask,
+            cfg=cfg,
+            sigma=r.plan.sigma,
+        )
+        ledger_lib.record(r.state["ledger"], t, r.plan)
+        good, bad = M.select_good_bad(
+            votes,
+            pop.labels,
+            mask,
+            C,
+            s=cfg.selection.s,
+            compat_sign_flip=cfg.selection.compat_sign_flip,
+        )
+        scores = M.plm_scores(votes["nearest"], pop.plm, mask, K, cfg.generation.plm_score)
+        weights, budgets = M.plm_allocation(
+            scores, total, tau=cfg.generation.tau, weighting=cfg.generation.plm_weighting
+        )
+        summary = M.vote_summary(votes, pop.labels, mask, C)
+        arrays = {"syn_emb": r.syn_emb, f"votes_r{t}": np.stack(list(votes.values()))}
+    r.state["plans"][str(t)] = {
+        "good": good,
+        "bad": bad,
+        "weights": [float(w) for w in weights],
+        "budgets": [int(b) for b in budgets],
+        "summary": summary,
+        "selected": {"good": good, "bad": bad},
+    }
+    log.info("round %d: PLM weights %s, budgets %s", t, np.round(weights, 3).tolist(), budgets)
+    return arrays
+
+
+def generate(r, t: int, k: int) -> dict:
+    """Round t for PLM k: its budget from prompts built on the round's selection."""
+    plan = r.state["plans"][str(t)]
+    quotas = M.class_quotas(plan["budgets"][k], r.task.num_classes, offset=t + k)
+    if r.cfg.method == "replay":
+        _draw_pool(r, k, quotas, t)
+        return {}
+    prompts = M.round_prompts(r.cfg, r.task, r.pop, plan["good"], plan["bad"], t)
+    log.info("round %d: %s generates %d samples", t, r.plm_names[k], plan["budgets"][k])
+    _generate(r, k, lambda g, c, key: prompts[c], quotas, t)
+    return {}
