@@ -1,0 +1,160 @@
+"""PyTorch reference for the generation benchmark and the golden generation tests.
+
+Runs with a *separate* Python that has torch, transformers and sentence-transformers (never
+the project's venv; the project does not depend on torch), for example::
+
+    python3 -m venv /tmp/torchref
+    /tmp/torchref/bin/pip install torch==2.13.0 transformers==4.57.6 gguf accelerate \
+        sentence-transformers
+    /tmp/torchref/bin/python experiments/bench/generation_torch_ref.py SPEC.json
+
+SPEC.json (written by ``experiments/bench/generation.py --reference PYTHON``) names the GGUF
+files, the MiniLM folder, the prompts, the texts to embed and the settings. The script loads
+every model with Hugging Face transformers' own GGUF reader (``from_pretrained(dir,
+gguf_file=...)``) and prints one JSON object: greedy token ids and texts (``"golden"``) and
+timings (``"bench"``). It shares no code with wasp_jax, so it is an independent reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _load(model_dir: str, gguf: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf, torch_dtype="float32")
+    model.eval()
+    return tok, model
+
+
+def _greedy(tok, model, ids, max_new):
+    import torch
+
+    inp = torch.tensor([ids])
+    with torch.inference_mode():
+        out = model.generate(
+            inp,
+            attention_mask=torch.ones_like(inp),
+            do_sample=False,
+            max_new_tokens=max_new,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
+        )
+    return out[0, len(ids) :].tolist()
+
+
+def _sample(model, inp, w, pad, max_new):
+    import torch
+
+    with torch.inference_mode():
+        return model.generate(
+            inp,
+            attention_mask=torch.ones_like(inp),
+            do_sample=True,
+            top_p=w["top_p"],
+            top_k=0,
+            temperature=w["temperature"],
+            num_return_sequences=w["num_samples"],
+            max_new_tokens=max_new,
+            min_new_tokens=max_new if w["ignore_eos"] else 0,
+            pad_token_id=pad,
+        )
+
+
+def golden(spec: dict) -> dict:
+    """Greedy continuations of the fixed prompts (ids as given, BOS policy recorded)."""
+    result = {}
+    for name, m in spec["models"].items():
+        tok, model = _load(m["dir"], m["gguf"])
+        for case in m["golden"]:
+            ids = tok(case["prompt"], add_special_tokens=case["add_special_tokens"])["input_ids"]
+            new = _greedy(tok, model, ids, case["max_new_tokens"])
+            result[f"{name}/{case['id']}"] = dict(
+                prompt=case["prompt"],
+                add_special_tokens=case["add_special_tokens"],
+                prompt_ids=ids,
+                new_ids=new,
+                text=tok.decode(new),
+            )
+    return result
+
+
+def bench(spec: dict) -> dict:
+    """Timings of transformers' generate and sentence-transformers on the spec's inputs."""
+    import torch
+
+    torch.manual_seed(spec.get("seed", 0))
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "models": {}}
+    for name, m in spec["models"].items():
+        t0 = time.perf_counter()
+        tok, model = _load(m["dir"], m["gguf"])
+        res = {"load_s": time.perf_counter() - t0}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        ids = tok(spec["greedy_prompt"], add_special_tokens=m["add_special_tokens"])["input_ids"]
+        _greedy(tok, model, ids, 2)  # warm-up
+        times = []
+        for _ in range(spec["repeats"]):
+            t = time.perf_counter()
+            _greedy(tok, model, ids, spec["greedy_new_tokens"])
+            times.append(time.perf_counter() - t)
+        res["greedy_s"] = min(times)
+        wasp = tok(spec["wasp_prompt"], add_special_tokens=m["add_special_tokens"])["input_ids"]
+        inp = torch.tensor([wasp])
+        w = spec["wasp"]
+
+        def sample(max_new, model=model, inp=inp, w=w, pad=pad):
+            return _sample(model, inp, w, pad, max_new)
+
+        sample(1)  # warm-up
+        t = time.perf_counter()
+        sample(1)
+        prefill = time.perf_counter() - t
+        t = time.perf_counter()
+        seqs = sample(w["max_new_tokens"])
+        total = time.perf_counter() - t
+        new = seqs[:, len(wasp) :]
+        n_tokens = int((new != pad).sum()) if not w["ignore_eos"] else int(new.numel())
+        res["wasp"] = dict(
+            prompt_tokens=len(wasp),
+            total_s=total,
+            prefill_s=prefill,
+            decode_s=total - prefill,
+            samples_per_s=w["num_samples"] / total,
+            generated_tokens=n_tokens,
+            tokens_per_s=n_tokens / total,
+        )
+        out["models"][name] = res
+    if spec.get("embed"):
+        from sentence_transformers import SentenceTransformer
+
+        e = spec["embed"]
+        st = SentenceTransformer(e["dir"], device="cpu")
+        st.max_seq_length = e["max_tokens"]
+        st.encode(e["texts"][:64], batch_size=e["batch_size"])  # warm-up
+        t = time.perf_counter()
+        st.encode(e["texts"], batch_size=e["batch_size"], normalize_embeddings=True)
+        dt = time.perf_counter() - t
+        out["embed"] = dict(seconds=dt, sentences_per_s=len(e["texts"]) / dt)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
+        spec = json.load(f)
+    result = golden(spec) if spec.get("mode") == "golden" else bench(spec)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
