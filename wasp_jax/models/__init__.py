@@ -1,1 +1,60 @@
-"""Flax NNX model definitions (decoders and encoders) and their offline loaders."""
+"""Flax NNX decoders (Llama family, Gemma 3, GPT-2) and their offline loaders.
+
+Contract for the sampler (``wasp_jax.plm``):
+
+``load_causal_lm(spec, *, cache_dir=None, mesh=None, dtype=jnp.float32) -> LoadedLM``
+  ``spec``: a registry name (``supported()``: "smollm2-135m-instruct", "gemma3-270m",
+  "tiny-llama", "tiny-gemma3"), a ``.gguf`` file or a Hugging Face folder. ``LoadedLM`` is
+  a frozen dataclass ``(name, model, tokenizer, config, chat_template, is_instruct)``.
+
+``model.config`` (``DecoderConfig``) has num_layers, num_heads, num_kv_heads, head_dim,
+vocab_size, hidden_size, max_position (int | None), sliding_window (int | None).
+
+``model.init_cache(batch_size, max_len, dtype=jnp.float32)`` -> ``{"k", "v"}``, each
+``[num_layers, B, S, num_kv_heads, head_dim]`` (a plain pytree; broadcast/shard freely).
+
+``model(tokens, positions, cache, cache_index, kv_mask, *, last_only=False)``
+  -> ``(logits float32 [B, T, V], new_cache)``. ``tokens``/``positions`` int32 [B, T];
+  ``cache_index`` int32 scalar (may be traced): the chunk is written to cache slots
+  ``[cache_index, cache_index + T)``; ``kv_mask`` bool [B, S] marks slots holding real
+  tokens, *including this chunk's*. Query ``t`` (slot ``q = cache_index + t``) attends to
+  slots ``s`` with ``kv_mask[b, s]`` and ``s <= q`` (and ``q - s < window`` on
+  sliding-window layers). ``positions`` only feed RoPE / learned position tables; for
+  left padding, pad slots have ``kv_mask`` False and a row's positions start at 0 at its
+  first real token. ``last_only=True`` (static) returns logits of the last chunk position
+  only, ``[B, 1, V]`` (saves the [T, V] logits of a long prefill). Layers run under one
+  ``lax.scan``.
+
+``partition_specs(model, mesh)`` -> ``nnx.State`` of ``PartitionSpec`` shaped like
+``nnx.state(model)``: head axes of q/k/v/o and the MLP hidden axis over mesh axis "model"
+(replicated when not divisible), everything else replicated.
+
+``save_state`` / ``restore_state`` (``wasp_jax.models.cache``): orbax helpers for any
+pytree or ``nnx.State``, restoring onto given shardings.
+"""
+
+from wasp_jax.models.cache import cache_root, restore_state, save_state
+from wasp_jax.models.config import DecoderConfig
+from wasp_jax.models.convert import UnsupportedModelError
+from wasp_jax.models.loading import (
+    LoadedLM,
+    build_model,
+    load_causal_lm,
+    model_class,
+    partition_specs,
+    supported,
+)
+
+__all__ = [
+    "DecoderConfig",
+    "LoadedLM",
+    "UnsupportedModelError",
+    "build_model",
+    "cache_root",
+    "load_causal_lm",
+    "model_class",
+    "partition_specs",
+    "restore_state",
+    "save_state",
+    "supported",
+]

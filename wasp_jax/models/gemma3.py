@@ -1,0 +1,126 @@
+"""Gemma 3 text decoder in Flax NNX.
+
+Differences from Llama: the embedding is scaled by sqrt(hidden_size); q and k get a
+per-head RMSNorm; attention and MLP outputs get their own RMSNorm before the residual
+("sandwich" norms); GeGLU (tanh GELU) MLP; scores scaled by ``query_pre_attn_scalar**-0.5``;
+a local:global layer pattern where local layers use a sliding window and RoPE base
+``rope_local_theta`` (10000) and global layers attend fully with ``rope_theta``.
+
+Norm weights are stored **as applied** (``x_normed * w``). Gemma checkpoints in the
+Hugging Face format store ``w - 1`` (the module computes ``1 + w``); GGUF files already
+store ``w``. The loaders fold the difference in, so this module never adds 1.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from wasp_jax.models import layers as L
+from wasp_jax.models.config import DecoderConfig
+from wasp_jax.models.llama import SHARD_AXES  # noqa: F401  (same names, same split)
+
+NORMS = ("attn_norm", "q_norm", "k_norm", "post_attn_norm", "mlp_norm", "post_mlp_norm")
+
+
+def gemma3_layer_shapes(c: DecoderConfig) -> dict[str, tuple[int, ...]]:
+    """Per-layer parameter shapes of a Gemma 3 block."""
+    d, h, kv, dh, f = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size
+    return {
+        "attn_norm": (d,),
+        "wq": (d, h, dh),
+        "wk": (d, kv, dh),
+        "wv": (d, kv, dh),
+        "q_norm": (dh,),
+        "k_norm": (dh,),
+        "wo": (h, dh, d),
+        "post_attn_norm": (d,),
+        "mlp_norm": (d,),
+        "w_gate": (d, f),
+        "w_up": (d, f),
+        "w_down": (f, d),
+        "post_mlp_norm": (d,),
+    }
+
+
+def default_layer_pattern(num_layers: int, period: int = 6) -> tuple[bool, ...]:
+    """Gemma 3's pattern: every ``period``-th layer (1-based) is global, the rest local."""
+    return tuple((i + 1) % period == 0 for i in range(num_layers))
+
+
+class Gemma3Model(nnx.Module):
+    """Gemma 3 causal LM with a static KV cache (contract in ``wasp_jax.models``).
+
+    Args:
+      config: ``DecoderConfig`` with ``arch == "gemma3"``.
+      rngs: RNG streams for the random initialisation (loaders overwrite the values).
+      dtype: parameter and compute dtype.
+    """
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        if config.arch != "gemma3":
+            raise ValueError(f"Gemma3Model needs arch='gemma3', got {config.arch!r}")
+        if not config.tie_embeddings:
+            raise ValueError("Gemma 3 ties its output head to the embedding")
+        self.config = config
+        c = config
+        shapes = gemma3_layer_shapes(c)
+        init = {n: L.fan_in_init(2 if n == "wo" else 1) for n in shapes}
+        init.update({n: L.const_init(1.0, 0.1) for n in NORMS})
+        emb_init = L.normal_init(1.0 / np.sqrt(c.hidden_size))
+        self.embed = nnx.Param(emb_init(rngs.params(), (c.vocab_size, c.hidden_size), dtype))
+        self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
+        self.final_norm = nnx.Param(L.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype))
+
+    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
+        """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_kv_heads, head_dim]."""
+        c = self.config
+        return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
+
+    def __call__(self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False):
+        """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
+        c = self.config
+        t = tokens.shape[1]
+        emb = self.embed[...]
+        x = jnp.take(emb, tokens, axis=0) * jnp.asarray(np.sqrt(c.hidden_size), emb.dtype)
+        glob_tab = L.rope_tables(
+            positions, L.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
+        )
+        local_theta = c.rope_local_theta if c.rope_local_theta is not None else c.rope_theta
+        local_tab = L.rope_tables(positions, L.rope_inv_freq(c.head_dim, local_theta))
+        glob_mask = L.attention_mask(cache_index, t, kv_mask, None)
+        local_mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        pattern = c.layer_is_global or default_layer_pattern(c.num_layers)
+        is_global = jnp.asarray(pattern, bool)
+
+        def layer(h, p, kc, vc, i, glob):
+            a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
+            q = jnp.einsum("btd,dhk->bthk", a, p["wq"])
+            k = jnp.einsum("btd,dhk->bthk", a, p["wk"])
+            v = jnp.einsum("btd,dhk->bthk", a, p["wv"])
+            q = L.rms_norm(q, p["q_norm"], c.norm_eps)
+            k = L.rms_norm(k, p["k_norm"], c.norm_eps)
+            cos = jnp.where(glob, glob_tab[0], local_tab[0])
+            sin = jnp.where(glob, glob_tab[1], local_tab[1])
+            q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
+            kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
+            vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
+            mask = jnp.where(glob, glob_mask, local_mask)
+            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap)
+            o = jnp.einsum("bthk,hkd->btd", o, p["wo"])
+            h = h + L.rms_norm(o, p["post_attn_norm"], c.norm_eps)
+            m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
+            y = (jax.nn.gelu(m @ p["w_gate"], approximate=True) * (m @ p["w_up"])) @ p["w_down"]
+            h = h + L.rms_norm(y, p["post_mlp_norm"], c.norm_eps)
+            return h, kc, vc
+
+        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, is_global)
+        if last_only:
+            x = x[:, -1:]
+        x = L.rms_norm(x, self.final_norm[...], c.norm_eps)
+        logits = jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
+        if c.final_softcap is not None:
+            logits = jnp.tanh(logits / c.final_softcap) * c.final_softcap
+        return logits, cache

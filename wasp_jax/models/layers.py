@@ -1,0 +1,233 @@
+"""Shared decoder pieces: RMSNorm, rotary embeddings, GQA attention over a static KV cache.
+
+Everything here is a pure array function (no parameters of its own) so that the decoder
+modules can keep their weights stacked along a leading layer axis and run the layers with
+one ``lax.scan``: a 30-layer model compiles once per input shape, not 30 times.
+
+Cache layout (all decoders): ``{"k": [L, B, S, Hkv, Dh], "v": [L, B, S, Hkv, Dh]}``.
+A call with a chunk of ``T`` tokens writes slots ``[cache_index, cache_index + T)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# Large finite negative: a fully masked row (a left-pad query) then yields a finite
+# uniform average instead of NaN; its output is never used.
+_MASK_VALUE = -1e30
+
+
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+    """RMSNorm in float32, ``x * rsqrt(mean(x^2) + eps) * weight``; returns ``x.dtype``.
+
+    ``weight`` is the multiplier as applied (Gemma's ``1 + w`` must be folded in by the
+    loader).
+    """
+    xf = x.astype(jnp.float32)
+    y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)
+    return (y * weight.astype(jnp.float32)).astype(x.dtype)
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:
+    """Inverse RoPE frequencies [head_dim // 2], with optional HF-style ``rope_scaling``.
+
+    Supported scalings: none/"default", "linear" (positions divided by ``factor``) and
+    "llama3" (Llama 3.1 frequency-dependent interpolation).
+    """
+    inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if kind == "default":
+        return inv
+    if kind == "linear":
+        return inv / float(scaling["factor"])
+    if kind == "llama3":
+        factor = float(scaling["factor"])
+        lo, hi = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+        old_len = float(scaling["original_max_position_embeddings"])
+        wavelen = 2 * np.pi / inv
+        smooth = np.clip((old_len / wavelen - lo) / (hi - lo), 0.0, 1.0)
+        scaled = (1 - smooth) * inv / factor + smooth * inv
+        return np.where(
+            wavelen > old_len / lo, inv / factor, np.where(wavelen < old_len / hi, inv, scaled)
+        )
+    raise NotImplementedError(
+        f"rope_scaling type {kind!r} is not supported (supported: default, linear, llama3)"
+    )
+
+
+def rope_tables(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """cos/sin tables for rotate-half RoPE.
+
+    Args:
+      positions: int [B, T].
+      inv_freq: [Dh // 2] inverse frequencies (see :func:`rope_inv_freq`).
+
+    Returns:
+      (cos, sin), each float32 [B, T, Dh].
+    """
+    ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq, jnp.float32)
+    ang = jnp.concatenate([ang, ang], axis=-1)
+    return jnp.cos(ang), jnp.sin(ang)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate-half RoPE (Hugging Face layout). x [B, T, H, Dh]; cos/sin [B, T, Dh]."""
+    half = x.shape[-1] // 2
+    xf = x.astype(jnp.float32)
+    rot = jnp.concatenate([-xf[..., half:], xf[..., :half]], axis=-1)
+    y = xf * cos[:, :, None, :] + rot * sin[:, :, None, :]
+    return y.astype(x.dtype)
+
+
+def attention_mask(
+    cache_index: jax.Array | int, num_queries: int, kv_mask: jax.Array, window: int | None = None
+) -> jax.Array:
+    """Which cache slots each query of the chunk may attend to.
+
+    Query ``t`` sits in slot ``q = cache_index + t``; it sees slot ``s`` iff
+    ``kv_mask[b, s]``, ``s <= q`` and, with a window, ``q - s < window``.
+
+    Args:
+      cache_index: int scalar (may be traced), first slot of this chunk.
+      num_queries: T, static.
+      kv_mask: bool [B, S]; True where a slot holds (or, for this chunk, will hold) a
+        real token.
+      window: sliding window length, or None for full causal attention.
+
+    Returns:
+      bool [B, T, S].
+    """
+    chex.assert_rank(kv_mask, 2)
+    s = jnp.arange(kv_mask.shape[1])[None, :]
+    q = cache_index + jnp.arange(num_queries)[:, None]
+    ok = s <= q
+    if window is not None:
+        ok = ok & (q - s < window)
+    return ok[None] & kv_mask[:, None, :]
+
+
+def gqa_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float, softcap=None
+) -> jax.Array:
+    """Grouped-query attention.
+
+    Args:
+      q: [B, T, H, Dh]; k, v: [B, S, Hkv, Dh] with H % Hkv == 0.
+      mask: bool [B, T, S].
+      scale: multiplier of the scores (usually Dh ** -0.5).
+      softcap: optional tanh soft-capping of the scores (Gemma 2).
+
+    Returns:
+      [B, T, H, Dh] in q's dtype.
+    """
+    b, t, h, dh = q.shape
+    hkv = k.shape[2]
+    qg = q.reshape(b, t, hkv, h // hkv, dh)
+    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
+    scores = scores * scale
+    if softcap is not None:
+        scores = jnp.tanh(scores / softcap) * softcap
+    scores = jnp.where(mask[:, None, None], scores, _MASK_VALUE)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
+    return out.reshape(b, t, h, dh).astype(q.dtype)
+
+
+def write_and_read_cache(
+    cache: jax.Array, new: jax.Array, layer: jax.Array, cache_index: jax.Array | int
+) -> tuple[jax.Array, jax.Array]:
+    """Writes ``new`` [B, T, Hkv, Dh] at ``[layer, :, cache_index:]``; returns (cache, layer slice).
+
+    Updating the whole stacked cache in the scan carry (rather than emitting per-layer
+    slices as scan outputs) keeps decoding from rewriting all S slots every step.
+    """
+    zero = jnp.zeros((), jnp.int32)
+    idx = jnp.asarray(cache_index, jnp.int32)
+    layer = jnp.asarray(layer, jnp.int32)
+    cache = jax.lax.dynamic_update_slice(
+        cache, new.astype(cache.dtype)[None], (layer, zero, idx, zero, zero)
+    )
+    return cache, jax.lax.dynamic_index_in_dim(cache, layer, axis=0, keepdims=False)
+
+
+def scan_layers(
+    layer_fn: Callable[..., tuple[jax.Array, jax.Array, jax.Array]],
+    x: jax.Array,
+    layer_params: dict[str, jax.Array],
+    cache: dict[str, jax.Array],
+    per_layer: Any = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Runs ``layer_fn(x, params_i, k_cache, v_cache, i, per_layer_i)`` over stacked layers."""
+    num_layers = next(iter(layer_params.values())).shape[0]
+
+    def body(carry, xs):
+        h, kc, vc = carry
+        lp, i, extra = xs
+        h, kc, vc = layer_fn(h, lp, kc, vc, i, extra)
+        return (h, kc, vc), None
+
+    xs = (layer_params, jnp.arange(num_layers, dtype=jnp.int32), per_layer)
+    (x, k, v), _ = jax.lax.scan(body, (x, cache["k"], cache["v"]), xs)
+    return x, {"k": k, "v": v}
+
+
+def init_kv_cache(
+    num_layers: int, batch_size: int, max_len: int, num_kv_heads: int, head_dim: int, dtype
+) -> dict[str, jax.Array]:
+    """Zero cache {"k", "v"} of shape [L, B, S, Hkv, Dh]."""
+    shape = (num_layers, batch_size, max_len, num_kv_heads, head_dim)
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+
+class Stacked(nnx.Module):
+    """Per-layer weights stacked on a leading layer axis, one ``nnx.Param`` per name.
+
+    Args:
+      shapes: name -> per-layer shape (without the layer axis).
+      num_layers: L.
+      init: name -> ``(key, shape, dtype) -> array`` initialiser (random for tiny models;
+        loaders overwrite the values).
+      rngs: nnx RNG streams.
+      dtype: parameter dtype.
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], num_layers: int, init, *, rngs, dtype):
+        self.names = tuple(shapes)
+        for name, shape in shapes.items():
+            value = init[name](rngs.params(), (num_layers, *shape), dtype)
+            setattr(self, name, nnx.Param(value))
+
+    def arrays(self) -> dict[str, jax.Array]:
+        """The stacked weights as a plain dict (for ``lax.scan``)."""
+        return {n: getattr(self, n)[...] for n in self.names}
+
+
+def normal_init(std: float):
+    """Initialiser drawing N(0, std^2)."""
+    return lambda key, shape, dtype: (std * jax.random.normal(key, shape)).astype(dtype)
+
+
+def fan_in_init(fan_in_axes: int = 1):
+    """Initialiser N(0, 1/fan_in) where fan_in is the product of the dims after the layer axis."""
+
+    def init(key, shape, dtype):
+        fan_in = int(np.prod(shape[1 : 1 + fan_in_axes]))
+        return (jax.random.normal(key, shape) / np.sqrt(fan_in)).astype(dtype)
+
+    return init
+
+
+def const_init(value: float, jitter: float = 0.0):
+    """Initialiser ``value`` plus optional N(0, jitter^2) noise (non-trivial norms in tests)."""
+
+    def init(key, shape, dtype):
+        return (value + jitter * jax.random.normal(key, shape)).astype(dtype)
+
+    return init

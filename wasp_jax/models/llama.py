@@ -1,0 +1,142 @@
+"""Llama-family decoder (Llama 2/3, Mistral, SmolLM2, Qwen2-style q/k/v bias) in Flax NNX.
+
+Pre-norm blocks: RMSNorm -> GQA attention with rotate-half RoPE -> residual, RMSNorm ->
+SwiGLU MLP -> residual; final RMSNorm; tied or untied output head. Weights are stacked
+over layers (see ``layers.Stacked``) and run with one ``lax.scan``.
+
+Weight layout (per layer, after the leading layer axis): ``wq`` [D, H, Dh],
+``wk``/``wv`` [D, Hkv, Dh], ``wo`` [H, Dh, D], ``w_gate``/``w_up`` [D, F],
+``w_down`` [F, D]; ``embed`` [V, D]; ``lm_head`` [D, V] when untied.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from wasp_jax.models import layers as L
+from wasp_jax.models.config import DecoderConfig
+
+# Parameter name -> axis (of the stacked array) split over the mesh's "model" axis.
+SHARD_AXES = {
+    "wq": 2,
+    "wk": 2,
+    "wv": 2,
+    "bq": 1,
+    "bk": 1,
+    "bv": 1,
+    "wo": 1,
+    "w_gate": 2,
+    "w_up": 2,
+    "w_down": 1,
+}
+
+_ACTS = {
+    "silu": jax.nn.silu,
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+}
+
+
+def llama_layer_shapes(c: DecoderConfig) -> dict[str, tuple[int, ...]]:
+    """Per-layer parameter shapes of a Llama block."""
+    d, h, kv, dh, f = c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size
+    shapes = {
+        "attn_norm": (d,),
+        "wq": (d, h, dh),
+        "wk": (d, kv, dh),
+        "wv": (d, kv, dh),
+        "wo": (h, dh, d),
+        "mlp_norm": (d,),
+        "w_gate": (d, f),
+        "w_up": (d, f),
+        "w_down": (f, d),
+    }
+    if c.qkv_bias:
+        shapes.update(bq=(h, dh), bk=(kv, dh), bv=(kv, dh))
+    return shapes
+
+
+class LlamaModel(nnx.Module):
+    """Llama-family causal LM with a static KV cache (contract in ``wasp_jax.models``).
+
+    Args:
+      config: ``DecoderConfig`` with ``arch == "llama"``.
+      rngs: RNG streams for the random initialisation (loaders overwrite the values).
+      dtype: parameter and compute dtype.
+    """
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        if config.arch != "llama":
+            raise ValueError(f"LlamaModel needs arch='llama', got {config.arch!r}")
+        self.config = config
+        c = config
+        shapes = llama_layer_shapes(c)
+        init = {n: L.fan_in_init(2 if n == "wo" else 1) for n in shapes}
+        init.update(attn_norm=L.const_init(1.0, 0.1), mlp_norm=L.const_init(1.0, 0.1))
+        init.update({n: L.normal_init(0.1) for n in ("bq", "bk", "bv")})
+        self.embed = nnx.Param(
+            L.normal_init(0.3)(rngs.params(), (c.vocab_size, c.hidden_size), dtype)
+        )
+        self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
+        self.final_norm = nnx.Param(L.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype))
+        self.lm_head = nnx.data(None)
+        if not c.tie_embeddings:
+            head_init = L.normal_init(1.0 / np.sqrt(c.hidden_size))
+            self.lm_head = nnx.Param(head_init(rngs.params(), (c.hidden_size, c.vocab_size), dtype))
+
+    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
+        """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_kv_heads, head_dim]."""
+        c = self.config
+        return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
+
+    def __call__(self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False):
+        """One prefill or decode chunk.
+
+        Args:
+          tokens: int32 [B, T].
+          positions: int32 [B, T], RoPE positions (0 at each row's first real token).
+          cache: {"k", "v"} [L, B, S, Hkv, Dh].
+          cache_index: int32 scalar (may be traced); this chunk fills slots
+            [cache_index, cache_index + T).
+          kv_mask: bool [B, S], True for slots holding real tokens, this chunk included.
+          last_only: static; return logits of the last position only ([B, 1, V]).
+
+        Returns:
+          (logits float32 [B, T, V], new cache).
+        """
+        c = self.config
+        t = tokens.shape[1]
+        x = jnp.take(self.embed[...], tokens, axis=0)
+        cos, sin = L.rope_tables(
+            positions, L.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
+        )
+        mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        act = _ACTS[c.hidden_act]
+
+        def layer(h, p, kc, vc, i, _):
+            a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
+            q = jnp.einsum("btd,dhk->bthk", a, p["wq"])
+            k = jnp.einsum("btd,dhk->bthk", a, p["wk"])
+            v = jnp.einsum("btd,dhk->bthk", a, p["wv"])
+            if c.qkv_bias:
+                q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
+            q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
+            kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
+            vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
+            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap)
+            h = h + jnp.einsum("bthk,hkd->btd", o, p["wo"])
+            m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
+            h = h + (act(m @ p["w_gate"]) * (m @ p["w_up"])) @ p["w_down"]
+            return h, kc, vc
+
+        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache)
+        if last_only:
+            x = x[:, -1:]
+        x = L.rms_norm(x, self.final_norm[...], c.norm_eps)
+        head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
+        logits = jnp.einsum("btd,dv->btv", x, head, preferred_element_type=jnp.float32)
+        if c.final_softcap is not None:
+            logits = jnp.tanh(logits / c.final_softcap) * c.final_softcap
+        return logits, cache
