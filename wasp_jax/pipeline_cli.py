@@ -153,6 +153,7 @@ def _console_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        logger.propagate = False  # a library may configure the root logger later: no doubles
 
 
 def check_inputs(cfg) -> None:
