@@ -105,7 +105,7 @@ def vote(r, t: int) -> dict:
         weights, budgets = M.plm_allocation(np.zeros(K), total, tau=1.0, weighting=False)
         summary = None
     else:
-        counts = np.bincount(np.asarray(pop.labels)[mask], minlength=C).tolist()
+        counts = np.bincount(np.asarray(pop.labels, np.int64)[mask], minlength=C).tolist()
         data_io.check_candidate_counts(counts, cfg.voting.q, label_names=task.labels, strict=False)
         new = pop.texts[r.state["n_embedded"] :]
         emb = r.embedder().embed(
