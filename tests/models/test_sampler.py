@@ -257,3 +257,29 @@ def test_generate_returns_one_list_per_prompt_and_reports_progress():
     assert len(texts) == 2 and all(len(t) == 2 for t in texts)
     assert all(isinstance(s, str) for row in texts for s in row)
     assert seen[-1] == (4, 4)
+
+
+# -- the `wasp-jax generate` command ---------------------------------------------------------
+
+
+def test_cli_generate_unknown_model_is_a_usage_error(capsys):
+    from wasp_jax.cli import main
+
+    assert main(["generate", "--model", "no-such-model", "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'no-such-model'" in err and "tiny-llama" in err
+    assert main(["generate", "--model", "tiny-llama", "--prompt", "hi", "--top-p", "0"]) == 2
+
+
+def test_cli_generate_greedy_json(capsys):
+    import json
+
+    from wasp_jax.cli import main
+
+    argv = ["generate", "--model", "tiny-llama", "--prompt", "The film was", "--greedy"]
+    assert main([*argv, "--max-new-tokens", "16", "--num-samples", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = _gen().generate(
+        ["The film was"], max_new_tokens=16, temperature=0, key=jax.random.key(0)
+    )
+    assert out["samples"] == [expected[0] * 2]
