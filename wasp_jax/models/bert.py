@@ -152,7 +152,8 @@ def _activation(name: str):
     return lambda x: jax.nn.gelu(x, approximate=True)
 
 
-def _dropout(x, rate, key):
+def dropout(x, rate, key):
+    """Inverted dropout with rate ``rate``; identity when ``key`` is None."""
     if key is None or rate <= 0.0:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
@@ -215,7 +216,7 @@ class BertEncoder(nnx.Module):
         if dropout_key is not None:
             dropout_key, *keys = jax.random.split(dropout_key, 1 + 2 * c.num_layers)
             keys = jnp.stack(keys).reshape(c.num_layers, 2)
-            x = _dropout(x, c.dropout_rate, dropout_key)
+            x = dropout(x, c.dropout_rate, dropout_key)
         key_mask = (attention_mask > 0)[:, None, None, :]
         act = _activation(c.hidden_act)
         scale = 1.0 / np.sqrt(dh)
@@ -229,12 +230,12 @@ class BertEncoder(nnx.Module):
             s = jnp.einsum("bqhd,bkhd->bhqk", q * scale, kk)
             a = jax.nn.softmax(jnp.where(key_mask, s, -1e9), axis=-1)
             o = jnp.einsum("bhqk,bkhd->bqhd", a, v).reshape(b, t, c.hidden_size)
-            o = _dropout(
+            o = dropout(
                 o @ p["o_kernel"] + p["o_bias"], c.dropout_rate, None if k is None else k[0]
             )
             x = _layer_norm(x + o, p["ln1_scale"], p["ln1_bias"], c.layer_norm_eps)
             y = act(x @ p["ff_in_kernel"] + p["ff_in_bias"]) @ p["ff_out_kernel"] + p["ff_out_bias"]
-            y = _dropout(y, c.dropout_rate, None if k is None else k[1])
+            y = dropout(y, c.dropout_rate, None if k is None else k[1])
             return _layer_norm(x + y, p["ln2_scale"], p["ln2_bias"], c.layer_norm_eps), None
 
         params = {name: v[...] for name, v in self.layers.items()}
@@ -244,6 +245,25 @@ class BertEncoder(nnx.Module):
     def pooled_cls(self, hidden):
         """BERT pooler: tanh(W h_[CLS] + b), [B, T, D] -> [B, D]."""
         return jnp.tanh(hidden[:, 0] @ self.pooler_kernel[...] + self.pooler_bias[...])
+
+
+def init_encoder(config: BertConfig, rng: np.random.Generator) -> BertEncoder:
+    """A randomly initialised encoder built on the host with numpy.
+
+    Same distribution as ``BertEncoder(config, rngs=...)`` (normal(0.02) weights, unit norm
+    scales, zero biases) but without compiling XLA random kernels, which costs seconds.
+    """
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: BertEncoder(config, rngs=nnx.Rngs(0))))
+
+    def fill(path, leaf):
+        name = next(str(e.key) for e in reversed(path) if hasattr(e, "key"))
+        if name.endswith("scale"):
+            return jnp.ones(leaf.shape, jnp.float32)
+        if name.endswith("bias"):
+            return jnp.zeros(leaf.shape, jnp.float32)
+        return jnp.asarray(rng.normal(0.0, 0.02, leaf.shape).astype(np.float32))
+
+    return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
 
 
 def mean_pool(hidden, attention_mask):
@@ -464,7 +484,7 @@ def load_bert(
     if folder is None:
         tokenizer = tiny_tokenizer()
         config = tiny_bert_config(len(tokenizer))
-        model = BertEncoder(config, rngs=nnx.Rngs(0))
+        model = init_encoder(config, np.random.default_rng(0))
         if mesh is not None:
             nnx.update(model, jax.device_put(nnx.state(model), param_shardings(model, mesh)))
         return LoadedBert(name, config, model, tokenizer)

@@ -1,0 +1,128 @@
+"""STM: weighted loss, training, early stopping, save/restore, linear probe (tiny-bert, fast)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wasp_jax import stm
+
+POS = ["great movie", "i loved it", "wonderful acting", "amazing story", "best film ever",
+       "so fun and good", "excellent plot", "beautiful scenes"]  # fmt: skip
+NEG = ["terrible movie", "i hated it", "awful acting", "boring story", "worst film ever",
+       "so dull and bad", "stupid plot", "a weak mess"]  # fmt: skip
+TEXTS, LABELS = POS + NEG, [1] * 8 + [0] * 8
+CFG = stm.STMConfig(
+    encoder="tiny-bert", learning_rate=3e-3, epochs=8, batch_size=4, val_fraction=0.0,
+    dropout=False, warmup_ratio=0.05,
+)  # fmt: skip
+
+
+def _mean_loss(clf, texts, labels):
+    logits = clf.predict_logits(texts)
+    return float(jnp.mean(stm.optax.softmax_cross_entropy_with_integer_labels(logits, labels)))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    start = stm.build_classifier(2, CFG, rng=np.random.default_rng(0))
+    before = _mean_loss(start, TEXTS, np.array(LABELS))
+    clf, info = stm.train_classifier(
+        TEXTS, LABELS, num_classes=2, key=jax.random.key(0), config=CFG, classifier=start
+    )
+    return clf, info, before
+
+
+def test_weighted_loss_unit_weights_equal_plain_mean():
+    logits = jax.random.normal(jax.random.key(0), (6, 3))
+    labels = jnp.array([0, 1, 2, 1, 0, 2])
+    plain = stm.optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    ones, valid = jnp.ones(6), jnp.ones(6, bool)
+    chex.assert_trees_all_close(stm.weighted_loss(logits, labels, ones, valid), plain, rtol=1e-6)
+    pad_logits = jnp.concatenate([logits, 9 * jnp.ones((2, 3))])
+    pad_labels = jnp.concatenate([labels, jnp.zeros(2, int)])
+    padded = stm.weighted_loss(pad_logits, pad_labels, jnp.ones(8), jnp.arange(8) < 6)
+    chex.assert_trees_all_close(padded, plain, rtol=1e-6)
+    chex.assert_trees_all_close(stm.weighted_loss(logits, labels, 2 * ones, valid), 2 * plain)
+
+
+def test_learning_rate_schedule():
+    lrs = [float(stm.learning_rate(s, peak=1.0, warmup=4, total=12)) for s in range(12)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and 0 < lrs[-1] < 0.2
+
+
+def test_training_lowers_loss_and_fits_separable_set(trained):
+    clf, info, before = trained
+    after = _mean_loss(clf, TEXTS, np.array(LABELS))
+    assert after < 0.5 * before
+    assert info["history"][-1]["train_loss"] < info["history"][0]["train_loss"]
+    assert (clf.predict(TEXTS) == np.array(LABELS)).mean() == 1.0
+    held_out = ["loved the acting", "awful and boring", "amazing plot", "worst mess"]
+    assert (clf.predict(held_out) == np.array([1, 0, 1, 0])).mean() >= 0.75
+
+
+def test_early_stopping_restores_best_state():
+    # validation labels are the training labels flipped: fitting the training set makes the
+    # validation loss rise, so the best state is an early one and must be restored
+    cfg = stm.STMConfig(**{**CFG.__dict__, "epochs": 6, "patience": 2})
+    clf, info = stm.train_classifier(
+        TEXTS, LABELS, num_classes=2, key=jax.random.key(1), config=cfg,
+        val_texts=TEXTS, val_labels=[1 - y for y in LABELS],
+    )  # fmt: skip
+    val_losses = [h["val_loss"] for h in info["history"]]
+    assert info["stopped_early"] and len(val_losses) < 6
+    assert info["best_epoch"] == 1 + int(np.argmin(val_losses)) < len(val_losses)
+    restored = _mean_loss(clf, TEXTS, np.array([1 - y for y in LABELS]))
+    np.testing.assert_allclose(restored, min(val_losses), rtol=1e-5)
+    assert restored < val_losses[-1]
+
+
+def test_save_restore_same_predictions(trained, tmp_path):
+    clf = trained[0]
+    clf.save(tmp_path / "stm")
+    back = stm.Classifier.load(tmp_path / "stm")
+    assert back.num_classes == 2 and back.config == clf.config
+    np.testing.assert_allclose(back.predict_logits(TEXTS), clf.predict_logits(TEXTS), atol=1e-6)
+
+
+def test_probe_on_separable_features():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 16))
+    y = rng.integers(0, 3, 300)
+    x = centers[y] + 0.3 * rng.normal(size=(300, 16))
+    probe, info = stm.train_probe(x[:200], y[:200], num_classes=3, key=jax.random.key(0))
+    assert info["num_val"] == 20 and np.isfinite(info["best_val_loss"])
+    assert (probe.predict(x[200:]) == y[200:]).mean() > 0.95
+    # 60 % of class 0 relabelled 1: zero weight on those rows must undo the damage
+    noisy = y[:200].copy()
+    flip = (noisy == 0) & (rng.random(200) < 0.6)
+    noisy[flip] = 1
+    plain, _ = stm.train_probe(x[:200], noisy, num_classes=3, key=jax.random.key(0))
+    weighted, _ = stm.train_probe(
+        x[:200], noisy, num_classes=3, key=jax.random.key(0), weights=(~flip).astype(float)
+    )
+    acc_plain = (plain.predict(x[200:]) == y[200:]).mean()
+    assert (weighted.predict(x[200:]) == y[200:]).mean() > max(0.95, acc_plain + 0.1)
+
+
+def test_bad_labels():
+    with pytest.raises(ValueError, match="labels must lie"):
+        stm.train_classifier(["a", "b"], [0, 5], num_classes=2, key=jax.random.key(0), config=CFG)
+
+
+@pytest.mark.slow
+def test_data_parallel_mesh_matches_single_device():
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices")
+    mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    cfg = stm.STMConfig(**{**CFG.__dict__, "epochs": 1})
+    outs = []
+    for m in (None, mesh):
+        start = stm.build_classifier(2, cfg, rng=np.random.default_rng(0), mesh=m)
+        clf, _ = stm.train_classifier(
+            TEXTS, LABELS, num_classes=2, key=jax.random.key(2), config=cfg, classifier=start
+        )
+        outs.append(clf.predict_logits(TEXTS))
+    np.testing.assert_allclose(outs[1], outs[0], atol=2e-4)
