@@ -4,11 +4,17 @@ Every valid private sample votes for the ``q`` synthetic samples of its own clas
 nearest to it (weights 1, 1/2, ..., 2**(1-q)) and, separately, for the ``q`` farthest ones.
 Embeddings are unit-norm, so the largest inner product is the smallest L2 distance.
 
-The synthetic axis is processed as one block or streamed in blocks of ``block_size`` with a
-running top-q merge, so memory is O(n_priv * (q + block)) instead of O(n_priv * n_syn). Inside
-a block the top-q search is exact but cheap: a max over groups of ``_GROUP`` columns first, then
-``lax.top_k`` only over the q best groups' members (the q best elements always lie in the q
-groups with the largest maxima).
+How it stays near the matmul cost on CPU: the synthetic rows are visited in label order (valid
+rows first), so each class is a contiguous range of positions and every group of ``_GROUP``
+consecutive positions lies inside a class except at most two per private sample (the ends of
+its class range). Per group only an unmasked max and min of the similarities are taken; class
+masking, ``top_k`` and gathers then work on (n_priv, n / _GROUP) group values plus the q best
+groups' members and the two boundary groups, never elementwise on (n_priv, n). The search is
+exact: the q best elements lie in the q best whole groups or in a boundary group.
+
+The positions are processed as one block or streamed in blocks of ``block_size`` rows (rounded
+up to a multiple of ``_GROUP``) with a running top-q merge, so memory is O(n_priv * (q + block))
+instead of O(n_priv * n_syn). Results do not depend on the blocking (up to exact ties).
 
 Example::
 
@@ -34,72 +40,107 @@ def vote_weights(q: int) -> np.ndarray:
     return 2.0 ** -np.arange(int(q), dtype=np.float64)
 
 
-def _top_k(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Exact row-wise top-k of ``x`` (m, n) via group maxima; returns values and column ids."""
-    m, n = x.shape
-    if n <= 4 * _GROUP * k:
-        return jax.lax.top_k(x, k)
-    num_groups = -(-n // _GROUP)
-    pad = num_groups * _GROUP - n
-    if pad:
-        x = jnp.pad(x, ((0, 0), (0, pad)), constant_values=_NEG_INF)
-    grouped = x.reshape(m, num_groups, _GROUP)
-    _, group_idx = jax.lax.top_k(grouped.max(axis=-1), k)  # (m, k)
-    cand = jnp.take_along_axis(grouped, group_idx[:, :, None], axis=1).reshape(m, k * _GROUP)
-    vals, pos = jax.lax.top_k(cand, k)
-    idx = jnp.take_along_axis(group_idx, pos // _GROUP, axis=1) * _GROUP + pos % _GROUP
-    return vals, idx
+def _label_layout(syn_label, syn_mask):
+    """Visiting order (valid rows first, by label) and each position's label key.
 
-
-def _block_top_q(priv_emb, priv_label, syn_emb, syn_label, syn_mask, offset, q):
-    """Top-q nearest and farthest candidates of one synthetic block.
-
-    Returns ((near_val, near_idx), (far_val, far_idx)), each (n_priv, min(q, block)); values
-    are similarities (negated for farthest), -inf for non-candidates; ids are global.
+    Returns (order, key, n_valid): key is the label at valid positions and the dtype's max at
+    invalid ones, so that a class is the range searchsorted(key, c) of positions.
     """
-    sim = jnp.matmul(priv_emb, syn_emb.T, precision=jax.lax.Precision.HIGHEST)
-    valid = (priv_label[:, None] == syn_label[None, :]) & syn_mask[None, :]
-    k = min(q, syn_emb.shape[0])
-    near_val, near_idx = _top_k(jnp.where(valid, sim, _NEG_INF), k)
-    far_val, far_idx = _top_k(jnp.where(valid, -sim, _NEG_INF), k)
-    return (near_val, near_idx + offset), (far_val, far_idx + offset)
+    n = syn_label.shape[0]
+    order = jnp.lexsort((syn_label, ~syn_mask)).astype(jnp.int32)
+    n_valid = syn_mask.sum(dtype=jnp.int32)
+    key = jnp.where(jnp.arange(n) < n_valid, syn_label[order], jnp.iinfo(syn_label.dtype).max)
+    return order, key, n_valid
+
+
+def _class_range(priv_label, key, n_valid):
+    start = jnp.searchsorted(key, priv_label, side="left").astype(jnp.int32)
+    end = jnp.searchsorted(key, priv_label, side="right").astype(jnp.int32)
+    return jnp.minimum(start, n_valid), jnp.minimum(end, n_valid)
+
+
+def _block_candidates(sim, group_val, pos0, start, end, q):
+    """Top-q of one block for one direction (values already oriented: larger is better).
+
+    Args:
+      sim: (m, B) oriented similarities of the block's positions pos0 .. pos0 + B - 1.
+      group_val: (m, B // _GROUP) oriented per-group maxima.
+      pos0: first position of the block (traced int).
+      start, end: (m,) class range [start, end) of each private row.
+
+    Returns:
+      (values, positions), each (m, k): -inf values mark non-candidates.
+    """
+    m, width = sim.shape
+    num_groups = width // _GROUP
+    lane = jnp.arange(_GROUP, dtype=jnp.int32)
+    g_first = pos0 + jnp.arange(num_groups, dtype=jnp.int32) * _GROUP
+    whole = (g_first[None, :] >= start[:, None]) & (g_first[None, :] + _GROUP <= end[:, None])
+    k_groups = min(q, num_groups)
+    _, g_idx = jax.lax.top_k(jnp.where(whole, group_val, _NEG_INF), k_groups)
+    g_ok = jnp.take_along_axis(whole, g_idx, axis=1)
+    local = (g_idx * _GROUP)[:, :, None] + lane  # (m, k_groups, G)
+    vals = jnp.take_along_axis(sim, local.reshape(m, -1), axis=1)
+    vals = jnp.where(jnp.repeat(g_ok, _GROUP, axis=1), vals, _NEG_INF)
+    pos = pos0 + local.reshape(m, -1)
+
+    # The partial groups at both ends of each row's class range, element by element.
+    first_g = start - start % _GROUP
+    last_g = jnp.maximum(end - 1, start) - jnp.maximum(end - 1, start) % _GROUP
+    ends = jnp.stack([first_g, jnp.where(last_g == first_g, -_GROUP, last_g)], axis=1)
+    e_pos = (ends[:, :, None] + lane).reshape(m, 2 * _GROUP)
+    e_local = e_pos - pos0
+    in_block = (e_local >= 0) & (e_local < width)
+    in_class = (e_pos >= start[:, None]) & (e_pos < end[:, None])
+    e_whole = jnp.repeat((ends >= start[:, None]) & (ends + _GROUP <= end[:, None]), _GROUP, axis=1)
+    e_vals = jnp.take_along_axis(sim, jnp.clip(e_local, 0, width - 1), axis=1)
+    e_vals = jnp.where(in_block & in_class & ~e_whole, e_vals, _NEG_INF)
+
+    vals = jnp.concatenate([vals, e_vals], axis=1)
+    pos = jnp.concatenate([pos, e_pos], axis=1)
+    best, at = jax.lax.top_k(vals, min(q, vals.shape[1]))
+    return best, jnp.take_along_axis(pos, at, axis=1)
+
+
+def _block_top_q(priv_emb, syn_emb, order, pos0, width, start, end, q):
+    """Nearest and farthest candidates among positions pos0 .. pos0 + width - 1."""
+    rows = jax.lax.dynamic_slice_in_dim(order, pos0, width)
+    sim = jnp.matmul(priv_emb, syn_emb[rows].T, precision=jax.lax.Precision.HIGHEST)
+    grouped = sim.reshape(sim.shape[0], -1, _GROUP)
+    near = _block_candidates(sim, grouped.max(axis=-1), pos0, start, end, q)
+    far = _block_candidates(-sim, -grouped.min(axis=-1), pos0, start, end, q)
+    return near, far
 
 
 def _merge(running, new, q):
-    """Keeps the q best of the running (n_priv, q) and new (n_priv, k) candidates."""
+    """Keeps the q best of the running (m, q) and new (m, k) candidates."""
     vals = jnp.concatenate([running[0], new[0]], axis=1)
-    idx = jnp.concatenate([running[1], new[1]], axis=1)
-    best, pos = jax.lax.top_k(vals, q)
-    return best, jnp.take_along_axis(idx, pos, axis=1)
+    pos = jnp.concatenate([running[1], new[1]], axis=1)
+    best, at = jax.lax.top_k(vals, q)
+    return best, jnp.take_along_axis(pos, at, axis=1)
 
 
-def _streamed_top_q(priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size):
+def _search(priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size):
+    """Top-q (values, original row ids) for nearest and farthest, each (n_priv, q)."""
     n_priv, n_syn = priv_emb.shape[0], syn_emb.shape[0]
-    empty = (jnp.full((n_priv, q), _NEG_INF, priv_emb.dtype), jnp.zeros((n_priv, q), jnp.int32))
-    num_full = n_syn // block_size
+    order, key, n_valid = _label_layout(syn_label, syn_mask)
+    start, end = _class_range(priv_label, key, n_valid)
+    width = -(-(n_syn if block_size is None else min(block_size, n_syn)) // _GROUP) * _GROUP
+    num_blocks = -(-n_syn // width)
+    # Positions past n_syn read row 0 but lie outside every class range, so never vote.
+    order = jnp.pad(order, (0, num_blocks * width - n_syn))
+    empty = (jnp.full((n_priv, q), _NEG_INF, jnp.float32), jnp.zeros((n_priv, q), jnp.int32))
 
-    def body(i, carry):
-        start = i * block_size
-        take = lambda a: jax.lax.dynamic_slice_in_dim(a, start, block_size, axis=0)
-        near, far = _block_top_q(
-            priv_emb, priv_label, take(syn_emb), take(syn_label), take(syn_mask), start, q
-        )
+    def body(b, carry):
+        near, far = _block_top_q(priv_emb, syn_emb, order, b * width, width, start, end, q)
         return _merge(carry[0], near, q), _merge(carry[1], far, q)
 
-    near, far = jax.lax.fori_loop(0, num_full, body, (empty, empty))
-    if n_syn % block_size:
-        start = num_full * block_size
-        tail = _block_top_q(
-            priv_emb,
-            priv_label,
-            syn_emb[start:],
-            syn_label[start:],
-            syn_mask[start:],
-            start,
-            q,
-        )
-        near, far = _merge(near, tail[0], q), _merge(far, tail[1], q)
-    return near, far
+    if num_blocks == 1:
+        near, far = body(0, (empty, empty))
+    else:
+        near, far = jax.lax.fori_loop(0, num_blocks, body, (empty, empty))
+    to_rows = lambda c: (c[0], order[c[1]])
+    return to_rows(near), to_rows(far)
 
 
 def _histogram(vals, idx, priv_mask, n_syn):
@@ -143,21 +184,16 @@ def top_q_votes(
     chex.assert_equal_shape_prefix([syn_emb, syn_label], 1)
     chex.assert_equal_shape_suffix([priv_emb, syn_emb], 1)
     n_priv, n_syn = priv_emb.shape[0], syn_emb.shape[0]
-    priv_mask = jnp.ones((n_priv,), bool) if priv_mask is None else priv_mask.astype(bool)
-    syn_mask = jnp.ones((n_syn,), bool) if syn_mask is None else syn_mask.astype(bool)
+    priv_mask = jnp.ones((n_priv,), bool) if priv_mask is None else jnp.asarray(priv_mask, bool)
+    syn_mask = jnp.ones((n_syn,), bool) if syn_mask is None else jnp.asarray(syn_mask, bool)
     chex.assert_shape(priv_mask, (n_priv,))
     chex.assert_shape(syn_mask, (n_syn,))
     if block_size is not None and block_size < 1:
         raise ValueError(f"block_size must be None or >= 1, got {block_size}")
-    priv_emb = priv_emb.astype(jnp.float32)
-    syn_emb = syn_emb.astype(jnp.float32)
-
-    if block_size is None or block_size >= n_syn:
-        near, far = _block_top_q(priv_emb, priv_label, syn_emb, syn_label, syn_mask, 0, q)
-    else:
-        near, far = _streamed_top_q(
-            priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size
-        )
+    priv_emb = jnp.asarray(priv_emb, jnp.float32)
+    syn_emb = jnp.asarray(syn_emb, jnp.float32)
+    priv_label, syn_label = jnp.asarray(priv_label), jnp.asarray(syn_label)
+    near, far = _search(priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size)
     return _histogram(*near, priv_mask, n_syn), _histogram(*far, priv_mask, n_syn)
 
 

@@ -36,10 +36,13 @@ from jax.sharding import PartitionSpec as P
 
 from kernels.noise import add_party_noise
 from kernels.padding import bucket_size, pad_rows
-from kernels.voting import top_q_votes_parties
+from kernels.voting import top_q_votes, top_q_votes_parties
 from wasp_jax import privacy
 
 HISTOGRAMS = ("nearest", "farthest")
+
+# Re-exported so that experiments/ (benchmarks) reach the kernel through wasp_jax.
+__all__ = ["NoisyVotes", "make_syn_mesh", "release_sensitivity", "top_q_votes", "vote_and_noise"]
 
 
 @flax.struct.dataclass
