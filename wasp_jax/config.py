@@ -586,6 +586,7 @@ def demo_config() -> WaspConfig:
             "generation.budget": 72,
             "generation.rounds": 2,
             "generation.max_new_tokens": 48,
+            "generation.batch_size": 8,
             "generation.min_new_tokens": 8,
             "privacy.epsilon": 4.0,
             "privacy.delta": 1e-5,

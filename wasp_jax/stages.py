@@ -145,9 +145,10 @@ def generate_quota(
 ) -> GenResult:
     """Generates `n` clean, new samples from the given prompts (ALGORITHM 2.9, corrected).
 
-    Each attempt asks for the missing count in chunks of at most `batch_size` continuations,
-    every chunk from one prompt drawn at random from `prompt_variants` (or built by it, when
-    it is a callable `(attempt, num_chunks, rng) -> prompts`). Continuations are cleaned
+    Each attempt asks for the missing count in chunks of `batch_size` continuations, every
+    chunk from one prompt drawn at random from `prompt_variants`; or, when it is a callable
+    `(attempt, rows, rng) -> prompts`, one continuation of each of the `rows` prompts it builds
+    (rows = chunks x batch_size). Surplus continuations are discarded. Continuations are cleaned
     (`prompts.clean_generation`) and de-duplicated against `seen` (which is updated).
     Missing samples are generated again, up to `generation.max_attempts` attempts; what is
     still missing is returned as `shortfall` (never padded by repetition).
@@ -160,20 +161,21 @@ def generate_quota(
         missing = n - len(kept)
         if missing <= 0:
             break
+        # Always full chunks of `batch_size` rows: a fixed shape compiles once, and on the
+        # small batches of a CPU the extra rows cost little next to a recompile.
         chunks = math.ceil(missing / bs)
-        per = min(bs, missing)
+        akey = jax.random.fold_in(key, attempt)
         if callable(prompt_variants):
-            chunk_prompts = prompt_variants(attempt, chunks, rng)
+            chunk_prompts = prompt_variants(attempt, chunks * bs, rng)
+            outs = generator.generate(
+                chunk_prompts, num_samples=1, key=akey, progress=progress, **dec
+            )
         else:
             picks = rng.integers(len(prompt_variants), size=chunks)
             chunk_prompts = [prompt_variants[i] for i in picks]
-        outs = generator.generate(
-            chunk_prompts,
-            num_samples=per,
-            key=jax.random.fold_in(key, attempt),
-            progress=progress,
-            **dec,
-        )
+            outs = generator.generate(
+                chunk_prompts, num_samples=bs, key=akey, progress=progress, **dec
+            )
         calls += 1
         for row in outs:
             for text in row:
@@ -188,16 +190,17 @@ def generate_quota(
 def zero_shot_variants(generator, task: TaskSpec, label: int, cfg: WaspConfig, key: jax.Array):
     """A prompt builder for `generate_quota` implementing the ZeroGen prompts (ALGORITHM 2.1).
 
-    With a two-stage task (a `subject_prompt`, e.g. a movie title) each chunk first samples a
-    subject, then prompts for a review of that subject; otherwise the one-stage prompt.
+    With a two-stage task (a `subject_prompt`, e.g. a movie title) every sample gets its own
+    sampled subject, then a prompt for a review of that subject; otherwise the one-stage
+    prompt.
     """
     if not task.subject_prompt:
         return [P.zero_shot_prompt(task, label)]
 
-    def build(attempt: int, chunks: int, rng: np.random.Generator) -> list[str]:
+    def build(attempt: int, rows: int, rng: np.random.Generator) -> list[str]:
         subjects = generator.generate(
             [task.subject_prompt],
-            num_samples=chunks,
+            num_samples=rows,
             max_new_tokens=task.subject_max_new_tokens,
             temperature=cfg.generation.temperature,
             top_p=cfg.generation.top_p,

@@ -272,3 +272,41 @@ def test_parties(tmp_path):
     runner.run(cfg, tmp_path, hooks=hooks())
     ledger = json.loads(read(tmp_path, "privacy.json"))
     assert ledger["num_parties"] == 3 and "secure aggregation" in ledger["note"]
+
+
+@pytest.mark.slow
+def test_tiny_models_end_to_end(tmp_path):
+    """The production loaders with the random tiny models: tiny-llama and tiny-bert.
+
+    Their byte-level output has no spaces, so a user task file (no code) with min_words = 1
+    and a one-stage zero-shot prompt lets their samples through.
+    """
+    spec = json.loads((pathlib.Path(runner.__file__).parent / "tasks" / "imdb.json").read_text())
+    spec.update(name="imdb_tiny", min_words=1)
+    spec["zero_shot"] = {"prompt": spec["zero_shot"]["prompt_without_subject"]}
+    task = tmp_path / "imdb_tiny.json"
+    task.write_text(json.dumps(spec))
+    cfg = small_config(
+        **{
+            "task": str(task),
+            "generation.plms": ("tiny-llama",),
+            "embedder.name": "tiny-bert",
+            "generation.budget": 8,
+            "generation.rounds": 1,
+            "generation.max_new_tokens": 8,
+            "generation.min_new_tokens": 2,
+            "generation.max_attempts": 2,
+            "voting.q": 2,
+            "selection.s": 2,
+        }
+    )
+    res = runner.run(cfg, tmp_path / "wd")
+    rows = [json.loads(x) for x in read(tmp_path / "wd", "synthetic.jsonl").splitlines()]
+    metrics = [json.loads(x) for x in read(tmp_path / "wd", "metrics.jsonl").splitlines()]
+    assert len(rows) == res.n_synthetic > 0
+    assert len(rows) + sum(m["shortfall"] for m in metrics) == 8  # shortfalls are recorded
+    assert {r["plm"] for r in rows} == {"tiny-llama"}
+    ledger = json.loads(read(tmp_path / "wd", "privacy.json"))
+    assert ledger["rounds_released"] == 1
+    private = [r["text"] for r in read_labeled_jsonl(PRIVATE)][:24]
+    scan_for_private(tmp_path / "wd", "", private)

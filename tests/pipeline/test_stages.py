@@ -66,9 +66,9 @@ def test_generate_quota_retries_dedups_and_never_pads():
     assert res.texts == [WORDS10.format("a"), WORDS10.format("b"), WORDS10.format("c")]
     assert res.shortfall == 2 and res.calls == 3
     assert len(seen) == 3
-    # the missing count is asked again, in chunks of at most batch_size
+    # the missing count is asked again, in full chunks of batch_size (one shape)
     assert gen.calls[0][1] == 4 and len(gen.calls[0][0]) == 2
-    assert gen.calls[1][1] == 3 and len(gen.calls[1][0]) == 1
+    assert gen.calls[1][1] == 4 and len(gen.calls[1][0]) == 1
     assert gen.calls[0][2]["stop"] == ('"',) and gen.calls[0][2]["top_p"] == 0.9
 
 
