@@ -1,12 +1,16 @@
 """STM: weighted loss, training, early stopping, save/restore, linear probe (tiny-bert, fast)."""
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wasp_jax import stm
+from wasp_jax import evaluate, stm
+from wasp_jax.cli import UsageError
+from wasp_jax.cli import main as cli_main
 
 POS = ["great movie", "i loved it", "wonderful acting", "amazing story", "best film ever",
        "so fun and good", "excellent plot", "beautiful scenes"]  # fmt: skip
@@ -126,3 +130,54 @@ def test_data_parallel_mesh_matches_single_device():
         )
         outs.append(clf.predict_logits(TEXTS))
     np.testing.assert_allclose(outs[1], outs[0], atol=2e-4)
+
+
+def _write_jsonl(path, texts, labels, names=("negative", "positive")):
+    rows = [{"text": t, "label": y, "label_name": names[y]} for t, y in zip(texts, labels)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_evaluate_probe_cli_writes_results(tmp_path, capsys):
+    train = _write_jsonl(tmp_path / "train.jsonl", TEXTS * 2, LABELS * 2)
+    test = _write_jsonl(tmp_path / "test.jsonl", TEXTS[::3], LABELS[::3])
+    out = tmp_path / "res.json"
+    argv = ["evaluate", "--train", str(train), "--test", str(test), "--mode", "probe",
+            "--seeds", "2", "--encoder", "tiny-bert", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli_main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["mode"] == "probe" and res["seeds"] == [0, 1] and res["num_classes"] == 2
+    assert len(res["accuracy"]["per_seed"]) == 2 and 0 <= res["accuracy"]["mean"] <= 1
+    assert set(res["macro_f1"]) == {"mean", "std", "per_seed"}
+    assert res["train"]["num_examples"] == 32 and res["train"]["class_counts"] == [16, 16]
+    assert len(res["test"]["sha256"]) == 64 and res["label_names"] == {
+        "0": "negative",
+        "1": "positive",
+    }
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_finetune_subset(tmp_path):
+    train = _write_jsonl(tmp_path / "train.jsonl", TEXTS, LABELS)
+    cfg = stm.STMConfig(**{**CFG.__dict__, "epochs": 1})
+    res = evaluate.evaluate_files(train, train, seeds=[3], config=cfg, max_train=12, max_test=6)
+    assert res["train"]["num_used"] == 12 and res["test"]["num_used"] == 6
+    assert res["runs"][0]["seed"] == 3 and res["runs"][0]["steps"] == 3
+    assert res["hyperparameters"]["epochs"] == 1 and res["accuracy"]["std"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"text": "a", "label": 0}\n{"text": "b", "label": 1\n', "line 2 is not valid JSON"),
+        ('{"text": "a", "label": 0}\n{"label": 1}\n', "line 2 has no string field 'text'"),
+        ('{"text": "a", "label": "pos"}\n', "line 1: 'label' must be an integer"),
+        ('{"text": "a", "label": 0}\n{"text": "b", "label": 2}\n', "test labels \\[2\\] never"),
+    ],
+)
+def test_evaluate_bad_input(tmp_path, content, message):
+    good = _write_jsonl(tmp_path / "good.jsonl", TEXTS, LABELS)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(content)
+    with pytest.raises(UsageError, match=message):
+        evaluate.evaluate_files(good, bad, config=CFG)
