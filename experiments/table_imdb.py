@@ -1,0 +1,408 @@
+"""The IMDb experiment table (issue 5, item 3): baselines, WASP and ablations, live and replay.
+
+    python -m experiments.table_imdb [--quick] [--seeds 3] [--out experiments/results]
+
+One process runs every cell in a fixed order (references, replay rows, then the live rows one
+generation seed at a time, so a partial table already holds every row) and writes, after each
+cell, its result JSON under ``<out>/imdb_table_runs/`` and the rebuilt ``imdb_table.md`` /
+``imdb_table.csv``. Re-running skips the finished cells (delete a cell's JSON to redo it).
+
+Live rows go through `wasp_jax.runner.run` with the configs of ``experiments/configs/`` and a
+CPU-sized budget; the two PLMs are loaded once and shared by every run of the process, and
+identical generate calls (the zero-shot start is the same for every WASP-family run of one
+seed) are answered from an in-memory memo, which returns exactly what the model returned the
+first time. Replay rows run the same runner with ``method="replay"`` over the authors' six
+pools. The STM metric is a linear probe on frozen all-MiniLM-L6-v2 embeddings
+(`wasp_jax.stm.train_probe`), ``--stm-seeds`` seeds per dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from experiments import table_imdb_render as render
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+CONFIGS = REPO / "experiments" / "configs"
+POOLS = (
+    "gpt2-xl",
+    "llama-2-7b-chat-hf",
+    "vicuna-7b-1.5v",
+    "opt-6.7b",
+    "chatglm3-6b-base",
+    "flan-t5-xl",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything that sizes the table; recorded in the MD."""
+
+    plms: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")
+    embedder: str = "all-minilm-l6-v2"
+    budget: int = 48
+    initial: int = 24
+    rounds: int = 2
+    q: int = 4
+    s: int = 4
+    max_new_tokens: int = 48
+    min_new_tokens: int = 8
+    replay_budget: int = 600
+    replay_rounds: int = 2
+    test_size: int = 1000
+    real_sizes: tuple[int, ...] = (1000, 5000)
+    max_length: int = 128
+    epsilons: tuple[float, ...] = (1.0, 2.0, 8.0, math.inf)
+    pools: tuple[str, ...] = POOLS
+
+
+QUICK = Settings(
+    plms=("tiny-llama", "tiny-gemma3"),
+    embedder="tiny-bert",
+    budget=12,
+    initial=6,
+    rounds=1,
+    q=2,
+    s=2,
+    max_new_tokens=12,
+    min_new_tokens=2,
+    replay_budget=24,
+    replay_rounds=1,
+    test_size=40,
+    real_sizes=(60,),
+    max_length=32,
+    epsilons=(math.inf,),
+    pools=POOLS[:2],
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One dataset to build and evaluate: a table row at one generation seed."""
+
+    row: str
+    group: str  # "reference" | "replay" | "live"
+    kind: str  # "real" | "private" | "pool_zeroshot" | "run"
+    seed: int = 0
+    config: str = ""  # experiments/configs/<name>.py for kind == "run"
+    changes: tuple = ()  # dotted config changes on top of the budget overrides
+    pools: tuple[str, ...] = ()  # for pool_zeroshot
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}__{self.row}__g{self.seed}"
+
+
+def _eps_name(eps: float) -> str:
+    return "inf" if math.isinf(eps) else f"{eps:g}"
+
+
+def plan_cells(st: Settings, seeds: int) -> list[Cell]:
+    """All cells in run order, cheapest and most informative first, so a partial table is
+    useful: the small references, replay at seed 0, live at seed 0, the remaining replay
+    seeds, the large real reference, then the remaining live seeds."""
+    small, large = st.real_sizes[0], st.real_sizes[-1]
+    refs = [
+        Cell("only-private", "reference", "private"),
+        Cell(f"real-{small}", "reference", "real"),
+    ]
+    replay_rows = [
+        ("wasp", ()),
+        ("wasp-no-weighting", (("generation.plm_weighting", False),)),
+        (
+            "wasp-no-contrastive",
+            (("generation.contrastive", False), ("voting.release", ("nearest",))),
+        ),
+    ] + [(f"wasp-eps{_eps_name(e)}", (("privacy.epsilon", e),)) for e in st.epsilons]
+    live_rows = [
+        ("multi-zeroshot", "multi_zeroshot_imdb", ()),
+        ("wasp", "wasp_imdb", ()),
+        ("random-control", "random_control_imdb", ()),
+    ]
+    live_rows += [(f"zerogen[{p}]", "zerogen_imdb", (("generation.plms", (p,)),)) for p in st.plms]
+    live_rows += [
+        ("wasp-no-weighting", "wasp_no_weighting_imdb", ()),
+        ("wasp-no-contrastive", "wasp_no_contrastive_imdb", ()),
+    ]
+    live_rows += [(f"aug-pe[{p}]", "aug_pe_imdb", (("generation.plms", (p,)),)) for p in st.plms]
+    live_rows += [
+        (f"wasp-eps{_eps_name(e)}", "wasp_imdb", (("privacy.epsilon", e),)) for e in st.epsilons
+    ]
+
+    def replay(seed):
+        return [Cell(r, "replay", "run", seed, "replay_imdb", ch) for r, ch in replay_rows]
+
+    def live(seed):
+        return [Cell(r, "live", "run", seed, name, ch) for r, name, ch in live_rows]
+
+    cells = refs + [Cell("multi-zeroshot", "replay", "pool_zeroshot", pools=st.pools)]
+    cells += replay(0)
+    cells += [Cell(f"zerogen[{p}]", "replay", "pool_zeroshot", pools=(p,)) for p in st.pools]
+    cells += live(0)
+    for seed in range(1, seeds):
+        cells += replay(seed)
+    if large != small:
+        cells.append(Cell(f"real-{large}", "reference", "real"))
+    for seed in range(1, seeds):
+        cells += live(seed)
+    return cells
+
+
+def build_config(cell: Cell, st: Settings):
+    """The runner config of a `run` cell: the experiments/configs file + the CPU budget."""
+    from wasp_jax import config
+
+    cfg = config.load_config(str(CONFIGS / f"{cell.config}.py"))
+    changes = dict(cell.changes)
+    if cfg.method != "replay" and "generation.plms" not in changes:
+        changes["generation.plms"] = st.plms[:1] if cfg.method in ("zerogen", "aug_pe") else st.plms
+    common = {
+        "seed": cell.seed,
+        "embedder.name": st.embedder,
+        "eval.test_path": "",
+        "runtime.progress": False,
+    }
+    if cfg.method == "replay":
+        pools = tuple(str(SHARED / "imdb_synthetic" / f"{p}.jsonl") for p in st.pools)
+        common.update({
+            "replay.pools": pools,
+            "generation.budget": st.replay_budget,
+            "generation.rounds": st.replay_rounds,
+            "generation.initial": None,
+        })  # fmt: skip
+    else:
+        common.update({
+            "generation.budget": st.budget,
+            "generation.max_new_tokens": st.max_new_tokens,
+            "generation.min_new_tokens": st.min_new_tokens,
+            "voting.q": 1 if cfg.method == "aug_pe" else st.q,
+            "selection.s": st.s,
+        })  # fmt: skip
+        if cfg.generation.rounds > 0:
+            common.update({"generation.rounds": st.rounds, "generation.initial": st.initial})
+    return config.replace(cfg, **{**common, **changes})
+
+
+class MemoGenerator:
+    """Wraps a generator: an identical `generate` call returns the first call's output.
+
+    Identical means same prompts, sample count, key and decoding arguments, so the answer is
+    exactly what the wrapped model returned for that call.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.memo: dict[str, list] = {}
+        self.hits = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate(self, prompts, *, num_samples=1, key, progress=None, **kw):
+        import jax
+
+        key_bytes = np.asarray(jax.random.key_data(key)).tobytes().hex()
+        ident = json.dumps([list(prompts), num_samples, key_bytes, kw], sort_keys=True, default=str)
+        if ident in self.memo:
+            self.hits += 1
+        else:
+            out = self.inner.generate(prompts, num_samples=num_samples, key=key, **kw)
+            self.memo[ident] = [list(row) for row in out]
+        return [list(row) for row in self.memo[ident]]
+
+
+class Models:
+    """Models shared by every cell of the process (loaded on first use)."""
+
+    def __init__(self, st: Settings, workroot: pathlib.Path, load_generator=None):
+        self.st, self.workroot = st, workroot
+        self._load_generator = load_generator
+        self._gens: dict[str, MemoGenerator] = {}
+        self._embedder = None
+
+    def load_generator(self, spec, **kw):
+        if spec not in self._gens:
+            load = self._load_generator
+            if load is None:
+                from wasp_jax.plm import load_generator as load
+            self._gens[spec] = MemoGenerator(load(spec, **kw))
+        return self._gens[spec]
+
+    def load_embedder(self, spec=None, **kw):
+        if self._embedder is None:
+            from wasp_jax.embed import load_embedder
+
+            self._embedder = load_embedder(
+                self.st.embedder,
+                max_length=self.st.max_length,
+                cache_path=str(self.workroot / "embed_cache"),
+            )
+        return self._embedder
+
+
+def read_rows(path, limit: int = 0) -> list[dict]:
+    from wasp_jax import data as data_io
+
+    rows = data_io.read_labeled_jsonl(path, label_names=("negative", "positive"), what="IMDb data")
+    return rows[:limit] if limit else rows
+
+
+def pool_zeroshot(pools: tuple[str, ...], budget: int) -> list[dict]:
+    """Replay ZeroGen / multi-PLM zero-shot: the first rows of each pool, equal class quotas."""
+    per_pool = [
+        budget // len(pools) + (1 if i < budget % len(pools) else 0) for i in range(len(pools))
+    ]
+    out = []
+    for name, n in zip(pools, per_pool):
+        rows = read_rows(SHARED / "imdb_synthetic" / f"{name}.jsonl")
+        quotas = [n // 2 + n % 2, n // 2]
+        seen = set()
+        for r in rows:
+            c = r["label"]
+            if quotas[c] > 0 and r["text"] not in seen:
+                seen.add(r["text"])
+                out.append({"text": r["text"], "label": c, "plm": name})
+                quotas[c] -= 1
+    return out
+
+
+def embed_chunked(emb, texts: list[str], *, cache: bool, chunk: int = 256) -> np.ndarray:
+    """Embeds in chunks so that, with the disk cache, a killed job keeps what it embedded."""
+    parts = [emb.embed(texts[i : i + chunk], cache=cache) for i in range(0, len(texts), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, emb.dim), np.float32)
+
+
+def probe_scores(train_x, train_y, test_x, test_y, stm_seeds: int) -> dict:
+    """Linear-probe accuracy and macro-F1 over `stm_seeds` seeds (mean, std, per seed)."""
+    import jax
+
+    from wasp_jax.stm import train_probe
+
+    accs, f1s = [], []
+    for s in range(stm_seeds):
+        probe, _ = train_probe(train_x, train_y, num_classes=2, key=jax.random.key(s))
+        pred = probe.predict(test_x)
+        accs.append(float(np.mean(pred == test_y)))
+        f1s.append(render.macro_f1(test_y, pred, 2))
+    return {"accuracy": render.summary(accs), "macro_f1": render.summary(f1s)}
+
+
+def run_cell(cell: Cell, st: Settings, models: Models, workroot, test, stm_seeds: int) -> dict:
+    """Builds the cell's training set and evaluates it; returns the result record."""
+    t0 = time.perf_counter()
+    info: dict = {"row": cell.row, "group": cell.group, "gen_seed": cell.seed, "epsilon": None}
+    emb = models.load_embedder()
+    cache = True
+    if cell.kind == "real":
+        train = read_rows(SHARED / "imdb" / "train.jsonl", int(cell.row.split("-")[1]))
+    elif cell.kind == "private":
+        from wasp_jax.data import bundled_path
+
+        train, cache = read_rows(bundled_path("imdb", "private.jsonl")), False
+    elif cell.kind == "pool_zeroshot":
+        train = pool_zeroshot(cell.pools, st.replay_budget)
+    else:
+        from wasp_jax import runner
+
+        cfg = build_config(cell, st)
+        hooks = runner.Hooks(
+            load_generator=models.load_generator, load_embedder=models.load_embedder
+        )
+        res = runner.run(cfg, workroot / "runs" / cell.key, hooks=hooks)
+        text = res.synthetic_path.read_text(encoding="utf-8")
+        train = read_rows(res.synthetic_path) if text.strip() else []
+        info.update(epsilon=cfg.privacy.epsilon, sigma=res.sigma, method=cfg.method)
+        metrics = [json.loads(x) for x in (res.workdir / "metrics.jsonl").read_text().splitlines()]
+        info["plm_weights"] = [m["plm_weights"] for m in metrics]
+        info["shortfall"] = sum(m.get("shortfall", 0) for m in metrics)
+    t_data = time.perf_counter() - t0
+    y = np.asarray([r["label"] for r in train], np.int32)
+    if len(set(y.tolist())) < 2:
+        # A probe needs both classes; recorded as unusable, never scored as chance.
+        info.update(accuracy=None, macro_f1=None, unusable="fewer than two classes generated")
+    else:
+        x = embed_chunked(emb, [r["text"] for r in train], cache=cache)
+        info.update(probe_scores(x, y, test[0], test[1], stm_seeds))
+        del x
+    info.update(
+        n_train=len(train),
+        class_counts=np.bincount(y, minlength=2).tolist(),
+        data_seconds=round(t_data, 1),
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    return info
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m experiments.table_imdb", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny models and a handful of rows")
+    p.add_argument("--seeds", type=int, default=3, help="generation seeds per run row (3)")
+    p.add_argument("--stm-seeds", type=int, default=3, help="probe seeds per dataset (3)")
+    p.add_argument("--out", default="experiments/results", help="where the table is written")
+    p.add_argument("--workroot", default="runs/table_imdb", help="scratch: run workdirs, caches")
+    p.add_argument("--only", default="", help="comma list of groups/rows to run (default all)")
+    p.add_argument("--render-only", action="store_true", help="rebuild MD/CSV from the JSONs")
+    return p.parse_args(argv)
+
+
+def main(argv=None, *, load_generator=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    st = QUICK if args.quick else Settings()
+    out, workroot = pathlib.Path(args.out), pathlib.Path(args.workroot)
+    runs_dir = out / "imdb_table_runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    cells = plan_cells(st, args.seeds)
+    if args.quick:
+        keep = {"only-private", f"real-{st.real_sizes[0]}", f"zerogen[{st.pools[0]}]", "wasp"}
+        cells = [c for c in cells if c.row in keep and c.seed == 0]
+    planned = [c.key for c in cells]
+    if args.only:
+        wanted = set(args.only.split(","))
+        cells = [c for c in cells if c.group in wanted or c.row in wanted or c.key in wanted]
+    command = "python -m experiments.table_imdb " + " ".join(sys.argv[1:] if argv is None else argv)
+    meta = {"command": command.strip(), "settings": dataclasses.asdict(st), "quick": args.quick}
+    if args.render_only:
+        render.write_table(out, meta, planned)
+        return 0
+    from wasp_jax.data import atomic_write_text
+
+    t_start = time.time()
+    models = Models(st, workroot, load_generator)
+    test_rows = read_rows(SHARED / "imdb" / "test.jsonl", st.test_size)
+    test = (
+        embed_chunked(models.load_embedder(), [r["text"] for r in test_rows], cache=True),
+        np.asarray([r["label"] for r in test_rows], np.int32),
+    )
+    for cell in cells:
+        path = runs_dir / f"{cell.key}.json"
+        if path.is_file():
+            continue
+        print(f"[table_imdb] {time.strftime('%H:%M:%S')} {cell.key} ...", flush=True)
+        rec = run_cell(cell, st, models, workroot, test, args.stm_seeds)
+        atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
+        acc = rec["accuracy"] or {"mean": math.nan, "std": math.nan}
+        msg = f"acc {acc['mean']:.4f} +- {acc['std']:.4f} ({rec['seconds']} s, n={rec['n_train']})"
+        print(f"[table_imdb]   {msg}", flush=True)
+        render.write_table(out, meta, planned)
+    with open(runs_dir / "_invocations.jsonl", "a") as f:
+        f.write(
+            json.dumps(
+                {"command": meta["command"], "start": t_start, "seconds": time.time() - t_start}
+            )
+            + "\n"
+        )
+    render.write_table(out, meta, planned)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
