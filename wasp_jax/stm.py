@@ -202,14 +202,14 @@ def _train_step(graphdef, tx, params, opt_state, batch, lr, key, step):
 
 
 # graphdef and optimizer are static; params and optimizer state are donated (updated in place)
-_train_step_jit = jax.jit(_train_step, static_argnums=(0, 1), donate_argnums=(2, 3))
+train_step = jax.jit(_train_step, static_argnums=(0, 1), donate_argnums=(2, 3))
 
 
 def _logits(graphdef, state, ids, mask):
     return nnx.merge(graphdef, state)(ids, mask)
 
 
-_logits_jit = jax.jit(_logits, static_argnums=0)
+logits_step = jax.jit(_logits, static_argnums=0)
 
 
 def _put(arrays, mesh):
@@ -227,7 +227,7 @@ def _predict(graphdef, state, tokenizer, texts, config, mesh, max_length=None):
         rows = row_bucket(len(idx), config.eval_batch_size, data_size(mesh))
         batch, mask = pad_batch([ids[i] for i in idx], length, rows, tokenizer.pad_token_id)
         batch, mask = _put((batch, mask), mesh)
-        logits = np.asarray(_logits_jit(graphdef, state, batch, mask))[: len(idx)]
+        logits = np.asarray(logits_step(graphdef, state, batch, mask))[: len(idx)]
         if out is None:
             out = np.zeros((len(ids), logits.shape[-1]), np.float32)
         out[idx] = logits
@@ -360,7 +360,7 @@ def train_classifier(
                 ids, labels, weights, train_idx[batch], rows, config.max_length, pad
             )
             lr = learning_rate(step, peak=config.learning_rate, warmup=warmup, total=total)
-            params, opt_state, loss = _train_step_jit(
+            params, opt_state, loss = train_step(
                 graphdef, tx, params, opt_state, _put(arrays, mesh), lr, dropout_key, step
             )
             losses.append(loss)
