@@ -40,6 +40,7 @@ ACCOUNTING_METHODS = ("pld", "rdp", "classic")
 RELEASES = ("nearest", "farthest")
 PLM_SCORES = ("robust", "compat")
 MESH_CHOICES = ("none", "auto")
+EVAL_MODES = ("probe", "finetune")
 
 
 class ConfigError(ValueError):
@@ -285,16 +286,17 @@ class EvalConfig:
 
     Attributes:
         test_path: labelled JSONL test file; empty = no evaluation.
-        mode: evaluation mode passed to `wasp_jax.evaluate` (its docstring lists them).
+        mode: "probe" (logistic probe on frozen embeddings, fast) or "finetune" (the BERT
+            STM of `wasp_jax.stm`), see `wasp_jax.evaluate`.
         seeds: STM training seeds.
     """
 
     test_path: str = ""
-    mode: str = "default"
+    mode: str = "probe"
     seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):
-        _check(bool(self.mode), "eval.mode", "must not be empty")
+        _check_choice(self.mode, "eval.mode", EVAL_MODES)
         _check(len(self.seeds) >= 1, "eval.seeds", "must hold at least one seed")
 
 
@@ -318,11 +320,14 @@ class RuntimeConfig:
         cache_dir: model/embedding cache ("" = $WASP_JAX_CACHE or ~/.cache/wasp_jax).
         mesh: "none" (default device) or "auto" (a data-parallel mesh over all devices).
         progress: show progress bars.
+        compile_cache: keep compiled XLA programs under `<cache dir>/xla` (JAX's persistent
+            compilation cache), so a second run skips most compilation.
     """
 
     cache_dir: str = ""
     mesh: str = "none"
     progress: bool = True
+    compile_cache: bool = True
 
     def __post_init__(self):
         _check_choice(self.mesh, "runtime.mesh", MESH_CHOICES)

@@ -246,6 +246,18 @@ class _Run:
         self.state["current"] = {}
 
 
+def _enable_compile_cache(cache_dir: str) -> None:
+    """Turns on JAX's persistent compilation cache unless the user configured one."""
+    if jax.config.jax_compilation_cache_dir:
+        return
+    import os
+
+    root = cache_dir or os.environ.get("WASP_JAX_CACHE") or "~/.cache/wasp_jax"
+    path = pathlib.Path(root).expanduser() / "xla"
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+
+
 def _mesh(choice: str):
     if choice == "none":
         return None
@@ -266,6 +278,8 @@ def run(
     t_start = time.perf_counter()
     workdir = pathlib.Path(workdir)
     _prepare_workdir(config, workdir, force)
+    if config.runtime.compile_cache:
+        _enable_compile_cache(config.runtime.cache_dir)
     r = _Run(config, workdir, hooks or Hooks())
     cfg = config
 
@@ -311,14 +325,22 @@ def _finish(r: _Run) -> None:
         report = None
     if r.cfg.eval.test_path:
         try:
-            from wasp_jax import evaluate
+            from wasp_jax.evaluate import evaluate_files
         except ImportError:
-            evaluate = None
-        hook = getattr(evaluate, "evaluate_run", None)
-        if hook is None:
-            log.warning("eval.test_path is set but wasp_jax.evaluate.evaluate_run is missing")
+            log.warning("eval.test_path is set but wasp_jax.evaluate is missing; no evaluation")
         else:
-            hook(r.workdir, r.cfg)
+            log.info(
+                "evaluating the synthetic data on %s (%s)", r.cfg.eval.test_path, r.cfg.eval.mode
+            )
+            evaluate_files(
+                r.workdir / "synthetic.jsonl",
+                r.cfg.eval.test_path,
+                mode=r.cfg.eval.mode,
+                seeds=list(r.cfg.eval.seeds),
+                out=r.workdir / "eval.json",
+                cache_dir=r.cfg.runtime.cache_dir or None,
+                progress=r.cfg.runtime.progress,
+            )
     if report is not None:
         report.write_datasheet(r.workdir)
         report.write_report(r.workdir)
