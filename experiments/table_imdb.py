@@ -285,11 +285,14 @@ def probe_scores(train_x, train_y, test_x, test_y, stm_seeds: int) -> dict:
     """Linear-probe accuracy and macro-F1 over `stm_seeds` seeds (mean, std, per seed)."""
     import jax
 
+    from wasp_jax.evaluate import PROBE_HPARAMS
     from wasp_jax.stm import train_probe
 
     accs, f1s = [], []
     for s in range(stm_seeds):
-        probe, _ = train_probe(train_x, train_y, num_classes=2, key=jax.random.key(s))
+        probe, _ = train_probe(
+            train_x, train_y, num_classes=2, key=jax.random.key(s), **PROBE_HPARAMS
+        )
         pred = probe.predict(test_x)
         accs.append(float(np.mean(pred == test_y)))
         f1s.append(render.macro_f1(test_y, pred, 2))

@@ -124,19 +124,19 @@ def test_pool_zeroshot_takes_file_order_with_class_quotas(shared_data):
     assert [r["text"] for r in rows if r["plm"] == "gpt2-xl" and r["label"] == 1] == pos
 
 
+@pytest.mark.slow
 def test_quick_table_end_to_end_and_resume(shared_data, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--quick", "--seeds", "1", "--stm-seeds", "2", "--out", str(out)]
-    argv += ["--workroot", str(work), "--only", "reference,wasp"]
+    argv += ["--workroot", str(work), "--only", "reference,live__wasp__g0"]
     gen = WordGenerator()
     assert T.main(argv, load_generator=lambda spec, **kw: gen) == 0
     rows = {r["row"] + "/" + r["group"]: r for r in csv.DictReader((out / "imdb_table.csv").open())}
-    for name in ("real-60/reference", "only-private/reference", "wasp/replay", "wasp/live"):
+    for name in ("real-60/reference", "only-private/reference", "wasp/live"):
         assert rows[name]["status"] == "done" and rows[name]["stm_seeds"] == "2"
         assert 0.0 <= float(rows[name]["acc_mean"]) <= 1.0
     assert int(rows["wasp/live"]["n_train"]) == T.QUICK.budget
-    assert int(rows["wasp/replay"]["n_train"]) == T.QUICK.replay_budget
-    assert rows["zerogen[gpt2-xl]/replay"]["status"] == "not run"
+    assert rows["wasp/replay"]["status"] == "not run"
     md = (out / "imdb_table.md").read_text()
     assert "--quick" in md and "| wasp |" in md and "(PARTIAL)" in md
     record = json.loads((out / "imdb_table_runs" / "live__wasp__g0.json").read_text())
