@@ -137,9 +137,12 @@ class Tokenizer:
         eos = set()
         if hf_tok.eos_token_id is not None:
             eos.add(int(hf_tok.eos_token_id))
+        specials = {
+            i for i, t in backend.get_added_tokens_decoder().items() if getattr(t, "special", False)
+        }
         for t in _END_TOKENS:
             i = backend.token_to_id(t)
-            if i is not None:
+            if i is not None and i in specials:
                 eos.add(i)
         pad = hf_tok.pad_token_id
         if pad is None:
@@ -172,20 +175,107 @@ def from_hf_folder(folder: str | os.PathLike) -> Tokenizer:
 def from_gguf(path: str | os.PathLike) -> Tokenizer:
     """Rebuilds the tokenizer embedded in a GGUF file (slow: cache the result with save()).
 
-    transformers 4.57.6 gates GGUF tokenizer conversion on torch being importable although
-    the conversion itself needs none; the gate is lifted for this call (STACK.md pitfall 5).
+    SentencePiece-BPE vocabularies of the Gemma family are rebuilt here (see
+    :func:`_spm_bpe_from_gguf`); everything else goes through transformers 4.57.6, whose
+    GGUF conversion is gated on torch being importable although it needs none, so the gate
+    is lifted for this call (STACK.md pitfall 5). Special ids come from the GGUF metadata.
     """
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from transformers import AutoTokenizer
+    from gguf import GGUFReader
 
     path = pathlib.Path(path)
-    saved = gguf_utils.is_torch_available
-    gguf_utils.is_torch_available = lambda: True
-    try:
-        hf_tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    finally:
-        gguf_utils.is_torch_available = saved
-    return Tokenizer.from_hf(hf_tok)
+    reader = GGUFReader(str(path))
+
+    def field(key, default=None):
+        f = reader.fields.get(key)
+        return default if f is None else f.contents()
+
+    arch = field("general.architecture", "")
+    if field("tokenizer.ggml.model") == "llama" and arch.startswith("gemma"):
+        backend = _spm_bpe_from_gguf(reader)
+        template = field("tokenizer.chat_template")
+    else:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        from transformers import AutoTokenizer
+
+        saved = gguf_utils.is_torch_available
+        gguf_utils.is_torch_available = lambda: True
+        try:
+            hf_tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        finally:
+            gguf_utils.is_torch_available = saved
+        backend = hf_tok.backend_tokenizer
+        template = field("tokenizer.chat_template") or getattr(hf_tok, "chat_template", None)
+    backend.no_padding()
+    backend.no_truncation()
+    bos = field("tokenizer.ggml.bos_token_id")
+    eos = set()
+    if field("tokenizer.ggml.eos_token_id") is not None:
+        eos.add(int(field("tokenizer.ggml.eos_token_id")))
+    types = field("tokenizer.ggml.token_type")
+    for t in _END_TOKENS:
+        i = backend.token_to_id(t)
+        # Only control tokens: Gemma's vocabulary also has "</s>" as an ordinary HTML tag.
+        if i is not None and (types is None or types[i] == 3):
+            eos.add(i)
+    pad = field("tokenizer.ggml.padding_token_id")
+    if pad is None:
+        pad = min(eos) if eos else 0
+    return Tokenizer(
+        backend=backend,
+        bos_id=None if bos is None else int(bos),
+        eos_ids=frozenset(eos),
+        pad_id=int(pad),
+        chat_template=template if isinstance(template, str) else None,
+        add_bos_default=bool(field("tokenizer.ggml.add_bos_token", False)),
+    )
+
+
+def _spm_bpe_from_gguf(reader):
+    """A ``tokenizers`` BPE equivalent of a SentencePiece-BPE vocabulary stored in GGUF.
+
+    transformers 4.57.6 turns Gemma GGUF vocabularies into a Unigram model, but Gemma's
+    scores are negative merge ranks, not log-probabilities, so Unigram splits words into
+    many rare pieces ("The movie was" -> The/▁m/ov/ie/▁w/as). SentencePiece BPE merges the
+    adjacent pair whose merged piece has the highest score; ordering the merges by that
+    score reproduces it ("The", "▁movie", "▁was").
+    """
+    from tokenizers import AddedToken, decoders, normalizers
+    from tokenizers import Tokenizer as Backend
+    from tokenizers.models import BPE
+
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    scores = reader.fields["tokenizer.ggml.scores"].contents()
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    # Whitespace-only pieces are stored with real spaces; the model sees "▁".
+    tokens = ["▁" * len(t) if t and t.strip(" ") == "" else t for t in tokens]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    normal = {t for t, ty in zip(tokens, types) if ty == 1}
+    ranked = sorted((i for i, ty in enumerate(types) if ty == 1), key=lambda i: (-scores[i], i))
+    merges = []
+    for i in ranked:
+        piece = tokens[i]
+        local = [
+            (piece[:k], piece[k:])
+            for k in range(1, len(piece))
+            if piece[:k] in normal and piece[k:] in normal
+        ]
+        local.sort(key=lambda lr: (vocab[lr[0]], vocab[lr[1]]))
+        merges.extend(local)
+    unk = tokens[int(reader.fields["tokenizer.ggml.unknown_token_id"].contents())]
+    backend = Backend(BPE(vocab, merges, unk_token=unk, fuse_unk=True, byte_fallback=True))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    special = [
+        AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3
+    ]
+    user = [
+        AddedToken(t, special=False, normalized=False) for t, ty in zip(tokens, types) if ty == 4
+    ]
+    backend.add_special_tokens(special)
+    backend.add_tokens(user)
+    return backend
 
 
 def byte_level(specials: tuple[str, ...] = ("<bos>", "<eos>", "<pad>", "<sep>")) -> Tokenizer:

@@ -68,9 +68,10 @@ def save_state(path: str | os.PathLike, state: Any, *, meta: dict | None = None)
     if tmp.exists():
         shutil.rmtree(tmp)
     pure = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x), _to_pure(state))
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(tmp / "state", pure)
-        ckptr.wait_until_finished()
+    # Uncompressed: restoring is what happens on every run, and zstd roughly doubled its
+    # time on a 2-core CPU for a ~35 % smaller file.
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_compression=False)) as ckptr:
+        ckptr.save(tmp / "state", args=ocp.args.PyTreeSave(pure))
     (tmp / _DONE).write_text(json.dumps({"format": CACHE_FORMAT, **(meta or {})}))
     if path.exists():
         shutil.rmtree(path)
@@ -112,8 +113,13 @@ def restore_state(path: str | os.PathLike, abstract_state: Any, shardings: Any =
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), pure_abs, pure_shard
     )
-    with ocp.StandardCheckpointer() as ckptr:
-        restored = ckptr.restore(path / "state", target)
+    restore_args = jax.tree.map(
+        lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding, dtype=a.dtype), target
+    )
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as ckptr:
+        restored = ckptr.restore(
+            path / "state", args=ocp.args.PyTreeRestore(target, restore_args=restore_args)
+        )
     if isinstance(abstract_state, nnx.State):
         out = jax.tree.map(lambda x: x, abstract_state)
         nnx.replace_by_pure_dict(out, restored)

@@ -79,6 +79,11 @@ def _heads_out(w: np.ndarray, n: int) -> np.ndarray:
     return w.T.reshape(n, w.shape[1] // n, w.shape[0])
 
 
+def _f32(x) -> float:
+    """A GGUF float32 field as the decimal it was written from (9.9999997e-06 -> 1e-05)."""
+    return float(f"{float(x):.7g}")
+
+
 def _stack(per_layer: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.stack([p[k] for p in per_layer]) for k in per_layer[0]}
 
@@ -111,7 +116,7 @@ def gguf_to_params(fields: dict, tensors: dict) -> tuple[DecoderConfig, dict]:
         num_heads=h,
         num_kv_heads=kv,
         head_dim=dh,
-        norm_eps=float(f("attention.layer_norm_rms_epsilon")),
+        norm_eps=_f32(f("attention.layer_norm_rms_epsilon")),
         max_position=int(f("context_length")) if f("context_length") is not None else None,
     )
     layers = []
@@ -146,7 +151,7 @@ def gguf_to_params(fields: dict, tensors: dict) -> tuple[DecoderConfig, dict]:
             params["lm_head"] = tensors["output.weight"].T
         cfg = DecoderConfig.create(
             arch="llama",
-            rope_theta=float(f("rope.freq_base", 10000.0)),
+            rope_theta=_f32(f("rope.freq_base", 10000.0)),
             tie_embeddings=tied,
             sliding_window=None,
             **common,
@@ -155,7 +160,7 @@ def gguf_to_params(fields: dict, tensors: dict) -> tuple[DecoderConfig, dict]:
         window = f("attention.sliding_window")
         cfg = DecoderConfig.create(
             arch="gemma3",
-            rope_theta=float(f("rope.freq_base", 1e6)),
+            rope_theta=_f32(f("rope.freq_base", 1e6)),
             rope_local_theta=10000.0,
             sliding_window=int(window) if window is not None else None,
             layer_is_global=default_layer_pattern(n_layers),

