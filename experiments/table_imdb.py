@@ -373,9 +373,15 @@ def main(argv=None, *, load_generator=None) -> int:
         cells = [c for c in cells if c.group in wanted or c.row in wanted or c.key in wanted]
     command = "python -m experiments.table_imdb " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {"command": command.strip(), "settings": dataclasses.asdict(st), "quick": args.quick}
+    meta_path = runs_dir / "_meta.json"
     if args.render_only:
+        if meta_path.is_file():
+            meta.update(json.loads(meta_path.read_text()))
         render.write_table(out, meta, planned)
         return 0
+    if not meta_path.is_file():
+        meta_path.write_text(json.dumps({"command": meta["command"], "started": time.time()}))
+    meta.update(json.loads(meta_path.read_text()))
     from wasp_jax.data import atomic_write_text
 
     t_start = time.time()

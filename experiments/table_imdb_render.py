@@ -33,8 +33,19 @@ REPLAY_NA = {
 }
 
 
+REPLAY_MEANING = {
+    "wasp": "WASP votes (Top-Q, eps = 4) set each round's per-pool budget; rows are drawn "
+    "from the pools in file order, so prompts and the good/bad picks have no effect",
+    "wasp-no-contrastive": "as wasp, releasing only the nearest histogram (smaller sigma); "
+    "prompts do not exist in replay",
+    "wasp-no-weighting": "as wasp without pool weighting: every round's budget split evenly",
+}
+
+
 def row_meaning(row: str, group: str) -> str:
     """One line saying what a row is."""
+    if group == "replay" and row in REPLAY_MEANING:
+        return REPLAY_MEANING[row]
     pool = "pool" if group == "replay" else "PLM"
     if row.startswith("real-"):
         return (
@@ -126,12 +137,16 @@ def _pct(s: dict | None) -> str:
 
 
 def _eps(row: dict) -> str:
+    """epsilon of a row, from its name (so rows not yet run show it too), plus sigma."""
+    name = row["row"]
     if row["group"] == "reference":
-        return "∞ (no DP)" if row["row"] == "only-private" else "n/a"
-    e = row["epsilon"]
-    if e is None:
-        return "–" if row["status"] != "not run" else "?"
-    return "∞" if math.isinf(e) else f"{e:g}"
+        return "∞ (not DP)" if name == "only-private" else "n/a (public)"
+    if name.startswith(("zerogen", "multi-zeroshot", "random-control")):
+        return "– (no private data)"
+    eps = name[len("wasp-eps") :] if name.startswith("wasp-eps") else "4"
+    eps = "∞" if eps == "inf" else eps
+    sigma = row.get("sigma")
+    return eps if sigma is None else f"{eps} (σ = {sigma:.3g})"
 
 
 def comparisons(table: list[dict], group: str) -> list[str]:
@@ -192,6 +207,8 @@ def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: st
     planned = sum(r["gen_seeds_planned"] for r in table)
     cell_secs = sum(r["seconds"] for r in table)
     inv = _invocations(runs_dir)
+    ends = [p.stat().st_mtime for p in runs_dir.glob("*__*__g*.json")]
+    span = (max(ends) - meta["started"]) / 60 if ends and "started" in meta else math.nan
     complete = done == planned
     lines = [
         "# IMDb table: WASP and baselines at CPU scale" + ("" if complete else " (PARTIAL)"),
@@ -201,14 +218,18 @@ def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: st
         + f" Rendered {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         f"- Command: `{meta['command']}` (re-running resumes: finished cells are skipped).",
-        f"- Wall time: {cell_secs / 60:.1f} min summed over finished cells; "
-        f"{len(inv)} completed invocation(s) took "
-        f"{sum(i['seconds'] for i in inv) / 60:.1f} min in all.",
+        f"- Wall time: {span:.1f} min from the first start to the last finished cell "
+        f"({cell_secs / 60:.1f} min inside the cells; {len(inv)} invocation(s) ran to the end).",
         "- Machine: 2-core x86 CPU, 24 GiB RAM, shared with other jobs during the run (timings "
         "are contended); JAX on CPU, no accelerator.",
         f"- STM metric: linear probe (logistic regression, `wasp_jax.stm.train_probe`) on frozen "
-        f"{st['embedder']} embeddings; test set = the first {st['test_size']} reviews of "
-        "`shared/data/imdb/test.jsonl` (a fixed, shuffled-once subset of the real IMDb test set).",
+        f"{st['embedder']} embeddings (texts truncated to {st['max_length']} tokens; the same "
+        "embedder and truncation serve the DP votes of these runs), 300 full-batch Adam steps, "
+        "early stopping on a 10% split of the training set; test set = the first "
+        f"{st['test_size']} reviews of `shared/data/imdb/test.jsonl` (a fixed, shuffled-once "
+        "subset of the real IMDb test set). No fine-tuned STM was run (no time on this CPU).",
+        "- The real-N references take the first N reviews of `shared/data/imdb/train.jsonl`, "
+        "which include the 100 private reviews (they are its first 50 per class).",
         f"- Live budget: PLMs {', '.join(st['plms'])}; N = {st['budget']} synthetic reviews per "
         f"run (N_0 = {st['initial']} zero-shot, then T = {st['rounds']} rounds), Q = {st['q']}, "
         f"S = {st['s']}, {st['min_new_tokens']}-{st['max_new_tokens']} new tokens, "
