@@ -83,6 +83,10 @@ def make_run(workdir: pathlib.Path, *, parties: int = 1, method: str = "wasp", w
             {
                 "accuracy": {"mean": 0.71, "std": 0.02, "per_seed": [0.69, 0.73]},
                 "macro_f1": {"mean": 0.70, "std": 0.03, "per_seed": [0.67, 0.73]},
+                "mode": "probe",
+                "seeds": [0, 1],
+                "test": {"path": "t.jsonl", "num_examples": 500, "num_used": 500},
+                "hyperparameters": {"steps": 300},
             },
         )
     return workdir
@@ -112,6 +116,7 @@ def test_datasheet_contents(tmp_path):
         "all-minilm-l6-v2",
         "| 0 | negative | 36 | 50.0% |",
         "Known limitations",
+        "Accuracy 0.71 +- 0.02",
         str(tmp_path / "private.jsonl"),
     ):
         assert needle in text, needle
@@ -136,6 +141,8 @@ def test_report_and_plots(tmp_path):
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
         assert f"(plots/{name})" in text
     assert "0.71" in text and "Downstream evaluation" in text
+    assert "mode `probe`, seeds 0, 1, test file `t.jsonl`, 500 real test examples." in text
+    assert "| accuracy | 0.71 | 0.02 | 0.69, 0.73 |" in text and "| hyperparameters" not in text
     assert "0.6, 0.4" in text  # round-1 PLM weights
     assert "| 1 | nearest | negative | 12 | 0.5 | 3 | 7.5 |" in text
     assert "| 2 | farthest | positive | 0 | - | - | - |" in text
