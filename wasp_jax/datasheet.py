@@ -189,8 +189,8 @@ def _private_provenance(private_path: str, used: bool) -> str:
             "data (`wasp_jax/data/imdb/PROVENANCE.md` gives the source, selection and sha256). "
         )
     return text + (
-        "No private text, count or statistic is stored in this workdir; under add/remove "
-        "adjacency even the number of private records is not released.\n"
+        "No private text, and no statistic computed from it before the noise, is stored in "
+        "this workdir; config.json holds only the configured path and limits.\n"
     )
 
 
