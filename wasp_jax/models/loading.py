@@ -29,6 +29,10 @@ from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.convert import UnsupportedModelError
 
 MODEL_AXIS = "model"
+# Bumped whenever conversion output changes (params layout, tokenizer rebuild, special
+# ids), so that stale cache entries are converted again instead of silently reused.
+# 2: Gemma SentencePiece-BPE tokenizer; special ids from GGUF metadata.
+CONVERT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,11 +328,17 @@ def load_causal_lm(spec: str, *, cache_dir=None, mesh=None, dtype=jnp.float32) -
         source = path
         locate = None
     entry = root / "models" / key
-    if not (cache_lib.is_cached(entry / "params") and (entry / "tokenizer.json").is_file()):
+    if not _is_fresh(entry):
         if source is None:
             source = locate(root)
         _convert_into(source, entry)
     return _from_cache(entry, name, instruct, mesh, dtype)
+
+
+def _is_fresh(entry: pathlib.Path) -> bool:
+    if not (cache_lib.is_cached(entry / "params") and (entry / "wasp_tokenizer.json").is_file()):
+        return False
+    return cache_lib.read_meta(entry / "params").get("convert_version") == CONVERT_VERSION
 
 
 def _convert_into(source: pathlib.Path, entry: pathlib.Path) -> None:
@@ -350,7 +360,8 @@ def _convert_into(source: pathlib.Path, entry: pathlib.Path) -> None:
         raise UnsupportedModelError(f"{source}: {e}. Supported: {_supported_msg()}") from e
     tok.save(entry)
     params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
-    cache_lib.save_state(entry / "params", params, meta={"config": json.loads(cfg.to_json())})
+    meta = {"config": json.loads(cfg.to_json()), "convert_version": CONVERT_VERSION}
+    cache_lib.save_state(entry / "params", params, meta=meta)
 
 
 def _from_cache(entry: pathlib.Path, name: str, instruct: bool, mesh, dtype) -> LoadedLM:
