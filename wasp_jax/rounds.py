@@ -23,10 +23,6 @@ from wasp_jax import stages as S
 log = logging.getLogger("wasp_jax")
 
 
-def _gen_key(r, round_: int, k: int, c: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(r.gen_root, round_), k), c)
-
-
 def _record_shortfall(r, k: int, c: int, missing: int, round_: int) -> None:
     if missing <= 0:
         return
@@ -61,23 +57,19 @@ def _draw_pool(r, k: int, quotas: list[int], round_: int) -> None:
 
 def _generate(r, k: int, prompts_of_class, quotas: list[int], round_: int) -> None:
     gen = r.generator(k)
-    seen = r.pop.seen()
-    for c, quota in enumerate(quotas):
-        if quota <= 0:
-            continue
-        key = _gen_key(r, round_, k, c)
-        variants = prompts_of_class(gen, c, key)
-        res = S.generate_quota(
-            gen,
-            variants,
-            quota,
-            cfg=r.cfg,
-            task=r.task,
-            key=key,
-            rng=S.host_rng(r.cfg.seed, "generate", round_, k, c),
-            seen=seen,
-            progress=r.cfg.runtime.progress,
-        )
+    key = jax.random.fold_in(jax.random.fold_in(r.gen_root, round_), k)
+    results = S.generate_quotas(
+        gen,
+        [prompts_of_class(gen, c, jax.random.fold_in(key, 1000 + c)) for c in range(len(quotas))],
+        quotas,
+        cfg=r.cfg,
+        task=r.task,
+        key=key,
+        rng=S.host_rng(r.cfg.seed, "generate", round_, k),
+        seen=r.pop.seen(),
+        progress=r.cfg.runtime.progress,
+    )
+    for c, res in enumerate(results):
         r.pop.extend(res.texts, c, k, round_)
         _record_shortfall(r, k, c, res.shortfall, round_)
 

@@ -131,10 +131,13 @@ def decoding(cfg: WaspConfig, task: TaskSpec) -> dict:
     )
 
 
-def generate_quota(
+Variants = Sequence[str] | Callable[[int, int, np.random.Generator], list[str]]
+
+
+def generate_quotas(
     generator,
-    prompt_variants: Sequence[str] | Callable[[int, int, np.random.Generator], list[str]],
-    n: int,
+    variants: Sequence[Variants],
+    quotas: Sequence[int],
     *,
     cfg: WaspConfig,
     task: TaskSpec,
@@ -142,49 +145,55 @@ def generate_quota(
     rng: np.random.Generator,
     seen: set[str],
     progress: bool = False,
-) -> GenResult:
-    """Generates `n` clean, new samples from the given prompts (ALGORITHM 2.9, corrected).
+) -> list[GenResult]:
+    """Generates `quotas[c]` clean, new samples of every class c (ALGORITHM 2.9, corrected).
 
-    Each attempt asks for the missing count in chunks of `batch_size` continuations, every
-    chunk from one prompt drawn at random from `prompt_variants`; or, when it is a callable
-    `(attempt, rows, rng) -> prompts`, one continuation of each of the `rows` prompts it builds
-    (rows = chunks x batch_size). Surplus continuations are discarded. Continuations are cleaned
-    (`prompts.clean_generation`) and de-duplicated against `seen` (which is updated).
-    Missing samples are generated again, up to `generation.max_attempts` attempts; what is
-    still missing is returned as `shortfall` (never padded by repetition).
+    Each attempt makes ONE `generate` call for all classes still short: for class c it adds
+    ceil(missing_c / batch_size) chunks, each one prompt drawn at random from `variants[c]`
+    with `batch_size` continuations; or, when `variants[c]` is a callable
+    `(attempt, rows, rng) -> prompts`, `rows` = chunks x batch_size prompts with one
+    continuation each. The shapes are the same every time, so they compile once; surplus
+    continuations are discarded. Continuations are cleaned (`prompts.clean_generation`) and
+    de-duplicated against `seen` (updated). Missing samples are generated again, up to
+    `generation.max_attempts` attempts; what is still missing is the class's `shortfall`
+    (never padded by repetition). All classes must use the same kind of `variants`.
     """
     dec = decoding(cfg, task)
     bs = cfg.generation.batch_size
-    kept: list[str] = []
+    kept: list[list[str]] = [[] for _ in quotas]
     calls = 0
     for attempt in range(cfg.generation.max_attempts):
-        missing = n - len(kept)
-        if missing <= 0:
+        owners, prompts, built = [], [], False
+        for c, n in enumerate(quotas):
+            missing = n - len(kept[c])
+            if missing <= 0:
+                continue
+            chunks = math.ceil(missing / bs)
+            if callable(variants[c]):
+                built = True
+                new = variants[c](attempt, chunks * bs, rng)
+            else:
+                new = [variants[c][i] for i in rng.integers(len(variants[c]), size=chunks)]
+            prompts += new
+            owners += [c] * len(new)
+        if not prompts:
             break
-        # Always full chunks of `batch_size` rows: a fixed shape compiles once, and on the
-        # small batches of a CPU the extra rows cost little next to a recompile.
-        chunks = math.ceil(missing / bs)
-        akey = jax.random.fold_in(key, attempt)
-        if callable(prompt_variants):
-            chunk_prompts = prompt_variants(attempt, chunks * bs, rng)
-            outs = generator.generate(
-                chunk_prompts, num_samples=1, key=akey, progress=progress, **dec
-            )
-        else:
-            picks = rng.integers(len(prompt_variants), size=chunks)
-            chunk_prompts = [prompt_variants[i] for i in picks]
-            outs = generator.generate(
-                chunk_prompts, num_samples=bs, key=akey, progress=progress, **dec
-            )
+        outs = generator.generate(
+            prompts,
+            num_samples=1 if built else bs,
+            key=jax.random.fold_in(key, attempt),
+            progress=progress,
+            **dec,
+        )
         calls += 1
-        for row in outs:
+        for c, row in zip(owners, outs):
             for text in row:
                 clean = P.clean_generation(text, min_words=task.min_words, max_words=task.max_words)
-                if clean is None or P.normalize(clean) in seen or len(kept) >= n:
+                if clean is None or P.normalize(clean) in seen or len(kept[c]) >= quotas[c]:
                     continue
                 seen.add(P.normalize(clean))
-                kept.append(clean)
-    return GenResult(kept, n - len(kept), calls)
+                kept[c].append(clean)
+    return [GenResult(kept[c], quotas[c] - len(kept[c]), calls) for c in range(len(quotas))]
 
 
 def zero_shot_variants(generator, task: TaskSpec, label: int, cfg: WaspConfig, key: jax.Array):

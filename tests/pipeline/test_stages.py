@@ -11,6 +11,7 @@ import pytest
 from wasp_jax import config as C
 from wasp_jax import ledger as L
 from wasp_jax import methods as M
+from wasp_jax import prompts as P
 from wasp_jax import stages as S
 from wasp_jax.data import DataError, bundled_path
 from wasp_jax.tasks import load_task
@@ -43,50 +44,54 @@ class Scripted:
         ]
 
 
-WORDS10 = "one two three four five six seven eight nine {}."
+def W(tag):
+    return f"one two three four five six seven eight nine {tag}."
 
 
-def test_generate_quota_retries_dedups_and_never_pads():
-    cfg = C.replace(C.base_config(), **{"generation.batch_size": 4, "generation.max_attempts": 3})
-    first = [WORDS10.format("a"), WORDS10.format("a"), "short.", WORDS10.format("b")]
-    second = [WORDS10.format("b"), WORDS10.format("c")]
-    third = ["nope."]
+def test_generate_quotas_retries_dedups_and_never_pads():
+    cfg = C.replace(C.base_config(), **{"generation.batch_size": 2, "generation.max_attempts": 3})
+    # call 1: class 0 gets 2 chunks (rows 0-3), class 1 one chunk (rows 4-5)
+    first = [W("a"), W("a"), "short.", W("b"), W("k"), W("k")]
+    second = [W("b"), W("c"), W("m"), W("n")]  # class 0 (1 chunk), class 1 (1 chunk)
+    third = ["nope.", "nope."]
     gen = Scripted([first, second, third])
     seen = set()
-    res = S.generate_quota(
-        gen,
-        ["p1", "p2"],
-        5,
-        cfg=cfg,
-        task=TASK,
-        key=jax.random.key(0),
-        rng=np.random.default_rng(0),
-        seen=seen,
-    )
-    assert res.texts == [WORDS10.format("a"), WORDS10.format("b"), WORDS10.format("c")]
-    assert res.shortfall == 2 and res.calls == 3
-    assert len(seen) == 3
-    # the missing count is asked again, in full chunks of batch_size (one shape)
-    assert gen.calls[0][1] == 4 and len(gen.calls[0][0]) == 2
-    assert gen.calls[1][1] == 4 and len(gen.calls[1][0]) == 1
-    assert gen.calls[0][2]["stop"] == ('"',) and gen.calls[0][2]["top_p"] == 0.9
+    res = S.generate_quotas(
+        gen, [["p0a", "p0b"], ["p1"]], [4, 2], cfg=cfg, task=TASK, key=jax.random.key(0),
+        rng=np.random.default_rng(0), seen=seen,
+    )  # fmt: skip
+    assert res[0].texts == [W("a"), W("b"), W("c")] and res[0].shortfall == 1
+    assert res[1].texts == [W("k"), W("m")] and res[1].shortfall == 0
+    assert len(seen) == 5 and res[0].calls == 3
+    # one call per attempt for all short classes, full chunks of batch_size (one shape)
+    assert [len(c[0]) for c in gen.calls] == [3, 2, 1]
+    assert {c[1] for c in gen.calls} == {2}
+    assert gen.calls[0][0][2] == "p1" and gen.calls[0][2]["stop"] == ('"',)
+    assert gen.calls[0][2]["top_p"] == 0.9
 
 
-def test_generate_quota_respects_seen():
+def test_generate_quotas_respects_seen_and_builders():
     cfg = C.base_config()
-    gen = Scripted([[WORDS10.format("x")]] * 4)
-    seen = {"one two three four five six seven eight nine x."}
-    res = S.generate_quota(
-        gen,
-        ["p"],
-        1,
-        cfg=cfg,
-        task=TASK,
-        key=jax.random.key(0),
-        rng=np.random.default_rng(0),
-        seen=seen,
-    )
-    assert res.texts == [] and res.shortfall == 1 and res.calls == cfg.generation.max_attempts
+    gen = Scripted([[W("x")]] * 4)
+    seen = {P.normalize(W("x"))}
+    res = S.generate_quotas(
+        gen, [["p"]], [1], cfg=cfg, task=TASK, key=jax.random.key(0),
+        rng=np.random.default_rng(0), seen=seen,
+    )  # fmt: skip
+    assert res[0].texts == [] and res[0].shortfall == 1
+    assert res[0].calls == cfg.generation.max_attempts
+    built = []
+
+    def builder(attempt, rows, rng):
+        built.append(rows)
+        return [f"prompt {attempt} {i}" for i in range(rows)]
+
+    gen = Scripted([[W(str(i)) for i in range(16)]])
+    res = S.generate_quotas(
+        gen, [builder], [3], cfg=cfg, task=TASK, key=jax.random.key(0),
+        rng=np.random.default_rng(0), seen=set(),
+    )  # fmt: skip
+    assert built == [16] and gen.calls[0][1] == 1 and len(res[0].texts) == 3
 
 
 def test_load_private_subsample_skew_and_parties():
