@@ -102,6 +102,11 @@ def record(ledger: dict[str, Any], round_: int, plan) -> None:
 
 def report(ledger: dict[str, Any]) -> dict[str, Any]:
     """The ledger for privacy.json: the plan, every release and the epsilon spent so far."""
-    out = {k: v for k, v in ledger.items() if k != "accountant"}
+    out = {k: _finite(v) for k, v in ledger.items() if k != "accountant"}
     out["rounds_released"] = len(ledger["releases"])
     return out
+
+
+def _finite(v: Any) -> Any:
+    """JSON has no infinity: epsilon = inf (no noise) is written as the string "inf"."""
+    return "inf" if isinstance(v, float) and math.isinf(v) else v

@@ -310,3 +310,11 @@ def test_tiny_models_end_to_end(tmp_path):
     assert ledger["rounds_released"] == 1
     private = [r["text"] for r in read_labeled_jsonl(PRIVATE)][:24]
     scan_for_private(tmp_path / "wd", "", private)
+
+
+def test_infinite_epsilon_is_written_as_inf(tmp_path):
+    cfg = small_config(**{"privacy.epsilon": float("inf")})
+    runner.run(cfg, tmp_path, hooks=hooks())
+    ledger = json.loads(read(tmp_path, "privacy.json"))
+    assert ledger["sigma"] == 0.0 and ledger["epsilon"] == "inf"
+    assert ledger["epsilon_spent"] == "inf" and ledger["rounds_released"] == 2
