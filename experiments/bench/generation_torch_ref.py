@@ -69,16 +69,25 @@ def _sample(model, inp, w, pad, max_new):
 
 
 def golden(spec: dict) -> dict:
-    """Greedy continuations of the fixed prompts (ids as given, BOS policy recorded)."""
+    """Greedy continuations of the fixed prompts.
+
+    A case gives either ``add_special_tokens`` (the reference tokenizer encodes the prompt)
+    or explicit ``prompt_ids`` (for Gemma: transformers 4.57.6 rebuilds its GGUF vocabulary
+    as a Unigram model and mis-tokenises, so the ids come from the SentencePiece-BPE
+    tokenizer and only the model is the reference).
+    """
     result = {}
     for name, m in spec["models"].items():
         tok, model = _load(m["dir"], m["gguf"])
         for case in m["golden"]:
-            ids = tok(case["prompt"], add_special_tokens=case["add_special_tokens"])["input_ids"]
+            ids = (
+                case.get("prompt_ids")
+                or tok(case["prompt"], add_special_tokens=case["add_special_tokens"])["input_ids"]
+            )
             new = _greedy(tok, model, ids, case["max_new_tokens"])
             result[f"{name}/{case['id']}"] = dict(
                 prompt=case["prompt"],
-                add_special_tokens=case["add_special_tokens"],
+                add_special_tokens=case.get("add_special_tokens"),
                 prompt_ids=ids,
                 new_ids=new,
                 text=tok.decode(new),
