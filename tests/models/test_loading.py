@@ -34,7 +34,10 @@ def _pure(model):
 
 def _logits(model, toks):
     b, t = toks.shape
-    out, _ = model(
+    graphdef, state = nnx.split(model)
+    fwd = jax.jit(lambda st, *a: nnx.merge(graphdef, st)(*a))
+    out, _ = fwd(
+        state,
         jnp.asarray(toks, jnp.int32),
         jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)),
         model.init_cache(b, t),
@@ -111,6 +114,33 @@ def _hf_state_dict(cfg: DecoderConfig, p: dict) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, np.float32) for k, v in sd.items()}
 
 
+def _hf_gpt2_state_dict(cfg: DecoderConfig, p: dict) -> dict[str, np.ndarray]:
+    """Our GPT-2 params -> HF names; Conv1D weights are [in, out], q/k/v fused."""
+    lay, d = p["layers"], cfg.hidden_size
+    sd = {
+        "transformer.wte.weight": p["embed"],
+        "transformer.wpe.weight": p["pos_embed"],
+        "transformer.ln_f.weight": p["final_norm"],
+        "transformer.ln_f.bias": p["final_norm_b"],
+    }
+    for i in range(cfg.num_layers):
+        pre = f"transformer.h.{i}."
+        sd[pre + "attn.c_attn.weight"] = np.concatenate(
+            [lay[n][i].reshape(d, d) for n in ("wq", "wk", "wv")], axis=1
+        )
+        sd[pre + "attn.c_attn.bias"] = np.concatenate(
+            [lay[n][i].reshape(d) for n in ("bq", "bk", "bv")]
+        )
+        sd[pre + "attn.c_proj.weight"] = lay["wo"][i].reshape(d, d)
+        sd[pre + "attn.c_proj.bias"] = lay["bo"][i]
+        sd[pre + "ln_1.weight"], sd[pre + "ln_1.bias"] = lay["attn_norm"][i], lay["attn_norm_b"][i]
+        sd[pre + "ln_2.weight"], sd[pre + "ln_2.bias"] = lay["mlp_norm"][i], lay["mlp_norm_b"][i]
+        sd[pre + "mlp.c_fc.weight"], sd[pre + "mlp.c_fc.bias"] = lay["w_fc"][i], lay["b_fc"][i]
+        sd[pre + "mlp.c_proj.weight"] = lay["w_proj"][i]
+        sd[pre + "mlp.c_proj.bias"] = lay["b_proj"][i]
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in sd.items()}
+
+
 def _write_tokenizer(folder):
     tok_lib.byte_level().backend.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(
@@ -140,6 +170,7 @@ HF_CASES = {
         tie_word_embeddings=False,
         max_position_embeddings=128,
     ),
+    "gpt2": dict(model_type="gpt2", vocab_size=260, n_embd=32, n_layer=2, n_head=4, n_positions=64),
     "gemma3_text": dict(
         model_type="gemma3_text",
         vocab_size=260,
@@ -164,13 +195,14 @@ HF_CASES = {
 def test_hf_folder_roundtrip(case, tmp_path):
     hf = HF_CASES[case]
     cfg = convert.hf_config_to_decoder(hf)
-    assert cfg.arch == ("gemma3" if case.startswith("gemma") else "llama")
+    assert cfg.arch == {"qwen2": "llama", "gemma3_text": "gemma3", "gpt2": "gpt2"}[case]
     assert cfg.qkv_bias == (case == "qwen2")
     src = build_model(cfg, None, seed=5)
     folder = tmp_path / case
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(hf))
-    sd = _hf_state_dict(cfg, _pure(src))
+    writer = _hf_gpt2_state_dict if case == "gpt2" else _hf_state_dict
+    sd = writer(cfg, _pure(src))
     # Two shards plus an index, as large checkpoints come.
     names = sorted(sd)
     half = len(names) // 2
@@ -433,3 +465,42 @@ def test_real_weights_load_cache_and_greedy_text(name):
     assert lm.is_instruct == (name == "smollm2-135m-instruct")
     text = _greedy(lm, prompt, 12)
     assert len(text) > 20 and expected.startswith(text), text
+
+
+ORACLE_CASES = {
+    # transformers 4.57.6's Flax classes read model.safetensors without torch. FlaxLlama
+    # hard-codes RoPE base 10000 (STACK.md section 2), so the config uses exactly that.
+    "llama": dict(
+        model_type="llama",
+        vocab_size=260,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        max_position_embeddings=64,
+    ),
+    "gpt2": HF_CASES["gpt2"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORACLE_CASES))
+def test_hf_folder_logits_match_transformers_flax(case, tmp_path):
+    """An independent implementation (transformers' Flax models) on the same folder."""
+    transformers = pytest.importorskip("transformers")
+    hf = ORACLE_CASES[case]
+    cfg = convert.hf_config_to_decoder(hf)
+    src = build_model(cfg, None, seed=11)
+    writer = _hf_gpt2_state_dict if case == "gpt2" else _hf_state_dict
+    save_file(writer(cfg, _pure(src)), str(tmp_path / "model.safetensors"), {"format": "pt"})
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    cls = {"llama": "FlaxLlamaForCausalLM", "gpt2": "FlaxGPT2LMHeadModel"}[case]
+    oracle = getattr(transformers, cls).from_pretrained(str(tmp_path), from_pt=True)
+    toks = np.array([[5, 77, 130, 2, 9, 250, 31, 64]], np.int32)
+    want = np.asarray(oracle(toks).logits)
+    cfg2, params, _ = convert.read_hf_folder(tmp_path)
+    got = _logits(build_model(cfg2, params), toks)
+    chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)

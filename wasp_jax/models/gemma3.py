@@ -20,7 +20,6 @@ from flax import nnx
 
 from wasp_jax.models import layers as L
 from wasp_jax.models.config import DecoderConfig
-from wasp_jax.models.llama import SHARD_AXES  # noqa: F401  (same names, same split)
 
 NORMS = ("attn_norm", "q_norm", "k_norm", "post_attn_norm", "mlp_norm", "post_mlp_norm")
 
