@@ -143,12 +143,65 @@ def _search(priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size):
     return to_rows(near), to_rows(far)
 
 
-def _histogram(vals, idx, priv_mask, n_syn):
-    """Scatters geometric weights of the selected candidates into an (n_syn,) histogram."""
+def _check_inputs(priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size):
+    vote_weights(q)
+    chex.assert_rank([priv_emb, syn_emb, priv_label, syn_label], [2, 2, 1, 1])
+    chex.assert_equal_shape_prefix([priv_emb, priv_label], 1)
+    chex.assert_equal_shape_prefix([syn_emb, syn_label], 1)
+    chex.assert_equal_shape_suffix([priv_emb, syn_emb], 1)
+    n_syn = syn_emb.shape[0]
+    syn_mask = jnp.ones((n_syn,), bool) if syn_mask is None else jnp.asarray(syn_mask, bool)
+    chex.assert_shape(syn_mask, (n_syn,))
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be None or >= 1, got {block_size}")
+    return (
+        jnp.asarray(priv_emb, jnp.float32),
+        jnp.asarray(priv_label),
+        jnp.asarray(syn_emb, jnp.float32),
+        jnp.asarray(syn_label),
+        syn_mask,
+    )
+
+
+def top_q_candidates(
+    priv_emb, priv_label, syn_emb, syn_label, *, q, syn_mask=None, block_size=None
+):
+    """Each private row's q nearest and q farthest same-class synthetic rows, best first.
+
+    Args: as ``top_q_votes``.
+
+    Returns:
+      ((near_val, near_idx), (far_val, far_idx)), each (n_priv, q): similarities (negated for
+      farthest; -inf where the class has fewer than q candidates) and int32 row ids.
+    """
+    args = _check_inputs(priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size)
+    return _search(*args, q, block_size)
+
+
+def merge_candidates(vals, idx, *, q):
+    """The q best of several candidate sets concatenated on the last axis, best first."""
+    best, at = jax.lax.top_k(vals, q)
+    return best, jnp.take_along_axis(idx, at, axis=-1)
+
+
+def candidate_histogram(vals, idx, *, n_syn, priv_mask=None, offset=0):
+    """Scatters the geometric weights of ranked candidates into an (n_syn,) float32 histogram.
+
+    Args:
+      vals, idx: (n_priv, k) ranked candidates (-inf values cast no vote).
+      n_syn: histogram length (static).
+      priv_mask: (n_priv,) bool, rows that vote. Default all.
+      offset: the histogram covers row ids offset .. offset + n_syn - 1; others are dropped.
+    """
     k = vals.shape[1]
-    w = jnp.asarray(vote_weights(k), jnp.float32)[None, :] * priv_mask[:, None]
+    w = jnp.broadcast_to(jnp.asarray(vote_weights(k), jnp.float32), vals.shape)
+    if priv_mask is not None:
+        w = w * jnp.asarray(priv_mask, jnp.float32)[:, None]
     w = jnp.where(jnp.isfinite(vals), w, 0.0)  # fewer than q candidates in the class
-    return jnp.zeros((n_syn,), jnp.float32).at[idx.ravel()].add(w.ravel())
+    local = (idx - offset).ravel()
+    # Negative ids would wrap around, so send every out-of-range id past the end to be dropped.
+    local = jnp.where((local >= 0) & (local < n_syn), local, n_syn)
+    return jnp.zeros((n_syn,), jnp.float32).at[local].add(w.ravel(), mode="drop")
 
 
 def top_q_votes(
@@ -178,23 +231,17 @@ def top_q_votes(
       (nearest_hist, farthest_hist), each (n_syn,) float32. A private sample whose class has
       c < q valid candidates gives only the first c weights.
     """
-    vote_weights(q)
-    chex.assert_rank([priv_emb, syn_emb, priv_label, syn_label], [2, 2, 1, 1])
-    chex.assert_equal_shape_prefix([priv_emb, priv_label], 1)
-    chex.assert_equal_shape_prefix([syn_emb, syn_label], 1)
-    chex.assert_equal_shape_suffix([priv_emb, syn_emb], 1)
-    n_priv, n_syn = priv_emb.shape[0], syn_emb.shape[0]
-    priv_mask = jnp.ones((n_priv,), bool) if priv_mask is None else jnp.asarray(priv_mask, bool)
-    syn_mask = jnp.ones((n_syn,), bool) if syn_mask is None else jnp.asarray(syn_mask, bool)
-    chex.assert_shape(priv_mask, (n_priv,))
-    chex.assert_shape(syn_mask, (n_syn,))
-    if block_size is not None and block_size < 1:
-        raise ValueError(f"block_size must be None or >= 1, got {block_size}")
-    priv_emb = jnp.asarray(priv_emb, jnp.float32)
-    syn_emb = jnp.asarray(syn_emb, jnp.float32)
-    priv_label, syn_label = jnp.asarray(priv_label), jnp.asarray(syn_label)
-    near, far = _search(priv_emb, priv_label, syn_emb, syn_label, syn_mask, q, block_size)
-    return _histogram(*near, priv_mask, n_syn), _histogram(*far, priv_mask, n_syn)
+    n_syn = syn_emb.shape[0]
+    priv_mask = None if priv_mask is None else jnp.asarray(priv_mask, bool)
+    if priv_mask is not None:
+        chex.assert_shape(priv_mask, (priv_emb.shape[0],))
+    near, far = top_q_candidates(
+        priv_emb, priv_label, syn_emb, syn_label, q=q, syn_mask=syn_mask, block_size=block_size
+    )
+    return (
+        candidate_histogram(*near, n_syn=n_syn, priv_mask=priv_mask),
+        candidate_histogram(*far, n_syn=n_syn, priv_mask=priv_mask),
+    )
 
 
 def top_q_votes_parties(

@@ -36,7 +36,13 @@ from jax.sharding import PartitionSpec as P
 
 from kernels.noise import add_party_noise
 from kernels.padding import bucket_size, pad_rows
-from kernels.voting import top_q_votes, top_q_votes_parties
+from kernels.voting import (
+    candidate_histogram,
+    merge_candidates,
+    top_q_candidates,
+    top_q_votes,
+    top_q_votes_parties,
+)
 from wasp_jax import privacy
 
 HISTOGRAMS = ("nearest", "farthest")
@@ -94,6 +100,45 @@ def _check_release(release) -> tuple[str, ...]:
     return release
 
 
+def _sharded_votes(
+    priv_emb, priv_label, priv_mask, syn_emb, syn_label, syn_mask, *, q, block_size, mesh
+):
+    """Per-party clean histograms with the synthetic axis split over every axis of ``mesh``.
+
+    Each device searches its own rows, the (n_priv, q) candidates of all devices are gathered
+    and merged, and each device scatters the votes that land in its rows: only candidates
+    cross devices, never the (n_priv, n_syn) similarities or the synthetic embeddings.
+    """
+    axes = tuple(mesh.axis_names)
+
+    def local(pe, pl, pm, se, sl, sm):
+        n_local = se.shape[0]
+        offset = jax.lax.axis_index(axes) * n_local
+
+        def per_party(emb, label, mask):
+            found = top_q_candidates(emb, label, se, sl, q=q, syn_mask=sm, block_size=block_size)
+            hists = []
+            for vals, idx in found:
+                vals = jax.lax.all_gather(vals, axes, axis=1, tiled=True)
+                idx = jax.lax.all_gather(idx + offset, axes, axis=1, tiled=True)
+                vals, idx = merge_candidates(vals, idx, q=q)
+                hists.append(
+                    candidate_histogram(vals, idx, n_syn=n_local, priv_mask=mask, offset=offset)
+                )
+            return tuple(hists)
+
+        return jax.vmap(per_party)(pe, pl, pm)
+
+    rows = P(axes)
+    return jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(P(), P(), P(), rows, rows, rows),
+        out_specs=(P(None, axes), P(None, axes)),
+        check_vma=False,
+    )(priv_emb, priv_label, priv_mask, syn_emb, syn_label, syn_mask)
+
+
 def _core(
     noise_key,
     sigma,
@@ -109,18 +154,32 @@ def _core(
     release,
     num_segments,
     block_size,
+    mesh,
 ):
     """Clean votes -> (optional segment sum) -> per-party noise; returns only noisy arrays."""
-    near, far = top_q_votes_parties(
-        priv_emb,
-        priv_label,
-        syn_emb,
-        syn_label,
-        q=q,
-        priv_mask=priv_mask,
-        syn_mask=syn_mask,
-        block_size=block_size,
-    )
+    if mesh is None:
+        near, far = top_q_votes_parties(
+            priv_emb,
+            priv_label,
+            syn_emb,
+            syn_label,
+            q=q,
+            priv_mask=priv_mask,
+            syn_mask=syn_mask,
+            block_size=block_size,
+        )
+    else:
+        near, far = _sharded_votes(
+            priv_emb,
+            priv_label,
+            priv_mask,
+            syn_emb,
+            syn_label,
+            syn_mask,
+            q=q,
+            block_size=block_size,
+            mesh=mesh,
+        )
     clean = {"nearest": near, "farthest": far}
     del near, far, priv_emb
     out = []
@@ -140,7 +199,12 @@ def _core(
 @functools.lru_cache(maxsize=64)
 def _jitted(q, release, num_segments, block_size, mesh):
     fn = functools.partial(
-        _core, q=q, release=release, num_segments=num_segments, block_size=block_size
+        _core,
+        q=q,
+        release=release,
+        num_segments=num_segments,
+        block_size=block_size,
+        mesh=mesh,
     )
     if mesh is None:
         return jax.jit(fn)

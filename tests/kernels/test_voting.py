@@ -4,7 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import parameterized
+import pytest
 
 from kernels import voting
 from kernels.padding import bucket_size, pad_rows
@@ -25,7 +25,10 @@ def _random_case(seed, n_priv, n_syn, num_classes, d=8, pad_frac=0.2):
     )
 
 
-class TopQVotesTest(chex.TestCase, parameterized.TestCase):
+class TopQVotesTest(chex.TestCase):
+    """Eager (without_jit) variants compile every op separately, so only the small cases run
+    both ways; the eager runs still go through every helper of the kernel."""
+
     @chex.variants(with_jit=True, without_jit=True)
     def test_geometric_votes_go_to_nearest_and_farthest(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
@@ -35,19 +38,16 @@ class TopQVotesTest(chex.TestCase, parameterized.TestCase):
         chex.assert_trees_all_close(far, jnp.array([0.0, 0.0, 0.5, 1.0]))
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(1, 2, 3, 4, 8, 16)
-    def test_matches_bruteforce_reference(self, q):
+    def test_matches_bruteforce_reference_blocked_and_unblocked(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
-        for seed, num_classes in [(0, 1), (1, 2), (2, 3), (3, 5)]:
-            case = _random_case(seed + 10 * q, n_priv=24, n_syn=40, num_classes=num_classes)
-            want = reference_votes(**case, q=q)
-            # The streamed path (a loop) is re-traced per eager call: two seeds suffice for it.
-            for block_size in (None, 7) if seed < 2 else (None,):
-                got = vote(**case, q=q, block_size=block_size)
-                np.testing.assert_allclose(got[0], want[0], atol=1e-5, err_msg=f"{seed}")
-                np.testing.assert_allclose(got[1], want[1], atol=1e-5, err_msg=f"{seed}")
+        case = _random_case(1, n_priv=24, n_syn=40, num_classes=3)
+        want = reference_votes(**case, q=3)
+        for block_size in (None, 7):
+            got = vote(**case, q=3, block_size=block_size)
+            np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+            np.testing.assert_allclose(got[1], want[1], atol=1e-5)
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)
     def test_pool_smaller_than_q_gives_only_first_weights(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
         case = _random_case(5, n_priv=6, n_syn=3, num_classes=1, pad_frac=0.0)
@@ -58,7 +58,7 @@ class TopQVotesTest(chex.TestCase, parameterized.TestCase):
         want = reference_votes(**case, q=8)
         np.testing.assert_allclose(near, want[0], atol=1e-5)
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)
     def test_q1_equals_argmin_histogram(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
         case = _random_case(7, n_priv=50, n_syn=300, num_classes=1, pad_frac=0.0)
@@ -67,7 +67,7 @@ class TopQVotesTest(chex.TestCase, parameterized.TestCase):
         np.testing.assert_array_equal(near, np.bincount(d2.argmin(1), minlength=300))
         np.testing.assert_array_equal(far, np.bincount(d2.argmax(1), minlength=300))
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)
     def test_blocked_equals_unblocked_on_grouped_path(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
         case = _random_case(11, n_priv=64, n_syn=3000, num_classes=3, d=16)
@@ -80,7 +80,7 @@ class TopQVotesTest(chex.TestCase, parameterized.TestCase):
         np.testing.assert_allclose(full[0], want[0], atol=1e-5)
         np.testing.assert_allclose(full[1], want[1], atol=1e-5)
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)
     def test_padded_rows_neither_vote_nor_receive(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
         case = _random_case(13, n_priv=20, n_syn=70, num_classes=2, pad_frac=0.0)
@@ -113,6 +113,47 @@ class TopQVotesTest(chex.TestCase, parameterized.TestCase):
             want = reference_votes(**{**case, **syn}, q=3)
             np.testing.assert_allclose(near[p], want[0], atol=1e-5)
             np.testing.assert_allclose(far[p], want[1], atol=1e-5)
+
+    @chex.variants(with_jit=True)
+    def test_split_candidates_merge_to_the_full_result(self):
+        """Candidates of two row shards, merged and scattered per shard, equal one search."""
+        cands = self.variant(voting.top_q_candidates, static_argnames=STATIC)
+        merge = self.variant(voting.merge_candidates, static_argnames=("q",))
+        scatter = self.variant(voting.candidate_histogram, static_argnames=("n_syn",))
+        case = _random_case(31, n_priv=12, n_syn=80, num_classes=2)
+        full = voting.top_q_votes(**case, q=4)
+        pm = case["priv_mask"]
+        halves = [slice(0, 40), slice(40, 80)]
+        found = [
+            cands(
+                case["priv_emb"],
+                case["priv_label"],
+                case["syn_emb"][h],
+                case["syn_label"][h],
+                q=4,
+                syn_mask=case["syn_mask"][h],
+            )
+            for h in halves
+        ]
+        for which in (0, 1):
+            vals = jnp.concatenate([f[which][0] for f in found], axis=1)
+            idx = jnp.concatenate([found[0][which][1], found[1][which][1] + 40], axis=1)
+            vals, idx = merge(vals, idx, q=4)
+            parts = [scatter(vals, idx, n_syn=40, priv_mask=pm, offset=o) for o in (0, 40)]
+            np.testing.assert_allclose(jnp.concatenate(parts), full[which], atol=1e-6)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 4, 8, 16])
+def test_jitted_matches_bruteforce_reference_sweep(q):
+    """Many seeds and class counts, pools smaller than q, padded rows, blocked or not."""
+    vote = jax.jit(voting.top_q_votes, static_argnames=STATIC)
+    for seed, num_classes in [(0, 1), (1, 2), (2, 3), (3, 5), (4, 12)]:
+        case = _random_case(seed + 10 * q, n_priv=24, n_syn=40, num_classes=num_classes)
+        want = reference_votes(**case, q=q)
+        for block_size in (None, 7):
+            got = vote(**case, q=q, block_size=block_size)
+            np.testing.assert_allclose(got[0], want[0], atol=1e-5, err_msg=f"{seed}")
+            np.testing.assert_allclose(got[1], want[1], atol=1e-5, err_msg=f"{seed}")
 
 
 def test_vote_weights_are_geometric_and_validated():
