@@ -134,6 +134,27 @@ def _accountant(method: str):
     return rdp_privacy_accountant.RdpAccountant()
 
 
+# Below this sigma/sensitivity the PLD grid of dp_accounting grows to many GiB; composed
+# Gaussians are then accounted with the exact mu-GDP formula, which PLD converges to.
+_PLD_MIN_NOISE = 0.3
+
+
+def _gdp_delta(epsilon: float, mu: float) -> float:
+    """delta(epsilon) of mu-GDP (exact for composed Gaussians); e^eps taken in log space."""
+    second = math.exp(epsilon + stats.norm.logcdf(-epsilon / mu - mu / 2))
+    return float(stats.norm.cdf(-epsilon / mu + mu / 2) - second)
+
+
+def _gdp_epsilon(mu: float, delta: float) -> float:
+    lo, hi = 0.0, 1.0
+    while _gdp_delta(hi, mu) > delta:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if _gdp_delta(mid, mu) <= delta else (mid, hi)
+    return hi
+
+
 def epsilon_of(noise_multipliers, delta: float, *, method: str = "pld") -> float:
     """Epsilon at ``delta`` of composed Gaussian releases with these sigma/sensitivity ratios."""
     _check_choice("method", method, ("pld", "rdp"))
@@ -143,23 +164,19 @@ def epsilon_of(noise_multipliers, delta: float, *, method: str = "pld") -> float
         return 0.0
     if any(z <= 0 for z in zs):
         return math.inf
+    if method == "pld" and min(zs) < _PLD_MIN_NOISE:
+        return _gdp_epsilon(math.sqrt(sum(1.0 / z**2 for z in zs)), delta)
     return float(_accountant(method).compose(_event(zs)).get_epsilon(delta))
 
 
 def _gdp_noise_multiplier(epsilon: float, delta: float, num_rounds: int) -> float:
-    """Exact noise multiplier of T composed Gaussians (mu-GDP), a bracket seed for dp_accounting."""
-
-    def gdp_delta(mu):
-        return stats.norm.cdf(-epsilon / mu + mu / 2) - math.exp(epsilon) * stats.norm.cdf(
-            -epsilon / mu - mu / 2
-        )
-
+    """Exact noise multiplier of T composed Gaussians (mu-GDP), on the safe side."""
     lo, hi = 1e-6, 1.0
-    while gdp_delta(hi) < delta:
+    while _gdp_delta(epsilon, hi) < delta:
         hi *= 2.0
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if gdp_delta(mid) < delta else (lo, mid)
+        lo, hi = (mid, hi) if _gdp_delta(epsilon, mid) < delta else (lo, mid)
     return math.sqrt(num_rounds) / lo
 
 
@@ -171,6 +188,8 @@ def _noise_multiplier(epsilon: float, delta: float, num_rounds: int, method: str
     )
     eps_of = lambda z: _accountant(method).compose(make_event(z)).get_epsilon(delta)
     guess = _gdp_noise_multiplier(epsilon, delta, num_rounds)
+    if method == "pld" and guess < _PLD_MIN_NOISE:
+        return guess
     if method == "pld":
         # PLD of a Gaussian is near exact, so the closed-form GDP value is within ~1e-12 of the
         # answer; each PLD evaluation costs seconds, so only nudge it until dp_accounting agrees.

@@ -8,6 +8,13 @@ ALGORITHM.md 2.4-2.5) and returns only post-noise arrays in a ``NoisyVotes`` pyt
 the L2 sensitivity of the release (``wasp_jax.privacy.l2_sensitivity``: same vote weights, number
 of released histograms, adjacency, segmentation). Clean values never leave the jitted function.
 
+Options: ``segment_ids``/``num_segments`` release per-segment sums (e.g. per PLM) instead of
+per-row votes; one record's q votes can then all land in one segment, so the per-histogram
+sensitivity is sum(w) instead of ||w||_2 (derived in ``privacy.l2_sensitivity(segmented=True)``).
+``mesh`` splits the synthetic axis over all mesh axes with ``shard_map``: each device searches
+its rows and only (n_priv, q) candidates are all-gathered; results equal the single-device ones.
+``block_size`` streams the synthetic axis (memory O(n_priv * (q + block))).
+
 Signature::
 
     vote_and_noise(noise_key, priv_emb, priv_label, syn_emb, syn_label, *, q, sigma,
