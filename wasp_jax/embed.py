@@ -85,12 +85,12 @@ def data_size(mesh) -> int:
     return dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
 
 
-def _embed_impl(graphdef, state, ids, mask):
+def _embed_impl(graphdef, chunk_tokens, state, ids, mask):
     from flax import nnx
 
     from wasp_jax.models.bert import sentence_embedding
 
-    return sentence_embedding(nnx.merge(graphdef, state), ids, mask)
+    return sentence_embedding(nnx.merge(graphdef, state), ids, mask, chunk_tokens=chunk_tokens)
 
 
 @functools.cache
@@ -99,11 +99,11 @@ def _jitted_embed():
 
     # one jitted function per process: embedders of the same architecture share compiles;
     # shardings follow the committed inputs (params on the mesh, batch over "data")
-    return jax.jit(_embed_impl, static_argnums=0)
+    return jax.jit(_embed_impl, static_argnums=(0, 1))
 
 
-def _embed_jit(graphdef, state, ids, mask):
-    return _jitted_embed()(graphdef, state, ids, mask)
+def _embed_jit(graphdef, chunk_tokens, state, ids, mask):
+    return _jitted_embed()(graphdef, chunk_tokens, state, ids, mask)
 
 
 class _DiskCache:
@@ -141,7 +141,7 @@ class Embedder:
         import jax
         from flax import nnx
 
-        from wasp_jax.models.bert import param_shardings
+        from wasp_jax.models.bert import cpu_chunk_tokens, param_shardings
 
         if max_length > loaded.config.max_position:
             raise ValueError(
@@ -159,6 +159,7 @@ class Embedder:
         self._disk: _DiskCache | None = None
         self._graphdef, self._state = nnx.split(loaded.model)
         self._batch_sharding = None if mesh is None else data_sharding(mesh, 2)
+        self._chunk_tokens = cpu_chunk_tokens(mesh)
         if mesh is not None:
             self._state = jax.device_put(self._state, param_shardings(self._state, mesh))
 
@@ -224,7 +225,7 @@ class Embedder:
             batch_ids, mask = pad_batch([ids[i] for i in idx], length, rows, self._pad_id)
             if self._batch_sharding is not None:
                 batch_ids, mask = jax.device_put((batch_ids, mask), self._batch_sharding)
-            emb = _embed_jit(self._graphdef, self._state, batch_ids, mask)
+            emb = _embed_jit(self._graphdef, self._chunk_tokens, self._state, batch_ids, mask)
             out[idx] = np.asarray(jax.device_get(emb))[: len(idx)]
         self.num_encoded += len(texts)
         return out

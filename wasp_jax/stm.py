@@ -38,7 +38,15 @@ from wasp_jax.embed import (
     row_bucket,
     tokenize,
 )
-from wasp_jax.models.bert import BertConfig, BertEncoder, dropout, load_bert, mean_pool
+from wasp_jax.models.bert import (
+    BertConfig,
+    BertEncoder,
+    cpu_chunk_tokens,
+    dropout,
+    load_bert,
+    map_row_chunks,
+    mean_pool,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,11 +213,13 @@ def _train_step(graphdef, tx, params, opt_state, batch, lr, key, step):
 train_step = jax.jit(_train_step, static_argnums=(0, 1), donate_argnums=(2, 3))
 
 
-def _logits(graphdef, state, ids, mask):
-    return nnx.merge(graphdef, state)(ids, mask)
+def _logits(graphdef, state, ids, mask, chunk_tokens=None):
+    model = nnx.merge(graphdef, state)
+    return map_row_chunks(model, ids, mask, chunk_tokens=chunk_tokens)
 
 
-logits_step = jax.jit(_logits, static_argnums=0)
+# evaluation logits [B, T] -> [B, C]; chunk_tokens: see bert.map_row_chunks
+logits_step = jax.jit(_logits, static_argnums=(0, 4))
 
 
 def _put(arrays, mesh):
@@ -227,7 +237,8 @@ def _predict(graphdef, state, tokenizer, texts, config, mesh, max_length=None):
         rows = row_bucket(len(idx), config.eval_batch_size, data_size(mesh))
         batch, mask = pad_batch([ids[i] for i in idx], length, rows, tokenizer.pad_token_id)
         batch, mask = _put((batch, mask), mesh)
-        logits = np.asarray(logits_step(graphdef, state, batch, mask))[: len(idx)]
+        chunks = cpu_chunk_tokens(mesh)
+        logits = np.asarray(logits_step(graphdef, state, batch, mask, chunks))[: len(idx)]
         if out is None:
             out = np.zeros((len(ids), logits.shape[-1]), np.float32)
         out[idx] = logits

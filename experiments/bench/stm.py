@@ -2,19 +2,24 @@
 
 Usage::
 
-    python -m experiments.bench.stm [--reference /tmp/torchref_e/bin/python] [--steps 12]
+    python -m experiments.bench.stm [--reference /tmp/torchref_e/bin/python] [--rounds 3]
+        [--steps 4] [--eval-batches 2]
 
 The classifier is all-MiniLM-L6-v2 + mean pooling + a linear head with 2 classes (the STM of
 ``wasp_jax.stm``). Inputs are real IMDb train reviews (``../shared/data``; synthetic sentences
 if absent), tokenized once and padded/truncated to 128 tokens, so both sides see identical
 token ids. Tokenization is excluded on both sides.
 
+Both sides stay alive and are timed in interleaved rounds (JAX chunk, PyTorch chunk, ...), so
+load from other processes on a shared machine hits both alike; the JSON keeps the load average
+and the per-round times.
+
 * training: batch 16, length 128, AdamW (lr 5e-5, weight decay 0.01), grad-norm clipping 1.0,
   dropout 0.1 on hidden states (attention-probability dropout off on both sides, as in
-  ``wasp_jax.models.bert``); ``--warmup`` untimed steps (JAX compiles there), then
-  ``--steps`` timed steps.
+  ``wasp_jax.models.bert``); 2 untimed steps (JAX compiles there), then ``--steps`` timed
+  steps per round (the loss is fetched to the host after every step on both sides).
 * evaluation: batch 64, length 128, dropout off, logits fetched to the host; 1 untimed batch,
-  then ``--eval-batches`` timed batches.
+  then ``--eval-batches`` timed batches per round.
 
 ``--reference PYTHON`` runs the same measurement with PyTorch (transformers 4.57.6
 ``BertModel`` loaded from the same safetensors, default thread count) in that interpreter
@@ -41,8 +46,9 @@ LENGTH, TRAIN_BATCH, EVAL_BATCH = 128, 16, 64
 TORCH_SCRIPT = r"""
 import json, sys, time
 import numpy as np, torch
-from transformers import BertModel
-cfg = json.loads(sys.stdin.read())
+from transformers import BertModel, logging
+logging.set_verbosity_error()
+cfg = json.loads(sys.stdin.readline())
 torch.manual_seed(0)
 ids, mask = torch.tensor(cfg["ids"]), torch.tensor(cfg["mask"])
 labels = torch.tensor(cfg["labels"])
@@ -57,39 +63,76 @@ def logits_of(i, m):
     return head(drop((h * mf).sum(1) / mf.sum(1).clamp(min=1e-9)))
 params = list(bert.parameters()) + list(head.parameters())
 opt = torch.optim.AdamW(params, lr=5e-5, weight_decay=0.01)
-bert.train(); drop.train()
 tb, eb = cfg["train_batch"], cfg["eval_batch"]
-def train_step(s):
-    sl = slice((s * tb) % len(ids), (s * tb) % len(ids) + tb)
-    loss = torch.nn.functional.cross_entropy(logits_of(ids[sl], mask[sl]), labels[sl])
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step(); opt.zero_grad(set_to_none=True)
-    return float(loss)
-for s in range(cfg["warmup"]):
-    train_step(s)
-t = time.perf_counter()
-for s in range(cfg["steps"]):
-    train_step(cfg["warmup"] + s)
-train_s = time.perf_counter() - t
-bert.eval(); drop.eval()
-with torch.inference_mode():
-    logits_of(ids[:eb], mask[:eb]).numpy()
+step = 0
+def train(n):
+    global step
+    bert.train(); drop.train()
     t = time.perf_counter()
-    for b in range(cfg["eval_batches"]):
-        sl = slice((b * eb) % len(ids), (b * eb) % len(ids) + eb)
-        logits_of(ids[sl], mask[sl]).numpy()
-    eval_s = time.perf_counter() - t
-print(json.dumps({
-    "train_examples_per_s": cfg["steps"] * tb / train_s, "train_seconds": train_s,
-    "eval_examples_per_s": cfg["eval_batches"] * eb / eval_s, "eval_seconds": eval_s,
-    "torch": torch.__version__, "threads": torch.get_num_threads(),
-}))
+    for _ in range(n):
+        lo = (step * tb) % (len(ids) - tb + 1)
+        loss = torch.nn.functional.cross_entropy(
+            logits_of(ids[lo:lo + tb], mask[lo:lo + tb]), labels[lo:lo + tb])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step(); opt.zero_grad(set_to_none=True)
+        loss.item(); step += 1
+    return time.perf_counter() - t
+def evaluate(n):
+    bert.eval(); drop.eval()
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for b in range(n):
+            lo = (b * eb) % (len(ids) - eb + 1)
+            logits_of(ids[lo:lo + eb], mask[lo:lo + eb]).numpy()
+    return time.perf_counter() - t
+print(json.dumps({"ready": True, "torch": torch.__version__,
+                  "threads": torch.get_num_threads()}), flush=True)
+for line in sys.stdin:
+    what, n = line.split()
+    seconds = train(int(n)) if what == "train" else evaluate(int(n))
+    print(json.dumps({"seconds": seconds}), flush=True)
 """
 
 
+class TorchReference:
+    """The PyTorch side as a long-lived subprocess, so its timings interleave with JAX's."""
+
+    def __init__(self, python: str, ids, mask, labels):
+        from wasp_jax.models.bert import minilm_path
+
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.proc = subprocess.Popen(
+            [python, "-c", TORCH_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True, env=env,
+        )  # fmt: skip
+        cfg = {
+            "model": str(minilm_path()), "ids": ids.tolist(), "mask": mask.tolist(),
+            "labels": labels.tolist(), "train_batch": TRAIN_BATCH, "eval_batch": EVAL_BATCH,
+        }  # fmt: skip
+        self.info = self._send(json.dumps(cfg))
+
+    def _send(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        if not reply:
+            raise RuntimeError("the PyTorch reference process died (see its stderr above)")
+        return json.loads(reply)
+
+    def train(self, n: int) -> float:
+        return self._send(f"train {n}")["seconds"]
+
+    def evaluate(self, n: int) -> float:
+        return self._send(f"eval {n}")["seconds"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
 def load_texts(n: int) -> tuple[list[str], np.ndarray]:
-    """n IMDb train reviews (cycled if needed) and labels; synthetic sentences without data."""
+    """The first n IMDb train reviews and labels; synthetic sentences without the data."""
     if DATA.is_file():
         rows = [json.loads(line) for line in DATA.read_text().splitlines()[:n]]
         return [r["text"] for r in rows], np.array([r["label"] for r in rows], np.int32)
@@ -99,101 +142,109 @@ def load_texts(n: int) -> tuple[list[str], np.ndarray]:
     return texts, rng.integers(0, 2, n).astype(np.int32)
 
 
-def bench_jax(ids, mask, labels, *, warmup: int, steps: int, eval_batches: int) -> dict:
-    import jax
+class JaxSide:
+    """The wasp_jax STM: jitted train step (donated state) and jitted logits."""
 
-    from wasp_jax import stm
+    def __init__(self, ids, mask, labels):
+        import jax
 
-    config = stm.STMConfig(max_length=LENGTH, batch_size=TRAIN_BATCH, eval_batch_size=EVAL_BATCH)
-    clf = stm.build_classifier(2, config, rng=np.random.default_rng(0))
-    graphdef, params = stm.nnx.split(clf.model)
-    tx = stm.make_optimizer(config.weight_decay, config.max_grad_norm)
-    opt_state = tx.init(params)
-    key = jax.random.key(0)
-    weights, valid = np.ones(TRAIN_BATCH, np.float32), np.ones(TRAIN_BATCH, bool)
+        from wasp_jax import stm
 
-    def run(step):
-        nonlocal params, opt_state
-        sl = slice((step * TRAIN_BATCH) % len(ids), (step * TRAIN_BATCH) % len(ids) + TRAIN_BATCH)
-        batch = (ids[sl], mask[sl], labels[sl], weights, valid)
-        lr = np.float32(config.learning_rate)
-        params, opt_state, loss = stm.train_step(
-            graphdef, tx, params, opt_state, batch, lr, key, step
-        )
-        return loss
+        self.jax, self.stm = jax, stm
+        self.ids, self.mask, self.labels = ids, mask, labels
+        self.config = stm.STMConfig(max_length=LENGTH, batch_size=TRAIN_BATCH)
+        clf = stm.build_classifier(2, self.config, rng=np.random.default_rng(0))
+        self.graphdef, self.params = stm.nnx.split(clf.model)
+        self.tx = stm.make_optimizer(self.config.weight_decay, self.config.max_grad_norm)
+        self.opt_state = self.tx.init(self.params)
+        self.key, self.step = jax.random.key(0), 0
+        self.chunks = stm.cpu_chunk_tokens()  # what Classifier.predict uses on this host
+        self.info = {"jax": jax.__version__, "backend": jax.default_backend()}
 
-    start = time.perf_counter()
-    for s in range(warmup):
-        jax.block_until_ready(run(s))
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    for s in range(steps):
-        loss = run(warmup + s)
-    jax.block_until_ready((loss, params))
-    train_s = time.perf_counter() - start
-    np.asarray(stm.logits_step(graphdef, params, ids[:EVAL_BATCH], mask[:EVAL_BATCH]))
-    start = time.perf_counter()
-    for b in range(eval_batches):
-        sl = slice((b * EVAL_BATCH) % len(ids), (b * EVAL_BATCH) % len(ids) + EVAL_BATCH)
-        np.asarray(stm.logits_step(graphdef, params, ids[sl], mask[sl]))
-    eval_s = time.perf_counter() - start
+    def train(self, n: int) -> float:
+        ones, valid = np.ones(TRAIN_BATCH, np.float32), np.ones(TRAIN_BATCH, bool)
+        lr = np.float32(self.config.learning_rate)
+        start = time.perf_counter()
+        for _ in range(n):
+            lo = (self.step * TRAIN_BATCH) % (len(self.ids) - TRAIN_BATCH + 1)
+            sl = slice(lo, lo + TRAIN_BATCH)
+            batch = (self.ids[sl], self.mask[sl], self.labels[sl], ones, valid)
+            self.params, self.opt_state, loss = self.stm.train_step(
+                self.graphdef, self.tx, self.params, self.opt_state, batch, lr, self.key, self.step
+            )
+            float(loss)  # host sync per step, as a training loop logging its loss would
+            self.step += 1
+        return time.perf_counter() - start
+
+    def evaluate(self, n: int) -> float:
+        start = time.perf_counter()
+        for b in range(n):
+            lo = (b * EVAL_BATCH) % (len(self.ids) - EVAL_BATCH + 1)
+            sl = slice(lo, lo + EVAL_BATCH)
+            np.asarray(
+                self.stm.logits_step(
+                    self.graphdef, self.params, self.ids[sl], self.mask[sl], self.chunks
+                )
+            )
+        return time.perf_counter() - start
+
+
+def _rate(examples: int, seconds: list[float]) -> dict:
     return {
-        "train_examples_per_s": steps * TRAIN_BATCH / train_s,
-        "train_seconds": train_s,
-        "warmup_seconds_incl_compile": first,
-        "eval_examples_per_s": eval_batches * EVAL_BATCH / eval_s,
-        "eval_seconds": eval_s,
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
+        "examples_per_s": examples * len(seconds) / sum(seconds),
+        "seconds_per_round": [round(x, 3) for x in seconds],
     }
-
-
-def bench_torch(python: str, ids, mask, labels, *, warmup, steps, eval_batches) -> dict:
-    from wasp_jax.models.bert import minilm_path
-
-    cfg = {
-        "model": str(minilm_path()), "ids": ids.tolist(), "mask": mask.tolist(),
-        "labels": labels.tolist(), "train_batch": TRAIN_BATCH, "eval_batch": EVAL_BATCH,
-        "warmup": warmup, "steps": steps, "eval_batches": eval_batches,
-    }  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run(
-        [python, "-c", TORCH_SCRIPT], input=json.dumps(cfg), capture_output=True, text=True,
-        env=env, check=False,
-    )  # fmt: skip
-    if proc.returncode:
-        raise RuntimeError(f"PyTorch reference failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", help="python of a venv with torch + transformers 4.57.6")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--eval-batches", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved JAX/PyTorch rounds")
+    parser.add_argument("--steps", type=int, default=4, help="timed train steps per round")
+    parser.add_argument("--eval-batches", type=int, default=2, help="timed eval batches per round")
     args = parser.parse_args()
     from wasp_jax.embed import pad_batch, tokenize
     from wasp_jax.models.bert import load_bert
 
-    n = max(EVAL_BATCH * args.eval_batches, TRAIN_BATCH * (args.warmup + args.steps))
-    texts, labels = load_texts(n)
+    texts, labels = load_texts(max(4 * EVAL_BATCH, 8 * TRAIN_BATCH))
     tokenizer = load_bert("all-minilm-l6-v2").tokenizer
     ids, mask = pad_batch(tokenize(tokenizer, texts, LENGTH), LENGTH, len(texts), 0)
-    sizes = dict(warmup=args.warmup, steps=args.steps, eval_batches=args.eval_batches)
+    load_start = os.getloadavg()[0]
+    sides = {"jax": JaxSide(ids, mask, labels)}
+    if args.reference:
+        sides["pytorch"] = TorchReference(args.reference, ids, mask, labels)
+    times = {name: {"train": [], "eval": []} for name in sides}
+    for side in sides.values():  # untimed warm-up: JAX compiles here
+        start = time.perf_counter()
+        side.train(2)
+        side.evaluate(1)
+        side.info["warmup_seconds_incl_compile"] = round(time.perf_counter() - start, 2)
+    for _ in range(args.rounds):
+        for name, side in sides.items():
+            times[name]["train"].append(side.train(args.steps))
+            times[name]["eval"].append(side.evaluate(args.eval_batches))
     result = {
         "benchmark": "stm_minilm_classifier",
         "settings": {"train_batch": TRAIN_BATCH, "eval_batch": EVAL_BATCH, "length": LENGTH,
-                     **sizes, "data": "imdb train" if DATA.is_file() else "synthetic"},
+                     "rounds": args.rounds, "train_steps_per_round": args.steps,
+                     "eval_batches_per_round": args.eval_batches,
+                     "data": "imdb train" if DATA.is_file() else "synthetic"},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_avg_1m_at_start": os.getloadavg()[0]},
-        "jax": bench_jax(ids, mask, labels, **sizes),
+                    "load_avg_1m_start": load_start, "load_avg_1m_end": os.getloadavg()[0]},
     }  # fmt: skip
-    if args.reference:
-        result["pytorch"] = bench_torch(args.reference, ids, mask, labels, **sizes)
-        for k in ("train_examples_per_s", "eval_examples_per_s"):
-            result[f"ratio_{k}"] = result["jax"][k] / result["pytorch"][k]
-    result["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
+    for name, side in sides.items():
+        result[name] = {
+            "train": _rate(args.steps * TRAIN_BATCH, times[name]["train"]),
+            "eval": _rate(args.eval_batches * EVAL_BATCH, times[name]["eval"]),
+            **side.info,
+        }
+    if "pytorch" in sides:
+        sides["pytorch"].close()
+        for part in ("train", "eval"):
+            jax_rate = result["jax"][part]["examples_per_s"]
+            result[f"ratio_{part}_jax_over_pytorch"] = (
+                jax_rate / result["pytorch"][part]["examples_per_s"]
+            )
     json.dump(result, sys.stdout)
     print()
 

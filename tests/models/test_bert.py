@@ -55,6 +55,16 @@ def test_padded_batch_equals_rows_alone():
         np.testing.assert_allclose(batch[row], alone[0], atol=2e-6)
 
 
+def test_row_chunks_equal_whole_batch():
+    model = _model(4)
+    ids, mask = _batch()
+    ids, mask = np.concatenate([ids, ids[::-1]]), np.concatenate([mask, mask[::-1]])  # 6 rows
+    whole = _embed(model, ids, mask)
+    chunked = jax.jit(bert.sentence_embedding, static_argnames="chunk_tokens")
+    for tokens in (7, 14, 1000):  # chunks of 1, 2 and all 6 rows (T = 7)
+        np.testing.assert_allclose(chunked(model, ids, mask, chunk_tokens=tokens), whole, atol=2e-6)
+
+
 def test_dropout_only_with_key():
     model = _model()
     ids, mask = _batch()
