@@ -237,7 +237,11 @@ def _spm_bpe_from_gguf(reader):
     scores are negative merge ranks, not log-probabilities, so Unigram splits words into
     many rare pieces ("The movie was" -> The/▁m/ov/ie/▁w/as). SentencePiece BPE merges the
     adjacent pair whose merged piece has the highest score; ordering the merges by that
-    score reproduces it ("The", "▁movie", "▁was").
+    score reproduces it ("The", "▁movie", "▁was"). Checked against the ``sentencepiece``
+    library's own BPE encoder built from the same GGUF pieces: identical ids on 400 IMDb
+    reviews and edge cases (whitespace runs, tabs, non-Latin text, emoji); the one
+    intended difference is that control tokens written in the text ("<start_of_turn>")
+    are parsed as such, as Hugging Face tokenizers do.
     """
     from tokenizers import AddedToken, decoders, normalizers
     from tokenizers import Tokenizer as Backend
@@ -270,8 +274,10 @@ def _spm_bpe_from_gguf(reader):
     special = [
         AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3
     ]
+    # User-defined pieces (HTML tags, whitespace runs) match in the normalised text, as in
+    # SentencePiece, so that "  " is found as "▁▁".
     user = [
-        AddedToken(t, special=False, normalized=False) for t, ty in zip(tokens, types) if ty == 4
+        AddedToken(t, special=False, normalized=True) for t, ty in zip(tokens, types) if ty == 4
     ]
     backend.add_special_tokens(special)
     backend.add_tokens(user)

@@ -446,6 +446,60 @@ REAL = {
 }
 
 
+TOKEN_IDS = {
+    # Gemma: ids from the `sentencepiece` library's BPE encoder (0.2.x, a scratch venv) built
+    # from the GGUF's own pieces, scores and types; transformers 4.57.6's GGUF conversion
+    # (a Unigram model) splits these words into rarer pieces ("movie" -> m/ov/ie) instead.
+    "gemma3-270m": {
+        "The movie was": [818, 6387, 691],
+        "Here is a short movie review. The film was": [
+            8291,
+            563,
+            496,
+            2822,
+            6387,
+            3540,
+            236761,
+            669,
+            4103,
+            691,
+        ],
+        "Hello,  world!\t\ttabs\n\nnaïve café 🎬": [
+            9259,
+            236764,
+            138,
+            12392,
+            236888,
+            255969,
+            39218,
+            108,
+            1789,
+            238527,
+            560,
+            33443,
+            236743,
+            245357,
+        ],
+    },
+    # SmolLM2: transformers 4.57.6's GGUF tokenizer (GPT-2 byte-level BPE with the file's
+    # merges), the same ids as recorded by the PyTorch reference in test_golden_generation.
+    "smollm2-135m-instruct": {
+        "Here is a short movie review. The film was": [
+            4590,
+            314,
+            253,
+            1890,
+            7704,
+            2523,
+            30,
+            378,
+            4771,
+            436,
+        ],
+    },
+}
+
+
 @pytest.mark.real_models
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_weights_load_cache_and_greedy_text(name):
@@ -464,6 +518,8 @@ def test_real_weights_load_cache_and_greedy_text(name):
         "gemma3-270m": (18, 262144),
     }[name]
     assert lm.is_instruct == (name == "smollm2-135m-instruct")
+    for t, want in TOKEN_IDS[name].items():
+        assert lm.tokenizer.encode(t, add_bos=False) == want, t
     text = _greedy(lm, prompt, 12)
     assert len(text) > 20 and expected.startswith(text), text
 

@@ -32,7 +32,8 @@ MODEL_AXIS = "model"
 # Bumped whenever conversion output changes (params layout, tokenizer rebuild, special
 # ids), so that stale cache entries are converted again instead of silently reused.
 # 2: Gemma SentencePiece-BPE tokenizer; special ids from GGUF metadata.
-CONVERT_VERSION = 2
+# 3: Gemma user-defined pieces (whitespace runs, HTML tags) matched after normalisation.
+CONVERT_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
