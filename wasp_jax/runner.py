@@ -228,6 +228,12 @@ class _Run:
         )
 
     def close_round(self, round_: int, weights, budgets, summary, selected) -> None:
+        """Appends round `round_`'s metrics row (once) and commits it."""
+        name = f"r{round_}/close"
+        if name in self.state["done"]:
+            return
+        if self.hooks.on_stage:
+            self.hooks.on_stage(name + ":start")
         cur = self.state["current"]
         self.state["metrics"].append(
             {
@@ -244,6 +250,9 @@ class _Run:
             }
         )
         self.state["current"] = {}
+        self.state["done"].append(name)
+        self.ckpt.save(self.state)
+        self.write_outputs()
 
 
 def _enable_compile_cache(cache_dir: str) -> None:
@@ -281,27 +290,19 @@ def run(
     if config.runtime.compile_cache:
         _enable_compile_cache(config.runtime.cache_dir)
     r = _Run(config, workdir, hooks or Hooks())
-    cfg = config
-
     K = len(r.plm_names)
-    init_budgets = S.split_evenly(cfg.generation.initial_size, K)
+    # round 0: zero-shot start (or the first pool rows), uniform over PLMs
+    init_budgets = S.split_evenly(config.generation.initial_size, K)
     for k in range(K):
         r.stage(f"init/{k}", "generate", lambda k=k: rounds.initial(r, k, init_budgets[k]))
-    if "r0/close" not in r.state["done"]:
-        r.close_round(0, [1.0 / K] * K, init_budgets, None, None)
-        r.state["done"].append("r0/close")
-        r.ckpt.save(r.state)
-        r.write_outputs()
-    for t in range(1, cfg.generation.rounds + 1):
+    r.close_round(0, [1.0 / K] * K, init_budgets, None, None)
+    # rounds 1..T: DP vote -> selection + PLM allocation -> generation per PLM
+    for t in range(1, config.generation.rounds + 1):
         r.stage(f"r{t}/vote", "vote", lambda t=t: rounds.vote(r, t))
         plan = r.state["plans"][str(t)]
         for k in range(K):
             r.stage(f"r{t}/gen/{k}", "generate", lambda t=t, k=k: rounds.generate(r, t, k))
-        if f"r{t}/close" not in r.state["done"]:
-            r.close_round(t, plan["weights"], plan["budgets"], plan["summary"], plan["selected"])
-            r.state["done"].append(f"r{t}/close")
-            r.ckpt.save(r.state)
-            r.write_outputs()
+        r.close_round(t, plan["weights"], plan["budgets"], plan["summary"], plan["selected"])
     r.write_outputs()
     _finish(r)
     led = ledger_lib.report(r.state["ledger"])
