@@ -5,9 +5,12 @@ How the expected values were obtained, independently of wasp_jax: Hugging Face t
 with its own GGUF reader and dequantiser (``AutoModelForCausalLM.from_pretrained(dir,
 gguf_file=...)`` and ``AutoTokenizer.from_pretrained(dir, gguf_file=...)``), then
 ``model.generate(ids, do_sample=False, max_new_tokens=30)``; the text is
-``tokenizer.decode(new_ids)``. The prompt ids are the tokenizer's with
-``add_special_tokens=False`` for SmolLM2 (its original tokenizer adds no BOS) and ``True`` for
-Gemma (BOS). Script: ``experiments/bench/generation_torch_ref.py`` with ``"mode": "golden"``.
+``tokenizer.decode(new_ids)``. SmolLM2's prompt ids are that tokenizer's with
+``add_special_tokens=False`` (its original tokenizer adds no BOS). For Gemma, transformers
+4.57.6 rebuilds the GGUF vocabulary as a Unigram model and mis-tokenises (18 ids for PROMPT),
+so its prompt ids are wasp_jax's SentencePiece-BPE ones with BOS (checked here against the
+recorded list) and transformers' model alone is the reference for the continuation.
+Script: ``experiments/bench/generation_torch_ref.py`` with ``"mode": "golden"``.
 
 Both prompts of a model run as one left-padded batch, so the test also covers padding with
 real weights.
@@ -48,22 +51,20 @@ GOLDEN = {
     },
     "gemma3-270m": {
         PROMPT: dict(
-            prompt_ids=[2, 2209, 500, 563, 496, 704, 632, 520, 869, 703, 544, 1543, 236761, 558,
-                        499, 4103, 515, 527],
-            new_ids=[496, 3103, 529, 496, 134754, 236761, 669, 3925, 691, 496, 3103, 529, 496,
-                     6232, 236761, 669, 3925, 691, 496, 3103, 529, 496, 6232, 236761, 669, 3925,
-                     691, 496, 3103, 529],
-            text=" a bit of a flop. The story was a bit of a mess. The story was a bit of a "
-            "mess. The story was a bit of",
+            prompt_ids=[2, 8291, 563, 496, 2822, 6387, 3540, 236761, 669, 4103, 691],
+            new_ids=[12078, 684, 236743, 198, 236792, 236761, 236776, 236761, 236773, 236761,
+                     236777, 236761, 236773, 236761, 236814, 236761, 207, 568, 236792, 236761,
+                     236776, 236761, 236773, 236761, 236777, 236761, 236773, 236761, 236814,
+                     236761],
+            text=" directed by <strong>M.A.S.I.S.H.</strong> (M.A.S.I.S.H.",
         ),
         QUOTE: dict(
-            prompt_ids=[2, 818, 538, 641, 510, 585, 509, 705, 520, 869, 703, 544, 1543, 563,
-                        236787, 623],
-            new_ids=[818, 236743, 236770, 236819, 236825, 236771, 236751, 691, 496, 990, 529,
-                     1822, 2352, 528, 506, 3640, 4184, 236761, 669, 236743, 236770, 236819,
-                     236825, 236771, 236751, 691, 496, 990, 529, 1822],
-            text="The 1960s was a time of great change in the United States. "
-            "The 1960s was a time of great",
+            prompt_ids=[2, 818, 861, 4414, 6387, 3540, 563, 236787, 623],
+            new_ids=[818, 236743, 236778, 236771, 236770, 236825, 6387, 623, 818, 236743, 236778,
+                     236771, 236770, 236825, 24580, 9352, 236775, 563, 496, 6387, 600, 563, 1401,
+                     4913, 528, 506, 6387, 3956, 236761, 1030],
+            text='The 2016 movie "The 2016 Movie Review" is a movie that is very popular in the '
+            "movie industry. It",
         ),
     },
 }  # fmt: skip
