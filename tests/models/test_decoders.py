@@ -327,3 +327,15 @@ def test_config_json_roundtrip_and_validation():
         _llama(num_heads=6, num_kv_heads=4)
     with pytest.raises(ValueError, match="unknown arch"):
         _llama(arch="mamba")
+
+
+def test_bfloat16_params_give_float32_logits_close_to_float32():
+    cfg = CONFIGS["gemma3"]
+    f32 = build_model(cfg, None, seed=8)
+    bf16 = build_model(cfg, None, seed=8, dtype=jnp.bfloat16)
+    assert bf16.layers.wq[...].dtype == jnp.bfloat16
+    toks = _tokens(9, B, 4)
+    a, _ = _fwd(f32)(toks, _pos(4), f32.init_cache(B, S), jnp.int32(0), ALL)
+    b, cache = _fwd(bf16)(toks, _pos(4), bf16.init_cache(B, S, jnp.bfloat16), jnp.int32(0), ALL)
+    assert b.dtype == jnp.float32 and cache["k"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=0.15, rtol=0.1)
