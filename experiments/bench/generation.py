@@ -153,7 +153,9 @@ def run_reference(
         wasp=WASP,
         repeats=repeats,
         wasp_repeats=wasp_repeats,
-        embed=dict(dir=str(get_model_path()), texts=texts, max_tokens=256, batch_size=64),
+        embed=dict(dir=str(get_model_path()), texts=texts, max_tokens=256, batch_size=64)
+        if texts
+        else None,
     )
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
@@ -201,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(0)
     prompt = wasp_prompt(rng)
-    texts = [r["text"] for r in _read_jsonl(DATA / "test.jsonl")[: args.embed_n]]
+    texts = (
+        [r["text"] for r in _read_jsonl(DATA / "test.jsonl")[: args.embed_n]]
+        if args.embed_n
+        else []
+    )
     result = dict(
         benchmark="experiments.bench.generation",
         date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
