@@ -292,7 +292,8 @@ def main_evaluate(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "encoder": args.encoder, "learning_rate": args.lr,
         "batch_size": args.batch_size, "max_length": args.max_length,
     }  # fmt: skip
-    for flag in ("seeds", "max_train", "max_test", "epochs", "batch_size", "max_length"):
+    for flag in ("seeds", "max_train", "max_test", "epochs", "batch_size", "max_length",
+                 "test_max_length"):  # fmt: skip
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")

@@ -106,7 +106,7 @@ def weighted_loss(logits, labels, weights, valid):
 
 
 def _decay_mask(params):
-    # no weight decay on biases, LayerNorm scales or embeddings tables' norms
+    # decay kernels and embedding tables, not biases or LayerNorm scales (the BERT recipe)
     def keep(path, _):
         name = next(str(e.key) for e in reversed(path) if hasattr(e, "key"))
         return name.endswith("kernel") or name.endswith("_emb")
