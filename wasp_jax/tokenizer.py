@@ -78,9 +78,12 @@ class Tokenizer:
         """Renders chat ``messages`` with the checkpoint's template (needs jinja2)."""
         if not self.chat_template:
             raise ValueError("this tokenizer has no chat template; build the prompt text yourself")
-        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+        # The settings Hugging Face renders chat templates with.
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
         env.globals["raise_exception"] = _raise
         bos = self.backend.id_to_token(self.bos_id) if self.bos_id is not None else ""
         eos = self.backend.id_to_token(min(self.eos_ids)) if self.eos_ids else ""
