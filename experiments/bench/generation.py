@@ -192,7 +192,7 @@ def ratios(jx: dict, ref: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--repeats", type=int, default=3, help="timed greedy runs (best)")
     parser.add_argument("--wasp-repeats", type=int, default=1, help="timed WASP runs (best)")
     parser.add_argument("--embed-n", type=int, default=1000)
