@@ -13,8 +13,10 @@ Privacy: sigma = 3.531 (PLD, add/remove, L2 sensitivity 1.633, T = 4), as base.p
 Reproduce (from the repository root):
     wasp-jax run --config experiments/configs/replay_imdb.py --workdir runs/replay_imdb/s0
 
-Expected runtime: embedding about 6,000 synthetic texts plus the votes; an estimated
-5-15 min on the 2-core dev CPU (estimate).
+Expected runtime: measured 14.5 min for the synthetic data (embedding 6,000 texts, 4 votes)
+on the 2-core dev CPU while shared with other jobs (load about 12). The probe evaluation on
+the 3,000 test reviews re-embeds both sets and took over 35 min more under the same load;
+add `--set eval.test_path=` to skip it.
 """
 
 import pathlib
