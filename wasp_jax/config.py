@@ -289,15 +289,18 @@ class EvalConfig:
         mode: "probe" (logistic probe on frozen embeddings, fast) or "finetune" (the BERT
             STM of `wasp_jax.stm`), see `wasp_jax.evaluate`.
         seeds: STM training seeds.
+        max_test: evaluate on a fixed random subset of this many test samples (0 = all).
     """
 
     test_path: str = ""
     mode: str = "probe"
     seeds: tuple[int, ...] = (0,)
+    max_test: int = 0
 
     def __post_init__(self):
         _check_choice(self.mode, "eval.mode", EVAL_MODES)
         _check(len(self.seeds) >= 1, "eval.seeds", "must hold at least one seed")
+        _check(self.max_test >= 0, "eval.max_test", "must be >= 0 (0 = all)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

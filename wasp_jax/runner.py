@@ -338,6 +338,7 @@ def _finish(r: _Run) -> None:
                 r.cfg.eval.test_path,
                 mode=r.cfg.eval.mode,
                 seeds=list(r.cfg.eval.seeds),
+                max_test=r.cfg.eval.max_test or None,
                 out=r.workdir / "eval.json",
                 cache_dir=r.cfg.runtime.cache_dir or None,
                 progress=r.cfg.runtime.progress,

@@ -39,6 +39,7 @@ def test_real_models_small_budget(tmp_path, capsys):
             "runtime.progress": False,
             "eval.test_path": str(bundled_path("imdb", "test.jsonl")),
             "eval.mode": "probe",
+            "eval.max_test": 100,
         },
     )
     res = runner.run(cfg, tmp_path)
@@ -53,6 +54,7 @@ def test_real_models_small_budget(tmp_path, capsys):
     assert ledger["rounds_released"] == 1 and ledger["epsilon_spent"] <= 4.0 + 1e-6
     evaluation = json.loads((tmp_path / "eval.json").read_text())
     assert 0.0 <= evaluation["accuracy"]["mean"] <= 1.0 and evaluation["mode"] == "probe"
+    assert evaluation["test"]["num_used"] == 100
     for name in ("datasheet.md", "report.md", "config.json"):
         assert (tmp_path / name).is_file()
     private = [r["text"] for r in read_labeled_jsonl(PRIVATE)][:20]
