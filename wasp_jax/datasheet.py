@@ -27,6 +27,13 @@ MODEL_LICENCES = {
     "smollm2-135m": "Apache-2.0 (HuggingFaceTB/SmolLM2-135M)",
     "gemma3-270m": "Gemma Terms of Use (google/gemma-3-270m)",
     "all-minilm-l6-v2": "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+    # the WASP authors' pre-generated pools (replay), per ../shared/data/README.md
+    "gpt2-xl": "MIT (openai-community/gpt2-xl)",
+    "llama-2-7b-chat-hf": "Llama 2 Community License",
+    "vicuna-7b-1.5v": "Llama 2 Community License (lmsys/vicuna-7b-v1.5)",
+    "opt-6.7b": "OPT-175B non-commercial licence (facebook/opt-6.7b)",
+    "chatglm3-6b-base": "ChatGLM3-6B model licence",
+    "flan-t5-xl": "Apache-2.0 (google/flan-t5-xl)",
 }
 
 METHOD_TEXT = {

@@ -15,8 +15,9 @@ Reproduce (from the repository root):
 
 Expected runtime: measured 14.5 min for the synthetic data (embedding 6,000 texts, 4 votes)
 on the 2-core dev CPU while shared with other jobs (load about 12). The probe evaluation on
-the 3,000 test reviews re-embeds both sets and took over 35 min more under the same load;
-add `--set eval.test_path=` to skip it.
+the 3,000 test reviews re-embeds both sets and took 32 min more under the same load (add
+`--set eval.test_path=` to skip it). Seed 0 gave probe accuracy 0.7247 +- 0.0035 (3 probe
+seeds) on those 3,000 reviews.
 """
 
 import pathlib
