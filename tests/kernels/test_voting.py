@@ -121,7 +121,7 @@ class TopQVotesTest(chex.TestCase):
         merge = self.variant(voting.merge_candidates, static_argnames=("q",))
         scatter = self.variant(voting.candidate_histogram, static_argnames=("n_syn",))
         case = _random_case(31, n_priv=12, n_syn=80, num_classes=2)
-        full = voting.top_q_votes(**case, q=4)
+        full = jax.jit(voting.top_q_votes, static_argnames=STATIC)(**case, q=4)
         pm = case["priv_mask"]
         halves = [slice(0, 40), slice(40, 80)]
         found = [
