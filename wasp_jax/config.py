@@ -321,7 +321,8 @@ class RuntimeConfig:
 
     Attributes:
         cache_dir: model/embedding cache ("" = $WASP_JAX_CACHE or ~/.cache/wasp_jax).
-        mesh: "none" (default device) or "auto" (a data-parallel mesh over all devices).
+        mesh: "none" (the embedder on the default device, each PLM on its loader's default
+            mesh) or "auto" (`wasp_jax.sharding.make_mesh()` over all devices for both).
         progress: show progress bars.
         compile_cache: keep compiled XLA programs under `<cache dir>/xla` (JAX's persistent
             compilation cache), so a second run skips most compilation.

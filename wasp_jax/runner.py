@@ -166,6 +166,7 @@ class _Run:
             log.info("loading embedder %s", e.name)
             self._embedder = load(
                 e.name,
+                mesh=_mesh(self.cfg.runtime.mesh),
                 cache_dir=self.cfg.runtime.cache_dir or None,
                 batch_size=e.batch_size,
                 cache_path=str(self.workdir / "embed_cache") if e.cache_synthetic else None,
