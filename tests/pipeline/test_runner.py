@@ -196,14 +196,14 @@ def test_privacy_scan(tmp_path, capsys, caplog):
     logs = "\n".join(r.getMessage() for r in caplog.records)
     n = scan_for_private(wd, captured.out + captured.err + logs, private)
     assert n >= 8
-    # no stored array holds a private embedding (nor anything pre-noise of the same shape)
+    # no stored array holds a private embedding (the fake embedder is deterministic)
     priv_emb = FakeEmbedder().embed(private)
-    for p in wd.rglob("*.npy"):
-        arr = np.load(p)
+    arrays = [np.load(p) for p in wd.rglob("*.npy")]
+    assert arrays, "expected checkpointed synthetic embeddings and votes"
+    for arr in arrays:
         if arr.ndim == 2 and arr.shape[1] == priv_emb.shape[1]:
-            assert (np.abs(arr @ priv_emb.T) < 1 - 1e-6).all() or not np.isin(
-                np.round(arr, 6), np.round(priv_emb, 6)
-            ).all(axis=1).any()
+            dist = np.abs(arr[:, None, :] - priv_emb[None, :, :]).max(axis=-1)
+            assert (dist > 1e-6).all(), "a private embedding was written"
 
 
 @pytest.mark.parametrize(
