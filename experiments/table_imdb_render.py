@@ -23,6 +23,9 @@ GROUPS = {
     "live": "Live: generation with SmolLM2-135M-Instruct and Gemma-3-270M on this CPU",
 }
 
+#: Row-name prefixes of the methods that read no private data (no epsilon).
+NO_PRIVATE = ("zerogen", "multi-zeroshot", "random-control")
+
 #: Rows that cannot differ from another row in replay mode, and why (never run, never filled).
 REPLAY_NA = {
     "aug-pe[*]": "not runnable in replay: Aug-PE's rephrase variations need a live PLM; with one "
@@ -146,7 +149,7 @@ def _eps(row: dict) -> str:
     name = row["row"]
     if row["group"] == "reference":
         return "∞ (not DP)" if name == "only-private" else "n/a (public)"
-    if name.startswith(("zerogen", "multi-zeroshot", "random-control")):
+    if name.startswith(NO_PRIVATE):
         return "– (no private data)"
     eps = name[len("wasp-eps") :] if name.startswith("wasp-eps") else "4"
     eps = "∞" if eps == "inf" else eps
@@ -181,7 +184,7 @@ def to_csv(table: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for r in table:
-        e = r["epsilon"]
+        e = None if r["row"].startswith(NO_PRIVATE) else r["epsilon"]
         w.writerow({
             "group": r["group"],
             "row": r["row"],
