@@ -66,7 +66,6 @@ class STMConfig:
     patience: int = 2
     dropout: bool = True
     max_grad_norm: float = 1.0
-    head_lr_multiplier: float = 1.0
 
     def __post_init__(self):
         if self.pooling not in ("mean", "cls"):
@@ -206,13 +205,7 @@ def _train_step(graphdef, tx, params, opt_state, batch, lr, key, step):
         graphdef, params, ids, mask, labels, weights, valid, key
     )
     updates, opt_state = tx.update(grads, opt_state, params)
-    # lr = (encoder rate, head rate): the fresh head needs larger steps than the encoder
-    updates = jax.tree_util.tree_map_with_path(
-        lambda path, u: (
-            u * (lr[1] if any(getattr(e, "key", None) == "head" for e in path) else lr[0])
-        ),
-        updates,
-    )
+    updates = jax.tree.map(lambda u: lr * u, updates)
     return optax.apply_updates(params, updates), opt_state, loss
 
 
@@ -378,7 +371,6 @@ def train_classifier(
                 ids, labels, weights, train_idx[batch], rows, config.max_length, pad
             )
             lr = learning_rate(step, peak=config.learning_rate, warmup=warmup, total=total)
-            lr = (lr, np.float32(lr * config.head_lr_multiplier))
             params, opt_state, loss = train_step(
                 graphdef, tx, params, opt_state, _put(arrays, mesh), lr, dropout_key, step
             )

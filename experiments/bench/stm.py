@@ -163,7 +163,7 @@ class JaxSide:
 
     def train(self, n: int) -> float:
         ones, valid = np.ones(TRAIN_BATCH, np.float32), np.ones(TRAIN_BATCH, bool)
-        lr = (np.float32(self.config.learning_rate),) * 2
+        lr = np.float32(self.config.learning_rate)
         start = time.perf_counter()
         for _ in range(n):
             lo = (self.step * TRAIN_BATCH) % (len(self.ids) - TRAIN_BATCH + 1)
