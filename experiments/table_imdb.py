@@ -61,7 +61,7 @@ class Settings:
     test_size: int = 1000
     real_sizes: tuple[int, ...] = (1000, 5000)
     max_length: int = 128
-    epsilons: tuple[float, ...] = (1.0, 2.0, 8.0, 100.0)
+    epsilons: tuple[float, ...] = (1.0, 2.0, 8.0, math.inf)
     pools: tuple[str, ...] = POOLS
 
 
@@ -80,7 +80,7 @@ QUICK = Settings(
     test_size=40,
     real_sizes=(60,),
     max_length=32,
-    epsilons=(100.0,),
+    epsilons=(math.inf,),
     pools=POOLS[:2],
 )
 

@@ -71,11 +71,8 @@ def row_meaning(row: str, group: str) -> str:
         return "WASP without contrastive prompts (good examples only, nearest histogram only)"
     if row == "wasp-no-weighting":
         return f"WASP without {pool} weighting (budget split evenly)"
-    if row == "wasp-eps100":
-        return (
-            "WASP at epsilon = 100, the stand-in for epsilon = ∞ (noise negligible next to the "
-            "votes); ∞ itself fails in the runner, see the notes"
-        )
+    if row == "wasp-epsinf":
+        return "WASP at epsilon = ∞: the same votes with no noise (sigma = 0), not DP"
     if row.startswith("wasp-eps"):
         return f"WASP at epsilon = {row[len('wasp-eps') :]}"
     return row

@@ -6,6 +6,7 @@ it checks the wiring (runner, replay pools, probe, MD/CSV) without the real mode
 
 import csv
 import json
+import math
 
 import jax
 import numpy as np
@@ -45,10 +46,10 @@ def test_plan_has_every_row_and_is_seed_major():
     rows = {(c.group, c.row) for c in cells}
     live = {r for g, r in rows if g == "live"}
     assert {"multi-zeroshot", "random-control", "wasp", "wasp-no-contrastive"} <= live
-    assert {"wasp-no-weighting", "wasp-eps1", "wasp-eps2", "wasp-eps8", "wasp-eps100"} <= live
+    assert {"wasp-no-weighting", "wasp-eps1", "wasp-eps2", "wasp-eps8", "wasp-epsinf"} <= live
     assert {"zerogen[gemma3-270m]", "aug-pe[smollm2-135m-instruct]"} <= live
     replay = {r for g, r in rows if g == "replay"}
-    assert {f"zerogen[{p}]" for p in T.POOLS} | {"wasp", "wasp-eps100"} <= replay
+    assert {f"zerogen[{p}]" for p in T.POOLS} | {"wasp", "wasp-epsinf"} <= replay
     assert {("reference", "real-5000"), ("reference", "only-private")} <= rows
     live_seeds = [c.seed for c in cells if c.group == "live"]
     assert live_seeds == sorted(live_seeds) and set(live_seeds) == {0, 1, 2}
@@ -66,7 +67,7 @@ def test_configs_follow_the_settings():
     assert aug.method == "aug_pe" and aug.generation.plms == ("gemma3-270m",) and aug.voting.q == 1
     zg = T.build_config(by_key["live__zerogen[gemma3-270m]__g0"], st)
     assert zg.generation.rounds == 0 and zg.generation.plms == ("gemma3-270m",)
-    assert T.build_config(by_key["live__wasp-eps100__g0"], st).privacy.epsilon == 100.0
+    assert T.build_config(by_key["live__wasp-epsinf__g0"], st).privacy.epsilon == math.inf
     rep = T.build_config(by_key["replay__wasp-no-contrastive__g0"], st)
     assert rep.method == "replay" and len(rep.replay.pools) == 6
     assert rep.voting.release == ("nearest",) and rep.generation.budget == st.replay_budget
