@@ -206,33 +206,73 @@ def _invocations(runs_dir: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+#: Where the cells ran, unless the run's `_meta.json` says otherwise.
+MACHINE = (
+    "2-core x86 CPU, 24 GiB RAM, JAX on CPU, no accelerator. The cells that finished on "
+    "2026-11-28 shared it with other jobs (contended timings); the later ones ran alone."
+)
+
+
+def stm_mode(meta: dict) -> str:
+    return meta.get("stm", {}).get("mode", "probe")
+
+
+def stm_line(meta: dict) -> str:
+    """The MD bullet that says which STM produced the accuracies."""
+    st = meta["settings"]
+    test = (
+        f"test set = the first {st['test_size']} reviews of `shared/data/imdb/test.jsonl` (a "
+        "fixed, shuffled-once subset of the real IMDb test set)"
+    )
+    if stm_mode(meta) == "probe":
+        return (
+            "- STM metric: linear probe (logistic regression, `wasp_jax.stm.train_probe`) on "
+            f"frozen {st['embedder']} embeddings (texts truncated to {st['max_length']} tokens; "
+            "the same embedder and truncation serve the DP votes of these runs), 300 full-batch "
+            f"Adam steps, early stopping on a 10% split of the training set; {test}. The "
+            "fine-tuned STM has its own table, `imdb_table_finetune.md`, on a subset of the rows."
+        )
+    hp = meta["stm"].get("hparams", {})
+    return (
+        f"- STM metric: fine-tuned {st['embedder']} sequence classifier "
+        "(`wasp_jax.stm.train_classifier`: mean pooling + linear head, AdamW, weight decay "
+        f"0.01, 10% warm-up then linear decay, batch 16, {st['max_length']} tokens, dropout), "
+        f"peak learning rate {hp.get('learning_rate')}, up to {hp.get('epochs')} epochs with "
+        f"early stopping (patience {hp.get('patience')}) on the validation loss of a 10% split of "
+        f"the training set, best epoch restored; {test}. Only the rows listed were run."
+    )
+
+
+def stm_seed_meaning(meta: dict) -> str:
+    if stm_mode(meta) == "probe":
+        return "the probe seed only changes its validation split"
+    return "the STM seed sets the validation split, batch order and dropout"
+
+
 def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: str) -> str:
     st = meta["settings"]
     done = sum(r["gen_seeds"] for r in table)
     planned = sum(r["gen_seeds_planned"] for r in table)
     cell_secs = sum(r["seconds"] for r in table)
     inv = _invocations(runs_dir)
-    ends = [p.stat().st_mtime for p in runs_dir.glob("*__*__g*.json")]
-    span = (max(ends) - meta["started"]) / 60 if ends and "started" in meta else math.nan
+    inv_secs = sum(i["seconds"] for i in inv)
     complete = done == planned
     lines = [
-        "# IMDb table: WASP and baselines at CPU scale" + ("" if complete else " (PARTIAL)"),
+        "# IMDb table: WASP and baselines at CPU scale"
+        + ("" if stm_mode(meta) == "probe" else f" ({stm_mode(meta)}d STM)")
+        + ("" if complete else " (PARTIAL)"),
         "",
         f"Status: {done} of {planned} cells finished"
         + ("." if complete else "; rows marked partial / not run are missing seeds.")
         + f" Rendered {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         f"- Command: `{meta['command']}` (re-running resumes: finished cells are skipped).",
-        f"- Wall time: {span:.1f} min from the first start to the last finished cell "
-        f"({cell_secs / 60:.1f} min inside the cells; {len(inv)} invocation(s) ran to the end).",
-        "- Machine: 2-core x86 CPU, 24 GiB RAM, shared with other jobs during the run (timings "
-        "are contended); JAX on CPU, no accelerator.",
-        f"- STM metric: linear probe (logistic regression, `wasp_jax.stm.train_probe`) on frozen "
-        f"{st['embedder']} embeddings (texts truncated to {st['max_length']} tokens; the same "
-        "embedder and truncation serve the DP votes of these runs), 300 full-batch Adam steps, "
-        "early stopping on a 10% split of the training set; test set = the first "
-        f"{st['test_size']} reviews of `shared/data/imdb/test.jsonl` (a fixed, shuffled-once "
-        "subset of the real IMDb test set). No fine-tuned STM was run (no time on this CPU).",
+        f"- Wall time: {cell_secs / 60:.1f} min inside the finished cells, summed (model "
+        "loading and test-set embedding, once per invocation, come on top; "
+        f"{len(inv)} invocation(s) ran to the end, {inv_secs / 60:.1f} min in all; others "
+        "were stopped and resumed).",
+        f"- Machine: {meta.get('machine', MACHINE)}",
+        stm_line(meta),
         "- The real-N references take the first N reviews of `shared/data/imdb/train.jsonl`, "
         "which include the 100 private reviews (they are its first 50 per class).",
         f"- Live budget: PLMs {', '.join(st['plms'])}; N = {st['budget']} synthetic reviews per "
@@ -245,8 +285,8 @@ def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: st
         "epsilon = 4, delta = 1e-5 unless stated. Replay zero-shot rows take the first rows of "
         "each pool in file order with equal class quotas (deterministic).",
         "- Seeds: a generation seed is one full pipeline run (its DP noise and sampling); every "
-        "dataset is scored with each probe seed (the probe seed only changes its validation "
-        "split). Mean ± std pool all (generation seed × probe seed) scores; std is ddof = 1.",
+        f"dataset is scored with each STM seed ({stm_seed_meaning(meta)}). Mean ± std pool all "
+        "(generation seed × STM seed) scores; std is ddof = 1.",
         "",
     ]
     for group, title in GROUPS.items():
@@ -255,7 +295,7 @@ def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: st
             continue
         lines += [f"## {title}", ""]
         lines.append(
-            "| row | what it is | ε | accuracy % | macro-F1 % | gen seeds | probe seeds "
+            "| row | what it is | ε | accuracy % | macro-F1 % | gen seeds | STM seeds "
             "| n train | status |"
         )
         lines.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -280,12 +320,21 @@ def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: st
     return "\n".join(lines)
 
 
-def write_table(out: pathlib.Path, meta: dict, planned: list[str]) -> list[dict]:
-    """Writes `imdb_table.md` and `imdb_table.csv` under `out`; returns the aggregated rows."""
-    runs_dir = out / "imdb_table_runs"
+def table_name(stm: str) -> str:
+    """File stem of the table of one STM metric: imdb_table (probe) or imdb_table_finetune."""
+    return "imdb_table" if stm == "probe" else f"imdb_table_{stm}"
+
+
+def write_table(out: pathlib.Path, meta: dict, planned: list[str], stm: str = "probe"):
+    """Writes `<name>.md` and `<name>.csv` under `out` (name from `table_name`); returns the
+    aggregated rows. Rows without any finished cell are left out of a non-probe table."""
+    name = table_name(stm)
+    runs_dir = out / f"{name}_runs"
     table = aggregate(runs_dir, planned)
-    notes_path = out / "imdb_table_notes.md"
+    if stm != "probe":
+        table = [r for r in table if r["gen_seeds"]]
+    notes_path = out / f"{name}_notes.md"
     notes = notes_path.read_text() if notes_path.is_file() else ""
-    (out / "imdb_table.csv").write_text(to_csv(table))
-    (out / "imdb_table.md").write_text(to_markdown(table, meta, runs_dir, notes))
+    (out / f"{name}.csv").write_text(to_csv(table))
+    (out / f"{name}.md").write_text(to_markdown(table, meta, runs_dir, notes))
     return table

@@ -144,3 +144,25 @@ def test_quick_table_end_to_end_and_resume(shared_data, tmp_path):
     calls = gen.calls
     assert T.main(argv, load_generator=lambda spec, **kw: gen) == 0
     assert gen.calls == calls  # resumed: every cell was skipped
+
+
+@pytest.mark.slow
+def test_quick_finetune_table_reuses_the_run_and_writes_its_own_files(shared_data, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    common = ["--quick", "--seeds", "1", "--out", str(out), "--workroot", str(work)]
+    gen = WordGenerator()
+    probe = common + ["--stm-seeds", "1", "--only", "live__wasp__g0"]
+    assert T.main(probe, load_generator=lambda spec, **kw: gen) == 0
+    calls = gen.calls
+    tune = common + ["--stm", "finetune", "--only", "only-private,live__wasp__g0"]
+    assert T.main(tune, load_generator=lambda spec, **kw: gen) == 0
+    assert gen.calls == calls  # the finished run was reused, nothing regenerated
+    rec = json.loads((out / "imdb_table_finetune_runs" / "live__wasp__g0.json").read_text())
+    assert rec["stm"] == "finetune" and len(rec["accuracy"]["per_seed"]) == 1
+    assert 1 <= rec["best_epoch"][0] <= rec["epochs_run"][0] <= T.FINETUNE_HPARAMS["epochs"]
+    rows = [r["row"] for r in csv.DictReader((out / "imdb_table_finetune.csv").open())]
+    assert rows == ["only-private", "wasp"]  # rows never run are left out
+    md = (out / "imdb_table_finetune.md").read_text()
+    assert "fine-tuned" in md and "--stm finetune" in md
+    probe_rows = list(csv.DictReader((out / "imdb_table.csv").open()))
+    assert {r["row"] for r in probe_rows if r["status"] == "done"} == {"wasp"}
