@@ -266,7 +266,11 @@ def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: st
         + ("." if complete else "; rows marked partial / not run are missing seeds.")
         + f" Rendered {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
-        f"- Command: `{meta['command']}` (re-running resumes: finished cells are skipped).",
+        "- Command: "
+        + "; ".join(
+            f"`{c}`" for c in dict.fromkeys([meta["command"]] + [i["command"] for i in inv])
+        )
+        + " (re-running resumes: finished cells are skipped).",
         f"- Wall time: {cell_secs / 60:.1f} min inside the finished cells, summed (model "
         "loading and test-set embedding, once per invocation, come on top; "
         f"{len(inv)} invocation(s) ran to the end, {inv_secs / 60:.1f} min in all; others "
