@@ -1,6 +1,7 @@
 """STM: weighted loss, training, early stopping, save/restore, linear probe (tiny-bert, fast)."""
 
 import json
+import warnings
 
 import chex
 import jax
@@ -67,6 +68,7 @@ def test_training_lowers_loss_and_fits_separable_set(trained):
     assert (clf.predict(held_out) == np.array([1, 0, 1, 0])).mean() >= 0.75
 
 
+@pytest.mark.filterwarnings("ignore:the STM validation split holds only")
 def test_early_stopping_restores_best_state():
     # validation labels are the training labels flipped: fitting the training set makes the
     # validation loss rise, so the best state is an early one and must be restored
@@ -81,6 +83,23 @@ def test_early_stopping_restores_best_state():
     restored = _mean_loss(clf, TEXTS, np.array([1 - y for y in LABELS]))
     np.testing.assert_allclose(restored, min(val_losses), rtol=1e-5)
     assert restored < val_losses[-1]
+
+
+def test_tiny_validation_split_warns_and_val_fraction_zero_does_not():
+    from wasp_jax.data import DataWarning
+
+    cfg = stm.STMConfig(**{**CFG.__dict__, "epochs": 1, "val_fraction": 0.25})
+    with pytest.warns(DataWarning, match="validation split holds only 4 texts"):
+        _, info = stm.train_classifier(
+            TEXTS, LABELS, num_classes=2, key=jax.random.key(2), config=cfg
+        )
+    assert info["num_val"] == 4 < stm.MIN_RELIABLE_VAL
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        _, info = stm.train_classifier(
+            TEXTS, LABELS, num_classes=2, key=jax.random.key(2), config=CFG
+        )
+    assert info["num_val"] == 0
 
 
 def test_save_restore_same_predictions(trained, tmp_path):

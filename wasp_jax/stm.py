@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import pathlib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -255,6 +256,10 @@ def _make_batch(ids, labels, weights, idx, rows, max_length, pad_id):
     return b_ids, b_mask, b_lab, b_w, np.arange(rows) < len(idx)
 
 
+#: Below this many validation texts, early stopping and best-epoch restore follow noise.
+MIN_RELIABLE_VAL = 20
+
+
 def split_validation(n: int, fraction: float, rng: np.random.Generator):
     """Random (train, validation) index split of range(n); validation empty if fraction is 0."""
     order = rng.permutation(n)
@@ -353,6 +358,17 @@ def train_classifier(
         texts, labels = list(texts) + list(val_texts), np.concatenate([labels, val_labels])
         weights = np.concatenate([weights, np.ones(len(val_texts), np.float32)])
         val_idx = np.arange(len(train_idx), len(texts))
+    if 0 < len(val_idx) < MIN_RELIABLE_VAL:
+        from wasp_jax.data import DataWarning
+
+        warnings.warn(
+            f"the STM validation split holds only {len(val_idx)} texts, so early stopping and "
+            "the best-epoch restore follow noise (a near-constant classifier can win); train on "
+            f"more texts, raise val_fraction, or set val_fraction=0 to train all "
+            f"{config.epochs} epochs",
+            DataWarning,
+            stacklevel=2,
+        )
     ids = tokenize(clf.tokenizer, list(texts), config.max_length)
     rows = -(-config.batch_size // data_size(mesh)) * data_size(mesh)
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
