@@ -285,9 +285,24 @@ def embed_chunked(emb, texts: list[str], *, cache: bool, chunk: int = 256) -> np
 
 #: Fine-tuning recipe of `--stm finetune` (fixed a priori, not tuned on the test set): the
 #: default `STMConfig` with a larger peak learning rate and more epochs, because the synthetic
-#: sets here are small (48-600 texts) and 3 epochs at 5e-5 barely move the zero-initialised
+#: sets here are small (48-1000 texts) and 3 epochs at 5e-5 barely move the zero-initialised
 #: head; early stopping on the 10% validation split of the training set picks the epoch.
 FINETUNE_HPARAMS = {"learning_rate": 1e-4, "epochs": 6, "patience": 2}
+#: Sets whose 10% split would hold fewer than `stm.MIN_RELIABLE_VAL` texts (< 200 texts) train
+#: without a validation split for a fixed budget of at least this many steps (and >= 6 epochs):
+#: early stopping on 5 validation texts picked a near-constant classifier on a 48-text set.
+SMALL_SET_MIN_STEPS = 64
+
+
+def finetune_recipe(n_train: int) -> dict:
+    """The `STMConfig` overrides used for a training set of `n_train` texts."""
+    from wasp_jax import stm
+
+    hp = dict(FINETUNE_HPARAMS)
+    if n_train * 0.1 < stm.MIN_RELIABLE_VAL:
+        steps_per_epoch = math.ceil(n_train / 16)
+        hp.update(val_fraction=0.0, epochs=max(6, math.ceil(SMALL_SET_MIN_STEPS / steps_per_epoch)))
+    return hp
 
 
 def finetune_scores(train, test_rows, st: Settings, stm_seeds: int) -> dict:
@@ -295,7 +310,8 @@ def finetune_scores(train, test_rows, st: Settings, stm_seeds: int) -> dict:
     from wasp_jax import stm
     from wasp_jax.evaluate import evaluate_texts
 
-    cfg = stm.STMConfig(encoder=st.embedder, max_length=st.max_length, **FINETUNE_HPARAMS)
+    recipe = finetune_recipe(len(train))
+    cfg = stm.STMConfig(encoder=st.embedder, max_length=st.max_length, **recipe)
     res = evaluate_texts(
         [r["text"] for r in train],
         [r["label"] for r in train],
@@ -310,6 +326,7 @@ def finetune_scores(train, test_rows, st: Settings, stm_seeds: int) -> dict:
     return {
         "accuracy": res["accuracy"],
         "macro_f1": res["macro_f1"],
+        "stm_recipe": recipe,
         "epochs_run": [len(r["history"]) for r in res["runs"]],
         "best_epoch": [r["best_epoch"] for r in res["runs"]],
     }
@@ -427,6 +444,7 @@ def main(argv=None, *, load_generator=None) -> int:
     meta["stm"] = {"mode": args.stm, "seeds": stm_seeds}
     if args.stm == "finetune":
         meta["stm"]["hparams"] = FINETUNE_HPARAMS
+        meta["stm"]["small_set_min_steps"] = SMALL_SET_MIN_STEPS
     meta_path = runs_dir / "_meta.json"
     if args.render_only:
         if meta_path.is_file():

@@ -239,7 +239,9 @@ def stm_line(meta: dict) -> str:
         f"0.01, 10% warm-up then linear decay, batch 16, {st['max_length']} tokens, dropout), "
         f"peak learning rate {hp.get('learning_rate')}, up to {hp.get('epochs')} epochs with "
         f"early stopping (patience {hp.get('patience')}) on the validation loss of a 10% split of "
-        f"the training set, best epoch restored; {test}. Only the rows listed were run."
+        f"the training set, best epoch restored. Sets under 200 texts (whose split would hold "
+        f"under 20) train without a split for max(6 epochs, "
+        f"{meta['stm'].get('small_set_min_steps')} steps). {test}. Only the rows listed were run."
     )
 
 

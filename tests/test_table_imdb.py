@@ -159,7 +159,10 @@ def test_quick_finetune_table_reuses_the_run_and_writes_its_own_files(shared_dat
     assert gen.calls == calls  # the finished run was reused, nothing regenerated
     rec = json.loads((out / "imdb_table_finetune_runs" / "live__wasp__g0.json").read_text())
     assert rec["stm"] == "finetune" and len(rec["accuracy"]["per_seed"]) == 1
-    assert 1 <= rec["best_epoch"][0] <= rec["epochs_run"][0] <= T.FINETUNE_HPARAMS["epochs"]
+    # 12 texts: below 200, so no validation split and a fixed budget of >= 64 steps
+    assert rec["stm_recipe"]["val_fraction"] == 0.0 and rec["stm_recipe"]["epochs"] == 64
+    assert rec["best_epoch"][0] == rec["epochs_run"][0] == 64
+    assert T.finetune_recipe(600) == T.FINETUNE_HPARAMS
     rows = [r["row"] for r in csv.DictReader((out / "imdb_table_finetune.csv").open())]
     assert rows == ["only-private", "wasp"]  # rows never run are left out
     md = (out / "imdb_table_finetune.md").read_text()
