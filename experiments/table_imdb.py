@@ -478,7 +478,7 @@ def main(argv=None, *, load_generator=None) -> int:
     with open(runs_dir / "_invocations.jsonl", "a") as f:
         f.write(
             json.dumps(
-                {"command": meta["command"], "start": t_start, "seconds": time.time() - t_start}
+                {"command": command.strip(), "start": t_start, "seconds": time.time() - t_start}
             )
             + "\n"
         )

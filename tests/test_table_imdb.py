@@ -167,5 +167,9 @@ def test_quick_finetune_table_reuses_the_run_and_writes_its_own_files(shared_dat
     assert rows == ["only-private", "wasp"]  # rows never run are left out
     md = (out / "imdb_table_finetune.md").read_text()
     assert "fine-tuned" in md and "--stm finetune" in md
+    log = (out / "imdb_table_finetune_runs" / "_invocations.jsonl").read_text().splitlines()
+    assert [json.loads(x)["command"] for x in log] == [
+        "python -m experiments.table_imdb " + " ".join(tune)
+    ]
     probe_rows = list(csv.DictReader((out / "imdb_table.csv").open()))
     assert {r["row"] for r in probe_rows if r["status"] == "done"} == {"wasp"}
