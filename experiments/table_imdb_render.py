@@ -138,7 +138,11 @@ def aggregate(runs_dir: pathlib.Path, planned: list[str]) -> list[dict]:
 
 
 def _pct(s: dict | None) -> str:
-    return "-" if s is None else f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
+    if s is None:
+        return "-"
+    if len(s["per_seed"]) == 1:
+        return f"{100 * s['mean']:.2f} (one score, no spread)"
+    return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
 
 
 def _eps(row: dict) -> str:
