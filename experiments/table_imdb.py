@@ -298,10 +298,10 @@ def finetune_recipe(n_train: int) -> dict:
     """The `STMConfig` overrides used for a training set of `n_train` texts."""
     from wasp_jax import stm
 
-    hp = dict(FINETUNE_HPARAMS)
-    if n_train * 0.1 < stm.MIN_RELIABLE_VAL:
-        steps_per_epoch = math.ceil(n_train / 16)
-        hp.update(val_fraction=0.0, epochs=max(6, math.ceil(SMALL_SET_MIN_STEPS / steps_per_epoch)))
+    hp, base = dict(FINETUNE_HPARAMS), stm.STMConfig()
+    if n_train * base.val_fraction < stm.MIN_RELIABLE_VAL:
+        epochs = math.ceil(SMALL_SET_MIN_STEPS / math.ceil(n_train / base.batch_size))
+        hp.update(val_fraction=0.0, epochs=max(hp["epochs"], epochs))
     return hp
 
 

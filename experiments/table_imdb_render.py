@@ -210,7 +210,7 @@ def _invocations(runs_dir: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-#: Where the cells ran, unless the run's `_meta.json` says otherwise.
+#: Where the cells ran.
 MACHINE = (
     "2-core x86 CPU, 24 GiB RAM, JAX on CPU, no accelerator. The cells that finished on "
     "2026-11-28 shared it with other jobs (contended timings); the later ones ran alone."
@@ -281,7 +281,7 @@ def to_markdown(table: list[dict], meta: dict, runs_dir: pathlib.Path, notes: st
         "loading and test-set embedding, once per invocation, come on top; "
         f"{len(inv)} invocation(s) ran to the end, {inv_secs / 60:.1f} min in all; others "
         "were stopped and resumed).",
-        f"- Machine: {meta.get('machine', MACHINE)}",
+        f"- Machine: {MACHINE}",
         stm_line(meta),
         "- The real-N references take the first N reviews of `shared/data/imdb/train.jsonl`, "
         "which include the 100 private reviews (they are its first 50 per class).",
