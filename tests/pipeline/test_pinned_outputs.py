@@ -1,0 +1,80 @@
+"""A fixed-seed pipeline with the random tiny models pins its outputs byte for byte.
+
+Any change to the code that alters what a run produces (the synthetic texts, their order,
+the privacy ledger) changes these digests. A deliberate change of behaviour updates them in
+the same commit and says why; a refactoring must leave them alone.
+"""
+
+import hashlib
+import json
+import pathlib
+
+import pytest
+
+from wasp_jax import config as C
+from wasp_jax import runner
+from wasp_jax.data import bundled_path
+
+SYNTHETIC_SHA256 = "98a78ff4e3c71212fbdbda189edaccdc0daf98c3150d1f084349db5adc2c61ae"
+PRIVACY_SHA256 = "43c69c7f1ed6db94488868725e00119b95d34de439d62dc164591a574298d216"
+
+#: Keys of privacy.json that depend on when or where a run happened, not on what it did.
+VOLATILE = ("time", "timestamp", "created", "seconds", "workdir")
+
+
+def _tiny_task(tmp_path: pathlib.Path) -> str:
+    """IMDb with min_words = 1 and a one-stage zero-shot prompt: the tiny models' byte-level
+    output has no spaces, so this lets their samples through."""
+    spec = json.loads((pathlib.Path(runner.__file__).parent / "tasks" / "imdb.json").read_text())
+    spec.update(name="imdb_tiny", min_words=1)
+    spec["zero_shot"] = {"prompt": spec["zero_shot"]["prompt_without_subject"]}
+    path = tmp_path / "imdb_tiny.json"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def _strip(obj):
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if not any(s in k for s in VOLATILE)}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def digests(workdir: pathlib.Path) -> tuple[str, str]:
+    synthetic = (workdir / "synthetic.jsonl").read_bytes()
+    ledger = _strip(json.loads((workdir / "privacy.json").read_text()))
+    canonical = json.dumps(ledger, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(synthetic).hexdigest(), hashlib.sha256(canonical).hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:round .* fewer usable samples")
+def test_pinned_outputs(tmp_path):
+    cfg = C.replace(
+        C.base_config(),
+        **{
+            "task": _tiny_task(tmp_path),
+            "seed": 7,
+            "data.private_path": str(bundled_path("imdb", "private.jsonl")),
+            "data.num_private": 16,
+            "generation.plms": ("tiny-llama", "tiny-gemma3"),
+            "embedder.name": "tiny-bert",
+            "generation.budget": 16,
+            "generation.rounds": 2,
+            "generation.batch_size": 4,
+            "generation.max_new_tokens": 8,
+            "generation.min_new_tokens": 2,
+            "generation.max_attempts": 2,
+            "generation.num_prompt_variants": 2,
+            "voting.q": 2,
+            "selection.s": 2,
+            "privacy.accounting": "rdp",
+            "runtime.progress": False,
+        },
+    )
+    runner.run(cfg, tmp_path / "wd")
+    rows = (tmp_path / "wd" / "synthetic.jsonl").read_text().splitlines()
+    assert len(rows) > 0
+    syn, led = digests(tmp_path / "wd")
+    assert (syn, led) == (SYNTHETIC_SHA256, PRIVACY_SHA256), (syn, led)
