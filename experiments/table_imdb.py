@@ -1,4 +1,4 @@
-"""The IMDb experiment table (issue 5, item 3): baselines, WASP and ablations, live and replay.
+"""The IMDb experiment table: baselines, WASP and ablations, live and replay.
 
     python -m experiments.table_imdb [--quick] [--seeds 3] [--out experiments/results]
 
@@ -7,15 +7,17 @@ generation seed at a time, so a partial table already holds every row) and write
 cell, its result JSON under ``<out>/imdb_table_runs/`` and the rebuilt ``imdb_table.md`` /
 ``imdb_table.csv``. Re-running skips the finished cells (delete a cell's JSON to redo it).
 
-Live rows go through `wasp_jax.runner.run` with the configs of ``experiments/configs/`` and a
-CPU-sized budget; the two PLMs are loaded once and shared by every run of the process, and
-identical generate calls (the zero-shot start is the same for every WASP-family run of one
-seed) are answered from an in-memory memo, which returns exactly what the model returned the
-first time. Replay rows run the same runner with ``method="replay"`` over the authors' six
-pools. The STM metric is a linear probe on frozen all-MiniLM-L6-v2 embeddings
-(`wasp_jax.stm.train_probe`), ``--stm-seeds`` seeds per dataset; ``--stm finetune`` instead
-fine-tunes the MiniLM classifier (`wasp_jax.stm.train_classifier`) and writes its own cells and
-``imdb_table_finetune.md`` / ``.csv`` (it reuses finished runs of the same workroot).
+Live rows go through `wasp_jax.pipeline.runner.run` with the configs of
+``experiments/configs/`` and a CPU-sized budget; the two PLMs are loaded once and shared by
+every run of the process, and identical generate calls (the zero-shot start is the same for
+every WASP-family run of one seed) are answered from an in-memory memo, which returns exactly
+what the model returned the first time. Replay rows run the same runner with
+``method="replay"`` over the authors' six pools. The STM metric is a linear probe on frozen
+all-MiniLM-L6-v2 embeddings (`wasp_jax.stm.train_probe`), ``--stm-seeds`` seeds per dataset;
+``--stm finetune`` instead fine-tunes the MiniLM classifier (`wasp_jax.stm.train_classifier`)
+and writes its own cells and ``imdb_table_finetune.md`` / ``.csv`` (it reuses finished runs
+of the same workroot). Accuracy and macro-F1 are `wasp_jax.stm.metrics` (docs/method.md
+§3.2). ``--render-only`` rebuilds the MD / CSV from the committed cell JSONs, training nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +30,17 @@ import pathlib
 import sys
 import time
 
+import jax
 import numpy as np
 
 from experiments import table_imdb_render as render
+from wasp_jax import config as config_lib
+from wasp_jax import data as data_io
+from wasp_jax import stm
+from wasp_jax.models.embedder import load_embedder
+from wasp_jax.models.generator import load_generator
+from wasp_jax.pipeline import runner
+from wasp_jax.stm.evaluate import PROBE_HPARAMS, evaluate_texts
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -161,9 +171,7 @@ def plan_cells(st: Settings, seeds: int) -> list[Cell]:
 
 def build_config(cell: Cell, st: Settings):
     """The runner config of a `run` cell: the experiments/configs file + the CPU budget."""
-    from wasp_jax import config
-
-    cfg = config.load_config(str(CONFIGS / f"{cell.config}.py"))
+    cfg = config_lib.load_config(str(CONFIGS / f"{cell.config}.py"))
     changes = dict(cell.changes)
     if cfg.method != "replay" and "generation.plms" not in changes:
         changes["generation.plms"] = st.plms[:1] if cfg.method in ("zerogen", "aug_pe") else st.plms
@@ -191,7 +199,7 @@ def build_config(cell: Cell, st: Settings):
         })  # fmt: skip
         if cfg.generation.rounds > 0:
             common.update({"generation.rounds": st.rounds, "generation.initial": st.initial})
-    return config.replace(cfg, **{**common, **changes})
+    return config_lib.replace(cfg, **{**common, **changes})
 
 
 class MemoGenerator:
@@ -210,8 +218,6 @@ class MemoGenerator:
         return getattr(self.inner, name)
 
     def generate(self, prompts, *, num_samples=1, key, progress=None, **kw):
-        import jax
-
         key_bytes = np.asarray(jax.random.key_data(key)).tobytes().hex()
         ident = json.dumps([list(prompts), num_samples, key_bytes, kw], sort_keys=True, default=str)
         if ident in self.memo:
@@ -233,16 +239,12 @@ class Models:
 
     def load_generator(self, spec, **kw):
         if spec not in self._gens:
-            load = self._load_generator
-            if load is None:
-                from wasp_jax.plm import load_generator as load
+            load = self._load_generator or load_generator
             self._gens[spec] = MemoGenerator(load(spec, **kw))
         return self._gens[spec]
 
     def load_embedder(self, spec=None, **kw):
         if self._embedder is None:
-            from wasp_jax.embed import load_embedder
-
             self._embedder = load_embedder(
                 self.st.embedder,
                 max_length=self.st.max_length,
@@ -252,8 +254,6 @@ class Models:
 
 
 def read_rows(path, limit: int = 0) -> list[dict]:
-    from wasp_jax import data as data_io
-
     rows = data_io.read_labeled_jsonl(path, label_names=("negative", "positive"), what="IMDb data")
     return rows[:limit] if limit else rows
 
@@ -296,8 +296,6 @@ SMALL_SET_MIN_STEPS = 64
 
 def finetune_recipe(n_train: int) -> dict:
     """The `STMConfig` overrides used for a training set of `n_train` texts."""
-    from wasp_jax import stm
-
     hp, base = dict(FINETUNE_HPARAMS), stm.STMConfig()
     if n_train * base.val_fraction < stm.MIN_RELIABLE_VAL:
         epochs = math.ceil(SMALL_SET_MIN_STEPS / math.ceil(n_train / base.batch_size))
@@ -306,10 +304,7 @@ def finetune_recipe(n_train: int) -> dict:
 
 
 def finetune_scores(train, test_rows, st: Settings, stm_seeds: int) -> dict:
-    """Fine-tuned STM (`wasp_jax.evaluate.evaluate_texts`, mode finetune) over `stm_seeds`."""
-    from wasp_jax import stm
-    from wasp_jax.evaluate import evaluate_texts
-
+    """Fine-tuned STM (`wasp_jax.stm.evaluate.evaluate_texts`, mode finetune) over `stm_seeds`."""
     recipe = finetune_recipe(len(train))
     cfg = stm.STMConfig(encoder=st.embedder, max_length=st.max_length, **recipe)
     res = evaluate_texts(
@@ -334,19 +329,14 @@ def finetune_scores(train, test_rows, st: Settings, stm_seeds: int) -> dict:
 
 def probe_scores(train_x, train_y, test_x, test_y, stm_seeds: int) -> dict:
     """Linear-probe accuracy and macro-F1 over `stm_seeds` seeds (mean, std, per seed)."""
-    import jax
-
-    from wasp_jax.evaluate import PROBE_HPARAMS
-    from wasp_jax.stm import train_probe
-
     accs, f1s = [], []
     for s in range(stm_seeds):
-        probe, _ = train_probe(
+        probe, _ = stm.train_probe(
             train_x, train_y, num_classes=2, key=jax.random.key(s), **PROBE_HPARAMS
         )
         pred = probe.predict(test_x)
-        accs.append(float(np.mean(pred == test_y)))
-        f1s.append(render.macro_f1(test_y, pred, 2))
+        accs.append(stm.accuracy(test_y, pred))
+        f1s.append(stm.macro_f1(test_y, pred, 2))
     return {"accuracy": render.summary(accs), "macro_f1": render.summary(f1s)}
 
 
@@ -361,14 +351,10 @@ def run_cell(
     if cell.kind == "real":
         train = read_rows(SHARED / "imdb" / "train.jsonl", int(cell.row.split("-")[1]))
     elif cell.kind == "private":
-        from wasp_jax.data import bundled_path
-
-        train, cache = read_rows(bundled_path("imdb", "private.jsonl")), False
+        train, cache = read_rows(data_io.bundled_path("imdb", "private.jsonl")), False
     elif cell.kind == "pool_zeroshot":
         train = pool_zeroshot(cell.pools, st.replay_budget)
     else:
-        from wasp_jax import runner
-
         cfg = build_config(cell, st)
         hooks = runner.Hooks(
             load_generator=models.load_generator, load_embedder=models.load_embedder
@@ -454,8 +440,6 @@ def main(argv=None, *, load_generator=None) -> int:
     if not meta_path.is_file():
         meta_path.write_text(json.dumps({"command": meta["command"], "started": time.time()}))
     meta.update(json.loads(meta_path.read_text()))
-    from wasp_jax.data import atomic_write_text
-
     t_start = time.time()
     models = Models(st, workroot, load_generator)
     test_rows = read_rows(SHARED / "imdb" / "test.jsonl", st.test_size)
@@ -470,7 +454,7 @@ def main(argv=None, *, load_generator=None) -> int:
             continue
         print(f"[table_imdb] {time.strftime('%H:%M:%S')} {cell.key} ...", flush=True)
         rec = run_cell(cell, st, models, workroot, test, stm_seeds, args.stm)
-        atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
+        data_io.atomic_write_text(path, json.dumps(rec, indent=1) + "\n")
         acc = rec["accuracy"] or {"mean": math.nan, "std": math.nan}
         msg = f"acc {acc['mean']:.4f} +- {acc['std']:.4f} ({rec['seconds']} s, n={rec['n_train']})"
         print(f"[table_imdb]   {msg}", flush=True)

@@ -1,9 +1,12 @@
 """Renders the IMDb table (`experiments.table_imdb`) from its per-cell JSONs into MD and CSV.
 
-Each cell JSON holds one dataset's probe scores over the STM seeds. A row's figure pools the
-per-seed accuracies of every finished generation seed: mean and sample standard deviation
-(ddof = 1) in percent. Rows with fewer finished seeds than planned are marked "partial",
-rows with none "not run". Nothing here reads private data; the JSONs only hold test scores.
+Each cell JSON holds one dataset's STM scores over the STM seeds: accuracy and macro-F1 as
+defined by `wasp_jax.stm.metrics` (docs/method.md §3.2), computed when the cell ran. No
+predictions are stored, so rendering only pools the stored per-seed scores and never retrains.
+A row's figure pools the per-seed scores of every finished generation seed: mean and sample
+standard deviation (ddof = 1) in percent. Rows with fewer finished seeds than planned are
+marked "partial", rows with none "not run". Nothing here reads private data; the JSONs only
+hold test scores.
 """
 
 from __future__ import annotations
@@ -83,17 +86,6 @@ def summary(values) -> dict:
     v = [float(x) for x in values]
     std = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
     return {"mean": float(np.mean(v)), "std": std, "per_seed": v}
-
-
-def macro_f1(y_true, y_pred, num_classes: int) -> float:
-    """Macro-averaged F1 over the classes (a class never true nor predicted counts 0)."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    f1 = []
-    for c in range(num_classes):
-        tp = np.sum((y_pred == c) & (y_true == c))
-        denom = np.sum(y_pred == c) + np.sum(y_true == c)
-        f1.append(2.0 * tp / denom if denom else 0.0)
-    return float(np.mean(f1))
 
 
 def _rows_in_order(planned: list[str]) -> list[tuple[str, str]]:

@@ -1,13 +1,15 @@
-"""Pure, jit-free array kernels for WASP's DP voting stage.
+"""Pure, jit-free array kernels for WASP's DP voting stage, imported as ``wasp_jax.kernels``.
 
-These functions are not jit-decorated at definition; `wasp_jax` jits them at its
-boundary with static arguments and shardings.
+The folder is the top-level ``kernels/`` of the repository; the package installs it under
+``wasp_jax`` so that it claims no top-level import name of its own. These functions are not
+jit-decorated at definition; the pipeline jits them at its boundary with static arguments
+and shardings.
 """
 
-from kernels.noise import add_gaussian_noise, add_party_noise
-from kernels.padding import bucket_size, pad_rows
-from kernels.selection import Selection, select_contrastive, top_s_per_class
-from kernels.voting import (
+from wasp_jax.kernels.noise import add_party_noise
+from wasp_jax.kernels.padding import bucket_size, pad_rows
+from wasp_jax.kernels.selection import Selection, select_contrastive, top_s_per_class
+from wasp_jax.kernels.voting import (
     candidate_histogram,
     merge_candidates,
     top_q_candidates,
@@ -15,11 +17,10 @@ from kernels.voting import (
     top_q_votes_parties,
     vote_weights,
 )
-from kernels.weights import plm_scores, plm_shares
+from wasp_jax.kernels.weights import plm_scores, plm_shares
 
 __all__ = [
     "Selection",
-    "add_gaussian_noise",
     "add_party_noise",
     "bucket_size",
     "candidate_histogram",

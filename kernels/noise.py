@@ -1,36 +1,19 @@
-"""Gaussian noise for the vote histograms (ALGORITHM.md 2.5).
+"""Gaussian noise for the vote histograms (docs/method.md §2.5).
 
-``add_gaussian_noise`` adds i.i.d. N(0, sigma^2) to every entry. ``add_party_noise`` is the
-multi-party form: each of the L parties noises its own histogram with sigma / sqrt(L) and the
-server sums them, so the aggregate noise std is sigma (this assumes secure aggregation).
+``add_party_noise``: each of the L parties noises its own histogram with i.i.d.
+N(0, (sigma / sqrt(L))^2) and the server sums them, so the aggregate noise std is sigma (this
+assumes secure aggregation). One party (L = 1) is the plain Gaussian mechanism.
 
 JAX's PRNG (threefry) is fine for research-grade DP but is not a cryptographically secure
 generator; a production deployment should draw the noise from a CSPRNG.
 
 Example::
 
-    noisy = add_gaussian_noise(jax.random.key(0), hist, sigma=3.53)
+    noisy = add_party_noise(jax.random.key(0), hist[None], sigma=3.53)   # one party
 """
 
-import chex
 import jax
 import jax.numpy as jnp
-
-
-def add_gaussian_noise(key: jax.Array, hist: jax.Array, *, sigma: float | jax.Array) -> jax.Array:
-    """Returns ``hist + sigma * N(0, I)``; ``sigma`` may be traced (no recompile per value).
-
-    Args:
-      key: typed PRNG key of the DP noise stream.
-      hist: any-shape float array.
-      sigma: noise standard deviation, >= 0. ``sigma == 0`` returns ``hist`` exactly.
-
-    Returns:
-      Array of ``hist``'s shape and dtype.
-    """
-    chex.assert_type(hist, float)
-    noise = jax.random.normal(key, hist.shape, hist.dtype)
-    return hist + jnp.asarray(sigma, hist.dtype) * noise
 
 
 def add_party_noise(
@@ -41,7 +24,8 @@ def add_party_noise(
     Args:
       key: typed PRNG key.
       party_hist: (num_parties, ...) float per-party clean histograms.
-      sigma: std of the aggregate noise.
+      sigma: std of the aggregate noise, >= 0; may be traced (no recompile per value).
+        ``sigma == 0`` returns the exact sum.
 
     Returns:
       (...) the sum over parties of the noised histograms.
@@ -49,7 +33,5 @@ def add_party_noise(
     num_parties = party_hist.shape[0]
     keys = jax.random.split(key, num_parties)
     per_party_sigma = jnp.asarray(sigma, party_hist.dtype) / jnp.sqrt(float(num_parties))
-    noised = jax.vmap(lambda k, h: add_gaussian_noise(k, h, sigma=per_party_sigma))(
-        keys, party_hist
-    )
-    return noised.sum(axis=0)
+    noise = jax.vmap(lambda k: jax.random.normal(k, party_hist.shape[1:], party_hist.dtype))(keys)
+    return (party_hist + per_party_sigma * noise).sum(axis=0)

@@ -1,7 +1,15 @@
 """Shape buckets and padding, so that jit compiles once per bucket instead of once per size.
 
-Bucket sizes are ``multiple * m * 2**e`` with m in {4, 5, 6, 7} (at most 25% padding), or
-``minimum`` for small sizes. Padded rows are marked False in the returned mask.
+Every bucket rule of the package lives here; all are pure functions of Python ints:
+
+* :func:`bucket_size` (vote stage rows): ``multiple * m * 2**e`` with m in {4, 5, 6, 7}
+  (at most 25% padding), or ``minimum`` for small sizes.
+* :func:`length_bucket` (encoder token lengths): the next of 16, 32, ..., 512, capped.
+* :func:`row_bucket` (encoder batch rows): a power of two, rounded up to a multiple.
+* :func:`bucket_pow2` (generation rows and new-token slots): the next power of two.
+* :func:`bucket_prompt_len` (generation prompt slots): multiples of 64, then of 128.
+
+Padded rows are marked False in the mask that :func:`pad_rows` returns.
 
 Example::
 
@@ -9,10 +17,15 @@ Example::
     emb, mask = pad_rows(emb, size)               # (1280, d), (1280,) bool
 """
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 
 _STEPS = (4, 5, 6, 7)
+
+#: Token-length buckets of encoder batches (the last is BERT's usual position limit).
+LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
 def bucket_size(n: int, *, multiple: int = 1, minimum: int = 64) -> int:
@@ -38,6 +51,35 @@ def bucket_size(n: int, *, multiple: int = 1, minimum: int = 64) -> int:
         exp += 1
     best = next(m << exp for m in _STEPS if m << exp >= units)
     return best * multiple
+
+
+def length_bucket(n: int, max_length: int) -> int:
+    """Smallest of :data:`LENGTH_BUCKETS` >= n, capped at ``max_length``."""
+    for b in LENGTH_BUCKETS:
+        if b >= n:
+            return min(b, max_length)
+    return max_length
+
+
+def row_bucket(n: int, batch_size: int, multiple: int = 1) -> int:
+    """Rows to pad ``n`` texts to: a power of two <= batch_size, rounded up to ``multiple``."""
+    rows = 1
+    while rows < n:
+        rows *= 2
+    rows = min(rows, max(batch_size, n))
+    return -(-rows // multiple) * multiple
+
+
+def bucket_pow2(n: int, minimum: int = 1) -> int:
+    """Smallest power of two >= max(n, minimum)."""
+    return 1 << max(0, math.ceil(math.log2(max(n, minimum, 1))))
+
+
+def bucket_prompt_len(n: int) -> int:
+    """Prompt slots for a prompt of `n` tokens: multiples of 64 up to 256, then of 128."""
+    n = max(n, 2)
+    step = 64 if n <= 256 else 128
+    return step * math.ceil(n / step)
 
 
 def pad_rows(x, size: int, *, fill=0):

@@ -1,4 +1,4 @@
-"""Per-class top-S selection of good (G_c) and bad (B_c) synthetic samples (ALGORITHM.md 2.6).
+"""Per-class top-S selection of good (G_c) and bad (B_c) synthetic samples (docs/method.md §2.6).
 
 Default: rank the raw noisy counts inside each class. ``compat=True`` reproduces the original
 code: normalise globally, mask to the class, add 1e-15, renormalise and rank over all entries;
@@ -77,8 +77,8 @@ def top_s_per_class(
 
 
 def select_contrastive(
-    noisy_nearest: jax.Array,
-    noisy_farthest: jax.Array,
+    noisy_nearest: jax.Array | None,
+    noisy_farthest: jax.Array | None,
     syn_label: jax.Array,
     syn_mask: jax.Array | None = None,
     *,
@@ -86,11 +86,19 @@ def select_contrastive(
     s: int,
     compat: bool = False,
 ) -> Selection:
-    """G_c from the nearest and B_c from the farthest noisy histogram, for every class c."""
-    good = top_s_per_class(
-        noisy_nearest, syn_label, syn_mask, num_classes=num_classes, s=s, compat=compat
-    )
-    bad = top_s_per_class(
-        noisy_farthest, syn_label, syn_mask, num_classes=num_classes, s=s, compat=compat
-    )
+    """G_c from the nearest and B_c from the farthest noisy histogram, for every class c.
+
+    A histogram that was not released (None) selects nothing: its ids and valid flags have
+    shape (num_classes, 0).
+    """
+
+    def pick(hist):
+        if hist is None:
+            return jnp.zeros((num_classes, 0), jnp.int32), jnp.zeros((num_classes, 0), bool)
+        hist = jnp.asarray(hist, jnp.float32)
+        return top_s_per_class(
+            hist, syn_label, syn_mask, num_classes=num_classes, s=s, compat=compat
+        )
+
+    good, bad = pick(noisy_nearest), pick(noisy_farthest)
     return Selection(good[0], good[1], bad[0], bad[1])

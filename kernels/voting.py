@@ -1,4 +1,4 @@
-"""Top-Q nearest/farthest voting with geometric weights (ALGORITHM.md 2.4).
+"""Top-Q nearest/farthest voting with geometric weights (docs/method.md §2.4).
 
 Every valid private sample votes for the ``q`` synthetic samples of its own class that are
 nearest to it (weights 1, 1/2, ..., 2**(1-q)) and, separately, for the ``q`` farthest ones.
@@ -215,7 +215,7 @@ def top_q_votes(
     syn_mask: jax.Array | None = None,
     block_size: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Same-class Top-Q nearest and farthest vote histograms (ALGORITHM.md 2.4, H+ and H-).
+    """Same-class Top-Q nearest and farthest vote histograms (docs/method.md §2.4, H+ and H-).
 
     Args:
       priv_emb: (n_priv, d) unit-norm private embeddings.
@@ -255,7 +255,7 @@ def top_q_votes_parties(
     syn_mask: jax.Array | None = None,
     block_size: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Per-party histograms (ALGORITHM.md 2.5): ``top_q_votes`` vmapped over a party axis.
+    """Per-party histograms (docs/method.md §2.5): ``top_q_votes`` vmapped over a party axis.
 
     Args:
       priv_emb: (num_parties, n_priv, d); priv_label and priv_mask: (num_parties, n_priv).

@@ -1,10 +1,10 @@
-"""PLM importance scores and next-round shares from the noisy nearest votes (ALGORITHM.md 2.7).
+"""PLM importance scores and next-round shares from the noisy nearest votes (docs/method.md §2.7).
 
 ``compat=True`` is the original formula: score_k = (sum of globally normalised votes of PLM k)
 * n / n_k, which inherits the sign flip of a negative noisy total. The default is the robust
 variant: score_k = mean of max(H, 0) over PLM k's rows divided by the overall mean. Shares are
 softmax(score / tau); the integer allocation is done on the host
-(``wasp_jax.allocation.allocate_budget``).
+(``wasp_jax.budget.allocate_budget``).
 
 Example::
 

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from wasp_jax import config
+from wasp_jax.privacy.plan import privacy_plan
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.glob("*.py"))
@@ -86,10 +87,9 @@ def test_replay_pools_exist_on_project_machines(shared_data):
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
 def test_documented_sigma_matches_the_privacy_plan(path):
     """A docstring's "sigma = <number>" must be what the accountant computes for the config."""
-    methods = pytest.importorskip("wasp_jax.methods")
     doc = path.read_text().split('"""')[1]
     found = re.search(r"sigma = ([0-9]+\.[0-9]+)", doc)
-    plan = methods.privacy_plan(config.load_config(str(path)))
+    plan = privacy_plan(config.load_config(str(path)))
     if plan is None:
         assert found is None, "a method without private data has no sigma"
         return
@@ -98,7 +98,6 @@ def test_documented_sigma_matches_the_privacy_plan(path):
 
 
 def test_compat_paper_reproduces_the_original_sigma():
-    methods = pytest.importorskip("wasp_jax.methods")
-    plan = methods.privacy_plan(_load("compat_paper"))
+    plan = privacy_plan(_load("compat_paper"))
     assert plan.sigma == pytest.approx(9.6896, abs=1e-4)
     assert plan.sensitivity == pytest.approx(4.0)

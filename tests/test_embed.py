@@ -5,9 +5,10 @@ import json
 import jax
 import numpy as np
 import pytest
+from wasp_jax.kernels.padding import length_bucket, row_bucket
 
-from wasp_jax import embed
 from wasp_jax.cli import main as cli_main
+from wasp_jax.models import embedder as embed
 
 TEXTS = [
     "The movie was great!",
@@ -26,12 +27,14 @@ def tiny():
 
 
 def test_buckets():
-    assert [embed.length_bucket(n, 256) for n in (1, 16, 17, 100, 200, 300)] == [
+    assert [length_bucket(n, 256) for n in (1, 16, 17, 100, 200, 300)] == [
         16, 16, 32, 128, 256, 256
     ]  # fmt: skip
-    assert embed.length_bucket(100, 100) == 100
-    assert [embed.row_bucket(n, 64) for n in (1, 3, 5, 64)] == [1, 4, 8, 64]
-    assert embed.row_bucket(3, 64, multiple=8) == 8
+    assert length_bucket(100, 100) == 100
+    assert length_bucket(600, 1000) == 1000  # past the last bucket: max_length
+    assert [row_bucket(n, 64) for n in (1, 3, 5, 64)] == [1, 4, 8, 64]
+    assert row_bucket(3, 64, multiple=8) == 8
+    assert row_bucket(100, 64) == 100  # more texts than batch_size: as many rows
     batches = embed.bucketed_batches([3, 9, 1, 5, 7], 2)
     assert [b.tolist() for b in batches] == [[1, 4], [3, 0], [2]]
     ids, mask = embed.pad_batch([[5, 6], [7]], 4, 3, 0)

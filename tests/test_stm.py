@@ -1,4 +1,7 @@
-"""STM: weighted loss, training, early stopping, save/restore, linear probe (tiny-bert, fast)."""
+"""STM: weighted loss, training, early stopping, save/restore, linear probe, metrics, evaluate.
+
+Models are tiny-bert, so the file runs in seconds on a CPU.
+"""
 
 import json
 import warnings
@@ -7,11 +10,14 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from wasp_jax import evaluate, stm
-from wasp_jax.cli import UsageError
+from wasp_jax import stm
+from wasp_jax.cli import evaluate as evaluate_cli
 from wasp_jax.cli import main as cli_main
+from wasp_jax.errors import DataError, DataWarning, UsageError
+from wasp_jax.stm import evaluate
 
 POS = ["great movie", "i loved it", "wonderful acting", "amazing story", "best film ever",
        "so fun and good", "excellent plot", "beautiful scenes"]  # fmt: skip
@@ -26,7 +32,7 @@ CFG = stm.STMConfig(
 
 def _mean_loss(clf, texts, labels):
     logits = clf.predict_logits(texts)
-    return float(jnp.mean(stm.optax.softmax_cross_entropy_with_integer_labels(logits, labels)))
+    return float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +48,7 @@ def trained():
 def test_weighted_loss_unit_weights_equal_plain_mean():
     logits = jax.random.normal(jax.random.key(0), (6, 3))
     labels = jnp.array([0, 1, 2, 1, 0, 2])
-    plain = stm.optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    plain = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     ones, valid = jnp.ones(6), jnp.ones(6, bool)
     chex.assert_trees_all_close(stm.weighted_loss(logits, labels, ones, valid), plain, rtol=1e-6)
     pad_logits = jnp.concatenate([logits, 9 * jnp.ones((2, 3))])
@@ -86,8 +92,6 @@ def test_early_stopping_restores_best_state():
 
 
 def test_tiny_validation_split_warns_and_val_fraction_zero_does_not():
-    from wasp_jax.data import DataWarning
-
     cfg = stm.STMConfig(**{**CFG.__dict__, "epochs": 1, "val_fraction": 0.25})
     with pytest.warns(DataWarning, match="validation split holds only 4 texts"):
         _, info = stm.train_classifier(
@@ -188,9 +192,17 @@ def test_evaluate_finetune_subset(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ('{"text": "a", "label": 0}\n{"text": "b", "label": 1\n', "line 2 is not valid JSON"),
-        ('{"text": "a", "label": 0}\n{"label": 1}\n', "line 2 has no string field 'text'"),
-        ('{"text": "a", "label": "pos"}\n', "line 1: 'label' must be an integer"),
+        ('{"text": "a", "label": 0}\n{"text": "b", "label": 1\n', "line 2: not valid JSON"),
+        ('{"text": "a", "label": 0}\n{"label": 1}\n', "line 2: missing field\\(s\\) \\['text'\\]"),
+        ('{"text": "a", "label": "pos"}\n', "line 1: label must be a non-negative int"),
+        ('{"text": "a", "label": 0}\n{"text": " ", "label": 1}\n', 'line 2: "text" is empty'),
+        ("", "holds no records"),
+        (
+            '{"text": "a", "label": 0, "label_name": "neg"}\n'
+            '{"text": "b", "label": 0, "label_name": "pos"}\n',
+            "line 2: label 0 has label_name='pos' but line 1 names it 'neg'",
+        ),
+        ('{"text": "a", "label": 0, "label_name": "positive"}\n', "label 0 is 'negative' in"),
         ('{"text": "a", "label": 0}\n{"text": "b", "label": 2}\n', "test labels \\[2\\] never"),
     ],
 )
@@ -198,5 +210,76 @@ def test_evaluate_bad_input(tmp_path, content, message):
     good = _write_jsonl(tmp_path / "good.jsonl", TEXTS, LABELS)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=message) as info:
         evaluate.evaluate_files(good, bad, config=CFG)
+    assert "\n" not in str(info.value)
+    if isinstance(info.value, DataError):
+        assert "test file" in str(info.value) and str(bad) in str(info.value)
+
+
+def test_evaluate_reader_is_the_data_reader(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(
+        '{"text": " a ", "label": 1, "label_name": "Pos"}\n\n'
+        '{"text": "b", "label": 0}\n{"text": "c", "label": 1, "label_name": "pos"}\n'
+    )
+    texts, labels, names = evaluate.read_examples(path)
+    assert texts == ["a", "b", "c"] and labels.dtype == np.int32 and labels.tolist() == [1, 0, 1]
+    assert names == {1: "Pos"}
+    with pytest.raises(DataError, match="does not exist"):
+        evaluate.read_examples(tmp_path / "nope.jsonl", what="training")
+
+
+def test_cli_modes_match_the_library():
+    assert evaluate_cli.MODES == evaluate.MODES
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+def _brute_force_macro_f1(labels, pred, num_classes):
+    """F1 = 2PR / (P + R) per class by counting example by example; 0 when undefined."""
+    scores = []
+    for c in range(num_classes):
+        tp = sum(1 for y, p in zip(labels, pred) if y == c and p == c)
+        fp = sum(1 for y, p in zip(labels, pred) if y != c and p == c)
+        fn = sum(1 for y, p in zip(labels, pred) if y == c and p != c)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return sum(scores) / num_classes
+
+
+def test_macro_f1_counts_a_class_absent_from_labels_and_predictions():
+    labels = np.array([0, 0, 1, 1, 1, 3])
+    pred = np.array([0, 1, 1, 1, 0, 3])  # class 2: never true, never predicted
+    per_class = stm.metrics.per_class_f1(labels, pred, 4)
+    chex.assert_trees_all_close(per_class, np.array([0.5, 2 / 3, 0.0, 1.0]), rtol=1e-12)
+    f1 = stm.macro_f1(labels, pred, 4)
+    assert f1 == pytest.approx((0.5 + 2 / 3 + 0.0 + 1.0) / 4)
+    # the absent class pulls the mean down: averaging over present classes only would not
+    assert f1 < np.mean(per_class[[0, 1, 3]])
+    assert f1 == pytest.approx(_brute_force_macro_f1(labels, pred, 4))
+    assert stm.macro_f1([0, 0, 1, 1], [0, 0, 1, 1], 2) == 1.0
+    assert stm.macro_f1([0, 0, 1, 1], [0, 0, 0, 0], 2) == pytest.approx((2 * 2 / 6 + 0) / 2)
+    assert stm.macro_f1([0, 0], [0, 0], 3) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_macro_f1_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    num_classes = int(rng.integers(2, 7))
+    n = int(rng.integers(1, 40))
+    # draw from a random subset of the classes so that some are absent from one or both
+    used = rng.choice(num_classes, size=int(rng.integers(1, num_classes + 1)), replace=False)
+    labels, pred = rng.choice(used, n), rng.choice(used, n)
+    expected = _brute_force_macro_f1(labels.tolist(), pred.tolist(), num_classes)
+    chex.assert_trees_all_close(stm.macro_f1(labels, pred, num_classes), expected, rtol=1e-12)
+    assert stm.accuracy(labels, pred) == pytest.approx(np.mean(labels == pred))
+
+
+def test_macro_f1_rejects_bad_input():
+    with pytest.raises(ValueError, match="one prediction per label"):
+        stm.macro_f1([0, 1], [0], 2)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+        stm.macro_f1([0, 2], [0, 1], 2)

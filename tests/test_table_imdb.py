@@ -5,6 +5,7 @@ it checks the wiring (runner, replay pools, probe, MD/CSV) without the real mode
 """
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -14,6 +15,9 @@ import pytest
 
 from experiments import table_imdb as T
 from experiments import table_imdb_render as R
+from wasp_jax import stm
+from wasp_jax.stm import metrics
+from wasp_jax.stm.evaluate import PROBE_HPARAMS
 
 POS = "great moving brilliant warm lovely vivid strong fresh superb sharp".split()
 NEG = "awful boring dull weak bland clumsy tedious flat poor messy".split()
@@ -105,14 +109,23 @@ def test_render_pools_seeds_and_marks_partial(tmp_path):
 
 
 def vars_settings():
-    import dataclasses
-
     return dataclasses.asdict(T.Settings())
 
 
-def test_macro_f1():
-    assert R.macro_f1([0, 0, 1, 1], [0, 0, 1, 1], 2) == 1.0
-    assert R.macro_f1([0, 0, 1, 1], [0, 0, 0, 0], 2) == pytest.approx((2 * 2 / 6 + 0) / 2)
+def test_probe_scores_use_the_library_metrics():
+    # one macro-F1 (wasp_jax.stm.metrics, docs/method.md 3.2): the render has no copy of its own
+    assert not hasattr(R, "macro_f1")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    x = 2.0 * y[:, None] + rng.normal(size=(80, 4))
+    res = T.probe_scores(x[:60], y[:60], x[60:], y[60:], 2)
+    for s in range(2):
+        probe, _ = stm.train_probe(
+            x[:60], y[:60], num_classes=2, key=jax.random.key(s), **PROBE_HPARAMS
+        )
+        pred = probe.predict(x[60:])
+        assert res["macro_f1"]["per_seed"][s] == metrics.macro_f1(y[60:], pred, 2)
+        assert res["accuracy"]["per_seed"][s] == metrics.accuracy(y[60:], pred)
 
 
 def test_pool_zeroshot_takes_file_order_with_class_quotas(shared_data):

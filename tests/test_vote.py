@@ -4,10 +4,12 @@ import chex
 import jax
 import numpy as np
 import pytest
+from wasp_jax.kernels import voting
 
-from kernels import voting
 from tests.kernels._reference import reference_votes, unit_rows
-from wasp_jax import privacy, vote
+from wasp_jax import privacy
+from wasp_jax.models.sharding import make_mesh
+from wasp_jax.pipeline import vote
 
 
 def _case(seed=0, n_priv=40, n_syn=300, num_classes=3, d=8):
@@ -63,7 +65,7 @@ def test_sharded_over_8_device_mesh_equals_single_device():
     assert jax.device_count() >= 8, "tests/conftest.py forces 8 CPU devices"
     case = _case(3, n_syn=1000)
     single = vote.vote_and_noise(KEY, *case, q=8, sigma=1.5)
-    mesh = vote.make_syn_mesh(8)
+    mesh = make_mesh(data=8)
     sharded = vote.vote_and_noise(KEY, *case, q=8, sigma=1.5, mesh=mesh)
     np.testing.assert_allclose(sharded.nearest, single.nearest, atol=1e-6)
     np.testing.assert_allclose(sharded.farthest, single.farthest, atol=1e-6)
@@ -86,26 +88,28 @@ def test_parties_sum_votes_and_noise_with_sigma_over_sqrt_l():
         vote.vote_and_noise(KEY, *case, q=4, sigma=0.0, party_id=party + 1, num_parties=3)
 
 
-def test_segment_sums_and_their_sensitivity():
+def test_release_sensitivity_by_brute_force_and_the_plan_check():
     case = _case(5)
-    seg = np.asarray(case[3])  # segments = classes: all of a record's votes land in one segment
-    out = vote.vote_and_noise(KEY, *case, q=8, sigma=0.0, segment_ids=seg, num_segments=3)
-    want = reference_votes(*case, q=8)
-    np.testing.assert_allclose(out.nearest, np.bincount(seg, want[0], 3), rtol=1e-5)
-    np.testing.assert_allclose(out.farthest, np.bincount(seg, want[1], 3), rtol=1e-5)
+    out = vote.vote_and_noise(KEY, *case, q=8, sigma=0.0)
     w = voting.vote_weights(8)
-    assert out.l2_sensitivity == pytest.approx(w.sum() * np.sqrt(2))
-    # Brute force: removing any one private record moves the segment release by <= sensitivity,
-    # with equality for a record whose class has >= q candidates.
+    assert out.l2_sensitivity == pytest.approx(np.sqrt(2 * np.sum(w * w)))
+    # Removing any one private record moves the release by <= its sensitivity, with equality
+    # for a record whose class has >= q candidates.
     worst = 0.0
     base = np.concatenate([out.nearest, out.farthest])
     for i in range(len(case[0])):
         mask = np.arange(len(case[0])) != i
-        nb = vote.vote_and_noise(
-            KEY, *case, q=8, sigma=0.0, priv_mask=mask, segment_ids=seg, num_segments=3
-        )
+        nb = vote.vote_and_noise(KEY, *case, q=8, sigma=0.0, priv_mask=mask)
         worst = max(worst, np.linalg.norm(np.concatenate([nb.nearest, nb.farthest]) - base))
     assert worst == pytest.approx(out.l2_sensitivity, abs=1e-5)
+    # the caller's plan must have been calibrated for what is released
+    ok = vote.vote_and_noise(KEY, *case, q=8, sigma=0.0, l2_sensitivity=out.l2_sensitivity)
+    np.testing.assert_array_equal(ok.nearest, out.nearest)
+    with pytest.raises(ValueError, match="sensitivity"):
+        vote.vote_and_noise(KEY, *case, q=8, sigma=0.0, l2_sensitivity=out.l2_sensitivity / 2)
+    with pytest.raises(ValueError, match="sensitivity"):
+        near_only = vote.release_sensitivity(8, release=("nearest",))
+        vote.vote_and_noise(KEY, *case, q=8, sigma=0.0, l2_sensitivity=near_only)
 
 
 def test_compiled_once_across_populations_in_one_bucket(monkeypatch):
@@ -159,7 +163,6 @@ def test_boundary_validation(change, match):
         (dict(release=("nearest", "middle")), "release"),
         (dict(release=()), "release"),
         (dict(adjacency="swap"), "adjacency"),
-        (dict(num_segments=2), "segment_ids"),
         (dict(block_size=0), "block_size"),
     ],
 )

@@ -16,28 +16,20 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import os
 import pathlib
 import tempfile
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
 
-from wasp_jax.cli import UsageError
+from wasp_jax.errors import DataError, DataWarning
+
+__all__ = ["DataError", "DataWarning"]  # re-exported: raised by the readers below
 
 PathLike = str | os.PathLike
-
-
-class DataError(UsageError):
-    """A data file is unreadable or malformed; the message names the file, line and fix."""
-
-
-class DataWarning(UserWarning):
-    """Allowed but suspicious data (a class without private samples, few candidates)."""
 
 
 # ---------------------------------------------------------------------------- reading
@@ -144,7 +136,8 @@ def read_labeled_jsonl(
       label_names: the task's class names, index = label id. When given, labels must lie in
         `[0, len(label_names))` (a label may also be given as a class name), and a
         `label_name` field, if present, must agree with the task (this catches a flipped label
-        convention such as WASP's 0 = positive IMDb files).
+        convention such as WASP's 0 = positive IMDb files). Without them, the `label_name`
+        fields of the file must agree with each other (one name per label id).
       what: what the file is, for error messages.
       label_field: the record field holding the label (a task spec's `label_field`; Yelp
         rating reads "rating").
@@ -157,15 +150,16 @@ def read_labeled_jsonl(
 
     Raises:
       DataError: unreadable path, malformed JSON (with line number), a missing `text` or
-        `label` field, empty text, a label outside the task, a contradicting `label_name`, or
-        a file with no records. Messages never include record text.
+        `label` field, empty text, a label outside the task, a `label_name` that contradicts
+        the task (or, without `label_names`, an earlier line), or a file with no records.
+        Messages never include record text.
     """
     numbered = read_jsonl_numbered(path, what=what)
     if not numbered:
         raise DataError(
             f"{what} file {str(path)!r} holds no records; it needs one JSON object a line"
         )
-    rows = []
+    rows, named = [], {}  # named: label id -> (first label_name, its line), without a task
     for lineno, obj in numbered:
         where = f"{what} file {str(path)!r}, line {lineno}"
         missing = [key for key in ("text", label_field) if key not in obj]
@@ -190,6 +184,13 @@ def read_labeled_jsonl(
                 f"label_name={given!r}; the file may use another label convention - remap its "
                 f"labels to the task's order {list(label_names)}"
             )
+        if name is None and given is not None:
+            first, first_line = named.setdefault(label, (given, lineno))
+            if str(given).strip().lower() != str(first).strip().lower():
+                raise DataError(
+                    f"{where}: label {label} has label_name={given!r} but line {first_line} "
+                    f"names it {first!r}; give each label id one label_name"
+                )
         row = dict(obj)
         row["text"] = text.strip()
         row["label"] = label
@@ -197,90 +198,6 @@ def read_labeled_jsonl(
             row["label_name"] = name
         rows.append(row)
     return rows
-
-
-# ------------------------------------------------------------------------- checks
-
-
-def class_counts(labels: Iterable[int], num_classes: int) -> list[int]:
-    """Counts of each label id in `range(num_classes)` (for public/synthetic data)."""
-    counter = collections.Counter(int(label) for label in labels)
-    return [counter.get(c, 0) for c in range(num_classes)]
-
-
-def warn_missing_classes(
-    rows: Sequence[Mapping[str, Any]], label_names: Sequence[str], *, what: str = "private"
-) -> list[int]:
-    """Warns (DataWarning) for every class with no record in `rows`; this is allowed.
-
-    A class without private samples still gets noisy votes, but they are pure noise, so its
-    good/bad examples are chosen at random. Only the class names go into the warning (shown
-    on the console); nothing is written to the workdir.
-
-    Returns:
-      The ids of the classes without records.
-    """
-    present = {int(row["label"]) for row in rows}
-    missing = [c for c in range(len(label_names)) if c not in present]
-    for c in missing:
-        warnings.warn(
-            f"{what} data has no samples of class {c} ({label_names[c]!r}): its votes will be "
-            "only noise, so its prompt examples are chosen at random",
-            DataWarning,
-            stacklevel=2,
-        )
-    return missing
-
-
-def check_candidate_counts(
-    counts: Sequence[int],
-    q: int,
-    *,
-    label_names: Sequence[str] | None = None,
-    strict: bool = True,
-    what: str = "synthetic candidates",
-    fix: str | None = None,
-) -> list[int]:
-    """Checks that every class has at least `q` candidates to vote on (Top-Q).
-
-    The counts are of public (synthetic) samples, so they may appear in messages. With fewer
-    than `q` candidates a private sample's votes are truncated to the class size (the L2
-    sensitivity can only shrink, so the privacy ledger stays valid), but the configured `q` is
-    then not what runs. Hence the default is an error; `strict=False` turns it into a
-    DataWarning (use it for pools that grow over rounds). A class with no candidates at all is
-    always an error: it can neither be voted on nor give prompt examples.
-
-    Args:
-      counts: number of candidates per class id.
-      q: votes per private sample.
-      label_names: class names for messages.
-      strict: raise instead of warning when 0 < count < q.
-      what: what the candidates are, for messages.
-      fix: what the user should change, for messages (default: lower q or add candidates).
-
-    Returns:
-      The ids of the classes with fewer than `q` candidates (when not strict).
-
-    Raises:
-      DataError: a class has no candidates, or (strict) fewer than `q`.
-    """
-    short = []
-    for c, count in enumerate(counts):
-        name = f"class {c}" + (f" ({label_names[c]!r})" if label_names is not None else "")
-        if count == 0:
-            raise DataError(
-                f"{what}: {name} has no candidates, so it cannot be voted on or give prompt "
-                "examples; generate (or provide) samples of every class"
-            )
-        if count < q:
-            msg = f"{what}: {name} has {count} candidates, fewer than voting.q={q}; " + (
-                fix or f"lower voting.q to at most {min(counts)} or provide more candidates"
-            )
-            if strict:
-                raise DataError(msg)
-            warnings.warn(msg, DataWarning, stacklevel=2)
-            short.append(c)
-    return short
 
 
 # ------------------------------------------------------------------------- writing

@@ -13,7 +13,7 @@ texts are safe):
 * ``zero_shot``: ``prompt`` (with ``{label_word}`` and optionally ``{subject}``); optionally a
   two-stage ZeroGen form with ``subject_prompt`` (e.g. 'Movie: "') and
   ``subject_max_new_tokens``, and ``prompt_without_subject`` as the fallback.
-* ``contrastive``: ``bad_prefix``, ``good_prefix``, ``instruction`` (ALGORITHM 2.8).
+* ``contrastive``: ``bad_prefix``, ``good_prefix``, ``instruction`` (docs/method.md §2.8).
 * ``non_contrastive``: ``prefix``, ``instruction`` (the "w/o contrastive" ablation).
 * ``aug_pe``: ``prompt`` (``{label_word}``, ``{style}``, ``{sample}``) and ``styles``.
 * ``min_words``, ``max_words`` (0 = no limit): kept samples' whitespace word counts.
@@ -28,9 +28,7 @@ import pathlib
 from importlib import resources
 from typing import Any
 
-
-class TaskError(ValueError):
-    """A task spec is missing, malformed or inconsistent."""
+from wasp_jax.errors import TaskError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

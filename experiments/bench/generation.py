@@ -9,7 +9,7 @@ Measured, for every PLM (ids in, ids out; tokenization excluded on both sides):
 
 (a) greedy decoding, batch 1, 30 new tokens: best of ``--repeats`` steady-state calls (the
     first call, which compiles, is reported separately; the reference warms up too);
-(b) the WASP case: one contrastive prompt (ALGORITHM.md 2.8: 4 "A bad movie review is:"
+(b) the WASP case: one contrastive prompt (docs/method.md §2.8: 4 "A bad movie review is:"
     lines, 4 "A good movie review is:" lines of real positive IMDb train reviews, then the
     positive-class instruction), 16 samples, 64 new tokens, top-p 0.9, temperature 1, top-k
     off. EOS is suppressed (``min_new_tokens = 64``) on both sides so that both generate
@@ -50,7 +50,7 @@ def _read_jsonl(path: pathlib.Path) -> list[dict]:
 
 def wasp_prompt(rng: np.random.Generator) -> str:
     """The contrastive positive-class prompt from 8 short real positive IMDb train reviews."""
-    from wasp_jax.prompts import contrastive_prompts
+    from wasp_jax.pipeline.prompts import contrastive_prompts
     from wasp_jax.tasks import load_task
 
     rows = _read_jsonl(DATA / "train.jsonl")
@@ -72,7 +72,7 @@ def bench_jax_model(name: str, prompt: str, repeats: int, wasp_repeats: int) -> 
     """(a) and (b) for one PLM with wasp_jax."""
     import jax
 
-    from wasp_jax import plm
+    from wasp_jax.models import generator as plm
 
     load_s, gen = _timed(lambda: plm.load_generator(name))
     res = {"load_s": load_s, "devices": gen.mesh.devices.size}
@@ -120,7 +120,7 @@ def bench_jax_model(name: str, prompt: str, repeats: int, wasp_repeats: int) -> 
 
 def bench_jax_embed(texts: list[str]) -> dict:
     """(c): sentences per second of wasp_jax's MiniLM embedder (after a warm-up pass)."""
-    from wasp_jax.embed import load_embedder
+    from wasp_jax.models.embedder import load_embedder
 
     emb = load_embedder("all-minilm-l6-v2", max_length=256, batch_size=64)
     first_s, _ = _timed(lambda: emb.embed(texts))

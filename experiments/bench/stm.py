@@ -38,7 +38,16 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
+from flax import nnx
+
+from wasp_jax import stm
+from wasp_jax.models.bert import cpu_chunk_tokens, load_bert
+from wasp_jax.models.embedder import pad_batch, tokenize
+from wasp_jax.models.registry import minilm_path
+from wasp_jax.stm.classifier import logits_step
+from wasp_jax.stm.finetune import train_step
 
 DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "imdb" / "train.jsonl"
 LENGTH, TRAIN_BATCH, EVAL_BATCH = 128, 16, 64
@@ -99,8 +108,6 @@ class TorchReference:
     """The PyTorch side as a long-lived subprocess, so its timings interleave with JAX's."""
 
     def __init__(self, python: str, ids, mask, labels):
-        from wasp_jax.models.bert import minilm_path
-
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         self.proc = subprocess.Popen(
             [python, "-c", TORCH_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -146,19 +153,14 @@ class JaxSide:
     """The wasp_jax STM: jitted train step (donated state) and jitted logits."""
 
     def __init__(self, ids, mask, labels):
-        import jax
-
-        from wasp_jax import stm
-
-        self.jax, self.stm = jax, stm
         self.ids, self.mask, self.labels = ids, mask, labels
         self.config = stm.STMConfig(max_length=LENGTH, batch_size=TRAIN_BATCH)
         clf = stm.build_classifier(2, self.config, rng=np.random.default_rng(0))
-        self.graphdef, self.params = stm.nnx.split(clf.model)
+        self.graphdef, self.params = nnx.split(clf.model)
         self.tx = stm.make_optimizer(self.config.weight_decay, self.config.max_grad_norm)
         self.opt_state = self.tx.init(self.params)
         self.key, self.step = jax.random.key(0), 0
-        self.chunks = stm.cpu_chunk_tokens()  # what Classifier.predict uses on this host
+        self.chunks = cpu_chunk_tokens()  # what Classifier.predict uses on this host
         self.info = {"jax": jax.__version__, "backend": jax.default_backend()}
 
     def train(self, n: int) -> float:
@@ -169,7 +171,7 @@ class JaxSide:
             lo = (self.step * TRAIN_BATCH) % (len(self.ids) - TRAIN_BATCH + 1)
             sl = slice(lo, lo + TRAIN_BATCH)
             batch = (self.ids[sl], self.mask[sl], self.labels[sl], ones, valid)
-            self.params, self.opt_state, loss = self.stm.train_step(
+            self.params, self.opt_state, loss = train_step(
                 self.graphdef, self.tx, self.params, self.opt_state, batch, lr, self.key, self.step
             )
             float(loss)  # host sync per step, as a training loop logging its loss would
@@ -182,9 +184,7 @@ class JaxSide:
             lo = (b * EVAL_BATCH) % (len(self.ids) - EVAL_BATCH + 1)
             sl = slice(lo, lo + EVAL_BATCH)
             np.asarray(
-                self.stm.logits_step(
-                    self.graphdef, self.params, self.ids[sl], self.mask[sl], self.chunks
-                )
+                logits_step(self.graphdef, self.params, self.ids[sl], self.mask[sl], self.chunks)
             )
         return time.perf_counter() - start
 
@@ -203,9 +203,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed train steps per round")
     parser.add_argument("--eval-batches", type=int, default=2, help="timed eval batches per round")
     args = parser.parse_args()
-    from wasp_jax.embed import pad_batch, tokenize
-    from wasp_jax.models.bert import load_bert
-
     texts, labels = load_texts(max(4 * EVAL_BATCH, 8 * TRAIN_BATCH))
     tokenizer = load_bert("all-minilm-l6-v2").tokenizer
     ids, mask = pad_batch(tokenize(tokenizer, texts, LENGTH), LENGTH, len(texts), 0)

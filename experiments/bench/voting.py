@@ -4,12 +4,12 @@
 
 For each (n_priv, n_syn, d) a fresh subprocess (so peak RSS is per size) builds random unit
 embeddings on the device (2 classes), jits ``top_q_votes`` (q = 8, nearest and farthest) as
-``wasp_jax.vote`` does, and reports compile seconds, the median seconds of the compiled kernel,
-the peak RSS of that phase, and the floor: the (n_priv x d) @ (d x n_syn) float32 product alone,
-jitted, timed in the same process (on column chunks of at most ``--floor-chunk`` rows, scaled
-linearly, so that the product's output fits in memory). Large sizes use the blocked path.
-Targets (issue 2): paper scale <= 5 ms; at (2000, 1M) <= 1.3x the floor with peak RSS
-<= 2 x the synthetic array + 1 GiB.
+``wasp_jax.pipeline.vote`` does, and reports compile seconds, the median seconds of the compiled
+kernel, the peak RSS of that phase, and the floor: the (n_priv x d) @ (d x n_syn) float32
+product alone, jitted, timed in the same process (on column chunks of at most
+``--floor-chunk`` rows, scaled linearly, so that the product's output fits in memory).
+Large sizes use the blocked path. Targets: paper scale <= 5 ms; at (2000, 1M) <= 1.3x the
+floor with peak RSS <= 2 x the synthetic array + 1 GiB.
 """
 
 import argparse
@@ -64,7 +64,7 @@ def run_child(size, reps, block_size, floor_chunk, profile_dir):
     import jax
     import jax.numpy as jnp
 
-    from wasp_jax import vote
+    from wasp_jax.pipeline import vote
 
     n_priv, n_syn, d = (int(v) for v in size.split("x"))
     block = _auto_block(n_priv, n_syn) if block_size is None else block_size

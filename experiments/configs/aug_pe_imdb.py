@@ -1,4 +1,4 @@
-"""aug_pe_imdb: the Aug-PE baseline inside the same machinery (ALGORITHM 4).
+"""aug_pe_imdb: the Aug-PE baseline inside the same machinery (docs/method.md §4).
 
 Diff from base.py: `config.with_method(base, "aug_pe")`: the first PLM only
 (SmolLM2-135M-Instruct), Q = 1, only the nearest histogram is released (sensitivity of one

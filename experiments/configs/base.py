@@ -1,6 +1,6 @@
 """Base config for the IMDb experiments: every other file here is a diff from this one.
 
-Setting: WASP main line (ALGORITHM 2, 5.1) scaled to the offline models: K = 2 PLMs
+Setting: WASP main line (docs/method.md §2, §5.1) scaled to the offline models: K = 2 PLMs
 (SmolLM2-135M-Instruct, Gemma-3-270M), embedder all-MiniLM-L6-v2, M = 100 private reviews
 (the bundled balanced file `wasp_jax/data/imdb/private.jsonl`, 50 per class, see its
 PROVENANCE.md), Q = 8, S = 8, epsilon = 4, delta = 1e-5, T = 4 rounds, N = 600 synthetic

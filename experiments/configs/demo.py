@@ -1,7 +1,7 @@
-"""demo: the embedded default that `wasp-jax demo` runs (issue 4, item 8).
+"""demo: the embedded default that `wasp-jax demo` runs.
 
 Diff from base.py: identical to `wasp_jax.config.demo_config()` (the single source of truth):
-N = 72 over T = 2 rounds, 8-48 new tokens per sample, everything else as base (bundled 100
+N = 48 over T = 2 rounds, 8-32 new tokens per sample, everything else as base (bundled 100
 private IMDb reviews, SmolLM2-135M + Gemma-3-270M, all-MiniLM-L6-v2, epsilon = 4,
 delta = 1e-5), and no downstream evaluation (`--set eval.test_path=...` or `wasp-jax demo
 --eval` adds it on the bundled 500 real test reviews).
@@ -12,7 +12,7 @@ Reproduce (from the repository root; both commands run the same config):
     make demo        # = wasp-jax demo --workdir runs/demo
     wasp-jax run --config experiments/configs/demo.py --workdir runs/demo
 
-Expected runtime: at most 10 minutes on the 2-core dev CPU (issue 4 acceptance).
+Expected runtime: at most 10 minutes on the 2-core dev CPU.
 """
 
 from wasp_jax import config

@@ -1,4 +1,4 @@
-"""multi_zeroshot_imdb: zero-shot data from both PLMs, no private data (ALGORITHM 4).
+"""multi_zeroshot_imdb: zero-shot data from both PLMs, no private data (docs/method.md §4).
 
 Diff from base.py: `config.with_method(base, "multi_zeroshot")`: rounds = 0, all N = 600
 samples generated zero-shot, split evenly over the two PLMs, exact per-class quotas. No

@@ -1,4 +1,4 @@
-"""random_control_imdb: WASP's prompts from random same-class samples, no votes (issue 4, 6).
+"""random_control_imdb: WASP's prompts from random same-class samples, no votes (docs/method.md §4).
 
 Diff from base.py: `config.with_method(base, "random_control")`: the contrastive prompts'
 good and bad examples are random same-class synthetic samples instead of the noisy-vote

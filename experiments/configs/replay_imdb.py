@@ -1,4 +1,4 @@
-"""replay_imdb: WASP's DP voting over the authors' six real zero-shot pools (issue 4, item 6).
+"""replay_imdb: WASP's DP voting over the authors' six real zero-shot pools (docs/method.md §4).
 
 Diff from base.py: `method="replay"` with `replay.pools` = the six WASP IMDb pools in
 `../shared/data/imdb_synthetic/` (GPT-2-xl, Llama-2-7b-chat, Vicuna-7b-1.5, OPT-6.7b,

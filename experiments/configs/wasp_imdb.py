@@ -1,4 +1,4 @@
-"""wasp_imdb: WASP on IMDb with the two offline PLMs (ALGORITHM 2; paper Table 1 analogue).
+"""wasp_imdb: WASP on IMDb with the two offline PLMs (docs/method.md §2; paper Table 1 analogue).
 
 Diff from base.py: none; base.py is the WASP main line (Q = 8, S = 8, contrastive prompts,
 PLM weighting, epsilon = 4, delta = 1e-5, T = 4, N = 600, M = 100, corrected defaults).

@@ -1,4 +1,4 @@
-"""wasp_no_contrastive_imdb: ablation "w/o contrastive" (paper Table E1; ALGORITHM 2.8).
+"""wasp_no_contrastive_imdb: ablation "w/o contrastive" (paper Table E1; docs/method.md §2.8).
 
 Diff from base.py: `generation.contrastive=False` and `voting.release=("nearest",)`: prompts
 show S = 8 good examples only (the task's non-contrastive template), so only the nearest

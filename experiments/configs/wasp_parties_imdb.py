@@ -1,4 +1,4 @@
-"""wasp_parties_imdb: WASP with L = 4 data parties and a Dirichlet split (ALGORITHM 2.5, 5.2).
+"""wasp_parties_imdb: WASP with L = 4 data parties and a Dirichlet split (docs/method.md §5.2).
 
 Diff from base.py: `data.num_parties=4`, `data.party_alpha=1.0` (each class's private samples
 split over the parties with Dirichlet(1.0) proportions, as in the paper's federated runs) and

@@ -1,4 +1,4 @@
-"""zerogen_imdb: ZeroGen, zero-shot data from one PLM, no private data (ALGORITHM 4).
+"""zerogen_imdb: ZeroGen, zero-shot data from one PLM, no private data (docs/method.md §4).
 
 Diff from base.py: `config.with_method(base, "zerogen")`: the first PLM only, rounds = 0, all
 N = 600 samples generated zero-shot with exact per-class quotas. No private data is read and

@@ -1,12 +1,11 @@
 """Brute-force NumPy oracle for the Top-Q vote kernel (test helper, not a test module)."""
 
 import numpy as np
-
-from kernels.voting import vote_weights
+from wasp_jax.kernels.voting import vote_weights
 
 
 def reference_votes(priv_emb, priv_label, syn_emb, syn_label, q, priv_mask=None, syn_mask=None):
-    """Loops over private rows; distances, same-class pool, explicit sort (ALGORITHM.md 2.4)."""
+    """Loops over private rows; distances, same-class pool, explicit sort (docs/method.md §2.4)."""
     n_priv, n_syn = len(priv_emb), len(syn_emb)
     priv_mask = np.ones(n_priv, bool) if priv_mask is None else np.asarray(priv_mask)
     syn_mask = np.ones(n_syn, bool) if syn_mask is None else np.asarray(syn_mask)
@@ -19,7 +18,7 @@ def reference_votes(priv_emb, priv_label, syn_emb, syn_label, q, priv_mask=None,
         dist = np.linalg.norm(np.asarray(syn_emb, np.float64)[pool] - priv_emb[i], axis=1)
         order = np.argsort(dist, kind="stable")
         k = min(q, pool.size)
-        # np.add.at with weights broadcast to the index shape (STACK.md pitfall 15).
+        # np.add.at with weights broadcast to the index shape.
         np.add.at(near, pool[order[:k]], w[:k])
         np.add.at(far, pool[order[::-1][:k]], w[:k])
     return near, far

@@ -3,8 +3,7 @@
 import chex
 import jax.numpy as jnp
 import numpy as np
-
-from kernels import selection
+from wasp_jax.kernels import selection
 
 STATIC = ("num_classes", "s", "compat")
 

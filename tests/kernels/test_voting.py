@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from wasp_jax.kernels import voting
+from wasp_jax.kernels.padding import bucket_size, pad_rows
 
-from kernels import voting
-from kernels.padding import bucket_size, pad_rows
 from tests.kernels._reference import reference_votes, unit_rows
 
 STATIC = ("q", "block_size")

@@ -4,9 +4,9 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from wasp_jax.kernels import weights
 
-from kernels import weights
-from wasp_jax.allocation import allocate_budget
+from wasp_jax.budget import allocate_budget
 
 STATIC = ("num_plms", "compat")
 
@@ -76,7 +76,7 @@ def test_allocation_largest_remainder():
     for _ in range(50):
         p = rng.dirichlet(np.ones(6))
         total = int(rng.integers(0, 5000))
-        a = allocate_budget(p, total)
+        a = np.asarray(allocate_budget(p, total))
         assert a.sum() == total and a.min() >= 0
         assert np.all(np.abs(a - p * total) < 1.0)
 

@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from safetensors.numpy import save_file
 
-from wasp_jax.models import bert
+from wasp_jax.models import bert, registry, sharding
+from wasp_jax.models.bert_convert import params_to_hf
 
 CFG = bert.BertConfig(
     vocab_size=40, hidden_size=16, num_layers=2, num_heads=4, intermediate_size=32, max_position=32
@@ -75,17 +77,20 @@ def test_dropout_only_with_key():
     assert not np.allclose(c, a) and not np.allclose(c, d)
 
 
-def test_hf_folder_round_trip(tmp_path):
-    from safetensors.numpy import save_file
-
-    tokenizer = bert.tiny_tokenizer()
-    config = bert.tiny_bert_config(len(tokenizer))
-    model = bert.init_encoder(config, np.random.default_rng(3))
-    folder = tmp_path / "my-bert"
-    folder.mkdir()
+def _hf_folder(folder, seed):
+    tokenizer = registry.tiny_wordpiece()
+    config = registry.tiny_bert_config(len(tokenizer))
+    model = bert.init_encoder(config, np.random.default_rng(seed))
+    folder.mkdir(exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config.to_hf()))
-    save_file(bert.params_to_hf(model), str(folder / "model.safetensors"))
+    save_file(params_to_hf(model), str(folder / "model.safetensors"))
     tokenizer.save_pretrained(str(folder))
+    return tokenizer, config, model
+
+
+def test_hf_folder_round_trip(tmp_path):
+    folder = tmp_path / "my-bert"
+    tokenizer, config, model = _hf_folder(folder, 3)
 
     texts = ["A good movie.", "Terrible acting, boring plot and a weak story!"]
     enc = tokenizer(texts, padding="longest", return_tensors="np")
@@ -97,11 +102,34 @@ def test_hf_folder_round_trip(tmp_path):
         chex.assert_trees_all_equal(enc2["input_ids"], enc["input_ids"])
         got = _embed(loaded.model, enc2["input_ids"], enc2["attention_mask"])
         np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
-    assert len(list((tmp_path / "cache" / "bert").iterdir())) == 1
+    # one entry of the shared model cache, keyed like the decoders' folders
+    entries = list((tmp_path / "cache" / "models").iterdir())
+    assert [e.name.split("-")[0] for e in entries] == ["my"] and (entries[0] / "params").is_dir()
+
+
+def test_changed_checkpoint_is_converted_again(tmp_path):
+    folder = tmp_path / "my-bert"
+    tokenizer, _, first = _hf_folder(folder, 3)
+    enc = tokenizer(["A good movie."], return_tensors="np")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    cache = tmp_path / "cache"
+    got = _embed(bert.load_bert(str(folder), cache_dir=cache).model, ids, mask)
+    np.testing.assert_allclose(got, _embed(first, ids, mask), atol=1e-6)
+    _, _, second = _hf_folder(folder, 4)  # re-saved weights: new size/mtime fingerprint
+    got = _embed(bert.load_bert(str(folder), cache_dir=cache).model, ids, mask)
+    np.testing.assert_allclose(got, _embed(second, ids, mask), atol=1e-6)
+
+
+def test_registry_lists_encoders_next_to_decoders():
+    assert registry.supported_encoders() == ["all-minilm-l6-v2", "tiny-bert"]
+    assert "all-minilm-l6-v2" in registry.ENCODER_REGISTRY
+    assert bert.SUPPORTED[:2] == ("all-minilm-l6-v2", "tiny-bert")
+    loaded = bert.load_bert("tiny-bert")
+    assert loaded.name == "tiny-bert" and loaded.config.hidden_size == 32
 
 
 def test_tiny_tokenizer_hermetic():
-    tok = bert.tiny_tokenizer()
+    tok = registry.tiny_wordpiece()
     ids = tok(["The movie was great!"])["input_ids"][0]
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
     assert tok.unk_token_id not in tok(["Zyxw 42, qq."])["input_ids"][0]
@@ -111,8 +139,13 @@ def test_tiny_tokenizer_hermetic():
 def test_bad_specs(tmp_path):
     with pytest.raises(ValueError, match="all-minilm-l6-v2.*tiny-bert"):
         bert.load_bert("no-such-model")
+    with pytest.raises(ValueError, match="has no config.json"):
+        bert.load_bert(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ValueError, match="unsupported encoder architecture"):
+        bert.load_bert(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps(CFG.to_hf()))
+    with pytest.raises(ValueError, match="no \\*.safetensors files"):
         bert.load_bert(str(tmp_path))
 
 
@@ -126,9 +159,13 @@ def test_mesh_matches_single_device():
     want = np.asarray(_embed(model, ids, mask))
     graphdef, state = nnx.split(model)
     shardings = bert.param_shardings(state, mesh)
-    assert shardings["layers"]["q_kernel"].value.spec == jax.sharding.PartitionSpec(
-        None, None, "model"
-    )
+    P = jax.sharding.PartitionSpec
+    assert shardings["layers"]["q_kernel"].value.spec == P(None, None, "model")
+    assert shardings["layers"]["ff_out_kernel"].value.spec == P(None, "model", None)
+    assert shardings["word_emb"].value.spec == P()
+    # the same shared rules, read from the module's own table
+    shared = sharding.param_shardings(model, mesh)
+    assert jax.tree.leaves(shared) == jax.tree.leaves(shardings)
     state = jax.device_put(state, shardings)
     fn = jax.jit(lambda s, i, m: bert.sentence_embedding(nnx.merge(graphdef, s), i, m))
     got = fn(state, ids, mask)

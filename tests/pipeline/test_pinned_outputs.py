@@ -11,9 +11,10 @@ import pathlib
 
 import pytest
 
+import wasp_jax
 from wasp_jax import config as C
-from wasp_jax import runner
 from wasp_jax.data import bundled_path
+from wasp_jax.pipeline import runner
 
 SYNTHETIC_SHA256 = "98a78ff4e3c71212fbdbda189edaccdc0daf98c3150d1f084349db5adc2c61ae"
 PRIVACY_SHA256 = "43c69c7f1ed6db94488868725e00119b95d34de439d62dc164591a574298d216"
@@ -25,7 +26,7 @@ VOLATILE = ("time", "timestamp", "created", "seconds", "workdir")
 def _tiny_task(tmp_path: pathlib.Path) -> str:
     """IMDb with min_words = 1 and a one-stage zero-shot prompt: the tiny models' byte-level
     output has no spaces, so this lets their samples through."""
-    spec = json.loads((pathlib.Path(runner.__file__).parent / "tasks" / "imdb.json").read_text())
+    spec = json.loads((pathlib.Path(wasp_jax.__file__).parent / "tasks" / "imdb.json").read_text())
     spec.update(name="imdb_tiny", min_words=1)
     spec["zero_shot"] = {"prompt": spec["zero_shot"]["prompt_without_subject"]}
     path = tmp_path / "imdb_tiny.json"

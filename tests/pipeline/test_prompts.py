@@ -1,9 +1,9 @@
-"""Tests for wasp_jax.prompts: contrastive/plain/Aug-PE prompts and post-processing."""
+"""Tests for wasp_jax.pipeline.prompts: contrastive/plain/Aug-PE prompts and post-processing."""
 
 import numpy as np
 import pytest
 
-from wasp_jax import prompts as P
+from wasp_jax.pipeline import prompts as P
 from wasp_jax.tasks import load_task
 
 TASK = load_task("imdb")

@@ -8,8 +8,8 @@ import pytest
 from test_runner import PRIVATE, scan_for_private
 
 from wasp_jax import config as C
-from wasp_jax import runner
 from wasp_jax.data import bundled_path, read_labeled_jsonl
+from wasp_jax.pipeline import runner
 
 pytestmark = [pytest.mark.real_models, pytest.mark.slow]
 

@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 
-from wasp_jax import report
 from wasp_jax.data import DataError, atomic_write_json, atomic_write_jsonl
+from wasp_jax.outputs import datasheet, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PRIVATE_MARKER = "zqx private marker sentence that must never leak"
@@ -100,7 +100,7 @@ def _all_text(workdir: pathlib.Path) -> str:
 
 def test_datasheet_contents(tmp_path):
     wd = make_run(tmp_path / "run")
-    path = report.write_datasheet(wd)
+    path = datasheet.write_datasheet(wd)
     text = path.read_text()
     assert path == wd / "datasheet.md"
     for needle in (
@@ -124,9 +124,9 @@ def test_datasheet_contents(tmp_path):
 
 
 def test_datasheet_secure_aggregation_and_public_methods(tmp_path):
-    text = report.write_datasheet(make_run(tmp_path / "a", parties=4)).read_text()
+    text = datasheet.write_datasheet(make_run(tmp_path / "a", parties=4)).read_text()
     assert "secure aggregation" in text and "L = 4" in text
-    text = report.write_datasheet(make_run(tmp_path / "b", method="zerogen")).read_text()
+    text = datasheet.write_datasheet(make_run(tmp_path / "b", method="zerogen")).read_text()
     assert "no privacy is spent" in text
 
 
@@ -162,7 +162,7 @@ def test_report_without_eval_has_no_accuracy_plot(tmp_path):
 
 def test_outputs_never_contain_private_text(tmp_path):
     wd = make_run(tmp_path / "run", parties=2)
-    report.write_datasheet(wd)
+    datasheet.write_datasheet(wd)
     report.write_report(wd)
     assert PRIVATE_MARKER not in _all_text(wd)
 
@@ -173,4 +173,4 @@ def test_not_a_run_is_a_clear_error(tmp_path):
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "config.json").write_text(json.dumps({"method": "wasp"}))
     with pytest.raises(DataError, match="privacy.json"):
-        report.write_datasheet(tmp_path / "half")
+        datasheet.write_datasheet(tmp_path / "half")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from pipeline_fakes import FakeEmbedder, loaders
 
+import wasp_jax
 from wasp_jax import config as C
-from wasp_jax import methods as M
-from wasp_jax import runner
 from wasp_jax.data import bundled_path, read_labeled_jsonl
+from wasp_jax.models import sharding
+from wasp_jax.pipeline import context, rounds, runner, vote
 
 PRIVATE = bundled_path("imdb", "private.jsonl")
 
@@ -141,7 +142,7 @@ def test_crash_after_noise_before_checkpoint(baseline, tmp_path, monkeypatch):
     """A crash after the votes were drawn but before the stage committed redraws the same
     noise (same key) and records the release once."""
     wd, _, _ = baseline
-    real = M.select_good_bad
+    real = rounds.selection.select_good_bad
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -150,10 +151,10 @@ def test_crash_after_noise_before_checkpoint(baseline, tmp_path, monkeypatch):
             raise Crash("in round 2 vote")
         return real(*a, **k)
 
-    monkeypatch.setattr(M, "select_good_bad", flaky)
+    monkeypatch.setattr(rounds.selection, "select_good_bad", flaky)
     with pytest.raises(Crash):
         runner.run(small_config(), tmp_path, hooks=hooks())
-    monkeypatch.setattr(M, "select_good_bad", real)
+    monkeypatch.setattr(rounds.selection, "select_good_bad", real)
     runner.run(small_config(), tmp_path, hooks=hooks())
     assert outputs(tmp_path) == outputs(wd)
 
@@ -282,7 +283,7 @@ def test_tiny_models_end_to_end(tmp_path):
     Their byte-level output has no spaces, so a user task file (no code) with min_words = 1
     and a one-stage zero-shot prompt lets their samples through.
     """
-    spec = json.loads((pathlib.Path(runner.__file__).parent / "tasks" / "imdb.json").read_text())
+    spec = json.loads((pathlib.Path(wasp_jax.__file__).parent / "tasks" / "imdb.json").read_text())
     spec.update(name="imdb_tiny", min_words=1)
     spec["zero_shot"] = {"prompt": spec["zero_shot"]["prompt_without_subject"]}
     task = tmp_path / "imdb_tiny.json"
@@ -319,3 +320,25 @@ def test_infinite_epsilon_is_written_as_inf(tmp_path):
     ledger = json.loads(read(tmp_path, "privacy.json"))
     assert ledger["sigma"] == 0.0 and ledger["epsilon"] == "inf"
     assert ledger["epsilon_spent"] == "inf" and ledger["rounds_released"] == 2
+
+
+def test_runtime_mesh_reaches_the_sharded_vote(baseline, tmp_path, monkeypatch):
+    """runtime.mesh = "auto" runs the vote's shard_map path; on 8 fake devices the outputs
+    equal the single-device run's (the fake models ignore the mesh)."""
+    wd, _, _ = baseline
+    calls = []
+    real = vote._sharded_votes
+
+    def spy(*a, mesh, **k):
+        calls.append(mesh.size)
+        return real(*a, mesh=mesh, **k)
+
+    monkeypatch.setattr(vote, "_sharded_votes", spy)
+    monkeypatch.setattr(context, "make_mesh", lambda: sharding.make_mesh(data=8))
+    vote._jitted.cache_clear()
+    try:
+        runner.run(small_config(**{"runtime.mesh": "auto"}), tmp_path, hooks=hooks())
+    finally:
+        vote._jitted.cache_clear()
+    assert calls and set(calls) == {8}
+    assert outputs(tmp_path) == outputs(wd)

@@ -1,4 +1,4 @@
-"""Tests for wasp_jax.stages / methods / ledger without models: quotas, generation with
+"""The pipeline's stages, selection, ledger and state without models: quotas, generation with
 retries and shortfalls, private data loading and splits, selection, allocation, calibration."""
 
 import json
@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 
 from wasp_jax import config as C
-from wasp_jax import ledger as L
-from wasp_jax import methods as M
-from wasp_jax import prompts as P
-from wasp_jax import stages as S
+from wasp_jax.budget import split_evenly
 from wasp_jax.data import DataError, bundled_path
+from wasp_jax.pipeline import generation, private, selection
+from wasp_jax.pipeline import prompts as P
+from wasp_jax.pipeline.population import Population
+from wasp_jax.pipeline.state import RoundPlan, RunState
+from wasp_jax.pipeline.vote import NoisyVotes
+from wasp_jax.privacy.ledger import RunLedger
+from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.tasks import load_task
 
 TASK = load_task("imdb")
@@ -23,9 +27,9 @@ def test_split_evenly_and_quotas():
     for total in range(0, 30):
         for parts in (1, 2, 3, 7):
             for off in range(3):
-                q = S.split_evenly(total, parts, off)
+                q = split_evenly(total, parts, off)
                 assert sum(q) == total and max(q) - min(q) <= 1
-    assert S.split_evenly(5, 2, 0) == [3, 2] and S.split_evenly(5, 2, 1) == [2, 3]
+    assert split_evenly(5, 2, 0) == [3, 2] and split_evenly(5, 2, 1) == [2, 3]
 
 
 class Scripted:
@@ -56,9 +60,9 @@ def test_generate_quotas_retries_dedups_and_never_pads():
     third = ["nope.", "nope."]
     gen = Scripted([first, second, third])
     seen = set()
-    res = S.generate_quotas(
-        gen, [["p0a", "p0b"], ["p1"]], [4, 2], cfg=cfg, task=TASK, key=jax.random.key(0),
-        rng=np.random.default_rng(0), seen=seen,
+    res = generation.generate_quotas(
+        gen, [["p0a", "p0b"], ["p1"]], [4, 2], generation=cfg.generation, task=TASK,
+        key=jax.random.key(0), rng=np.random.default_rng(0), seen=seen,
     )  # fmt: skip
     assert res[0].texts == [W("a"), W("b"), W("c")] and res[0].shortfall == 1
     assert res[1].texts == [W("k"), W("m")] and res[1].shortfall == 0
@@ -74,8 +78,8 @@ def test_generate_quotas_respects_seen_and_builders():
     cfg = C.base_config()
     gen = Scripted([[W("x")]] * 4)
     seen = {P.normalize(W("x"))}
-    res = S.generate_quotas(
-        gen, [["p"]], [1], cfg=cfg, task=TASK, key=jax.random.key(0),
+    res = generation.generate_quotas(
+        gen, [["p"]], [1], generation=cfg.generation, task=TASK, key=jax.random.key(0),
         rng=np.random.default_rng(0), seen=seen,
     )  # fmt: skip
     assert res[0].texts == [] and res[0].shortfall == 1
@@ -87,33 +91,37 @@ def test_generate_quotas_respects_seen_and_builders():
         return [f"prompt {attempt} {i}" for i in range(rows)]
 
     gen = Scripted([[W(str(i)) for i in range(16)]])
-    res = S.generate_quotas(
-        gen, [builder], [3], cfg=cfg, task=TASK, key=jax.random.key(0),
+    res = generation.generate_quotas(
+        gen, [builder], [3], generation=cfg.generation, task=TASK, key=jax.random.key(0),
         rng=np.random.default_rng(0), seen=set(),
     )  # fmt: skip
     assert built == [16] and gen.calls[0][1] == 1 and len(res[0].texts) == 3
 
 
+def _load_private(cfg, task):
+    return private.load_private(cfg.data, task, seed=cfg.seed, method=cfg.method)
+
+
 def test_load_private_subsample_skew_and_parties():
     path = str(bundled_path("imdb", "private.jsonl"))
     cfg = C.replace(C.base_config(), **{"data.private_path": path, "data.num_private": 40})
-    texts, labels, party = S.load_private(cfg, TASK)
+    texts, labels, party = _load_private(cfg, TASK)
     assert len(texts) == 40 and labels.dtype == np.int32 and (party == 0).all()
     cfg2 = C.replace(cfg, **{"data.num_parties": 4, "data.party_alpha": 0.5})
-    t2, l2, p2 = S.load_private(cfg2, TASK)
+    t2, l2, p2 = _load_private(cfg2, TASK)
     assert t2 == texts and set(p2.tolist()) <= {0, 1, 2, 3}
-    assert (S.load_private(cfg2, TASK)[2] == p2).all()  # deterministic
+    assert (_load_private(cfg2, TASK)[2] == p2).all()  # deterministic
     cfg3 = C.replace(cfg, **{"data.class_skew_alpha": 0.3, "data.num_private": 0})
-    _, l3, _ = S.load_private(cfg3, TASK)
+    _, l3, _ = _load_private(cfg3, TASK)
     assert 0 < len(l3) <= 100
-    even = S.split_parties(np.zeros(10, np.int32), 3, 0.0, np.random.default_rng(0))
+    even = private.split_parties(np.zeros(10, np.int32), 3, 0.0, np.random.default_rng(0))
     assert sorted(np.bincount(even).tolist()) == [3, 3, 4]
 
 
 def test_load_private_errors_and_label_field(tmp_path):
     cfg = C.base_config()
     with pytest.raises(DataError, match="data.private_path"):
-        S.load_private(cfg, TASK)
+        _load_private(cfg, TASK)
     f = tmp_path / "yelp.jsonl"
     f.write_text(
         "".join(
@@ -121,77 +129,117 @@ def test_load_private_errors_and_label_field(tmp_path):
         )
     )
     cfg = C.replace(cfg, task="yelp_rating", **{"data.private_path": str(f)})
-    _, labels, _ = S.load_private(cfg, load_task("yelp_rating"))
+    _, labels, _ = _load_private(cfg, load_task("yelp_rating"))
     assert labels.tolist() == [i % 5 for i in range(10)]
+
+
+def _votes(nearest, farthest=None) -> NoisyVotes:
+    release = ("nearest",) if farthest is None else ("nearest", "farthest")
+    as32 = lambda h: None if h is None else jax.numpy.asarray(h, jax.numpy.float32)
+    return NoisyVotes(as32(nearest), as32(farthest), 1.0, 1.0, release, "add_remove")
 
 
 def test_select_good_bad_ranks_noisy_counts_in_class():
     labels = np.array([0, 0, 0, 1, 1, 1])
-    votes = {
-        "nearest": np.array([1.0, 5.0, 3.0, -1.0, -4.0, -2.0]),
-        "farthest": np.array([0.0, 1.0, 2.0, 9.0, 8.0, 7.0]),
-    }
+    near = np.array([1.0, 5.0, 3.0, -1.0, -4.0, -2.0])
+    votes = _votes(near, np.array([0.0, 1.0, 2.0, 9.0, 8.0, 7.0]))
     mask = np.array([True, True, True, True, True, False])
-    good, bad = M.select_good_bad(votes, labels, mask, 2, s=2, compat_sign_flip=False)
+    sel = lambda flip: C.SelectionConfig(s=2, compat_sign_flip=flip)
+    good, bad = selection.select_good_bad(votes, labels, mask, 2, selection=sel(False))
     assert good == [[1, 2], [3, 4]] and bad == [[2, 1], [3, 4]]
     # compat: the class-1 sum is negative, so the original's ranking flips
-    good_c, _ = M.select_good_bad(votes, labels, mask, 2, s=2, compat_sign_flip=True)
+    good_c, _ = selection.select_good_bad(votes, labels, mask, 2, selection=sel(True))
     assert good_c[0] == [1, 2] and good_c[1][0] == 4
-    good_n, bad_n = M.select_good_bad(
-        {"nearest": votes["nearest"]}, labels, mask, 2, s=2, compat_sign_flip=False
-    )
+    good_n, bad_n = selection.select_good_bad(_votes(near), labels, mask, 2, selection=sel(False))
     assert bad_n == [[], []] and good_n == good
 
 
 def test_plm_allocation():
-    w, a = M.plm_allocation(np.array([2.0, 1.0, 0.0]), 10, tau=1.0, weighting=True)
+    w, a = selection.plm_allocation(np.array([2.0, 1.0, 0.0]), 10, tau=1.0, weighting=True)
     assert sum(a) == 10 and a[0] > a[1] > a[2] and abs(w.sum() - 1) < 1e-12
-    w, a = M.plm_allocation(np.array([5.0, 0.0]), 7, tau=1.0, weighting=False)
+    w, a = selection.plm_allocation(np.array([5.0, 0.0]), 7, tau=1.0, weighting=False)
     assert a in ([4, 3], [3, 4]) and np.allclose(w, 0.5)
-    s = M.plm_scores(
-        np.array([3.0, 1.0, -5.0, 0.0]), np.array([0, 0, 1, 1]), np.ones(4, bool), 2, "robust"
-    )
+    votes = _votes(np.array([3.0, 1.0, -5.0, 0.0]))
+    s = selection.plm_scores(votes, np.array([0, 0, 1, 1]), np.ones(4, bool), 2, "robust")
     assert s[0] > s[1]
 
 
 def test_train_mask():
     cfg = C.replace(C.base_config(), **{"voting.valid_fraction": 0.1})
-    m = M.train_mask(cfg, 100, 1)
-    assert m.sum() == 90 and (M.train_mask(cfg, 100, 1) == m).all()
-    assert not (M.train_mask(cfg, 100, 2) == m).all()  # redrawn every round
-    assert M.train_mask(C.base_config(), 10, 1).all()
+    m = selection.train_mask(cfg.voting, cfg.seed, 100, 1)
+    assert m.sum() == 90 and (selection.train_mask(cfg.voting, cfg.seed, 100, 1) == m).all()
+    assert not (selection.train_mask(cfg.voting, cfg.seed, 100, 2) == m).all()  # every round
+    assert selection.train_mask(C.base_config().voting, 0, 10, 1).all()
 
 
 def test_privacy_plan_values():
     cfg = C.replace(C.base_config(), **{"generation.rounds": 4, "generation.budget": 500})
-    plan = M.privacy_plan(cfg)
+    plan = privacy_plan(cfg)
     assert plan.sensitivity == pytest.approx(1.632981, abs=1e-5)
     assert plan.sigma == pytest.approx(3.531, abs=2e-3)
-    classic = M.privacy_plan(C.replace(cfg, **{"privacy.accounting": "classic"}))
+    classic = privacy_plan(C.replace(cfg, **{"privacy.accounting": "classic"}))
     assert classic.sensitivity == 4.0 and classic.sigma == pytest.approx(9.6896, abs=1e-4)
-    assert M.privacy_plan(C.with_method(cfg, "zerogen")) is None
-    inf = M.privacy_plan(C.replace(cfg, **{"privacy.epsilon": math.inf}))
+    assert privacy_plan(C.with_method(cfg, "zerogen")) is None
+    inf = privacy_plan(C.replace(cfg, **{"privacy.epsilon": math.inf}))
     assert inf.sigma == 0.0
+
+
+def _ledger(cfg, plan) -> RunLedger:
+    return RunLedger.new(
+        plan,
+        method=cfg.method,
+        adjacency=cfg.privacy.adjacency,
+        num_parties=cfg.data.num_parties,
+        num_histograms=cfg.num_histograms,
+    )
 
 
 def test_ledger_idempotent_and_json():
     cfg = C.replace(C.base_config(), **{"privacy.accounting": "rdp"})
-    plan = M.privacy_plan(cfg)
-    led = L.new_ledger(plan, cfg)
-    L.record(led, 1, plan)
-    L.record(led, 1, plan)  # a resumed stage re-records: no second spend
-    assert len(led["releases"]) == 1
-    L.record(led, 2, plan)
-    rep = L.report(json.loads(json.dumps(led)))
+    plan = privacy_plan(cfg)
+    led = _ledger(cfg, plan)
+    led.record(1)
+    led.record(1)  # a resumed stage re-records: no second spend
+    assert len(led.releases) == 1
+    led.record(2)
+    again = RunLedger.from_state(json.loads(json.dumps(led.to_state())))
+    assert again == led
+    rep = again.report()
     assert rep["rounds_released"] == 2 and 0 < rep["epsilon_spent"] <= 4.0 + 1e-6
-    assert "accountant" not in rep
+    assert rep["epsilon"] == plan.epsilon and rep["sigma"] == plan.sigma
+    assert rep == json.loads(json.dumps(rep))  # JSON-ready as it is
+
+
+def test_ledger_without_private_data_and_at_infinite_epsilon():
+    zerogen = C.with_method(C.base_config(), "zerogen")
+    rep = _ledger(zerogen, None).report()
+    assert rep["private_data_used"] is False and rep["epsilon_spent"] == 0.0
+    assert rep["rounds"] == 0 and "no privacy is spent" in rep["note"]
+    with pytest.raises(ValueError, match="no privacy plan"):
+        _ledger(zerogen, None).record(1)
+    cfg = C.replace(C.base_config(), **{"privacy.epsilon": math.inf})
+    led = _ledger(cfg, privacy_plan(cfg))
+    led.record(1)
+    again = RunLedger.from_state(json.loads(json.dumps(led.to_state())))
+    assert again.plan.epsilon == math.inf and again.report()["epsilon_spent"] == "inf"
+
+
+def test_run_state_round_trip():
+    cfg = C.replace(C.base_config(), **{"privacy.accounting": "rdp"})
+    state = RunState(ledger=_ledger(cfg, privacy_plan(cfg)))
+    state.population.extend(["a", "b"], 1, 0, 0)
+    state.plans[1] = RoundPlan([[0], [1]], [[1], [0]], [0.5, 0.5], [3, 4], {"nearest": []})
+    state.current.shortfall = 2
+    state.done.append("init/0")
+    again = RunState.from_json_dict(json.loads(json.dumps(state.to_json_dict())))
+    assert again == state and again.plans[1].selected == {"good": [[0], [1]], "bad": [[1], [0]]}
 
 
 def test_population_round_trip():
-    pop = S.Population()
+    pop = Population()
     pop.extend(["a", "b"], 1, 0, 0)
     pop.extend(["c"], 0, 1, 2)
-    again = S.Population.from_state(json.loads(json.dumps(pop.to_state())))
+    again = Population.from_state(json.loads(json.dumps(pop.to_state())))
     assert again == pop and again.class_counts(2) == [1, 2]
     rows = again.rows(TASK, ["p0", "p1"])
     assert rows[2] == {"text": "c", "label": 0, "label_name": "negative", "plm": "p1", "round": 2}

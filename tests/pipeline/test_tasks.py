@@ -6,7 +6,7 @@ import pytest
 
 from wasp_jax import tasks
 
-ALGORITHM_28_POSITIVE = (
+ORIGINAL_POSITIVE_INSTRUCTION = (
     "\nBased on the above examples of bad and good movie reviews in positive sentiment, analyze the"
     " differences between the bad and good reviews. Generate a new positive movie review that is"
     " diverse in expression compared to the given good reviews. Ensure that the new review is"
@@ -31,7 +31,7 @@ def test_imdb_matches_algorithm_and_label_convention():
     assert spec.bad_prefix == "A bad movie review is: "
     assert spec.good_prefix == "A good movie review is: "
     pos = spec.contrastive_instruction.replace("{label_word}", spec.label_words[1])
-    assert pos == ALGORITHM_28_POSITIVE
+    assert pos == ORIGINAL_POSITIVE_INSTRUCTION
     assert spec.min_new_tokens == 10 and spec.max_new_tokens == 100
 
 

@@ -1,6 +1,7 @@
-"""Flax NNX decoders (Llama family, Gemma 3, GPT-2) and their offline loaders.
+"""Flax NNX decoders (Llama family, Gemma 3, GPT-2), the BERT encoder, and their loaders.
 
-Contract for the sampler (``wasp_jax.plm``):
+The encoder (``wasp_jax.models.bert.load_bert``) shares the decoders' layers, sharding
+rules, registry and cache. Contract for the sampler (``wasp_jax.plm``):
 
 ``load_causal_lm(spec, *, cache_dir=None, mesh=None, dtype=jnp.float32) -> LoadedLM``
   ``spec``: a registry name (``supported()``: "smollm2-135m-instruct", "gemma3-270m",
@@ -27,23 +28,18 @@ vocab_size, hidden_size, max_position (int | None), sliding_window (int | None).
 
 ``partition_specs(model, mesh)`` -> ``nnx.State`` of ``PartitionSpec`` shaped like
 ``nnx.state(model)``: head axes of q/k/v/o and the MLP hidden axis over mesh axis "model"
-(replicated when not divisible), everything else replicated.
+(replicated when not divisible), everything else replicated; the table is the model
+class's ``SHARD_AXES`` and the rules are `wasp_jax.models.sharding.axis_specs`.
 
 ``save_state`` / ``restore_state`` (``wasp_jax.models.cache``): orbax helpers for any
 pytree or ``nnx.State``, restoring onto given shardings.
 """
 
+from wasp_jax.models.build import build_model, model_class, partition_specs
 from wasp_jax.models.cache import cache_root, restore_state, save_state
 from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.convert import UnsupportedModelError
-from wasp_jax.models.loading import (
-    LoadedLM,
-    build_model,
-    load_causal_lm,
-    model_class,
-    partition_specs,
-    supported,
-)
+from wasp_jax.models.loading import LoadedLM, load_causal_lm, supported
 
 __all__ = [
     "DecoderConfig",

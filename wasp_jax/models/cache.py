@@ -6,7 +6,7 @@ the shardings the caller asks for, so that a large model never has to be materia
 replicated on one device first.
 
 The helpers are generic: ``state`` may be an ``nnx.State`` or any pytree of arrays. The
-BERT encoder (``wasp_jax.embed``) uses the same functions.
+BERT encoder (``wasp_jax.models.bert``) and the task model's checkpoints use the same functions.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def save_state(path: str | os.PathLike, state: Any, *, meta: dict | None = None)
       state: ``nnx.State`` or pytree of ``jax.Array`` / ``np.ndarray``.
       meta: optional JSON-serialisable metadata (e.g. the model config).
     """
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # a quarter second to import; runs on tiny models never do
 
     path = pathlib.Path(path).expanduser().absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def restore_state(path: str | os.PathLike, abstract_state: Any, shardings: Any =
     Raises:
       FileNotFoundError: if ``path`` holds no complete checkpoint.
     """
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # see save_state
 
     path = pathlib.Path(path).expanduser().absolute()
     if not is_cached(path):

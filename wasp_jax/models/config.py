@@ -1,4 +1,4 @@
-"""Typed, frozen configuration shared by every decoder architecture."""
+"""Typed, frozen model configurations: every decoder architecture, and the BERT encoder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 ARCHS = ("llama", "gemma3", "gpt2")
+ENCODER_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -101,3 +102,71 @@ class DecoderConfig:
 
 def _freeze(v):
     return tuple(v) if isinstance(v, list) else v
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Architecture of a BERT encoder (the fields of a Hugging Face BertConfig we use)."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_position: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    pad_token_id: int = 0
+    dropout_rate: float = 0.1
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} not divisible by heads")
+        if self.hidden_act not in ENCODER_ACTS:
+            raise ValueError(f"unsupported hidden_act {self.hidden_act!r}")
+
+    @classmethod
+    def from_hf(cls, hf: dict) -> BertConfig:
+        """Builds the config from a Hugging Face config.json dict (BERT family only)."""
+        kind = hf.get("model_type")
+        if kind != "bert":
+            raise ValueError(
+                f"unsupported encoder architecture model_type={kind!r}; supported: 'bert' "
+                "(BertModel checkpoints such as all-MiniLM-L6-v2, bert-base-uncased)"
+            )
+        if hf.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("only position_embedding_type='absolute' is supported")
+        return cls(
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=hf["num_attention_heads"],
+            intermediate_size=hf["intermediate_size"],
+            max_position=hf.get("max_position_embeddings", 512),
+            type_vocab_size=hf.get("type_vocab_size", 2),
+            layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+            hidden_act=hf.get("hidden_act", "gelu"),
+            pad_token_id=hf.get("pad_token_id", 0) or 0,
+            dropout_rate=hf.get("hidden_dropout_prob", 0.1),
+        )
+
+    def to_hf(self) -> dict:
+        """The Hugging Face config.json dict for this architecture."""
+        return {
+            "architectures": ["BertModel"],
+            "model_type": "bert",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "intermediate_size": self.intermediate_size,
+            "max_position_embeddings": self.max_position,
+            "type_vocab_size": self.type_vocab_size,
+            "layer_norm_eps": self.layer_norm_eps,
+            "hidden_act": self.hidden_act,
+            "pad_token_id": self.pad_token_id,
+            "hidden_dropout_prob": self.dropout_rate,
+            "attention_probs_dropout_prob": self.dropout_rate,
+            "position_embedding_type": "absolute",
+        }

@@ -4,7 +4,7 @@ The params are a nested dict shaped like ``nnx.state(model).to_pure_dict()`` of 
 matching module (``embed``, ``layers/<name>`` stacked over layers, ``final_norm``, and
 ``lm_head`` when untied), float32 numpy, in the modules' [in, out] layout.
 
-Facts this relies on (STACK.md pitfall 8): GGUF shapes are reversed relative to torch
+Facts this relies on: GGUF shapes are reversed relative to torch
 (``shape[::-1]`` gives [out, in]); llama.cpp permutes the q/k rows of the ``llama``
 architecture for its interleaved RoPE, undone here to get the HF rotate-half layout; Gemma
 GGUF norms already include the +1, Gemma HF norms do not.
@@ -16,9 +16,13 @@ import json
 import pathlib
 
 import numpy as np
+from gguf import GGUFReader
+from gguf.quants import dequantize
+from safetensors import safe_open
 
 from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.gemma3 import default_layer_pattern
+from wasp_jax.models.gpt2 import hf_gpt2_to_params
 
 GGUF_ARCHS = ("llama", "gemma3")
 HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text", "gemma3", "gpt2")
@@ -33,9 +37,6 @@ class UnsupportedModelError(ValueError):
 
 def read_gguf(path) -> tuple[dict, dict[str, np.ndarray]]:
     """Reads a GGUF file: (metadata fields, float32 tensors in torch [out, in] layout)."""
-    from gguf import GGUFReader
-    from gguf.quants import dequantize
-
     reader = GGUFReader(str(path))
     fields = {}
     for k, f in reader.fields.items():
@@ -177,8 +178,6 @@ def gguf_to_params(fields: dict, tensors: dict) -> tuple[DecoderConfig, dict]:
 
 def read_safetensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
     """All tensors of a folder's ``*.safetensors`` files (sharded or not) as float32 numpy."""
-    from safetensors import safe_open
-
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -275,8 +274,6 @@ def hf_config_to_decoder(hf: dict) -> DecoderConfig:
 def hf_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
     """Maps HF tensor names (torch [out, in] layout) to module params."""
     if cfg.arch == "gpt2":
-        from wasp_jax.models.gpt2 import hf_gpt2_to_params
-
         return hf_gpt2_to_params(cfg, sd)
     prefix = next(
         (

@@ -20,6 +20,7 @@ from flax import nnx
 
 from wasp_jax.models import layers as L
 from wasp_jax.models.config import DecoderConfig
+from wasp_jax.models.llama import SHARD_AXES
 
 NORMS = ("attn_norm", "q_norm", "k_norm", "post_attn_norm", "mlp_norm", "post_mlp_norm")
 
@@ -57,6 +58,8 @@ class Gemma3Model(nnx.Module):
       rngs: RNG streams for the random initialisation (loaders overwrite the values).
       dtype: parameter and compute dtype.
     """
+
+    SHARD_AXES = SHARD_AXES
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
         if config.arch != "gemma3":

@@ -17,6 +17,7 @@ from flax import nnx
 from wasp_jax.models import layers as L
 from wasp_jax.models.config import DecoderConfig
 
+# Parameter name -> axis (of the stacked array) split over the mesh's "model" axis.
 SHARD_AXES = {
     "wq": 2,
     "wk": 2,
@@ -54,17 +55,10 @@ def gpt2_layer_shapes(c: DecoderConfig) -> dict[str, tuple[int, ...]]:
     }
 
 
-def layer_norm(x, g, b, eps):
-    """LayerNorm in float32; returns x.dtype."""
-    xf = x.astype(jnp.float32)
-    mu = xf.mean(-1, keepdims=True)
-    var = ((xf - mu) ** 2).mean(-1, keepdims=True)
-    y = (xf - mu) * jax.lax.rsqrt(var + eps) * g.astype(jnp.float32) + b.astype(jnp.float32)
-    return y.astype(x.dtype)
-
-
 class GPT2Model(nnx.Module):
     """GPT-2 causal LM with a static KV cache (contract in ``wasp_jax.models``)."""
+
+    SHARD_AXES = SHARD_AXES
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
         if config.arch != "gpt2" or config.max_position is None:
@@ -98,7 +92,7 @@ class GPT2Model(nnx.Module):
         eps = c.norm_eps
 
         def layer(h, p, kc, vc, i, _):
-            a = layer_norm(h, p["attn_norm"], p["attn_norm_b"], eps)
+            a = L.layer_norm(h, p["attn_norm"], p["attn_norm_b"], eps)
             q = jnp.einsum("btd,dhk->bthk", a, p["wq"]) + p["bq"]
             k = jnp.einsum("btd,dhk->bthk", a, p["wk"]) + p["bk"]
             v = jnp.einsum("btd,dhk->bthk", a, p["wv"]) + p["bv"]
@@ -106,14 +100,14 @@ class GPT2Model(nnx.Module):
             vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
             o = L.gqa_attention(q, k_all, v_all, mask, c.scale)
             h = h + jnp.einsum("bthk,hkd->btd", o, p["wo"]) + p["bo"]
-            m = layer_norm(h, p["mlp_norm"], p["mlp_norm_b"], eps)
+            m = L.layer_norm(h, p["mlp_norm"], p["mlp_norm_b"], eps)
             y = jax.nn.gelu(m @ p["w_fc"] + p["b_fc"], approximate=True)
             return h + y @ p["w_proj"] + p["b_proj"], kc, vc
 
         x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache)
         if last_only:
             x = x[:, -1:]
-        x = layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
+        x = L.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
         logits = jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
         return logits, cache
 

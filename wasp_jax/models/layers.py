@@ -1,11 +1,12 @@
-"""Shared decoder pieces: RMSNorm, rotary embeddings, GQA attention over a static KV cache.
+"""Shared model pieces: norms, activations, rotary embeddings, attention, stacked weights.
 
 Everything here is a pure array function (no parameters of its own) so that the decoder
-modules can keep their weights stacked along a leading layer axis and run the layers with
-one ``lax.scan``: a 30-layer model compiles once per input shape, not 30 times.
+and encoder modules can keep their weights stacked along a leading layer axis and run the
+layers with one ``lax.scan``: a 30-layer model compiles once per input shape, not 30 times.
 
-Cache layout (all decoders): ``{"k": [L, B, S, Hkv, Dh], "v": [L, B, S, Hkv, Dh]}``.
-A call with a chunk of ``T`` tokens writes slots ``[cache_index, cache_index + T)``.
+Decoder cache layout: ``{"k": [L, B, S, Hkv, Dh], "v": [L, B, S, Hkv, Dh]}``. A call with a
+chunk of ``T`` tokens writes slots ``[cache_index, cache_index + T)``. The encoder (BERT)
+attends bidirectionally over its padded batch, without a cache (:func:`encoder_attention`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,25 @@ from flax import nnx
 # Large finite negative: a fully masked row (a left-pad query) then yields a finite
 # uniform average instead of NaN; its output is never used.
 _MASK_VALUE = -1e30
+# The encoder's value (that of the Hugging Face BERT it reproduces); a padding row of an
+# encoder batch is fully masked too and likewise averages uniformly.
+_ENCODER_MASK_VALUE = -1e9
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "silu": jax.nn.silu,
+    "relu": jax.nn.relu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation of a config's ``hidden_act`` ("gelu" is exact, "gelu_*" use tanh)."""
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}; supported: {', '.join(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
 
 
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
@@ -33,6 +53,26 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     xf = x.astype(jnp.float32)
     y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)
     return (y * weight.astype(jnp.float32)).astype(x.dtype)
+
+
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
+    """LayerNorm with bias in float32, ``(x - mean) * rsqrt(var + eps) * scale + bias``.
+
+    Returns ``x.dtype``. Used by GPT-2 and the BERT encoder.
+    """
+    xf = x.astype(jnp.float32)
+    mu = xf.mean(-1, keepdims=True)
+    var = ((xf - mu) ** 2).mean(-1, keepdims=True)
+    y = (xf - mu) * jax.lax.rsqrt(var + eps) * scale.astype(jnp.float32) + bias.astype(jnp.float32)
+    return y.astype(x.dtype)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout with rate ``rate``; identity when ``key`` is None."""
+    if key is None or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:
@@ -138,6 +178,27 @@ def gqa_attention(
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     out = jnp.einsum("bkgts,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
     return out.reshape(b, t, h, dh).astype(q.dtype)
+
+
+def encoder_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float
+) -> jax.Array:
+    """Bidirectional multi-head attention over a padded batch (no cache, no GQA).
+
+    Unlike :func:`gqa_attention` the queries are scaled before the product, and masked
+    scores are ``-1e9``: the rounding of the BERT checkpoints' reference implementation.
+
+    Args:
+      q, k, v: [B, T, H, Dh].
+      mask: bool, broadcastable to [B, H, T, T]; ``[B, 1, 1, T]`` masks padding keys.
+      scale: multiplier of the queries (Dh ** -0.5).
+
+    Returns:
+      [B, T, H, Dh].
+    """
+    s = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k)
+    a = jax.nn.softmax(jnp.where(mask, s, _ENCODER_MASK_VALUE), axis=-1)
+    return jnp.einsum("bhqk,bkhd->bqhd", a, v)
 
 
 def write_and_read_cache(

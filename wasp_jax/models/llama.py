@@ -19,7 +19,8 @@ from flax import nnx
 from wasp_jax.models import layers as L
 from wasp_jax.models.config import DecoderConfig
 
-# Parameter name -> axis (of the stacked array) split over the mesh's "model" axis.
+# Parameter name -> axis (of the stacked array) split over the mesh's "model" axis
+# (rules in wasp_jax.models.sharding; Gemma 3 shares this table).
 SHARD_AXES = {
     "wq": 2,
     "wk": 2,
@@ -31,11 +32,6 @@ SHARD_AXES = {
     "w_gate": 2,
     "w_up": 2,
     "w_down": 1,
-}
-
-_ACTS = {
-    "silu": jax.nn.silu,
-    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
 }
 
 
@@ -66,6 +62,8 @@ class LlamaModel(nnx.Module):
       rngs: RNG streams for the random initialisation (loaders overwrite the values).
       dtype: parameter and compute dtype.
     """
+
+    SHARD_AXES = SHARD_AXES
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
         if config.arch != "llama":
@@ -113,7 +111,7 @@ class LlamaModel(nnx.Module):
             positions, L.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
         )
         mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
-        act = _ACTS[c.hidden_act]
+        act = L.activation(c.hidden_act)
 
         def layer(h, p, kc, vc, i, _):
             a = L.rms_norm(h, p["attn_norm"], c.norm_eps)

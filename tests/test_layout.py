@@ -1,0 +1,172 @@
+"""The package's layers: imports run one way (CLI -> pipeline -> task model and outputs ->
+privacy and models -> shared leaves -> kernels), there are no import cycles, no library
+module is over 400 lines, and the installed project claims no top-level name but its own."""
+
+import ast
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+#: Rank of each part of the package: a module may import a lower rank, or its own part.
+RANKS = {
+    "cli": 6,
+    "pipeline": 5,
+    "stm": 4,
+    "outputs": 4,
+    "privacy": 3,
+    "models": 3,
+    "errors": 2,
+    "config": 2,
+    "tasks": 2,
+    "data": 2,
+    "budget": 2,
+    "class_checks": 2,
+    "kernels": 1,
+}
+#: Public entry points for users (short import paths); nothing in the library imports them.
+FACADES = {"wasp_jax", "wasp_jax.plm", "wasp_jax.embed"}
+#: Within the leaves, what each may import (the leaves are otherwise independent).
+LEAF_DEPS = {
+    "config": {"errors"},
+    "data": {"errors"},
+    "tasks": {"errors"},
+    "class_checks": {"errors"},
+}
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    out = {}
+    for path in sorted((REPO / "wasp_jax").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        out[".".join(p for p in parts if p != "__init__")] = path
+    for path in sorted((REPO / "kernels").rglob("*.py")):
+        parts = ("wasp_jax",) + path.relative_to(REPO).with_suffix("").parts
+        out[".".join(p for p in parts if p != "__init__")] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(path: pathlib.Path, name: str) -> set[str]:
+    """Every wasp_jax module `path` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = name.split(".")[: -node.level + (path.name == "__init__.py")]
+                base = ".".join([*pkg, base] if base else pkg)
+            # `from pkg import mod` imports pkg.mod; `from pkg import name` imports pkg
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
+        else:
+            continue
+        for n in names:
+            while n and n not in MODULES:
+                n = n.rpartition(".")[0]
+            if n.startswith("wasp_jax") and n != name:
+                found.add(n)
+    return found
+
+
+GRAPH = {name: _imports(path, name) for name, path in MODULES.items()}
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_imports_run_one_way():
+    bad = []
+    for src, targets in GRAPH.items():
+        if src in FACADES:
+            continue
+        for dst in targets:
+            a, b = _part(src), _part(dst)
+            if dst in FACADES:
+                bad.append(f"{src} imports the public facade {dst}")
+            elif a == b:
+                continue
+            elif RANKS[a] == RANKS[b] == 2 and b in LEAF_DEPS.get(a, set()):
+                continue
+            elif RANKS[b] >= RANKS[a]:
+                bad.append(f"{src} ({a}) imports {dst} ({b})")
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_no_import_cycles():
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in GRAPH.get(node, ()):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in GRAPH:
+        if node not in state:
+            visit(node, [])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_the_library_never_imports_its_command_line():
+    bad = [f"{s} imports {d}" for s, ds in GRAPH.items() for d in ds if _part(d) == "cli"]
+    assert all(s.startswith("wasp_jax.cli") for s in (b.split()[0] for b in bad)), bad
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_size(name):
+    lines = MODULES[name].read_text(encoding="utf-8").count("\n")
+    assert lines <= 400, f"{MODULES[name].relative_to(REPO)} has {lines} lines (limit 400)"
+
+
+def test_kernels_install_under_the_project_name(tmp_path):
+    """`kernels` on PyPI is another project's name (transformers probes for it): outside the
+    repository it must not resolve to this project, while `wasp_jax.kernels` does."""
+    code = (
+        "import importlib.util, json\n"
+        "spec = importlib.util.find_spec('kernels')\n"
+        "import wasp_jax.kernels as k\n"
+        "print(json.dumps([spec.origin if spec else None, k.__file__]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    import json
+
+    origin, ours = json.loads(out.stdout)
+    assert origin is None or not pathlib.Path(origin).resolve().is_relative_to(REPO), origin
+    assert pathlib.Path(ours).resolve() == REPO / "kernels" / "__init__.py"
+    assert importlib.util.find_spec("wasp_jax.kernels") is not None
+
+
+def test_public_entry_points():
+    import wasp_jax
+    from wasp_jax import embed, plm
+    from wasp_jax.models.embedder import load_embedder
+    from wasp_jax.models.generator import load_generator
+    from wasp_jax.pipeline.vote import vote_and_noise
+    from wasp_jax.privacy.accounting import calibrate_sigma
+
+    assert plm.load_generator is load_generator and embed.load_embedder is load_embedder
+    assert wasp_jax.vote_and_noise is vote_and_noise
+    assert wasp_jax.calibrate_sigma is calibrate_sigma
+    assert wasp_jax.privacy.calibrate_sigma is calibrate_sigma
+    assert callable(wasp_jax.run) and callable(wasp_jax.privacy_plan)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = wasp_jax.no_such_name

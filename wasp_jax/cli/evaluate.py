@@ -1,0 +1,79 @@
+"""``wasp-jax evaluate``: train the small task model on one file, test it on another.
+
+    wasp-jax evaluate --train runs/x/synthetic.jsonl --test data/imdb/test.jsonl \\
+        --seeds 3 --mode finetune --out runs/x/eval.json
+
+Both files are JSON Lines with "text" and integer "label" (and optionally "label_name").
+The work is `wasp_jax.stm.evaluate.evaluate_files`; this module only parses the flags,
+prints a one-line summary and writes (or prints) the results JSON. Bad input is a
+`UsageError`: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from wasp_jax.errors import UsageError
+
+#: = `wasp_jax.stm.evaluate.MODES`, spelled out so that `--help` does not import jax
+MODES = ("finetune", "probe")
+
+
+def register_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", required=True, help="training JSONL (text, label)")
+    parser.add_argument("--test", required=True, help="test JSONL (text, label)")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    parser.add_argument("--mode", choices=MODES, default="finetune")
+    parser.add_argument("--out", help="write the results JSON here (else print it)")
+    parser.add_argument("--max-train", type=int, help="random subset of the training file")
+    parser.add_argument("--max-test", type=int, help="random subset of the test file")
+    parser.add_argument("--epochs", type=int, help="maximum epochs (default 3)")
+    parser.add_argument("--encoder", help="all-minilm-l6-v2 (default), tiny-bert or BERT folder")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 5e-5)")
+    parser.add_argument("--batch-size", type=int, help="training batch size (default 16)")
+    parser.add_argument("--max-length", type=int, help="training truncation (default 128)")
+    parser.add_argument("--test-max-length", type=int, default=256, help="test truncation")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch / per-seed lines")
+
+
+def _check_positive(args: argparse.Namespace) -> None:
+    flags = ("seeds", "max_train", "max_test", "epochs", "batch_size", "max_length",
+             "test_max_length")  # fmt: skip
+    for flag in flags:
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+
+
+def main_evaluate(args: argparse.Namespace) -> int:
+    # imported here, not at the top: the library pulls in jax and flax, and every command's
+    # module is imported to build `wasp-jax --help`
+    from wasp_jax.stm.classifier import STMConfig
+    from wasp_jax.stm.evaluate import evaluate_files
+
+    overrides = {
+        "epochs": args.epochs, "encoder": args.encoder, "learning_rate": args.lr,
+        "batch_size": args.batch_size, "max_length": args.max_length,
+    }  # fmt: skip
+    _check_positive(args)
+    try:
+        config = STMConfig(**{k: v for k, v in overrides.items() if v is not None})
+        result = evaluate_files(
+            args.train, args.test, mode=args.mode, seeds=args.seeds, config=config,
+            max_train=args.max_train, max_test=args.max_test, out=args.out,
+            test_max_length=args.test_max_length, progress=not args.quiet,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    acc, f1 = result["accuracy"], result["macro_f1"]
+    print(
+        f"{result['mode']} on {result['train']['num_used']} texts, tested on "
+        f"{result['test']['num_used']}: accuracy {acc['mean']:.4f} +/- {acc['std']:.4f}, "
+        f"macro-F1 {f1['mean']:.4f} +/- {f1['std']:.4f} ({len(result['seeds'])} seeds)"
+    )
+    if args.out:
+        print(f"wrote {args.out}")
+    else:
+        print(json.dumps(result, indent=2))
+    return 0

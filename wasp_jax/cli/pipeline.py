@@ -1,0 +1,263 @@
+"""`wasp-jax run`, `wasp-jax demo` and `wasp-jax report`: the pipeline's command line.
+
+`run` loads a config file (`experiments/configs/*.py` exposing `get_config()`, or a run's
+`config.json`), applies `--set key=value` overrides (type-checked; an unknown key names the
+closest valid one), checks every input before anything is written, and calls
+`wasp_jax.pipeline.runner.run`, which resumes an interrupted run in the same workdir. `demo`
+does the same for the embedded default (bundled private IMDb reviews, offline models). `report`
+rebuilds `datasheet.md`, `report.md` and the plots of a finished run.
+
+Bad input (a config value out of range, an unknown key or model, an unreadable or malformed
+data file, a workdir that holds a different config) raises `UsageError`: one line on stderr,
+exit code 2, and nothing written. Heavy modules (jax, models) are imported only when a run
+starts, so `wasp-jax --help` stays fast.
+
+Example:
+    wasp-jax run --config experiments/configs/wasp_imdb.py --workdir runs/wasp_imdb \\
+        --set privacy.epsilon=1.0 --set seed=1
+    wasp-jax demo --workdir runs/demo
+    wasp-jax report runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import json
+import logging
+import os
+import pathlib
+import sys
+import time
+import warnings
+from typing import Any
+
+from wasp_jax import class_checks
+from wasp_jax import config as config_lib
+from wasp_jax import data as data_io
+from wasp_jax.data import bundled_path
+from wasp_jax.errors import ConfigError, TaskError, UsageError
+from wasp_jax.pipeline.workdir import check_workdir
+from wasp_jax.tasks import load_task
+
+# ------------------------------------------------------------------------------ parsers
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set privacy.epsilon=1.0 (repeatable)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="reuse a workdir that holds a different config (its old outputs are replaced)",
+    )
+
+
+def register_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, help="config file: a .py with get_config() or a config.json"
+    )
+    parser.add_argument("--workdir", required=True, help="output folder (resumed if it exists)")
+    _add_common(parser)
+
+
+def register_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument(
+        "--eval",
+        action="store_true",
+        help="also train the small task model and test it on the bundled real test reviews",
+    )
+    _add_common(parser)
+
+
+def register_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("workdir", help="the workdir of a finished run")
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def main_run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    with _usage_errors():
+        cfg = config_lib.load_config(args.config)
+        cfg = config_lib.apply_overrides(cfg, args.overrides)
+    return _run(cfg, args.workdir, force=args.force, title="run", start=start)
+
+
+def main_demo(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    with _usage_errors():
+        cfg = config_lib.demo_config()
+        if args.eval:
+            test_path = str(bundled_path("imdb", "test.jsonl"))
+            cfg = config_lib.replace(cfg, **{"eval.test_path": test_path})
+        cfg = config_lib.apply_overrides(cfg, args.overrides)
+    return _run(cfg, args.workdir, force=args.force, title="demo", start=start)
+
+
+def main_report(args: argparse.Namespace) -> int:
+    from wasp_jax.outputs import datasheet, report  # matplotlib: only for this command
+
+    sheet = datasheet.write_datasheet(args.workdir)
+    path = report.write_report(args.workdir)
+    print(f"wrote {sheet}\nwrote {path} (plots in {path.parent / 'plots'})")
+    return 0
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+@contextlib.contextmanager
+def _usage_errors():
+    """Turns config/task validation errors (ValueError subclasses) into exit-code-2 errors."""
+
+    try:
+        yield
+    except (ConfigError, TaskError) as err:
+        raise UsageError(str(err)) from None
+
+
+def _run(cfg, workdir: str, *, force: bool, title: str, start: float) -> int:
+    """Checks the inputs, runs (or resumes) and prints the summary; wall time from `start`."""
+    check_inputs(cfg)
+    check_workdir(cfg, workdir, force=force)
+    _console_logging()
+    from wasp_jax.pipeline import runner  # heavy: jax and the models
+
+    with _usage_errors():
+        runner.run(cfg, workdir, force=force)
+    wall_s = time.perf_counter() - start
+    print(summary(workdir, wall_s, title=title))
+    return 0
+
+
+def _console_logging() -> None:
+    """Shows the runner's progress lines (logger "wasp_jax") unless logging is set up."""
+    logger = logging.getLogger("wasp_jax")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # a library may configure the root logger later: no doubles
+
+
+def check_inputs(cfg) -> None:
+    """Checks everything a run reads, before anything is written or any model is loaded.
+
+    Raises:
+      UsageError: unknown task or model, unreadable/malformed private data, replay pools or
+        test file (the data errors are `wasp_jax.data.DataError`, a UsageError).
+    """
+    with _usage_errors():
+        task = load_task(cfg.task)
+    read = dict(
+        label_names=task.labels, label_field=task.label_field, label_offset=task.label_offset
+    )
+    if cfg.uses_private_data:
+        if not cfg.data.private_path:
+            raise UsageError(
+                f"method {cfg.method!r} needs private data; set data.private_path=FILE.jsonl"
+            )
+        rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", data_io.DataWarning)
+            class_checks.warn_missing_classes(rows[: cfg.data.num_private or None], task.labels)
+        for warning in caught:  # one clean console line each (names classes only)
+            print(f"wasp-jax: warning: {warning.message}", file=sys.stderr)
+        del rows  # private: only validated here, the runner reads it again
+        _check_round0_candidates(cfg, task)
+    if cfg.method == "replay":
+        counts = [0] * task.num_classes
+        for pool in cfg.replay.pools:
+            rows = data_io.read_labeled_jsonl(pool, what="replay pool", **read)
+            for c, n in enumerate(
+                class_checks.class_counts((r["label"] for r in rows), len(counts))
+            ):
+                counts[c] += n
+        class_checks.check_candidate_counts(
+            counts, cfg.voting.q, label_names=task.labels, what="replay pools (all files)"
+        )
+    else:
+        for spec in cfg.generation.plms:
+            check_model(spec, "generation.plms", "plm")
+    check_model(cfg.embedder.name, "embedder.name", "embedder")
+    if cfg.eval.test_path:
+        data_io.read_labeled_jsonl(cfg.eval.test_path, what="test", **read)
+
+
+def _check_round0_candidates(cfg, task) -> None:
+    """The first vote sees about N_0 * (1 - valid_fraction) / C candidates per class."""
+    n0 = cfg.generation.initial_size
+    per_class = int(n0 * (1 - cfg.voting.valid_fraction)) // task.num_classes
+    class_checks.check_candidate_counts(
+        [per_class] * task.num_classes,
+        cfg.voting.q,
+        label_names=task.labels,
+        what=f"round-0 synthetic candidates (N_0 = {n0} over {task.num_classes} classes)",
+        fix="raise generation.budget (or generation.initial) or lower voting.q",
+    )
+
+
+def known_models(kind: str) -> list[str]:
+    """Registry names the loaders accept (`kind` "plm" or "embedder")."""
+    from wasp_jax.models import registry  # heavy (jax via models/__init__): only to list names
+
+    if kind == "plm":
+        return list(registry.supported())
+    return registry.supported_encoders()
+
+
+def check_model(spec: str, key: str, kind: str) -> None:
+    """A model spec must be a registry name or an existing checkpoint file/folder.
+
+    Raises:
+      UsageError: naming the closest registry name and listing all of them.
+    """
+    if os.path.exists(spec):
+        return
+    names = known_models(kind)
+    if spec not in names:
+        close = difflib.get_close_matches(spec, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(
+            f"{key}: unknown model {spec!r}{hint} (known: {', '.join(sorted(names))}; "
+            "or give the path of a checkpoint file or folder)"
+        )
+
+
+def summary(workdir: str, wall_s: float, *, title: str = "run") -> str:
+    """A few lines for the console: where the outputs are, (epsilon, sigma), PLM weights."""
+    path = pathlib.Path(workdir)
+    lines = [f"{title} finished in {wall_s:.1f} s; outputs in {path.resolve()}"]
+    with contextlib.suppress(OSError, ValueError):
+        ledger = json.loads((path / "privacy.json").read_text(encoding="utf-8"))
+        lines.append(
+            f"  privacy: epsilon={ledger.get('epsilon')} delta={ledger.get('delta')} "
+            f"sigma={_num(ledger.get('sigma'))} accounting={ledger.get('accounting')} "
+            f"epsilon spent={_num(ledger.get('epsilon_spent'))}"
+        )
+    with contextlib.suppress(OSError, ValueError):
+        for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+            m = json.loads(line) if line.strip() else {}
+            if m.get("plm_weights") is not None:
+                pairs = zip(m.get("plm_names") or [], m["plm_weights"])
+                shown = ", ".join(f"{n}={_num(w)}" for n, w in pairs)
+                lines.append(f"  round {m.get('round')}: PLM weights {shown}")
+    for name in ("synthetic.jsonl", "privacy.json", "datasheet.md", "report.md"):
+        if (path / name).exists():
+            lines.append(f"  {path / name}")
+    return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

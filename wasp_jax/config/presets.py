@@ -1,0 +1,87 @@
+"""Preset configs: the WASP main line, the per-method switch, the demo, and config files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+from importlib import resources
+
+from wasp_jax.config.run import WaspConfig, replace
+from wasp_jax.config.sections import METHODS, _check_choice
+from wasp_jax.errors import ConfigError
+
+# ----------------------------------------------------------------------------- presets
+
+
+def base_config() -> WaspConfig:
+    """The WASP main line with corrected defaults, at a laptop-sized budget."""
+    return WaspConfig()
+
+
+def with_method(cfg: WaspConfig, method: str) -> WaspConfig:
+    """Switches `cfg` to `method`, adjusting the fields that method fixes (docs/method.md §4).
+
+    aug_pe: first PLM only, q = 1, only the nearest histogram, no contrast, no weighting.
+    zerogen / multi_zeroshot: rounds = 0 (first PLM only for zerogen).
+    random_control: no votes; prompts still contrastive (random same-class samples).
+    """
+    _check_choice(method, "method", METHODS)
+    d = cfg.to_dict()
+    d["method"] = method
+    gen, vote = d["generation"], d["voting"]
+    if method == "aug_pe":
+        gen.update(plms=gen["plms"][:1], contrastive=False, plm_weighting=False)
+        vote.update(q=1, release=["nearest"])
+    elif method in ("zerogen", "multi_zeroshot"):
+        gen.update(rounds=0, initial=None)
+        if method == "zerogen":
+            gen["plms"] = gen["plms"][:1]
+    return WaspConfig.from_dict(d)
+
+
+def demo_config() -> WaspConfig:
+    """The embedded default: 100 bundled private IMDb reviews, SmolLM2 + Gemma 3, MiniLM."""
+    private = resources.files("wasp_jax") / "data" / "imdb" / "private.jsonl"
+    return replace(
+        base_config(),
+        **{
+            "task": "imdb",
+            "data.private_path": str(private),
+            "generation.plms": ("smollm2-135m-instruct", "gemma3-270m"),
+            "generation.budget": 48,
+            "generation.rounds": 2,
+            "generation.max_new_tokens": 32,
+            "generation.batch_size": 8,
+            "generation.min_new_tokens": 8,
+            "privacy.epsilon": 4.0,
+            "privacy.delta": 1e-5,
+        },
+    )
+
+
+def load_config(path: str) -> WaspConfig:
+    """Loads a config: a Python file exposing `get_config()` or a JSON file (`config.json`).
+
+    Raises:
+        ConfigError: the file is missing, has no `get_config`, or yields an invalid config.
+    """
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {path!r} does not exist")
+    if p.suffix == ".json":
+        try:
+            return WaspConfig.from_json(p.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from err
+    if p.suffix != ".py":
+        raise ConfigError(f"config file {path!r} must be a .py file with get_config() or .json")
+    spec = importlib.util.spec_from_file_location(f"_wasp_config_{p.stem}", p)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: defines no get_config() -> WaspConfig")
+    cfg = module.get_config()
+    if not isinstance(cfg, WaspConfig):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not WaspConfig")
+    return cfg

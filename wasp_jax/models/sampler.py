@@ -1,0 +1,262 @@
+"""The jitted sampling loop behind `Generator` (`wasp_jax.models.generator`): the device side.
+
+One compiled program per shape bucket does: prefill the (left-padded) prompts into a static
+KV cache, gather the prompt caches to the sample rows (prefix sharing: a prompt is prefilled
+once however many continuations it gets), then decode in a `lax.while_loop` that stops as
+soon as every row has hit EOS, a stop token or its length limit.
+
+Shapes (all static per compile): ``Bp`` prompt rows, ``P`` prompt slots, ``B`` sample rows,
+``N`` new-token slots; the cache holds ``S = P + N`` slots. The prefill writes the first
+``P - 1`` prompt slots and drops its logits (so XLA never computes the LM head over the whole
+prompt); the first decode step feeds every row its last prompt token in slot ``P - 1``.
+
+Randomness is per row: row ``r`` draws step ``i`` from ``fold_in(row_keys[r], i)``, so a
+sample depends only on its own key, never on batch size, padding or bucketing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from wasp_jax.models import sharding as shd
+
+_NEG_INF = -jnp.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerShape:
+    """Static shapes and strategy of one compiled sampler (its jit cache key)."""
+
+    prompt_rows: int  # Bp
+    prompt_len: int  # P
+    rows: int  # B
+    new_tokens: int  # N
+    greedy: bool
+    top_k: int
+    use_top_p: bool
+
+
+_TOP_P_CANDIDATES = 256
+
+
+def top_p_keep(probs: jax.Array, top_p: jax.Array) -> jax.Array:
+    """Nucleus mask: the smallest top set of each row whose mass reaches `top_p`.
+
+    Fast path: the nucleus usually lies within the row's 256 most likely tokens, whose sorted
+    cumulative mass gives the threshold exactly (`lax.top_k` costs a few passes over the
+    vocabulary, a full sort far more). Only when some row's nucleus is wider does the batch
+    fall back to bisecting the threshold over the whole vocabulary (`lax.cond`, so the
+    fallback costs nothing when it is not taken). Tokens tied with the threshold are kept.
+
+    Args:
+      probs: float32 [B, V], rows summing to 1.
+      top_p: float scalar in (0, 1].
+
+    Returns:
+      bool [B, V]; every row keeps at least its most likely token.
+    """
+    probs = probs.astype(jnp.float32)
+    k = min(_TOP_P_CANDIDATES, probs.shape[-1])
+    top = jax.lax.top_k(probs, k)[0]  # [B, k], descending
+    mass = jnp.cumsum(top, axis=-1)
+    covered = mass[:, -1] >= top_p
+    last = jnp.minimum(jnp.sum(mass < top_p, axis=-1), k - 1)
+    fast = jnp.take_along_axis(top, last[:, None], axis=-1)[:, 0]
+    threshold = jax.lax.cond(
+        jnp.all(covered),
+        lambda: fast,
+        lambda: jnp.where(covered, fast, _bisect_threshold(probs, top_p)),
+    )
+    return probs >= threshold[:, None]
+
+
+def _bisect_threshold(probs: jax.Array, top_p: jax.Array) -> jax.Array:
+    """Largest t with mass(p >= t) >= top_p per row [B], by bisection on the float bits.
+
+    The int32 bit patterns of non-negative floats are ordered like the floats, so 32
+    halvings give the exact threshold.
+    """
+    bits = jax.lax.bitcast_convert_type(probs, jnp.int32)
+    lo = jnp.zeros(probs.shape[:1], jnp.int32)  # mass(bits >= lo) >= top_p
+    hi = bits.max(axis=-1) + 1  # mass(bits >= hi) == 0 < top_p
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        mass = jnp.where(bits >= mid[:, None], probs, 0.0).sum(axis=-1)
+        ok = mass >= top_p
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, 32, halve, (lo, hi))
+    return jax.lax.bitcast_convert_type(lo, jnp.float32)
+
+
+def choose_tokens(
+    keys: jax.Array,
+    logits: jax.Array,
+    *,
+    greedy: bool,
+    top_k: int,
+    use_top_p: bool,
+    temperature: jax.Array,
+    top_p: jax.Array,
+) -> jax.Array:
+    """Picks the next token of every row.
+
+    Args:
+      keys: typed PRNG keys [B] (one per row, already folded with the step).
+      logits: float32 [B, V].
+      greedy: argmax (static).
+      top_k: keep the k most likely tokens; 0 = off (static).
+      use_top_p: apply the nucleus filter (static; off when top_p == 1).
+      temperature: float scalar > 0.
+      top_p: float scalar in (0, 1].
+
+    Returns:
+      int32 [B].
+    """
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    scaled = logits / temperature
+    if top_k:
+        kth = jax.lax.top_k(scaled, top_k)[0][:, -1:]
+        scaled = jnp.where(scaled < kth, _NEG_INF, scaled)
+    if use_top_p:
+        keep = top_p_keep(jax.nn.softmax(scaled, axis=-1), top_p)
+        scaled = jnp.where(keep, scaled, _NEG_INF)
+    return jax.vmap(jax.random.categorical)(keys, scaled).astype(jnp.int32)
+
+
+def build_sampler(
+    graphdef: nnx.GraphDef,
+    state_shardings,
+    mesh: jax.sharding.Mesh,
+    shape: SamplerShape,
+    *,
+    cache_dtype=jnp.float32,
+    on_trace: Callable[[SamplerShape], None] | None = None,
+):
+    """Returns the jitted sampler for one `SamplerShape`.
+
+    The returned function takes ``(state, prompt_tokens [Bp,P], prompt_positions [Bp,P],
+    prompt_mask [Bp,P], row_prompt [B], row_keys [B], row_active [B], temperature, top_p,
+    min_new, max_new, eos_table [V], stop_table [V])`` and returns a dict with ``tokens``
+    int32 [B, N], ``lengths`` int32 [B] (tokens before EOS, stop token included),
+    ``logprobs`` float32 [B, N] (of the chosen tokens under the raw model), ``steps`` (loop
+    iterations run).
+
+    Longer than most functions on purpose: the prefill, the loop condition and the decode
+    step are closures of one traced program that share the bucket's static sizes and the
+    traced arguments, which helper functions would have to thread through a dozen
+    parameters each.
+    """
+    bp, p, b, n = shape.prompt_rows, shape.prompt_len, shape.rows, shape.new_tokens
+    if p < 2:
+        raise ValueError(f"prompt bucket must hold at least 2 slots, got {p}")
+    s = p + n
+
+    def run(
+        state,
+        prompt_tokens,
+        prompt_positions,
+        prompt_mask,
+        row_prompt,
+        row_keys,
+        row_active,
+        temperature,
+        top_p,
+        min_new,
+        max_new,
+        eos_table,
+        stop_table,
+    ):
+        if on_trace is not None:
+            on_trace(shape)
+        model = nnx.merge(graphdef, state)
+        prompt_kv_mask = jnp.concatenate([prompt_mask, jnp.ones((bp, n), bool)], axis=1)
+        cache = model.init_cache(bp, s, dtype=cache_dtype)
+        cache = _constrain_cache(cache, mesh)
+        _, cache = model(
+            prompt_tokens[:, : p - 1],
+            prompt_positions[:, : p - 1],
+            cache,
+            jnp.int32(0),
+            prompt_kv_mask,
+        )
+        # Prefix sharing: every sample row reads its prompt's cache rows.
+        cache = _constrain_cache(jax.tree.map(lambda c: c[:, row_prompt], cache), mesh)
+        kv_mask = prompt_kv_mask[row_prompt]
+        tok = prompt_tokens[row_prompt, p - 1]
+        pos = prompt_positions[row_prompt, p - 1]
+        vocab = eos_table.shape[0]
+
+        carry = dict(
+            i=jnp.int32(0),
+            tok=tok,
+            pos=pos,
+            cache=cache,
+            done=~row_active,
+            tokens=jnp.zeros((b, n), jnp.int32),
+            lengths=jnp.zeros((b,), jnp.int32),
+            logprobs=jnp.zeros((b, n), jnp.float32),
+        )
+
+        def cond(c):
+            return (c["i"] < max_new) & ~jnp.all(c["done"])
+
+        def body(c):
+            i = c["i"]
+            logits, cache = model(
+                c["tok"][:, None], c["pos"][:, None], c["cache"], p - 1 + i, kv_mask
+            )
+            logits = logits[:, 0, :vocab].astype(jnp.float32)
+            logits = jnp.where(eos_table[None] & (i < min_new), _NEG_INF, logits)
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(row_keys, i)
+            new = choose_tokens(
+                step_keys,
+                logits,
+                greedy=shape.greedy,
+                top_k=shape.top_k,
+                use_top_p=shape.use_top_p,
+                temperature=temperature,
+                top_p=top_p,
+            )
+            done = c["done"]
+            logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), new[:, None], axis=-1)[:, 0]
+            is_eos = eos_table[new]
+            out = dict(
+                i=i + 1,
+                tok=new,
+                pos=c["pos"] + 1,
+                cache=cache,
+                done=done | is_eos | stop_table[new] | (i + 1 >= max_new),
+                tokens=c["tokens"].at[:, i].set(jnp.where(done, 0, new)),
+                lengths=jnp.where(done | is_eos, c["lengths"], i + 1),
+                logprobs=c["logprobs"].at[:, i].set(jnp.where(done, 0.0, logprob)),
+            )
+            return out
+
+        final = jax.lax.while_loop(cond, body, carry)
+        result = {k: final[k] for k in ("tokens", "lengths", "logprobs")}
+        result["steps"] = final["i"]
+        return result
+
+    rep = shd.replicated(mesh)
+    prompt_sh = shd.batch_sharding(mesh, (bp, p))
+    row_sh = shd.batch_sharding(mesh, (b,))
+    rows2_sh = shd.batch_sharding(mesh, (b, n))
+    out_sh = dict(tokens=rows2_sh, lengths=row_sh, logprobs=rows2_sh, steps=rep)
+    in_sh = (state_shardings, prompt_sh, prompt_sh, prompt_sh, row_sh, row_sh, row_sh)
+    in_sh += (rep,) * 6
+    return jax.jit(run, in_shardings=in_sh, out_shardings=out_sh)
+
+
+def _constrain_cache(cache, mesh):
+    return jax.tree.map(
+        lambda c: jax.lax.with_sharding_constraint(c, shd.cache_sharding(mesh, c.shape)), cache
+    )

@@ -1,0 +1,217 @@
+"""`datasheet.md`: what a consumer of a run's synthetic data must know.
+
+The privacy unit and guarantee (epsilon, delta, adjacency, accounting, sigma, rounds, and the
+secure-aggregation assumption when several parties contribute), the method, the models and
+their licences, sizes and class balance, the measured utility, the private data's provenance
+as configured, and known limitations. Built only from the run's public outputs (see
+`wasp_jax.outputs.run_files.load_run`); the private data file is named, never opened.
+
+Example:
+    from wasp_jax.outputs import datasheet
+    datasheet.write_datasheet("runs/demo")   # -> runs/demo/datasheet.md
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from wasp_jax import data as data_io
+from wasp_jax.outputs import run_files as R
+
+#: Licence of each model the project can load (registry name -> licence); the datasheet
+#: names them because the synthetic texts are model outputs.
+MODEL_LICENCES = {
+    "smollm2-135m-instruct": "Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)",
+    "smollm2-135m": "Apache-2.0 (HuggingFaceTB/SmolLM2-135M)",
+    "gemma3-270m": "Gemma Terms of Use (google/gemma-3-270m)",
+    "all-minilm-l6-v2": "Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+    # the WASP authors' pre-generated pools (replay), per ../shared/data/README.md
+    "gpt2-xl": "MIT (openai-community/gpt2-xl)",
+    "llama-2-7b-chat-hf": "Llama 2 Community License",
+    "vicuna-7b-1.5v": "Llama 2 Community License (lmsys/vicuna-7b-v1.5)",
+    "opt-6.7b": "OPT-175B non-commercial licence (facebook/opt-6.7b)",
+    "chatglm3-6b-base": "ChatGLM3-6B model licence",
+    "flan-t5-xl": "Apache-2.0 (google/flan-t5-xl)",
+}
+
+METHOD_TEXT = {
+    "wasp": "WASP: zero-shot start from several PLMs, then per round Top-Q nearest and farthest "
+    "votes of the private samples over the synthetic pool, Gaussian noise, PLM weighting of the "
+    "next budget and contrastive (bad/good) few-shot prompts built from the noisy votes.",
+    "aug_pe": "Aug-PE: one PLM, Top-1 nearest-neighbour votes (one histogram), Gaussian noise, "
+    "rephrase variations of the most-voted samples.",
+    "zerogen": "ZeroGen: one PLM prompted zero-shot with the class; no private data is used.",
+    "multi_zeroshot": "Multi-PLM zero-shot: several PLMs prompted zero-shot with the class; no "
+    "private data is used.",
+    "random_control": "Random in-class control: WASP's prompts built from random same-class "
+    "synthetic samples, with no votes; no private data is used.",
+    "replay": "Replay: WASP's DP voting and selection over pre-generated candidate pools read "
+    "from files; no live generation.",
+}
+
+
+def _uses_private_data(run: Mapping[str, Any]) -> bool:
+    used = R.field(run["privacy"], "private_data_used")
+    if used is not None:
+        return bool(used)
+    return run["config"].get("method", "wasp") in ("wasp", "aug_pe", "replay")
+
+
+def _privacy_section(run: Mapping[str, Any]) -> str:
+    cfg, ledger = run["config"], run["privacy"]
+    method = cfg.get("method", "wasp")
+    parties = R.field(
+        ledger, "num_parties", default=R.field(cfg.get("data"), "num_parties", default=1)
+    )
+    if not _uses_private_data(run):
+        return (
+            f"No private data is used by method `{method}`: the synthetic data depends only on "
+            "public inputs (models, prompts, task description), so no privacy is spent and "
+            "there is no private set for a guarantee to be about.\n"
+        )
+    adjacency = R.field(ledger, "adjacency", default="add_remove")
+    unit = {
+        "add_remove": "adding or removing one private record",
+        "replace_one": "replacing one private record by another",
+    }.get(adjacency, adjacency)
+    releases = R.field(ledger, "releases", default=[])
+    kinds = releases[0].get("what") if releases and isinstance(releases[0], Mapping) else None
+    rows = [
+        ("privacy unit", "one private record (one labelled text)"),
+        ("neighbouring datasets", f"{adjacency}: differ by {unit}"),
+        ("epsilon (target)", R.field(ledger, "epsilon")),
+        ("delta", R.field(ledger, "delta")),
+        ("epsilon spent so far", R.field(ledger, "epsilon_spent")),
+        ("accounting", R.field(ledger, "accounting")),
+        ("noise std sigma (aggregate)", R.field(ledger, "sigma")),
+        ("L2 sensitivity", R.field(ledger, "sensitivity")),
+        ("voting rounds T (planned)", R.field(ledger, "rounds")),
+        ("rounds released", R.field(ledger, "rounds_released", default=len(releases))),
+        ("noisy histograms per round", kinds or R.field(ledger, "num_histograms")),
+        ("data parties L", parties),
+    ]
+    text = R.md_table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
+    text += (
+        "\nThe guarantee is (epsilon, delta)-DP with respect to the private records: the only "
+        "private-dependent values released are the Gaussian-noised vote histograms; the PLM "
+        "weights, the selected examples, the prompts and every synthetic text are "
+        "post-processing of those noisy histograms and public inputs. It protects records, not "
+        "people: a person who contributed several records is protected at a weaker level.\n"
+    )
+    if isinstance(parties, int) and parties > 1:
+        text += (
+            f"\nWith L = {parties} data parties each adds noise of std sigma/sqrt(L) to its own "
+            "histogram and only the sum is seen. This assumes **secure aggregation** (or a "
+            "trusted server): a party's own noisy histogram carries only 1/sqrt(L) of the "
+            "noise, so seeing it alone would give a much weaker guarantee.\n"
+        )
+    return text
+
+
+def _models_section(cfg: Mapping[str, Any]) -> str:
+    gen = cfg.get("generation", {})
+    emb = R.field(cfg.get("embedder"), "name", default="-")
+    plms = list(gen.get("plms", []))
+    if cfg.get("method") == "replay":
+        plms = [pathlib.Path(p).stem for p in R.field(cfg.get("replay"), "pools", default=[])]
+    rows = [("generator (PLM)", p, MODEL_LICENCES.get(p, "see the model's card")) for p in plms]
+    rows.append(("embedder", emb, MODEL_LICENCES.get(emb, "see the model's card")))
+    text = R.md_table(("role", "model", "licence"), rows)
+    return text + (
+        "\nThe synthetic texts are outputs of the generators above and are subject to their "
+        "licences and use policies.\n"
+    )
+
+
+def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
+    """Writes `<workdir>/datasheet.md`: what a consumer of the synthetic data must know.
+
+    Returns:
+      The datasheet's path.
+
+    Raises:
+      DataError: the workdir is not a finished run.
+    """
+    workdir = pathlib.Path(workdir)
+    run = R.load_run(workdir)
+    cfg, syn = run["config"], run["synthetic"]
+    names = R.label_names(run)
+    method = cfg.get("method", "wasp")
+    by_class = R.counts(syn, "label")
+    by_plm = R.counts(syn, "plm")
+    by_round = R.counts(syn, "round")
+    private_path = R.field(cfg.get("data"), "private_path", default="")
+    parts = [
+        f"# Datasheet: synthetic `{cfg.get('task', '?')}` data ({method})\n",
+        f"`synthetic.jsonl` holds **{len(syn)}** labelled synthetic texts "
+        "(`text`, `label`, `label_name`, `plm`, `round`). "
+        f"Classes: {', '.join(f'{i} = {n}' for i, n in enumerate(names))}.\n",
+        "## Privacy guarantee\n",
+        _privacy_section(run),
+        "## Method\n",
+        METHOD_TEXT.get(method, method) + f" Seed {cfg.get('seed', '-')}.\n",
+        "## Models\n",
+        _models_section(cfg),
+        "## Sizes and class balance\n",
+        R.md_table(
+            ("label", "class", "samples", "share"),
+            [
+                (i, n, by_class.get(i, 0), f"{by_class.get(i, 0) / max(len(syn), 1):.1%}")
+                for i, n in enumerate(names)
+            ],
+        ),
+        "\n" + R.md_table(("PLM", "samples"), sorted(by_plm.items(), key=lambda kv: str(kv[0]))),
+        "\n"
+        + R.md_table(("round", "samples"), sorted(by_round.items(), key=lambda kv: str(kv[0]))),
+        "\n## Private data (as configured)\n",
+        _private_provenance(private_path, _uses_private_data(run)),
+        "## Measured utility\n",
+        _utility(run["eval"]),
+        "## Known limitations\n",
+        _limitations(_uses_private_data(run)),
+    ]
+    return data_io.atomic_write_text(workdir / "datasheet.md", "\n".join(parts))
+
+
+def _utility(evals: Mapping[str, Any] | None) -> str:
+    if not evals or not isinstance(evals.get("accuracy"), Mapping):
+        return "Not evaluated (set eval.test_path to train and test a small task model).\n"
+    acc = evals["accuracy"]
+    return (
+        f"Accuracy {R.fmt(acc.get('mean'))} +- {R.fmt(acc.get('std', 0.0))} (mean +- std over "
+        "seeds) of a small task model trained on this data and tested on real data; see "
+        "report.md and eval.json.\n"
+    )
+
+
+def _private_provenance(private_path: str, used: bool) -> str:
+    if not used:
+        return "None used.\n"
+    text = f"Private samples read from `{private_path or '(not set)'}`. "
+    if pathlib.Path(private_path).name == "private.jsonl" and "wasp_jax" in private_path:
+        text += (
+            "This is the bundled demo file: 100 public IMDb reviews standing in for private "
+            "data (`wasp_jax/data/imdb/PROVENANCE.md` gives the source, selection and sha256). "
+        )
+    return text + (
+        "No private text, and no statistic computed from it before the noise, is stored in "
+        "this workdir; config.json holds only the configured path and limits.\n"
+    )
+
+
+def _limitations(used_private: bool) -> str:
+    items = [
+        "Labels are the class the generator was prompted with; they are not verified, and "
+        "small generators often drift off-class or off-topic.",
+        "The synthetic texts can contain anything the generators learned in pre-training, "
+        "including memorised text; DP covers only the private records used in voting.",
+        "Quality depends on the generators: small models give short, repetitive texts.",
+    ]
+    if used_private:
+        items.append(
+            "At small epsilon the noise dominates the votes of large pools, so the selected "
+            "good/bad examples and the PLM weights can be close to random (see report.md)."
+        )
+    return "".join(f"- {item}\n" for item in items)

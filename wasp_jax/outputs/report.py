@@ -1,0 +1,199 @@
+"""Human-readable outputs of a run: `datasheet.md`, `report.md` and its PNG plots.
+
+Both documents are rebuilt from the files the runner leaves in the workdir (`config.json`,
+`privacy.json`, `metrics.jsonl`, `synthetic.jsonl` and, once evaluated, `eval.json`). Those
+files hold only public inputs, post-noise values and synthetic data, and this module reads
+nothing else: it never opens the private data file (it only names it, as configured). All
+files are written atomically; plots go to `<workdir>/plots/` (`wasp_jax.outputs.plots`).
+The datasheet is `wasp_jax.outputs.datasheet`; both read the run through
+`wasp_jax.outputs.run_files`.
+
+Example:
+    from wasp_jax.outputs import datasheet, report
+    datasheet.write_datasheet("runs/demo")   # -> runs/demo/datasheet.md
+    report.write_report("runs/demo")         # -> runs/demo/report.md, runs/demo/plots/*.png
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wasp_jax import data as data_io
+from wasp_jax.outputs import plots as plots_lib
+from wasp_jax.outputs.run_files import counts, field, fmt, label_names, load_run, md_table
+
+# ------------------------------------------------------------------------------ report
+
+
+def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
+    """Writes `<workdir>/report.md` and its plots under `<workdir>/plots/`.
+
+    Returns:
+      The report's path.
+
+    Raises:
+      DataError: the workdir is not a finished run.
+    """
+    workdir = pathlib.Path(workdir)
+    run = load_run(workdir)
+    metrics, syn, names = run["metrics"], run["synthetic"], label_names(run)
+    made = _plots(run, names, workdir / "plots")
+    parts = _head(run)
+    summary_rows = _vote_summary_rows(metrics, names)
+    if summary_rows:
+        parts += [
+            "## Noisy votes per class (post-noise)\n",
+            md_table(
+                ("round", "histogram", "class", "candidates", "mean", "std", "max"), summary_rows
+            ),
+        ]
+    if run["eval"]:
+        rows = [
+            (k, v.get("mean"), v.get("std"), v.get("per_seed", "-"))
+            for k, v in run["eval"].items()
+            if isinstance(v, Mapping) and "mean" in v
+        ]
+        parts += [
+            "## Downstream evaluation\n",
+            _eval_context(run["eval"]),
+            md_table(("metric", "mean", "std", "per seed"), rows),
+        ]
+    selected_rows = _selected_rows(metrics, syn, names)
+    if selected_rows:
+        parts += [
+            "## Top noisy-vote picks used in the prompts (synthetic texts)\n",
+            md_table(("round", "class", "top good (nearest)", "top bad (farthest)"), selected_rows),
+        ]
+    for title, path in made.items():
+        if path is not None:
+            parts.append(f"## {title}\n\n![{title}](plots/{path.name})\n")
+    parts += ["## Examples (synthetic)\n", _examples(syn, names)]
+    return data_io.atomic_write_text(workdir / "report.md", "\n".join(parts))
+
+
+def _plots(run: Mapping[str, Any], names, plots: pathlib.Path) -> dict[str, Any]:
+    """The report's plots, by title (a plot that has nothing to show is None)."""
+    metrics = run["metrics"]
+    by_class = counts(run["synthetic"], "label")
+    made = {
+        "PLM weights per round": plots_lib.plm_weights(metrics, plots / "plm_weights.png"),
+        "Class balance": plots_lib.class_balance(names, by_class, plots / "class_balance.png"),
+        "Stage timings": plots_lib.stage_seconds(metrics, plots / "stage_seconds.png"),
+    }
+    if run["eval"]:
+        made["Downstream accuracy"] = plots_lib.downstream(run["eval"], plots / "eval.png")
+    return made
+
+
+def _head(run: Mapping[str, Any]) -> list[str]:
+    """Title, the privacy headline and the per-round table."""
+    cfg, ledger, metrics, syn = run["config"], run["privacy"], run["metrics"], run["synthetic"]
+    total_s = sum(
+        float(v) for m in metrics for v in (field(m, "stage_seconds", default={}) or {}).values()
+    )
+    return [
+        f"# Run report: `{cfg.get('task', '?')}`, method `{cfg.get('method', '?')}`\n",
+        md_table(
+            ("epsilon", "delta", "sigma", "rounds", "synthetic samples", "stage seconds (sum)"),
+            [
+                (
+                    field(ledger, "epsilon", default="-"),
+                    field(ledger, "delta", default="-"),
+                    field(ledger, "sigma", default="-"),
+                    field(ledger, "rounds", "num_rounds", default="-"),
+                    len(syn),
+                    round(total_s, 1),
+                )
+            ],
+        ),
+        "Only public inputs, post-noise values and synthetic data appear below.\n",
+        "## Per round\n",
+        md_table(
+            ("round", "PLMs", "weights", "budgets", "class counts", "samples"),
+            [
+                (
+                    m.get("round", "-"),
+                    field(m, "plm_names", default="-"),
+                    field(m, "plm_weights", default="-"),
+                    field(m, "plm_budgets", default="-"),
+                    field(m, "class_counts", default="-"),
+                    field(m, "n_synthetic", default="-"),
+                )
+                for m in metrics
+            ],
+        ),
+    ]
+
+
+def _vote_summary_rows(metrics, names) -> list[tuple]:
+    """Rows of the runner's `noisy_vote_summary` ({hist: [per-class {n, mean, std, max}]})."""
+    rows = []
+    for m in metrics:
+        summary = field(m, "noisy_vote_summary")
+        if not isinstance(summary, Mapping):
+            continue
+        for hist, per_class in summary.items():
+            if isinstance(per_class, Mapping):  # an unknown layout: show it flat
+                rows.append((m.get("round"), hist, "-", "-", fmt(per_class), "-", "-"))
+                continue
+            for c, stats in enumerate(per_class):
+                name = names[c] if c < len(names) else str(c)
+                rows.append(
+                    (m.get("round"), hist, name)
+                    + tuple(stats.get(k, "-") for k in ("n", "mean", "std", "max"))
+                )
+    return rows
+
+
+def _eval_context(evals: Mapping[str, Any]) -> str:
+    """One sentence on what was trained and tested (the evaluation's own provenance)."""
+    test = evals.get("test") if isinstance(evals.get("test"), Mapping) else {}
+    bits = [
+        f"mode `{evals['mode']}`" if evals.get("mode") else None,
+        f"encoder `{evals['encoder']}`" if evals.get("encoder") else None,
+        f"seeds {fmt(evals['seeds'])}" if evals.get("seeds") is not None else None,
+        f"test file `{test['path']}`" if test.get("path") else None,
+        f"{test.get('num_used', test.get('num_examples'))} real test examples"
+        if test.get("num_examples") is not None
+        else None,
+    ]
+    bits = [b for b in bits if b]
+    text = "A small task model trained on synthetic.jsonl, scored on real test data"
+    return text + (": " + ", ".join(bits) if bits else "") + ".\n"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _selected_rows(metrics, syn, names) -> list[tuple]:
+    """The first good and bad pick per class and round (`selected` indexes synthetic.jsonl)."""
+    rows = []
+    for m in metrics:
+        sel = field(m, "selected")
+        if not isinstance(sel, Mapping):
+            continue
+        good, bad = sel.get("good") or [], sel.get("bad") or []
+        for c, name in enumerate(names):
+            picks = []
+            for lists in (good, bad):
+                idx = lists[c] if c < len(lists) and lists[c] else None
+                ok = idx is not None and 0 <= int(idx[0]) < len(syn)
+                picks.append(_short(syn[int(idx[0])]["text"]) if ok else "-")
+            rows.append((m.get("round"), name, *picks))
+    return rows
+
+
+def _examples(syn: Sequence[Mapping[str, Any]], names: Sequence[str], per_class: int = 2) -> str:
+    lines = []
+    for c, name in enumerate(names):
+        picked = [row for row in syn if int(row["label"]) == c][:per_class]
+        for row in picked:
+            text = _short(row["text"], 240)
+            lines.append(
+                f"- **{name}** ({row.get('plm', '?')}, round {row.get('round', '?')}): {text}"
+            )
+    return "\n".join(lines) + "\n" if lines else "(no samples)\n"

@@ -1,0 +1,137 @@
+"""`run(config, workdir)`: the WASP loop, resumable, with its outputs (docs/method.md §2.0).
+
+    D_k <- zero-shot samples of every PLM k (exact per-class quotas)        stage init/k
+    for t = 1..T:
+        votes  <- noise(Top-Q votes of the private set over D)            stage r<t>/vote
+        G, B   <- per-class top-S good / bad;  a <- PLM allocation of dN
+        D_k    <- D_k + generate(P_k, contrastive prompts(G, B), a_k)     stage r<t>/gen/k
+
+After every stage the typed `RunState` (population, round plans, ledger, metrics) is
+checkpointed (`wasp_jax.pipeline.checkpoint`), and re-running on the same workdir skips the
+finished stages. Keys come from `wasp_jax.pipeline.keys`: no RNG state is saved and a resumed
+run draws exactly what an uninterrupted one draws. The noisy votes of a round are computed
+from the noise key of that round only, recorded in the ledger and saved in the same
+checkpoint before use; a resume reuses them, so privacy is never spent twice.
+
+Outputs in the workdir (all written atomically): `config.json` (resolved config),
+`synthetic.jsonl` (text, label, label_name, plm, round; round 0 = zero-shot start),
+`privacy.json` (the ledger), `metrics.jsonl` (one object per round: round, plm_names,
+plm_weights, plm_budgets, class_counts, stage_seconds, noisy_vote_summary (post-noise only),
+selected (round's good/bad sample indices into synthetic.jsonl), shortfall, n_synthetic),
+then `datasheet.md` / `report.md` from `wasp_jax.outputs.report` and, with `eval.test_path`,
+the downstream evaluation from `wasp_jax.stm.evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Callable
+
+import jax
+
+from wasp_jax.budget import split_evenly
+from wasp_jax.config import WaspConfig
+from wasp_jax.outputs import datasheet, report
+from wasp_jax.pipeline import rounds
+from wasp_jax.pipeline.context import Hooks, RunContext
+from wasp_jax.pipeline.workdir import WorkdirConfigError, prepare_workdir
+from wasp_jax.stm.evaluate import evaluate_files
+
+__all__ = ["Hooks", "RunResult", "WorkdirConfigError", "run"]
+
+log = logging.getLogger("wasp_jax")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """Where a finished run's outputs are, and its headline numbers."""
+
+    workdir: pathlib.Path
+    n_synthetic: int
+    epsilon_spent: float
+    sigma: float | None
+    resumed_stages: int
+    seconds: float
+
+    @property
+    def synthetic_path(self) -> pathlib.Path:
+        return self.workdir / "synthetic.jsonl"
+
+
+def _enable_compile_cache(cache_dir: str) -> None:
+    """Turns on JAX's persistent compilation cache unless the user configured one."""
+    if jax.config.jax_compilation_cache_dir:
+        return
+    root = cache_dir or os.environ.get("WASP_JAX_CACHE") or "~/.cache/wasp_jax"
+    path = pathlib.Path(root).expanduser() / "xla"
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+
+
+def run(
+    config: WaspConfig, workdir, *, force: bool = False, hooks: Hooks | None = None
+) -> RunResult:
+    """Runs (or resumes) `config` in `workdir` and writes the outputs listed in the module doc.
+
+    Raises:
+        WorkdirConfigError: the workdir holds a different config and `force` is False.
+        wasp_jax.errors.DataError: unreadable or malformed data files.
+    """
+    t_start = time.perf_counter()
+    workdir = pathlib.Path(workdir)
+    prepare_workdir(config, workdir, force=force)
+    if config.runtime.compile_cache:
+        _enable_compile_cache(config.runtime.cache_dir)
+    r = RunContext(config, workdir, hooks or Hooks())
+    K = len(r.plm_names)
+    # round 0: zero-shot start (or the first pool rows), uniform over PLMs
+    init_budgets = split_evenly(config.generation.initial_size, K)
+    for k in range(K):
+        r.stage(f"init/{k}", "generate", _bind(rounds.initial, r, k, init_budgets[k]))
+    r.close_round(0, [1.0 / K] * K, init_budgets, None, None)
+    # rounds 1..T: DP vote -> selection + PLM allocation -> generation per PLM
+    for t in range(1, config.generation.rounds + 1):
+        r.stage(f"r{t}/vote", "vote", _bind(rounds.vote, r, t))
+        plan = r.state.plans[t]
+        for k in range(K):
+            r.stage(f"r{t}/gen/{k}", "generate", _bind(rounds.generate, r, t, k))
+        r.close_round(t, plan.weights, plan.budgets, plan.summary, plan.selected)
+    r.write_outputs()
+    _finish(r)
+    ledger = r.state.ledger
+    log.info("done: %d synthetic samples, epsilon spent %s", len(r.pop), ledger.epsilon_spent)
+    return RunResult(
+        workdir=workdir,
+        n_synthetic=len(r.pop),
+        epsilon_spent=float(ledger.epsilon_spent),
+        sigma=None if ledger.plan is None else ledger.plan.sigma,
+        resumed_stages=r.resumed,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _bind(fn: Callable, *args) -> Callable[[], dict | None]:
+    return lambda: fn(*args)
+
+
+def _finish(r: RunContext) -> None:
+    """The optional evaluation, then the datasheet and the report."""
+    ev = r.cfg.eval
+    if ev.test_path:
+        log.info("evaluating the synthetic data on %s (%s)", ev.test_path, ev.mode)
+        evaluate_files(
+            r.workdir / "synthetic.jsonl",
+            ev.test_path,
+            mode=ev.mode,
+            seeds=list(ev.seeds),
+            max_test=ev.max_test or None,
+            out=r.workdir / "eval.json",
+            cache_dir=r.cfg.runtime.cache_dir or None,
+            progress=r.cfg.runtime.progress,
+        )
+    datasheet.write_datasheet(r.workdir)
+    report.write_report(r.workdir)

@@ -1,0 +1,189 @@
+"""The run's privacy ledger: every release of a run and the epsilon it has spent.
+
+`RunLedger` is a typed record kept in the run state and serialised only when the state is
+checkpointed (`to_state` / `from_state`) or written as `privacy.json` (`report`). It lives
+inside the checkpoint, so "round t's votes were released" and "the stage is done" are
+committed by one atomic file replace. Recording is idempotent per round: a stage re-run after
+a crash re-records the same release (drawn with the same noise key, hence identical), which
+does not count twice. The DP arithmetic is `wasp_jax.privacy.accounting`'s; every number
+here comes from the run's `PrivacyPlan`. See docs/method.md §6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from wasp_jax.privacy.accounting import PrivacyLedger, Release, epsilon_of
+from wasp_jax.privacy.plan import PrivacyPlan
+
+
+@dataclasses.dataclass
+class RunLedger:
+    """What a run has released, against its plan (None: the method reads no private data).
+
+    Attributes:
+      method: the run's method.
+      plan: the privacy plan, or None when no private data is used.
+      adjacency, num_parties, num_histograms, rounds: the release's shape, for the report
+        (taken from the plan when there is one).
+      accountant: the releases and their composition (None without a plan).
+      epsilon_spent: epsilon of the recorded releases, computed once per release.
+      epsilon_spent_l2: under "classic" accounting, epsilon for the exact L2 sensitivity.
+    """
+
+    method: str
+    plan: PrivacyPlan | None
+    adjacency: str
+    num_parties: int
+    num_histograms: int
+    rounds: int
+    accountant: PrivacyLedger | None = None
+    epsilon_spent: float = 0.0
+    epsilon_spent_l2: float | None = None
+
+    @classmethod
+    def new(
+        cls,
+        plan: PrivacyPlan | None,
+        *,
+        method: str,
+        adjacency: str,
+        num_parties: int,
+        num_histograms: int,
+    ) -> RunLedger:
+        """An empty ledger; without a plan the shape fields describe the configured run."""
+        if plan is None:
+            return cls(method, None, adjacency, num_parties, num_histograms, rounds=0)
+        accountant = PrivacyLedger(
+            epsilon=plan.epsilon,
+            delta=plan.delta,
+            adjacency=plan.adjacency,
+            method="rdp" if plan.accounting == "rdp" else "pld",
+        )
+        return cls(
+            method,
+            plan,
+            plan.adjacency,
+            plan.num_parties,
+            len(plan.releases),
+            plan.rounds,
+            accountant,
+        )
+
+    @property
+    def releases(self) -> list[Release]:
+        return [] if self.accountant is None else list(self.accountant.releases)
+
+    def record(self, round_: int) -> None:
+        """Records round `round_`'s release of the plan's noisy histograms before it is used.
+
+        Idempotent per round; refuses a release that would exceed the budget
+        (`PrivacyBudgetExceededError`). The epsilon spent is computed here, once per release
+        (PLD accounting takes about a second).
+        """
+        plan, acc = self.plan, self.accountant
+        if plan is None or acc is None:
+            raise ValueError(f"method {self.method!r} has no privacy plan: it releases nothing")
+        n_before = len(acc.releases)
+        acc.record(
+            int(round_), "+".join(plan.releases), sigma=plan.sigma, sensitivity=plan.sensitivity
+        )
+        if len(acc.releases) == n_before:
+            return  # already recorded (a resumed stage): nothing new is spent
+        self.epsilon_spent = float(acc.epsilon_spent())
+        if plan.accounting == "classic":
+            zs = [r.sigma / plan.l2_sensitivity for r in acc.releases]
+            self.epsilon_spent_l2 = float(epsilon_of(zs, plan.delta, method="pld"))
+
+    # -- serialisation ------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """privacy.json: the plan, every release and the epsilon spent so far."""
+        plan = self.plan
+        out: dict[str, Any] = {
+            "method": self.method,
+            "private_data_used": plan is not None,
+            "epsilon": plan.epsilon if plan else 0.0,
+            "delta": plan.delta if plan else 0.0,
+            "adjacency": self.adjacency,
+            "accounting": plan.accounting if plan else None,
+            "sigma": plan.sigma if plan else None,
+            "sensitivity": plan.sensitivity if plan else None,
+            "rounds": self.rounds,
+            "num_parties": self.num_parties,
+            "num_histograms": self.num_histograms,
+            "releases": [
+                {
+                    "round": r.round,
+                    "what": r.what.split("+"),
+                    "sigma": r.sigma,
+                    "sensitivity": r.sensitivity,
+                    "adjacency": r.adjacency,
+                }
+                for r in self.releases
+            ],
+            "epsilon_spent": self.epsilon_spent,
+        }
+        if plan is None:
+            out["note"] = (
+                f"method {self.method!r} reads no private data: no privacy is spent and the "
+                "output carries no DP guarantee about any private set (none was used)."
+            )
+        else:
+            out["l2_sensitivity"] = plan.l2_sensitivity
+            if plan.num_parties > 1:
+                out["note"] = (
+                    f"{plan.num_parties} parties each add noise sigma/sqrt(L) to their own "
+                    "histograms and the server sums them; the guarantee holds for the sum and "
+                    "assumes secure aggregation (or a trusted server)."
+                )
+        if self.epsilon_spent_l2 is not None:
+            out["epsilon_spent_l2"] = self.epsilon_spent_l2
+        out["rounds_released"] = len(out["releases"])
+        return {k: _finite(v) for k, v in out.items()}
+
+    def to_state(self) -> dict[str, Any]:
+        d = {
+            "method": self.method,
+            "plan": None if self.plan is None else _finite_dict(self.plan.to_dict()),
+            "adjacency": self.adjacency,
+            "num_parties": self.num_parties,
+            "num_histograms": self.num_histograms,
+            "rounds": self.rounds,
+            "releases": [dataclasses.asdict(r) for r in self.releases],
+            "epsilon_spent": _finite(self.epsilon_spent),
+            "epsilon_spent_l2": self.epsilon_spent_l2,
+        }
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> RunLedger:
+        plan = None if d["plan"] is None else PrivacyPlan.from_dict(_float_dict(d["plan"]))
+        led = cls.new(
+            plan,
+            method=d["method"],
+            adjacency=d["adjacency"],
+            num_parties=d["num_parties"],
+            num_histograms=d["num_histograms"],
+        )
+        led.rounds = d["rounds"]
+        if led.accountant is not None:
+            led.accountant.releases.extend(Release(**r) for r in d["releases"])
+        led.epsilon_spent = float(d["epsilon_spent"])
+        led.epsilon_spent_l2 = d["epsilon_spent_l2"]
+        return led
+
+
+def _finite(v: Any) -> Any:
+    """JSON has no infinity: epsilon = inf (no noise) is written as the string "inf"."""
+    return "inf" if isinstance(v, float) and math.isinf(v) else v
+
+
+def _finite_dict(d: dict) -> dict:
+    return {k: _finite(v) for k, v in d.items()}
+
+
+def _float_dict(d: dict) -> dict:
+    return {k: (math.inf if v == "inf" else v) for k, v in d.items()}

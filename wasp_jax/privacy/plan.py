@@ -1,0 +1,87 @@
+"""The privacy plan: the one place a run's sigma, sensitivity and epsilon are decided.
+
+`privacy_plan(cfg)` resolves the configured release (Q, the released histograms, the
+adjacency, the number of rounds T and of data parties L) into a frozen `PrivacyPlan`. The vote
+stage noises with `plan.sigma` and checks `plan.l2_sensitivity` against what it releases; the
+ledger records `plan.sigma` and `plan.sensitivity` for every release; the outputs read epsilon
+and delta from the plan. See docs/method.md §6.3-§6.5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from wasp_jax.config import WaspConfig
+from wasp_jax.privacy.accounting import calibrate_sigma
+from wasp_jax.privacy.sensitivity import classic_delta, l2_sensitivity
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyPlan:
+    """The resolved noise calibration of a run (all public).
+
+    Attributes:
+      epsilon, delta: the run's total budget (epsilon may be math.inf: no noise).
+      adjacency: "add_remove" or "replace_one".
+      accounting: "pld", "rdp" or "classic".
+      sensitivity: the sensitivity sigma is calibrated for and the ledger records (the
+        exact L2 sensitivity, or the original's Delta under "classic", or an override).
+      l2_sensitivity: the exact L2 sensitivity of one round's release.
+      sigma: std of the noise on every released entry.
+      rounds: T, the number of releases.
+      num_parties: L; each party adds sigma / sqrt(L).
+      releases: the released histograms of every round.
+    """
+
+    epsilon: float
+    delta: float
+    adjacency: str
+    accounting: str
+    sensitivity: float
+    l2_sensitivity: float
+    sigma: float
+    rounds: int
+    num_parties: int
+    releases: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"releases": list(self.releases)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PrivacyPlan:
+        return cls(**(dict(d) | {"releases": tuple(d["releases"])}))
+
+
+def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
+    """Sensitivity and sigma for the configured release (None: no private data is used).
+
+    "pld"/"rdp": the exact L2 sensitivity of the released histograms under the chosen
+    adjacency, calibrated with dp_accounting for T Gaussian releases. "classic": the
+    original's Delta and formula (docs/method.md §6.5; sigma = 9.6896 at the paper's defaults).
+    """
+    if not cfg.uses_private_data:
+        return None
+    p, q, T = cfg.privacy, cfg.voting.q, cfg.generation.rounds
+    nh = cfg.num_histograms
+    l2 = l2_sensitivity(q, num_histograms=nh, adjacency=p.adjacency)
+    if p.sensitivity_override is not None:
+        sens = p.sensitivity_override
+    elif p.accounting == "classic":
+        sens = classic_delta(q, contrastive=nh == 2)
+    else:
+        sens = l2
+    sigma = calibrate_sigma(
+        p.epsilon, p.delta, num_rounds=T, l2_sensitivity=sens, method=p.accounting
+    )
+    return PrivacyPlan(
+        epsilon=p.epsilon,
+        delta=p.delta,
+        adjacency=p.adjacency,
+        accounting=p.accounting,
+        sensitivity=float(sens),
+        l2_sensitivity=float(l2),
+        sigma=float(sigma),
+        rounds=T,
+        num_parties=cfg.data.num_parties,
+        releases=tuple(cfg.voting.release),
+    )
