@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from wasp_jax.kernels.padding import length_bucket, row_bucket
 
-from wasp_jax.cli import main as cli_main
+from wasp_jax import cli
 from wasp_jax.models import embedder as embed
 
 TEXTS = [
@@ -102,14 +102,14 @@ def test_embed_cli(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"text": t, "label": 0}) + "\n" for t in TEXTS[:3]))
     out = tmp_path / "e.npy"
-    assert cli_main(["embed", "--model", "tiny-bert", str(src), "--out", str(out)]) == 0
+    assert cli.main(["embed", "--model", "tiny-bert", str(src), "--out", str(out)]) == 0
     arr = np.load(out)
     assert arr.shape == (3, 32)
     txt = tmp_path / "in.txt"
     txt.write_text("hello world\n\nsecond line\n")
-    assert cli_main(["embed", "--model", "tiny-bert", str(txt)]) == 0
+    assert cli.main(["embed", "--model", "tiny-bert", str(txt)]) == 0
     assert "(2, 32)" in capsys.readouterr().out
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"txt": 1}\n')
-    assert cli_main(["embed", "--model", "tiny-bert", str(bad)]) == 2
+    assert cli.main(["embed", "--model", "tiny-bert", str(bad)]) == 2
     assert "line 2" in capsys.readouterr().err

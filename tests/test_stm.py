@@ -13,9 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from wasp_jax import stm
-from wasp_jax.cli import evaluate as evaluate_cli
-from wasp_jax.cli import main as cli_main
+import wasp_jax.cli.evaluate as evaluate_cli
+from wasp_jax import cli, stm
 from wasp_jax.errors import DataError, DataWarning, UsageError
 from wasp_jax.stm import evaluate
 
@@ -167,7 +166,7 @@ def test_evaluate_probe_cli_writes_results(tmp_path, capsys):
     out = tmp_path / "res.json"
     argv = ["evaluate", "--train", str(train), "--test", str(test), "--mode", "probe",
             "--seeds", "2", "--encoder", "tiny-bert", "--out", str(out), "--quiet"]  # fmt: skip
-    assert cli_main(argv) == 0
+    assert cli.main(argv) == 0
     res = json.loads(out.read_text())
     assert res["mode"] == "probe" and res["seeds"] == [0, 1] and res["num_classes"] == 2
     assert len(res["accuracy"]["per_seed"]) == 2 and 0 <= res["accuracy"]["mean"] <= 1

@@ -273,7 +273,9 @@ def test_generate_returns_one_list_per_prompt_and_reports_progress():
 
 
 def test_cli_generate_unknown_model_is_a_usage_error(capsys):
-    from wasp_jax.cli import main
+    from wasp_jax import cli
+
+    main = cli.main
 
     assert main(["generate", "--model", "no-such-model", "--prompt", "hi"]) == 2
     err = capsys.readouterr().err
@@ -284,7 +286,9 @@ def test_cli_generate_unknown_model_is_a_usage_error(capsys):
 def test_cli_generate_greedy_json(capsys):
     import json
 
-    from wasp_jax.cli import main
+    from wasp_jax import cli
+
+    main = cli.main
 
     argv = ["generate", "--model", "tiny-llama", "--prompt", "The film was", "--greedy"]
     assert main([*argv, "--max-new-tokens", "16", "--num-samples", "2", "--json"]) == 0
