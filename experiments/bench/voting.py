@@ -139,6 +139,7 @@ def main(argv=None) -> int:
 
     import jax
 
+    load_start = [round(v, 2) for v in os.getloadavg()]
     results = []
     for size in args.sizes:
         n = int(size.split("x")[0]) * int(size.split("x")[1])
@@ -162,8 +163,13 @@ def main(argv=None) -> int:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "cpu_count": os.cpu_count(),
+        "loadavg_at_start": load_start,
         "loadavg_at_end": [round(v, 2) for v in os.getloadavg()],
-        "note": "shared machine: other jobs were running; timings are contended",
+        "note": (
+            "idle machine: 1-minute load average under 1.5 at the start"
+            if load_start[0] < 1.5
+            else "contended: 1-minute load average >= 1.5 at the start; not a result"
+        ),
         "results": results,
     }
     print(json.dumps(report, indent=2))
