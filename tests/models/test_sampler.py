@@ -122,6 +122,66 @@ def test_prefix_shared_equals_unshared_and_keys_decide(name):
     assert _tokens(other) != _tokens(shared)
 
 
+@pytest.mark.parametrize("use_jit", [False, True])
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_attention_over_shared_prefix_equals_attention_over_concatenated_cache(use_jit, softcap):
+    from wasp_jax.models import layers
+
+    bp, grp, t, h, hkv, dh, sp, s = 2, 3, 2, 4, 2, 8, 5, 4
+    ks = jax.random.split(jax.random.key(0), 5)
+    q = jax.random.normal(ks[0], (bp * grp, t, h, dh))
+    own_k, own_v = (jax.random.normal(k, (bp * grp, s, hkv, dh)) for k in ks[1:3])
+    pre_k, pre_v = (jax.random.normal(k, (bp, sp, hkv, dh)) for k in ks[3:5])
+    pre_valid = jnp.array([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], bool)  # row 0 left-padded
+    own_mask = layers.attention_mask(1, t, jnp.ones((bp * grp, s), bool))
+    pre_mask = layers.prefix_attention_mask(pre_valid, 1, t, None)
+
+    def shared(q, own_k, own_v, pre_k, pre_v):
+        pre = (jnp.swapaxes(pre_k, 1, 2), jnp.swapaxes(pre_v, 1, 2), pre_mask)
+        return layers.gqa_attention(q, own_k, own_v, own_mask, 0.3, softcap, pre)
+
+    def concatenated(q, own_k, own_v, pre_k, pre_v):
+        rep = lambda x: jnp.repeat(x, grp, axis=0)
+        k = jnp.concatenate([rep(pre_k), own_k], axis=1)
+        v = jnp.concatenate([rep(pre_v), own_v], axis=1)
+        mask = jnp.concatenate([rep(pre_mask), own_mask], axis=2)
+        return layers.gqa_attention(q, k, v, mask, 0.3, softcap)
+
+    fn = jax.jit(shared) if use_jit else shared
+    got = fn(q, own_k, own_v, pre_k, pre_v)
+    want = concatenated(q, own_k, own_v, pre_k, pre_v)
+    chex.assert_shape(got, (bp * grp, t, h, dh))
+    chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_sampled_logprobs_equal_a_full_forward_without_cache(name):
+    # The decode path (shared prefix + per-row caches) against one cache-free forward pass
+    # over prompt + generated tokens; the 40-token prompt exceeds tiny-gemma3's window.
+    gen = _gen(name)
+    prompt = _prompts(gen, [40])[0]
+    out = gen.generate_ids(
+        [prompt], num_samples=3, max_new_tokens=12, min_new_tokens=12, key=jax.random.key(5)
+    )
+    model = gen_model(gen)
+    for toks, lps in zip(out.tokens[0], out.logprobs[0]):
+        seq = jnp.asarray([prompt + toks.tolist()], jnp.int32)
+        n = seq.shape[1]
+        pos = jnp.arange(n, dtype=jnp.int32)[None]
+        logits, _ = model(seq, pos, model.init_cache(1, n), jnp.int32(0), jnp.ones((1, n), bool))
+        logits = logits[0, len(prompt) - 1 : -1, : gen.config.vocab_size].astype(jnp.float32)
+        # min_new_tokens suppresses EOS; the sampler's logprobs are renormalised without it.
+        full = jax.nn.log_softmax(jnp.where(gen._eos_table, -jnp.inf, logits))
+        want = jnp.take_along_axis(full, jnp.asarray(toks)[:, None], axis=-1)[:, 0]
+        chex.assert_trees_all_close(jnp.asarray(lps), want, atol=2e-4)
+
+
+def gen_model(gen: plm.Generator):
+    from flax import nnx
+
+    return nnx.merge(gen.graphdef, gen.state)
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_left_padded_batch_equals_rows_alone(name):
     gen = _gen(name)

@@ -81,7 +81,9 @@ class Gemma3Model(nnx.Module):
         c = self.config
         return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
-    def __call__(self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False):
+    def __call__(
+        self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False, prefix=None
+    ):
         """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
         c = self.config
         t = tokens.shape[1]
@@ -94,10 +96,13 @@ class Gemma3Model(nnx.Module):
         local_tab = L.rope_tables(positions, L.rope_inv_freq(c.head_dim, local_theta))
         glob_mask = L.attention_mask(cache_index, t, kv_mask, None)
         local_mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        glob_pre, pre_kv = L.prefix_parts(prefix, cache_index, t, None)
+        local_pre, _ = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
         pattern = c.layer_is_global or default_layer_pattern(c.num_layers)
         is_global = jnp.asarray(pattern, bool)
 
-        def layer(h, p, kc, vc, i, glob):
+        def layer(h, p, kc, vc, i, extra):
+            glob, pkv = extra
             a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
             q = jnp.einsum("btd,dhk->bthk", a, p["wq"])
             k = jnp.einsum("btd,dhk->bthk", a, p["wk"])
@@ -110,7 +115,10 @@ class Gemma3Model(nnx.Module):
             kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
             vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
             mask = jnp.where(glob, glob_mask, local_mask)
-            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap)
+            pre = None
+            if pkv is not None:
+                pre = (*pkv, jnp.where(glob, glob_pre, local_pre))
+            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
             o = jnp.einsum("bthk,hkd->btd", o, p["wo"])
             h = h + L.rms_norm(o, p["post_attn_norm"], c.norm_eps)
             m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
@@ -118,7 +126,7 @@ class Gemma3Model(nnx.Module):
             h = h + L.rms_norm(y, p["post_mlp_norm"], c.norm_eps)
             return h, kc, vc
 
-        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, is_global)
+        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, (is_global, pre_kv))
         if last_only:
             x = x[:, -1:]
         x = L.rms_norm(x, self.final_norm[...], c.norm_eps)

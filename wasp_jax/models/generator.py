@@ -20,8 +20,8 @@ decodes the results. Choices, each documented where it is made:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -227,38 +227,44 @@ class Generator:
     # -- internals -------------------------------------------------------------------------
 
     def _run_chunk(self, chunk, prompt_ids, *, num_samples, key, stop_table, share_prefix, **kw):
-        data = shd.axis_size(self.mesh, shd.DATA)
-        order = list(dict.fromkeys(i for i, _ in chunk)) if share_prefix else [i for i, _ in chunk]
+        # Rows are laid out in groups of `grp` per prompt row (the sampler's prefix sharing);
+        # without sharing every row is its own prompt row (grp = 1).
+        order = list(dict.fromkeys(i for i, _ in chunk)) if share_prefix else list(chunk)
+        grp = max(collections.Counter(i for i, _ in chunk).values()) if share_prefix else 1
         bp = bucket_pow2(len(order))
-        b = bucket_pow2(len(chunk), data)
-        b = data * math.ceil(b / data)
-        p = bucket_prompt_len(max(len(prompt_ids[i]) for i in order))
+        p = bucket_prompt_len(max(len(prompt_ids[i]) for i, _ in chunk))
         n = bucket_pow2(kw["max_new"], 8)
         toks = np.zeros((bp, p), np.int32)
         pos = np.zeros((bp, p), np.int32)
         mask = np.zeros((bp, p), bool)
         for r in range(bp):
-            ids = prompt_ids[order[min(r, len(order) - 1)]]
+            entry = order[min(r, len(order) - 1)]
+            ids = prompt_ids[entry if share_prefix else entry[0]]
             toks[r, p - len(ids) :] = ids
             pos[r, p - len(ids) :] = np.arange(len(ids))
             mask[r, p - len(ids) :] = True
-        slot = {i: r for r, i in enumerate(order)}
-        row_prompt = np.zeros(b, np.int32)
+        b = bp * grp
         row_ids = np.zeros(b, np.uint32)
         active = np.zeros(b, bool)
+        group_of = {i: g for g, i in enumerate(order)} if share_prefix else {}
+        slots = []
+        used = dict.fromkeys(group_of, 0)
         for r, (i, j) in enumerate(chunk):
-            row_prompt[r] = slot[i] if share_prefix else r
-            row_ids[r] = i * num_samples + j
-            active[r] = True
+            slot = r
+            if share_prefix:
+                slot = group_of[i] * grp + used[i]
+                used[i] += 1
+            slots.append(slot)
+            row_ids[slot] = i * num_samples + j
+            active[slot] = True
         row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(row_ids))
-        shape = smp.SamplerShape(bp, p, b, n, kw["greedy"], kw["top_k"], kw["top_p"] < 1.0)
+        shape = smp.SamplerShape(bp, p, grp, n, kw["greedy"], kw["top_k"], kw["top_p"] < 1.0)
         fn = self._sampler(shape)
         res = fn(
             self.state,
             toks,
             pos,
             mask,
-            row_prompt,
             row_keys,
             active,
             np.float32(kw["temperature"]),
@@ -268,7 +274,11 @@ class Generator:
             self._eos_table,
             stop_table,
         )
-        return jax.tree.map(np.asarray, res)
+        res = jax.tree.map(np.asarray, res)
+        take = np.asarray(slots)
+        res.update(tokens=res["tokens"][take], lengths=res["lengths"][take])
+        res["logprobs"] = res["logprobs"][take]
+        return res
 
     def _sampler(self, shape: smp.SamplerShape) -> Callable:
         if shape not in self._samplers:

@@ -81,7 +81,9 @@ class GPT2Model(nnx.Module):
         c = self.config
         return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
-    def __call__(self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False):
+    def __call__(
+        self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False, prefix=None
+    ):
         """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
         c = self.config
         t = tokens.shape[1]
@@ -89,22 +91,24 @@ class GPT2Model(nnx.Module):
         pos = jnp.clip(positions, 0, c.max_position - 1)
         x = jnp.take(emb, tokens, axis=0) + jnp.take(self.pos_embed[...], pos, axis=0)
         mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        pre_mask, pre_kv = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
         eps = c.norm_eps
 
-        def layer(h, p, kc, vc, i, _):
+        def layer(h, p, kc, vc, i, pkv):
             a = L.layer_norm(h, p["attn_norm"], p["attn_norm_b"], eps)
             q = jnp.einsum("btd,dhk->bthk", a, p["wq"]) + p["bq"]
             k = jnp.einsum("btd,dhk->bthk", a, p["wk"]) + p["bk"]
             v = jnp.einsum("btd,dhk->bthk", a, p["wv"]) + p["bv"]
             kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
             vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
-            o = L.gqa_attention(q, k_all, v_all, mask, c.scale)
+            pre = None if pkv is None else (*pkv, pre_mask)
+            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, None, pre)
             h = h + jnp.einsum("bthk,hkd->btd", o, p["wo"]) + p["bo"]
             m = L.layer_norm(h, p["mlp_norm"], p["mlp_norm_b"], eps)
             y = jax.nn.gelu(m @ p["w_fc"] + p["b_fc"], approximate=True)
             return h + y @ p["w_proj"] + p["b_proj"], kc, vc
 
-        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache)
+        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, pre_kv)
         if last_only:
             x = x[:, -1:]
         x = L.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)

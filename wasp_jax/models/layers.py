@@ -154,30 +154,120 @@ def attention_mask(
 
 
 def gqa_attention(
-    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float, softcap=None
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array,
+    scale: float,
+    softcap=None,
+    prefix: tuple[jax.Array, jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
-    """Grouped-query attention.
+    """Grouped-query attention, optionally over a shared prefix as well.
+
+    With ``prefix``, the ``B`` query rows form ``Bp`` groups of ``G = B // Bp`` consecutive
+    rows; group ``p`` also attends to prefix row ``p``, whose keys and values are stored once
+    (not once per sample row) and read once per step. The softmax runs over prefix and own
+    slots together, so the result equals attention over the concatenated cache.
 
     Args:
       q: [B, T, H, Dh]; k, v: [B, S, Hkv, Dh] with H % Hkv == 0.
       mask: bool [B, T, S].
       scale: multiplier of the scores (usually Dh ** -0.5).
       softcap: optional tanh soft-capping of the scores (Gemma 2).
+      prefix: optional ``(k [Bp, Hkv, Sp, Dh], v [Bp, Hkv, Sp, Dh], mask bool [Bp, T, Sp])``.
 
     Returns:
       [B, T, H, Dh] in q's dtype.
     """
     b, t, h, dh = q.shape
     hkv = k.shape[2]
-    qg = q.reshape(b, t, hkv, h // hkv, dh)
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
-    scores = scores * scale
-    if softcap is not None:
-        scores = jnp.tanh(scores / softcap) * softcap
-    scores = jnp.where(mask[:, None, None], scores, _MASK_VALUE)
+    g = h // hkv
+    qg = q.reshape(b, t, hkv, g, dh)
+
+    def finish(raw, keep):
+        raw = raw * scale
+        if softcap is not None:
+            raw = jnp.tanh(raw / softcap) * softcap
+        return jnp.where(keep, raw, _MASK_VALUE)
+
+    scores = jnp.einsum("btkgd,bskd->bktgs", qg, k, preferred_element_type=jnp.float32)
+    scores = finish(scores, mask[:, None, :, None])
+    if prefix is not None:
+        pk, pv, pmask = prefix
+        bp, sp = pk.shape[0], pk.shape[2]
+        grp = b // bp
+        qp = qg.reshape(bp, grp, t, hkv, g, dh)
+        ps = jnp.einsum("pctkgd,pksd->pcktgs", qp, pk, preferred_element_type=jnp.float32)
+        ps = finish(ps, pmask[:, None, None, :, None])
+        scores = jnp.concatenate([ps.reshape(b, hkv, t, g, sp), scores], axis=-1)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
+    if prefix is None:
+        out = jnp.einsum("bktgs,bskd->btkgd", probs, v, preferred_element_type=jnp.float32)
+    else:
+        f32 = jnp.float32
+        pp = probs[..., :sp].reshape(bp, grp, hkv, t, g, sp)
+        out = jnp.einsum("bktgs,bskd->btkgd", probs[..., sp:], v, preferred_element_type=f32)
+        out_p = jnp.einsum("pcktgs,pksd->pctkgd", pp, pv, preferred_element_type=f32)
+        out = out + out_p.reshape(b, t, hkv, g, dh)
     return out.reshape(b, t, h, dh).astype(q.dtype)
+
+
+def prefix_attention_mask(
+    prefix_mask: jax.Array, cache_index: jax.Array | int, num_queries: int, window: int | None
+) -> jax.Array:
+    """Which prefix slots each query of a chunk after the prefix may attend to.
+
+    The prefix holds slots ``[0, Sp)``; own-cache slot ``j`` is global slot ``Sp + j``, so
+    query ``t`` sits at ``Sp + cache_index + t`` and, with a window, sees prefix slot ``s``
+    iff ``q - s < window``.
+
+    Args:
+      prefix_mask: bool [Bp, Sp], True where a prefix slot holds a real token.
+      cache_index: first own-cache slot of this chunk (may be traced).
+      num_queries: T, static.
+      window: sliding window length, or None.
+
+    Returns:
+      bool [Bp, T, Sp].
+    """
+    chex.assert_rank(prefix_mask, 2)
+    sp = prefix_mask.shape[1]
+    ok = jnp.ones((num_queries, sp), bool)
+    if window is not None:
+        s = jnp.arange(sp)[None, :]
+        q = sp + cache_index + jnp.arange(num_queries)[:, None]
+        ok = q - s < window
+    return ok[None] & prefix_mask[:, None, :]
+
+
+def prefix_parts(
+    prefix: dict[str, jax.Array] | None,
+    cache_index: jax.Array | int,
+    num_queries: int,
+    window: int | None,
+) -> tuple[jax.Array | None, tuple[jax.Array, jax.Array] | None]:
+    """A model call's view of an optional shared prefix.
+
+    Returns ``(mask [Bp, T, Sp], (k, v))`` with k/v ``[L, Bp, Hkv, Sp, Dh]`` to be scanned
+    over layers, or ``(None, None)`` without a prefix.
+    """
+    if prefix is None:
+        return None, None
+    mask = prefix_attention_mask(prefix["mask"], cache_index, num_queries, window)
+    return mask, (prefix["k"], prefix["v"])
+
+
+def prefix_from_cache(cache: dict[str, jax.Array], mask: jax.Array) -> dict[str, jax.Array]:
+    """A prefilled cache ``[L, Bp, Sp, Hkv, Dh]`` as a shared prefix (heads before slots).
+
+    The transpose runs once per prompt; every decode step then reads each prefix row as
+    contiguous ``[Sp, Dh]`` blocks per head.
+    """
+    return {
+        "k": jnp.swapaxes(cache["k"], 2, 3),
+        "v": jnp.swapaxes(cache["v"], 2, 3),
+        "mask": mask,
+    }
 
 
 def encoder_attention(

@@ -89,7 +89,9 @@ class LlamaModel(nnx.Module):
         c = self.config
         return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
-    def __call__(self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False):
+    def __call__(
+        self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False, prefix=None
+    ):
         """One prefill or decode chunk.
 
         Args:
@@ -100,6 +102,9 @@ class LlamaModel(nnx.Module):
             [cache_index, cache_index + T).
           kv_mask: bool [B, S], True for slots holding real tokens, this chunk included.
           last_only: static; return logits of the last position only ([B, 1, V]).
+          prefix: optional shared prefix ``{"k", "v": [L, Bp, Hkv, Sp, Dh], "mask": bool
+            [Bp, Sp]}`` that precedes ``cache``; rows ``[p * G, (p + 1) * G)`` share prefix
+            row ``p`` (``G = B // Bp``). See ``layers.gqa_attention``.
 
         Returns:
           (logits float32 [B, T, V], new cache).
@@ -111,9 +116,10 @@ class LlamaModel(nnx.Module):
             positions, L.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
         )
         mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        pre_mask, pre_kv = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
         act = L.activation(c.hidden_act)
 
-        def layer(h, p, kc, vc, i, _):
+        def layer(h, p, kc, vc, i, pkv):
             a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
             q = jnp.einsum("btd,dhk->bthk", a, p["wq"])
             k = jnp.einsum("btd,dhk->bthk", a, p["wk"])
@@ -123,13 +129,14 @@ class LlamaModel(nnx.Module):
             q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
             kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
             vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
-            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap)
+            pre = None if pkv is None else (*pkv, pre_mask)
+            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
             h = h + jnp.einsum("bthk,hkd->btd", o, p["wo"])
             m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
             h = h + (act(m @ p["w_gate"]) * (m @ p["w_up"])) @ p["w_down"]
             return h, kc, vc
 
-        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache)
+        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, pre_kv)
         if last_only:
             x = x[:, -1:]
         x = L.rms_norm(x, self.final_norm[...], c.norm_eps)

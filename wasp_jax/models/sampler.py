@@ -1,14 +1,19 @@
 """The jitted sampling loop behind `Generator` (`wasp_jax.models.generator`): the device side.
 
-One compiled program per shape bucket does: prefill the (left-padded) prompts into a static
-KV cache, gather the prompt caches to the sample rows (prefix sharing: a prompt is prefilled
-once however many continuations it gets), then decode in a `lax.while_loop` that stops as
-soon as every row has hit EOS, a stop token or its length limit.
+One compiled program per shape bucket does: prefill the (left-padded) prompts into a KV
+cache of ``P - 1`` slots, then decode in a `lax.while_loop` that stops as soon as every row
+has hit EOS, a stop token or its length limit.
 
-Shapes (all static per compile): ``Bp`` prompt rows, ``P`` prompt slots, ``B`` sample rows,
-``N`` new-token slots; the cache holds ``S = P + N`` slots. The prefill writes the first
-``P - 1`` prompt slots and drops its logits (so XLA never computes the LM head over the whole
-prompt); the first decode step feeds every row its last prompt token in slot ``P - 1``.
+Prefix sharing: the ``B = Bp * G`` sample rows come in ``Bp`` groups of ``G`` consecutive
+rows, one group per prompt. A prompt is prefilled once however many continuations it gets,
+and its cache is stored once and read once per decode step, shared by its group's rows
+(``layers.gqa_attention`` with a prefix); each row keeps only its own ``N``-slot cache of
+new tokens. Decoding thus reads the prompt's keys and values ``G`` times less than a
+per-row copy would.
+
+Shapes (all static per compile): ``Bp`` prompt rows, ``P`` prompt slots, ``G`` rows per
+prompt, ``N`` new-token slots. The prefill drops its logits (so XLA never computes the LM
+head over the whole prompt); the first decode step feeds every row its last prompt token.
 
 Randomness is per row: row ``r`` draws step ``i`` from ``fold_in(row_keys[r], i)``, so a
 sample depends only on its own key, never on batch size, padding or bucketing.
@@ -23,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from wasp_jax.models import layers as L
 from wasp_jax.models import sharding as shd
 
 _NEG_INF = -jnp.inf
@@ -34,11 +40,16 @@ class SamplerShape:
 
     prompt_rows: int  # Bp
     prompt_len: int  # P
-    rows: int  # B
+    group: int  # G, sample rows per prompt row
     new_tokens: int  # N
     greedy: bool
     top_k: int
     use_top_p: bool
+
+    @property
+    def rows(self) -> int:
+        """B = Bp * G sample rows."""
+        return self.prompt_rows * self.group
 
 
 _TOP_P_CANDIDATES = 256
@@ -144,7 +155,7 @@ def build_sampler(
     """Returns the jitted sampler for one `SamplerShape`.
 
     The returned function takes ``(state, prompt_tokens [Bp,P], prompt_positions [Bp,P],
-    prompt_mask [Bp,P], row_prompt [B], row_keys [B], row_active [B], temperature, top_p,
+    prompt_mask [Bp,P], row_keys [B], row_active [B], temperature, top_p,
     min_new, max_new, eos_table [V], stop_table [V])`` and returns a dict with ``tokens``
     int32 [B, N], ``lengths`` int32 [B] (tokens before EOS, stop token included),
     ``logprobs`` float32 [B, N] (of the chosen tokens under the raw model), ``steps`` (loop
@@ -155,17 +166,16 @@ def build_sampler(
     traced arguments, which helper functions would have to thread through a dozen
     parameters each.
     """
-    bp, p, b, n = shape.prompt_rows, shape.prompt_len, shape.rows, shape.new_tokens
+    bp, p, grp, n = shape.prompt_rows, shape.prompt_len, shape.group, shape.new_tokens
+    b = shape.rows
     if p < 2:
         raise ValueError(f"prompt bucket must hold at least 2 slots, got {p}")
-    s = p + n
 
     def run(
         state,
         prompt_tokens,
         prompt_positions,
         prompt_mask,
-        row_prompt,
         row_keys,
         row_active,
         temperature,
@@ -178,21 +188,17 @@ def build_sampler(
         if on_trace is not None:
             on_trace(shape)
         model = nnx.merge(graphdef, state)
-        prompt_kv_mask = jnp.concatenate([prompt_mask, jnp.ones((bp, n), bool)], axis=1)
-        cache = model.init_cache(bp, s, dtype=cache_dtype)
-        cache = _constrain_cache(cache, mesh)
+        pre_mask = prompt_mask[:, : p - 1]
+        cache = _constrain_cache(model.init_cache(bp, p - 1, dtype=cache_dtype), mesh)
         _, cache = model(
-            prompt_tokens[:, : p - 1],
-            prompt_positions[:, : p - 1],
-            cache,
-            jnp.int32(0),
-            prompt_kv_mask,
+            prompt_tokens[:, : p - 1], prompt_positions[:, : p - 1], cache, jnp.int32(0), pre_mask
         )
-        # Prefix sharing: every sample row reads its prompt's cache rows.
-        cache = _constrain_cache(jax.tree.map(lambda c: c[:, row_prompt], cache), mesh)
-        kv_mask = prompt_kv_mask[row_prompt]
-        tok = prompt_tokens[row_prompt, p - 1]
-        pos = prompt_positions[row_prompt, p - 1]
+        prefix = L.prefix_from_cache(_constrain_cache(cache, mesh), pre_mask)
+        # Each row's own cache holds only its new tokens (slot i = step i).
+        cache = _constrain_cache(model.init_cache(b, n, dtype=cache_dtype), mesh)
+        kv_mask = jnp.ones((b, n), bool)
+        tok = jnp.repeat(prompt_tokens[:, p - 1], grp)
+        pos = jnp.repeat(prompt_positions[:, p - 1], grp)
         vocab = eos_table.shape[0]
 
         carry = dict(
@@ -212,7 +218,7 @@ def build_sampler(
         def body(c):
             i = c["i"]
             logits, cache = model(
-                c["tok"][:, None], c["pos"][:, None], c["cache"], p - 1 + i, kv_mask
+                c["tok"][:, None], c["pos"][:, None], c["cache"], i, kv_mask, prefix=prefix
             )
             logits = logits[:, 0, :vocab].astype(jnp.float32)
             logits = jnp.where(eos_table[None] & (i < min_new), _NEG_INF, logits)
@@ -251,7 +257,7 @@ def build_sampler(
     row_sh = shd.batch_sharding(mesh, (b,))
     rows2_sh = shd.batch_sharding(mesh, (b, n))
     out_sh = dict(tokens=rows2_sh, lengths=row_sh, logprobs=rows2_sh, steps=rep)
-    in_sh = (state_shardings, prompt_sh, prompt_sh, prompt_sh, row_sh, row_sh, row_sh)
+    in_sh = (state_shardings, prompt_sh, prompt_sh, prompt_sh, row_sh, row_sh)
     in_sh += (rep,) * 6
     return jax.jit(run, in_shardings=in_sh, out_shardings=out_sh)
 
