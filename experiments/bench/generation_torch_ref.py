@@ -6,17 +6,20 @@ the project's venv; the project does not depend on torch), for example::
     python3 -m venv /tmp/torchref
     /tmp/torchref/bin/pip install torch==2.13.0 transformers==4.57.6 gguf accelerate \
         sentence-transformers
-    /tmp/torchref/bin/python experiments/bench/generation_torch_ref.py SPEC.json
+    /tmp/torchref/bin/python experiments/bench/generation_torch_ref.py [--serve] SPEC.json
 
 SPEC.json (written by ``experiments/bench/generation.py --reference PYTHON``) names the GGUF
 files, the MiniLM folder, the prompts, the texts to embed and the settings. The script loads
 every model with Hugging Face transformers' own GGUF reader (``from_pretrained(dir,
 gguf_file=...)``) and prints one JSON object: greedy token ids and texts (``"golden"``) and
-timings (``"bench"``). It shares no code with wasp_jax, so it is an independent reference.
+timings (``"bench"``); with ``--serve`` it stays alive and times one request per stdin line,
+which is how the benchmark interleaves the two sides. It shares no code with wasp_jax, so
+it is an independent reference.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -161,12 +164,61 @@ def _bench_model(m: dict, spec: dict) -> dict:
     return res
 
 
+def serve(spec: dict) -> None:
+    """Loads the spec's models, then times one request per stdin line (JSON in, JSON out).
+
+    Requests: ``{"op": "greedy", "model": NAME}``, ``{"op": "wasp", "model": NAME,
+    "max_new": N}`` and ``{"op": "embed"}``; each answer is ``{"seconds": ...}``. The
+    benchmark sends them interleaved with its own timings, so load from elsewhere on the
+    machine hits both sides alike; between requests this process sleeps on stdin.
+    """
+    import torch
+
+    torch.manual_seed(spec.get("seed", 0))
+    models, info = {}, {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    for name, m in spec["models"].items():
+        t0 = time.perf_counter()
+        tok, model = _load(m["dir"], m["gguf"])
+        info[f"{name}/load_s"] = time.perf_counter() - t0
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        _greedy(tok, model, m["greedy_ids"], 2)  # warm-up
+        _sample(model, torch.tensor([m["wasp_ids"]]), spec["wasp"], pad, 1)
+        models[name] = (tok, model, pad, m)
+    st = None
+    if spec.get("embed"):
+        from sentence_transformers import SentenceTransformer
+
+        e = spec["embed"]
+        st = SentenceTransformer(e["dir"], device="cpu")
+        st.max_seq_length = e["max_tokens"]
+        st.encode(e["texts"][:64], batch_size=e["batch_size"])  # warm-up
+    print(json.dumps({"ready": True, **info}), flush=True)
+    for line in sys.stdin:
+        seconds, _ = _timed(functools.partial(_serve_one, json.loads(line), spec, models, st))
+        print(json.dumps({"seconds": seconds}), flush=True)
+
+
+def _serve_one(req: dict, spec: dict, models: dict, st):
+    import torch
+
+    if req["op"] == "embed":
+        e = spec["embed"]
+        return st.encode(e["texts"], batch_size=e["batch_size"], normalize_embeddings=True)
+    tok, model, pad, m = models[req["model"]]
+    if req["op"] == "greedy":
+        return _greedy(tok, model, m["greedy_ids"], spec["greedy_new_tokens"])
+    return _sample(model, torch.tensor([m["wasp_ids"]]), spec["wasp"], pad, req["max_new"])
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[0] != "--serve"):
         print(__doc__, file=sys.stderr)
         return 2
-    with open(argv[0]) as f:
+    with open(argv[-1]) as f:
         spec = json.load(f)
+    if argv[0] == "--serve":
+        serve(spec)
+        return 0
     result = golden(spec) if spec.get("mode") == "golden" else bench(spec)
     print(json.dumps(result))
     return 0

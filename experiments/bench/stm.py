@@ -42,6 +42,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from experiments.bench import machine
 from wasp_jax import stm
 from wasp_jax.models.bert import cpu_chunk_tokens, load_bert
 from wasp_jax.models.embedder import pad_batch, tokenize
@@ -190,10 +191,8 @@ class JaxSide:
 
 
 def _rate(examples: int, seconds: list[float]) -> dict:
-    return {
-        "examples_per_s": examples * len(seconds) / sum(seconds),
-        "seconds_per_round": [round(x, 3) for x in seconds],
-    }
+    """Examples per second per round: median and spread (``machine.summary``)."""
+    return machine.summary([examples / s for s in seconds])
 
 
 def main() -> None:
@@ -202,11 +201,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved JAX/PyTorch rounds")
     parser.add_argument("--steps", type=int, default=4, help="timed train steps per round")
     parser.add_argument("--eval-batches", type=int, default=2, help="timed eval batches per round")
+    machine.add_guard_flag(parser)
     args = parser.parse_args()
+    begin = machine.start(args)
     texts, labels = load_texts(max(4 * EVAL_BATCH, 8 * TRAIN_BATCH))
     tokenizer = load_bert("all-minilm-l6-v2").tokenizer
     ids, mask = pad_batch(tokenize(tokenizer, texts, LENGTH), LENGTH, len(texts), 0)
-    load_start = os.getloadavg()[0]
     sides = {"jax": JaxSide(ids, mask, labels)}
     if args.reference:
         sides["pytorch"] = TorchReference(args.reference, ids, mask, labels)
@@ -226,8 +226,8 @@ def main() -> None:
                      "rounds": args.rounds, "train_steps_per_round": args.steps,
                      "eval_batches_per_round": args.eval_batches,
                      "data": "imdb train" if DATA.is_file() else "synthetic"},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_avg_1m_start": load_start, "load_avg_1m_end": os.getloadavg()[0]},
+        "command": "python -m experiments.bench.stm " + " ".join(sys.argv[1:]),
+        "targets": {"train": 1.2, "eval": 1.2},
     }  # fmt: skip
     for name, side in sides.items():
         result[name] = {
@@ -238,11 +238,12 @@ def main() -> None:
     if "pytorch" in sides:
         sides["pytorch"].close()
         for part in ("train", "eval"):
-            jax_rate = result["jax"][part]["examples_per_s"]
-            result[f"ratio_{part}_jax_over_pytorch"] = (
-                jax_rate / result["pytorch"][part]["examples_per_s"]
-            )
-    json.dump(result, sys.stdout)
+            jax_rate = result["jax"][part]["median"]
+            ratio = jax_rate / result["pytorch"][part]["median"]
+            result[f"ratio_{part}_jax_over_pytorch"] = ratio
+            result[f"target_met_{part}"] = ratio >= result["targets"][part]
+    result["machine"] = {"platform": platform.platform(), **machine.finish(begin)}
+    json.dump(result, sys.stdout, indent=1)
     print()
 
 

@@ -94,6 +94,8 @@ class BertEncoder(nnx.Module):
         }
         self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=jnp.float32)
         self.pooler_kernel, self.pooler_bias = w(d, d), const(0.0, d)
+        # Precision of the layers' dense products (None: float32); see layers.dense.
+        self.compute_dtype = None
 
     def __call__(self, input_ids, attention_mask, token_type_ids=None, *, dropout_key=None):
         """Last hidden states.
@@ -127,16 +129,17 @@ class BertEncoder(nnx.Module):
         act = L.activation(c.hidden_act)
         scale = 1.0 / np.sqrt(dh)
 
+        cdt = self.compute_dtype
+
         def layer(x, xs):
             p, k = xs
             heads = lambda y: y.reshape(b, t, h, dh)
-            q = heads(x @ p["q_kernel"] + p["q_bias"])
-            kk = heads(x @ p["k_kernel"] + p["k_bias"])
-            v = heads(x @ p["v_kernel"] + p["v_bias"])
+            mm = lambda y, name: L.dense(y, p[name + "_kernel"], cdt) + p[name + "_bias"]
+            q, kk, v = heads(mm(x, "q")), heads(mm(x, "k")), heads(mm(x, "v"))
             o = L.encoder_attention(q, kk, v, key_mask, scale).reshape(b, t, c.hidden_size)
-            o = dropout(o @ p["o_kernel"] + p["o_bias"], rate, None if k is None else k[0])
+            o = dropout(mm(o, "o"), rate, None if k is None else k[0])
             x = L.layer_norm(x + o, p["ln1_scale"], p["ln1_bias"], eps)
-            y = act(x @ p["ff_in_kernel"] + p["ff_in_bias"]) @ p["ff_out_kernel"] + p["ff_out_bias"]
+            y = mm(act(mm(x, "ff_in")), "ff_out")
             y = dropout(y, rate, None if k is None else k[1])
             return L.layer_norm(x + y, p["ln2_scale"], p["ln2_bias"], eps), None
 

@@ -30,6 +30,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from wasp_jax.kernels.padding import length_bucket, row_bucket
+from wasp_jax.models import layers as L
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert import cpu_chunk_tokens, load_bert, param_shardings, sentence_embedding
 
@@ -108,7 +109,16 @@ class Embedder:
       num_encoded: texts actually run through the encoder so far (cache hits excluded).
     """
 
-    def __init__(self, loaded, *, mesh=None, max_length=256, batch_size=64, cache_path=None):
+    def __init__(
+        self,
+        loaded,
+        *,
+        mesh=None,
+        max_length=256,
+        batch_size=64,
+        cache_path=None,
+        precision="float32",
+    ):
         if max_length > loaded.config.max_position:
             raise ValueError(
                 f"max_length {max_length} exceeds the model's {loaded.config.max_position}"
@@ -120,6 +130,8 @@ class Embedder:
         self.batch_size = int(batch_size)
         self.mesh = mesh
         self.num_encoded = 0
+        self.precision = precision
+        loaded.model.compute_dtype = L.compute_dtype(precision)
         self._pad_id = loaded.config.pad_token_id
         self._cache_path = None if cache_path is None else pathlib.Path(cache_path)
         self._disk: _DiskCache | None = None
@@ -130,6 +142,8 @@ class Embedder:
 
     def _cache_key(self) -> str:
         ident = f"{self.name}|{self.max_length}"
+        if self.precision != "float32":
+            ident += f"|{self.precision}"
         stem = pathlib.Path(self.name).name.replace(" ", "_")
         return f"{stem}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
@@ -203,6 +217,7 @@ def load_embedder(
     max_length: int = 256,
     batch_size: int = 64,
     cache_path: str | os.PathLike | None = None,
+    precision: str = "float32",
 ) -> Embedder:
     """Loads a sentence embedder offline.
 
@@ -214,6 +229,9 @@ def load_embedder(
       max_length: truncation length in tokens.
       batch_size: texts per encoder call.
       cache_path: folder for the opt-in embedding cache (``embed(..., cache=True)``).
+      precision: ``"float32"`` or ``"bfloat16"``: the dense products in bfloat16 with float32
+        accumulation (about 1.6x faster on CPUs with AVX512-BF16/AMX, and on GPUs/TPUs);
+        embeddings then agree with float32 to about 1e-2 in cosine terms (docs/performance.md).
 
     Raises:
       ValueError: unknown name (the message lists the supported ones) or bad folder.
@@ -224,5 +242,10 @@ def load_embedder(
         )
     loaded = load_bert(spec, cache_dir=cache_dir, mesh=mesh)
     return Embedder(
-        loaded, mesh=mesh, max_length=max_length, batch_size=batch_size, cache_path=cache_path
+        loaded,
+        mesh=mesh,
+        max_length=max_length,
+        batch_size=batch_size,
+        cache_path=cache_path,
+        precision=precision,
     )

@@ -82,7 +82,16 @@ class Gemma3Model(nnx.Module):
         return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
     def __call__(
-        self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False, prefix=None
+        self,
+        tokens,
+        positions,
+        cache,
+        cache_index,
+        kv_mask,
+        *,
+        last_only=False,
+        prefix=None,
+        layers=None,
     ):
         """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
         c = self.config
@@ -126,7 +135,8 @@ class Gemma3Model(nnx.Module):
             h = h + L.rms_norm(y, p["post_mlp_norm"], c.norm_eps)
             return h, kc, vc
 
-        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, (is_global, pre_kv))
+        params = self.layers.arrays() if layers is None else layers
+        x, cache = L.scan_layers(layer, x, params, cache, (is_global, pre_kv))
         if last_only:
             x = x[:, -1:]
         x = L.rms_norm(x, self.final_norm[...], c.norm_eps)

@@ -91,7 +91,13 @@ class Generator:
         if chat and not self.chat_template:
             raise ValueError(f"model {self.name!r} has no chat template; use chat=False")
         self.add_bos = _default_add_bos(self.tokenizer) if add_bos is None else add_bos
-        self.graphdef, self.state, self.state_shardings = shd.shard_model(loaded.model, self.mesh)
+        graphdef, state, shardings = shd.shard_model(loaded.model, self.mesh)
+        # One array per layer: decoding loops over layers instead of scanning stacked weights.
+        self.graphdef = graphdef
+        self.state, self.state_shardings, self.layers, self.layer_shardings = shd.unstack_layers(
+            state, shardings, self.mesh
+        )
+        del state
         self.trace_count = 0
         self._samplers: dict[smp.SamplerShape, Callable] = {}
         self._stop_tables: dict[tuple[str, ...], np.ndarray] = {}
@@ -262,6 +268,7 @@ class Generator:
         fn = self._sampler(shape)
         res = fn(
             self.state,
+            self.layers,
             toks,
             pos,
             mask,
@@ -287,7 +294,12 @@ class Generator:
                 self.trace_count += 1
 
             self._samplers[shape] = smp.build_sampler(
-                self.graphdef, self.state_shardings, self.mesh, shape, on_trace=on_trace
+                self.graphdef,
+                self.state_shardings,
+                self.layer_shardings,
+                self.mesh,
+                shape,
+                on_trace=on_trace,
             )
         return self._samplers[shape]
 

@@ -82,7 +82,16 @@ class GPT2Model(nnx.Module):
         return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
     def __call__(
-        self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False, prefix=None
+        self,
+        tokens,
+        positions,
+        cache,
+        cache_index,
+        kv_mask,
+        *,
+        last_only=False,
+        prefix=None,
+        layers=None,
     ):
         """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
         c = self.config
@@ -108,7 +117,8 @@ class GPT2Model(nnx.Module):
             y = jax.nn.gelu(m @ p["w_fc"] + p["b_fc"], approximate=True)
             return h + y @ p["w_proj"] + p["b_proj"], kc, vc
 
-        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, pre_kv)
+        params = self.layers.arrays() if layers is None else layers
+        x, cache = L.scan_layers(layer, x, params, cache, pre_kv)
         if last_only:
             x = x[:, -1:]
         x = L.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)

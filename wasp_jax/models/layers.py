@@ -11,7 +11,7 @@ attends bidirectionally over its padded batch, without a cache (:func:`encoder_a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import chex
@@ -73,6 +73,38 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(precision: str):
+    """The ``compute_dtype`` of a precision name ("float32" -> None, "bfloat16")."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def dense(x: jax.Array, w: jax.Array, compute_dtype=None, axes: int = 1) -> jax.Array:
+    """``x @ w`` (x's last ``axes`` axes with w's first), optionally in a lower precision.
+
+    With ``compute_dtype`` (e.g. ``jnp.bfloat16``) both operands are cast to it and the
+    product accumulates in float32 (``preferred_element_type``), the mixed precision that
+    AVX512-BF16/AMX CPUs, GPUs and TPUs run at up to twice the float32 rate; the result is
+    float32. ``None`` computes in the operands' own dtype.
+    """
+    lead, k = x.shape[: x.ndim - axes], int(np.prod(x.shape[x.ndim - axes :]))
+    out = w.shape[axes:]
+    # As one 2-D product: XLA:CPU hands [M, K] x [K, N] to its multi-threaded matmul library,
+    # while a rank-3 operand fell back to a single-threaded dot (docs/performance.md).
+    x2, w2 = x.reshape(-1, k), w.reshape(k, -1)
+    if compute_dtype is None:
+        y = x2 @ w2
+    else:
+        y = jnp.matmul(
+            x2.astype(compute_dtype), w2.astype(compute_dtype), preferred_element_type=jnp.float32
+        ).astype(x.dtype)
+    return y.reshape(*lead, *out)
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:
@@ -311,11 +343,24 @@ def write_and_read_cache(
 def scan_layers(
     layer_fn: Callable[..., tuple[jax.Array, jax.Array, jax.Array]],
     x: jax.Array,
-    layer_params: dict[str, jax.Array],
+    layer_params: dict[str, jax.Array] | Sequence[dict[str, jax.Array]],
     cache: dict[str, jax.Array],
     per_layer: Any = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Runs ``layer_fn(x, params_i, k_cache, v_cache, i, per_layer_i)`` over stacked layers."""
+    """Runs ``layer_fn(x, params_i, k_cache, v_cache, i, per_layer_i)`` over the layers.
+
+    ``layer_params`` is either one dict of stacked ``[L, ...]`` weights, run with one
+    ``lax.scan`` (one compiled layer), or a sequence of per-layer dicts of separate arrays,
+    run as an unrolled Python loop. The second form is what decoding uses: inside a scan
+    XLA:CPU copies each layer's weight slice before every product, which for a memory-bound
+    decode step doubles the bytes moved (docs/performance.md).
+    """
+    if isinstance(layer_params, Sequence):
+        k, v = cache["k"], cache["v"]
+        for i, lp in enumerate(layer_params):
+            extra = jax.tree.map(lambda a, i=i: a[i], per_layer)
+            x, k, v = layer_fn(x, lp, k, v, i, extra)
+        return x, {"k": k, "v": v}
     num_layers = next(iter(layer_params.values())).shape[0]
 
     def body(carry, xs):

@@ -79,6 +79,8 @@ class LlamaModel(nnx.Module):
         )
         self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
         self.final_norm = nnx.Param(L.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype))
+        # Precision of the dense products (None: the parameter dtype); see layers.dense.
+        self.compute_dtype = None
         self.lm_head = nnx.data(None)
         if not c.tie_embeddings:
             head_init = L.normal_init(1.0 / np.sqrt(c.hidden_size))
@@ -90,7 +92,16 @@ class LlamaModel(nnx.Module):
         return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
     def __call__(
-        self, tokens, positions, cache, cache_index, kv_mask, *, last_only=False, prefix=None
+        self,
+        tokens,
+        positions,
+        cache,
+        cache_index,
+        kv_mask,
+        *,
+        last_only=False,
+        prefix=None,
+        layers=None,
     ):
         """One prefill or decode chunk.
 
@@ -105,6 +116,8 @@ class LlamaModel(nnx.Module):
           prefix: optional shared prefix ``{"k", "v": [L, Bp, Hkv, Sp, Dh], "mask": bool
             [Bp, Sp]}`` that precedes ``cache``; rows ``[p * G, (p + 1) * G)`` share prefix
             row ``p`` (``G = B // Bp``). See ``layers.gqa_attention``.
+          layers: optional per-layer weight dicts (``sharding.unstack_layers``) used instead
+            of the stacked ones; the layers then run as a Python loop (``layers.scan_layers``).
 
         Returns:
           (logits float32 [B, T, V], new cache).
@@ -118,12 +131,13 @@ class LlamaModel(nnx.Module):
         mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
         pre_mask, pre_kv = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
         act = L.activation(c.hidden_act)
+        cdt = self.compute_dtype
 
         def layer(h, p, kc, vc, i, pkv):
             a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
-            q = jnp.einsum("btd,dhk->bthk", a, p["wq"])
-            k = jnp.einsum("btd,dhk->bthk", a, p["wk"])
-            v = jnp.einsum("btd,dhk->bthk", a, p["wv"])
+            q = L.dense(a, p["wq"], cdt)
+            k = L.dense(a, p["wk"], cdt)
+            v = L.dense(a, p["wv"], cdt)
             if c.qkv_bias:
                 q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
             q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
@@ -131,12 +145,14 @@ class LlamaModel(nnx.Module):
             vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
             pre = None if pkv is None else (*pkv, pre_mask)
             o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
-            h = h + jnp.einsum("bthk,hkd->btd", o, p["wo"])
+            h = h + L.dense(o, p["wo"], cdt, axes=2)
             m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
-            h = h + (act(m @ p["w_gate"]) * (m @ p["w_up"])) @ p["w_down"]
+            gate = act(L.dense(m, p["w_gate"], cdt)) * L.dense(m, p["w_up"], cdt)
+            h = h + L.dense(gate, p["w_down"], cdt)
             return h, kc, vc
 
-        x, cache = L.scan_layers(layer, x, self.layers.arrays(), cache, pre_kv)
+        params = self.layers.arrays() if layers is None else layers
+        x, cache = L.scan_layers(layer, x, params, cache, pre_kv)
         if last_only:
             x = x[:, -1:]
         x = L.rms_norm(x, self.final_norm[...], c.norm_eps)

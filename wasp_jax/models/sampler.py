@@ -119,6 +119,14 @@ def choose_tokens(
 ) -> jax.Array:
     """Picks the next token of every row.
 
+    Sampling is by inverse CDF: one uniform draw per row, located in the cumulative mass of
+    the kept tokens. With top-k or top-p the kept tokens are usually among the row's most
+    likely ``max(top_k, 256)``, so the draw runs over those candidates only; a batch where some
+    row's nucleus is wider falls back to the whole vocabulary (`lax.cond`, so the fallback
+    costs nothing when not taken). Either way the token follows exactly the filtered,
+    renormalised distribution. (A Gumbel-max draw needs a random number per vocabulary
+    entry, which cost more than the rest of a decode step's sampling on a CPU.)
+
     Args:
       keys: typed PRNG keys [B] (one per row, already folded with the step).
       logits: float32 [B, V].
@@ -133,19 +141,56 @@ def choose_tokens(
     """
     if greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    scaled = logits / temperature
+    vocab = logits.shape[-1]
+    scaled = logits.astype(jnp.float32) / temperature
+    # In (0, 1): the located token always has positive mass.
+    u = jax.vmap(lambda k: jax.random.uniform(k, minval=jnp.finfo(jnp.float32).tiny))(keys)
+    if not top_k and not use_top_p:
+        return _inverse_cdf(jax.nn.softmax(scaled, axis=-1), u)
+    k = min(top_k or _TOP_P_CANDIDATES, vocab)
+    if use_top_p and top_k:
+        k = min(max(top_k, _TOP_P_CANDIDATES), vocab)
+    vals, idx = jax.lax.top_k(scaled, k)  # descending
     if top_k:
-        kth = jax.lax.top_k(scaled, top_k)[0][:, -1:]
-        scaled = jnp.where(scaled < kth, _NEG_INF, scaled)
-    if use_top_p:
-        keep = top_p_keep(jax.nn.softmax(scaled, axis=-1), top_p)
-        scaled = jnp.where(keep, scaled, _NEG_INF)
-    return jax.vmap(jax.random.categorical)(keys, scaled).astype(jnp.int32)
+        in_k = jnp.arange(k) < top_k
+        vals = jnp.where(in_k[None], vals, _NEG_INF)
+        # The top-k distribution lives on the candidates alone.
+        probs = jax.nn.softmax(vals, axis=-1)
+    else:
+        probs = jnp.exp(vals - jax.nn.logsumexp(scaled, axis=-1, keepdims=True))
+    if not use_top_p:
+        return jnp.take_along_axis(idx, _inverse_cdf(probs, u)[:, None], axis=-1)[:, 0]
+    mass = jnp.cumsum(probs, axis=-1)
+    covered = mass[:, -1] >= top_p
+
+    def among_candidates():
+        last = jnp.minimum(jnp.sum(mass < top_p, axis=-1), k - 1)
+        threshold = jnp.take_along_axis(probs, last[:, None], axis=-1)
+        keep = jnp.where(probs >= threshold, probs, 0.0)
+        return jnp.take_along_axis(idx, _inverse_cdf(keep, u)[:, None], axis=-1)[:, 0]
+
+    def over_vocabulary():
+        full = scaled
+        if top_k:
+            full = jnp.where(scaled < vals[:, top_k - 1 : top_k], _NEG_INF, scaled)
+        full = jax.nn.softmax(full, axis=-1)
+        return _inverse_cdf(jnp.where(top_p_keep(full, top_p), full, 0.0), u)
+
+    return jax.lax.cond(jnp.all(covered), among_candidates, over_vocabulary).astype(jnp.int32)
+
+
+def _inverse_cdf(weights: jax.Array, u: jax.Array) -> jax.Array:
+    """Index drawn from each row of ``weights`` [B, C] (non-negative) by ``u`` [B] in (0, 1)."""
+    cdf = jnp.cumsum(weights, axis=-1)
+    target = u * cdf[:, -1]
+    pick = jnp.sum(cdf < target[:, None], axis=-1)
+    return jnp.minimum(pick, weights.shape[-1] - 1).astype(jnp.int32)
 
 
 def build_sampler(
     graphdef: nnx.GraphDef,
     state_shardings,
+    layer_shardings,
     mesh: jax.sharding.Mesh,
     shape: SamplerShape,
     *,
@@ -154,7 +199,7 @@ def build_sampler(
 ):
     """Returns the jitted sampler for one `SamplerShape`.
 
-    The returned function takes ``(state, prompt_tokens [Bp,P], prompt_positions [Bp,P],
+    The returned function takes ``(state, layers, prompt_tokens [Bp,P], prompt_positions [Bp,P],
     prompt_mask [Bp,P], row_keys [B], row_active [B], temperature, top_p,
     min_new, max_new, eos_table [V], stop_table [V])`` and returns a dict with ``tokens``
     int32 [B, N], ``lengths`` int32 [B] (tokens before EOS, stop token included),
@@ -173,6 +218,7 @@ def build_sampler(
 
     def run(
         state,
+        layers,
         prompt_tokens,
         prompt_positions,
         prompt_mask,
@@ -191,7 +237,12 @@ def build_sampler(
         pre_mask = prompt_mask[:, : p - 1]
         cache = _constrain_cache(model.init_cache(bp, p - 1, dtype=cache_dtype), mesh)
         _, cache = model(
-            prompt_tokens[:, : p - 1], prompt_positions[:, : p - 1], cache, jnp.int32(0), pre_mask
+            prompt_tokens[:, : p - 1],
+            prompt_positions[:, : p - 1],
+            cache,
+            jnp.int32(0),
+            pre_mask,
+            layers=layers,
         )
         prefix = L.prefix_from_cache(_constrain_cache(cache, mesh), pre_mask)
         # Each row's own cache holds only its new tokens (slot i = step i).
@@ -218,7 +269,13 @@ def build_sampler(
         def body(c):
             i = c["i"]
             logits, cache = model(
-                c["tok"][:, None], c["pos"][:, None], c["cache"], i, kv_mask, prefix=prefix
+                c["tok"][:, None],
+                c["pos"][:, None],
+                c["cache"],
+                i,
+                kv_mask,
+                prefix=prefix,
+                layers=layers,
             )
             logits = logits[:, 0, :vocab].astype(jnp.float32)
             logits = jnp.where(eos_table[None] & (i < min_new), _NEG_INF, logits)
@@ -257,7 +314,7 @@ def build_sampler(
     row_sh = shd.batch_sharding(mesh, (b,))
     rows2_sh = shd.batch_sharding(mesh, (b, n))
     out_sh = dict(tokens=rows2_sh, lengths=row_sh, logprobs=rows2_sh, steps=rep)
-    in_sh = (state_shardings, prompt_sh, prompt_sh, prompt_sh, row_sh, row_sh)
+    in_sh = (state_shardings, layer_shardings, prompt_sh, prompt_sh, prompt_sh, row_sh, row_sh)
     in_sh += (rep,) * 6
     return jax.jit(run, in_shardings=in_sh, out_shardings=out_sh)
 

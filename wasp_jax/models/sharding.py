@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding
@@ -197,3 +198,42 @@ def shard_model(model, mesh: Mesh, shard_axes: Mapping[str, int] | None = None):
     shardings = param_shardings(model, mesh, shard_axes)
     state = jax.device_put(state, shardings)
     return graphdef, state, shardings
+
+
+def unstack_layers(state: nnx.State, shardings: nnx.State, mesh: Mesh):
+    """Moves a model's stacked layer weights into one separate array per layer (eagerly).
+
+    The stacked ``[L, ...]`` arrays under ``layers`` are sliced once into per-layer arrays
+    (placed with their stacked sharding minus the layer axis) and replaced in the state by
+    empty placeholders, so the weights are held once. A model called with
+    ``layers=per_layer`` then never reads its stacked weights.
+
+    Returns:
+      ``(state, shardings, per_layer, per_layer_shardings)``: the state and shardings with
+      placeholders, and lists (one dict per layer) of arrays and of their shardings.
+    """
+    stacked: dict[str, tuple[jax.Array, NamedSharding]] = {}
+    rep = replicated(mesh)
+
+    def is_layer(path):
+        return bool(path) and getattr(path[0], "key", None) == "layers"
+
+    def take(path, x, sh):
+        if not is_layer(path):
+            return x
+        stacked[path[1].key] = (x, sh)
+        return jax.device_put(jnp.zeros((0,), x.dtype), rep)
+
+    rest = jax.tree_util.tree_map_with_path(take, state, shardings)
+    rest_sh = jax.tree_util.tree_map_with_path(
+        lambda path, sh: rep if is_layer(path) else sh, shardings
+    )
+    if not stacked:
+        raise ValueError("the state has no stacked weights under 'layers'")
+    num_layers = next(iter(stacked.values()))[0].shape[0]
+    per_sh = {n: NamedSharding(mesh, P(*tuple(sh.spec)[1:])) for n, (_, sh) in stacked.items()}
+    per_layer = [
+        {n: jax.device_put(x[i], per_sh[n]) for n, (x, _) in stacked.items()}
+        for i in range(num_layers)
+    ]
+    return rest, rest_sh, per_layer, [dict(per_sh) for _ in range(num_layers)]
