@@ -113,3 +113,15 @@ def test_embed_cli(tmp_path, capsys):
     bad.write_text('{"text": "ok"}\n{"txt": 1}\n')
     assert cli.main(["embed", "--model", "tiny-bert", str(bad)]) == 2
     assert "line 2" in capsys.readouterr().err
+
+
+def test_bfloat16_precision_stays_close_to_float32():
+    texts = [t for t in TEXTS if t] * 3
+    f32 = embed.load_embedder("tiny-bert", batch_size=4, max_length=64)
+    bf16 = embed.load_embedder("tiny-bert", batch_size=4, max_length=64, precision="bfloat16")
+    a, b = np.asarray(f32.embed(texts)), np.asarray(bf16.embed(texts))
+    assert not np.array_equal(a, b)  # the bfloat16 path really ran
+    cos = (a * b).sum(axis=1)
+    assert cos.min() > 0.999, cos.min()
+    with pytest.raises(ValueError, match="unknown precision"):
+        embed.load_embedder("tiny-bert", precision="float16")

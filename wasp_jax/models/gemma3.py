@@ -75,6 +75,8 @@ class Gemma3Model(nnx.Module):
         self.embed = nnx.Param(emb_init(rngs.params(), (c.vocab_size, c.hidden_size), dtype))
         self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
         self.final_norm = nnx.Param(L.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype))
+        # Precision of the dense products (None: the parameter dtype); see layers.dense.
+        self.compute_dtype = None
 
     def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
         """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_kv_heads, head_dim]."""
@@ -109,13 +111,12 @@ class Gemma3Model(nnx.Module):
         local_pre, _ = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
         pattern = c.layer_is_global or default_layer_pattern(c.num_layers)
         is_global = jnp.asarray(pattern, bool)
+        cdt = self.compute_dtype
 
         def layer(h, p, kc, vc, i, extra):
             glob, pkv = extra
             a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
-            q = jnp.einsum("btd,dhk->bthk", a, p["wq"])
-            k = jnp.einsum("btd,dhk->bthk", a, p["wk"])
-            v = jnp.einsum("btd,dhk->bthk", a, p["wv"])
+            q, k, v = L.project_qkv(a, p, c.num_heads, c.num_kv_heads, c.head_dim, cdt)
             q = L.rms_norm(q, p["q_norm"], c.norm_eps)
             k = L.rms_norm(k, p["k_norm"], c.norm_eps)
             cos = jnp.where(glob, glob_tab[0], local_tab[0])
@@ -128,10 +129,11 @@ class Gemma3Model(nnx.Module):
             if pkv is not None:
                 pre = (*pkv, jnp.where(glob, glob_pre, local_pre))
             o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
-            o = jnp.einsum("bthk,hkd->btd", o, p["wo"])
+            o = L.dense(o, p["wo"], cdt, axes=2)
             h = h + L.rms_norm(o, p["post_attn_norm"], c.norm_eps)
             m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
-            y = (jax.nn.gelu(m @ p["w_gate"], approximate=True) * (m @ p["w_up"])) @ p["w_down"]
+            gate = jax.nn.gelu(L.dense(m, p["w_gate"], cdt), approximate=True)
+            y = L.dense(gate * L.dense(m, p["w_up"], cdt), p["w_down"], cdt)
             h = h + L.rms_norm(y, p["post_mlp_norm"], c.norm_eps)
             return h, kc, vc
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
+from wasp_jax.models import layers as L
 from wasp_jax.models import sampler as smp
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.generate_args import (
@@ -98,6 +99,9 @@ class Generator:
             state, shardings, self.mesh
         )
         del state
+        if shd.axis_size(self.mesh, shd.MODEL) == 1:
+            self.layers = [L.fuse_projections(p) for p in self.layers]
+            self.layer_shardings = [{n: shd.replicated(self.mesh) for n in p} for p in self.layers]
         self.trace_count = 0
         self._samplers: dict[smp.SamplerShape, Callable] = {}
         self._stop_tables: dict[tuple[str, ...], np.ndarray] = {}
@@ -358,11 +362,15 @@ def load_generator(
       cache_dir: converted-checkpoint cache (default ``$WASP_JAX_CACHE``).
       chat: wrap prompts in the chat template. Default (None) is False, completion-style,
         because WASP prompts are completions that end with an opening quote.
-      dtype: parameter dtype.
+      dtype: parameter dtype. ``jnp.bfloat16`` also runs the dense products in bfloat16 with
+        float32 accumulation (norms, softmax and logits stay float32): half the weight bytes
+        per decode step; see docs/performance.md for speed and agreement with float32.
       max_batch_rows: most sample rows decoded together.
     """
     mesh = mesh if mesh is not None else shd.make_mesh()
     loaded = load_causal_lm(spec, cache_dir=cache_dir, mesh=mesh, dtype=dtype)
+    if jnp.dtype(dtype) != jnp.float32 and hasattr(loaded.model, "compute_dtype"):
+        loaded.model.compute_dtype = jnp.dtype(dtype).type
     return Generator(loaded, mesh=mesh, chat=bool(chat), max_batch_rows=max_batch_rows)
 
 

@@ -135,9 +135,7 @@ class LlamaModel(nnx.Module):
 
         def layer(h, p, kc, vc, i, pkv):
             a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
-            q = L.dense(a, p["wq"], cdt)
-            k = L.dense(a, p["wk"], cdt)
-            v = L.dense(a, p["wv"], cdt)
+            q, k, v = L.project_qkv(a, p, c.num_heads, c.num_kv_heads, c.head_dim, cdt)
             if c.qkv_bias:
                 q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
             q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)

@@ -105,12 +105,14 @@ class RunContext:
             load = self.hooks.load_embedder or load_embedder
             e = self.cfg.embedder
             log.info("loading embedder %s", e.name)
+            extra = {} if e.precision == "float32" else {"precision": e.precision}
             self._embedder = load(
                 e.name,
                 mesh=self.mesh,
                 cache_dir=self.cfg.runtime.cache_dir or None,
                 batch_size=e.batch_size,
                 cache_path=str(self.workdir / "embed_cache") if e.cache_synthetic else None,
+                **extra,
             )
         return self._embedder
 

@@ -41,6 +41,7 @@ from wasp_jax.models.embedder import (
     pad_batch,
     tokenize,
 )
+from wasp_jax.models.layers import compute_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +61,12 @@ class STMConfig:
     patience: int = 2
     dropout: bool = True
     max_grad_norm: float = 1.0
+    # Dense products of the encoder: "float32" or "bfloat16" (float32 accumulation and
+    # float32 master weights; `wasp_jax.models.layers.dense`).
+    precision: str = "float32"
 
     def __post_init__(self):
+        compute_dtype(self.precision)  # raises on an unknown name
         if self.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
         if self.epochs < 1 or self.batch_size < 1 or not 0.0 <= self.val_fraction < 1.0:
@@ -142,7 +147,9 @@ class Classifier:
         shardings = None if mesh is None else param_shardings(abstract_state, mesh)
         state = cache.restore_state(path, abstract_state, shardings)
         tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
-        return cls(nnx.merge(graphdef, state), tokenizer, meta["num_classes"], config, mesh)
+        model = nnx.merge(graphdef, state)
+        model.encoder.compute_dtype = compute_dtype(config.precision)
+        return cls(model, tokenizer, meta["num_classes"], config, mesh)
 
 
 def build_classifier(
@@ -156,6 +163,7 @@ def build_classifier(
     if config.max_length > loaded.config.max_position:
         raise ValueError(f"max_length {config.max_length} > {loaded.config.max_position}")
     encoder = loaded.model
+    encoder.compute_dtype = compute_dtype(config.precision)
     if not config.dropout:
         encoder.config = dataclasses.replace(encoder.config, dropout_rate=0.0)
     model = SequenceClassifier(encoder, num_classes, config.pooling, rngs=nnx.Rngs(0))
