@@ -104,8 +104,15 @@ def _block_candidates(sim, group_val, pos0, start, end, q):
 
 def _block_top_q(priv_emb, syn_emb, order, pos0, width, start, end, q):
     """Nearest and farthest candidates among positions pos0 .. pos0 + width - 1."""
-    rows = jax.lax.dynamic_slice_in_dim(order, pos0, width)
-    sim = jnp.matmul(priv_emb, syn_emb[rows].T, precision=jax.lax.Precision.HIGHEST)
+    n_priv, d = priv_emb.shape
+    if width >= syn_emb.shape[0] and n_priv < d:
+        # One block with fewer private rows than dimensions (the paper's 100 x 384): permuting
+        # the (n_priv, n) similarities moves fewer bytes than gathering the (n, d) rows.
+        sim = jnp.matmul(priv_emb, syn_emb.T, precision=jax.lax.Precision.HIGHEST)
+        sim = jnp.take(sim, order[:width], axis=1, mode="clip")
+    else:
+        rows = jax.lax.dynamic_slice_in_dim(order, pos0, width)
+        sim = jnp.matmul(priv_emb, syn_emb[rows].T, precision=jax.lax.Precision.HIGHEST)
     grouped = sim.reshape(sim.shape[0], -1, _GROUP)
     near = _block_candidates(sim, grouped.max(axis=-1), pos0, start, end, q)
     far = _block_candidates(-sim, -grouped.min(axis=-1), pos0, start, end, q)

@@ -76,12 +76,14 @@ def _timed(fn):
 class JaxSide:
     """One PLM with wasp_jax: the greedy and WASP-case calls, compiled before timing."""
 
-    def __init__(self, name: str, prompt: str):
+    def __init__(self, name: str, prompt: str, precision: str = "float32"):
         import jax
+        import jax.numpy as jnp
 
         from wasp_jax.models import generator as plm
 
-        self.load_s, self.gen = _timed(lambda: plm.load_generator(name))
+        dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
+        self.load_s, self.gen = _timed(lambda: plm.load_generator(name, dtype=dtype))
         self.greedy_ids = self.gen.encode_prompt(GREEDY_PROMPT)
         self.wasp_ids = self.gen.encode_prompt(prompt)
         self._key = jax.random.key
@@ -179,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embed-rounds", type=int, default=2)
     parser.add_argument("--embed-n", type=int, default=1000)
     parser.add_argument("--reference", metavar="PYTHON", help="python with torch + transformers")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["float32", "bfloat16"],
+        choices=["float32", "bfloat16"],
+        help="wasp_jax variants timed side by side (PyTorch runs float32)",
+    )
     machine.add_guard_flag(parser)
     args = parser.parse_args(argv)
     begin = machine.start(args)
@@ -190,35 +199,39 @@ def main(argv: list[str] | None = None) -> int:
     texts = []
     if args.embed_n:
         texts = [r["text"] for r in _read_jsonl(DATA / "test.jsonl")[: args.embed_n]]
-    sides = {name: JaxSide(name, prompt) for name in args.models}
-    emb = None
+    precisions = list(dict.fromkeys(args.precisions))
+    sides = {(name, p): JaxSide(name, prompt, p) for name in args.models for p in precisions}
+    embs, emb_first_s = {}, {}
     if texts:
         from wasp_jax.models.embedder import load_embedder
 
-        emb = load_embedder("all-minilm-l6-v2", max_length=256, batch_size=64)
-        emb_first_s, _ = _timed(lambda: emb.embed(texts))
-    ref = TorchSide(args.reference, reference_spec(texts, sides)) if args.reference else None
+        for p in precisions:
+            embs[p] = load_embedder("all-minilm-l6-v2", max_length=256, batch_size=64, precision=p)
+            emb_first_s[p], _ = _timed(functools.partial(embs[p].embed, texts))
+    ids_of = {name: sides[(name, precisions[0])] for name in args.models}
+    ref = TorchSide(args.reference, reference_spec(texts, ids_of)) if args.reference else None
 
-    rounds = {name: {"jax": {}, "torch": {}} for name in sides}
+    rounds = {name: {who: {} for who in [*precisions, "torch"]} for name in args.models}
 
-    def add(name, side, what, value):
-        rounds[name][side].setdefault(what, []).append(value)
+    def add(name, who, what, value):
+        rounds[name][who].setdefault(what, []).append(value)
 
     n_new = WASP["max_new_tokens"]
     for _ in range(args.rounds):
-        for name, side in sides.items():
-            add(name, "jax", "greedy_s", _timed(side.greedy)[0])
-            if ref:
-                add(name, "torch", "greedy_s", ref.time(op="greedy", model=name))
-            add(name, "jax", "prefill_s", _timed(functools.partial(side.wasp, 1))[0])
-            if ref:
-                add(name, "torch", "prefill_s", ref.time(op="wasp", model=name, max_new=1))
-            add(name, "jax", "total_s", _timed(functools.partial(side.wasp, n_new))[0])
-            if ref:
-                add(name, "torch", "total_s", ref.time(op="wasp", model=name, max_new=n_new))
-    embed_rounds = {"jax": [], "torch": []}
-    for _ in range(args.embed_rounds if emb else 0):
-        embed_rounds["jax"].append(_timed(lambda: emb.embed(texts))[0])
+        for name in args.models:
+            for what, n in (("greedy_s", None), ("prefill_s", 1), ("total_s", n_new)):
+                for p in precisions:
+                    side = sides[(name, p)]
+                    call = side.greedy if n is None else functools.partial(side.wasp, n)
+                    add(name, p, what, _timed(call)[0])
+                if ref and n is None:
+                    add(name, "torch", what, ref.time(op="greedy", model=name))
+                elif ref:
+                    add(name, "torch", what, ref.time(op="wasp", model=name, max_new=n))
+    embed_rounds = {who: [] for who in [*precisions, "torch"]}
+    for _ in range(args.embed_rounds if embs else 0):
+        for p, emb in embs.items():
+            embed_rounds[p].append(_timed(functools.partial(emb.embed, texts))[0])
         if ref:
             embed_rounds["torch"].append(ref.time(op="embed"))
     if ref:
@@ -239,46 +252,59 @@ def main(argv: list[str] | None = None) -> int:
             embed_max_tokens=256,
             rounds=args.rounds,
             embed_rounds=args.embed_rounds,
-            order="interleaved: per round and model, wasp_jax then PyTorch for each call",
+            order="interleaved: per round, model and call, each wasp_jax precision then PyTorch",
+            precisions=precisions,
         ),  # fmt: skip
         models={},
         targets=TARGETS,
     )
     if ref:
         result["torch"] = ref.info
-    for name, side in sides.items():
-        entry = {"prompt_tokens": len(side.wasp_ids), "jax_load_s": side.load_s}
-        entry["jax_first_call_s"] = side.first_call_s
-        entry["jax_compiled_programs"] = side.gen.trace_count
-        for who in ("jax", "torch"):
-            r = rounds[name][who]
+    for name in args.models:
+        first = sides[(name, precisions[0])]
+        entry = {"prompt_tokens": len(first.wasp_ids)}
+        for p in precisions:
+            side = sides[(name, p)]
+            entry[f"jax_{p}_load_s"] = side.load_s
+            entry[f"jax_{p}_first_call_s"] = side.first_call_s
+            entry[f"jax_{p}_compiled_programs"] = side.gen.trace_count
+        for who, r in rounds[name].items():
             if not r:
                 continue
             r["decode_s"] = [t - p for t, p in zip(r["total_s"], r["prefill_s"])]
             r["wasp_samples_per_s"] = [WASP["num_samples"] / t for t in r["total_s"]]
-            entry[who] = {k: _per_round(v) for k, v in r.items()}
-        if ref:
-            j, t = entry["jax"], entry["torch"]
-            med = lambda d, k: d[k]["median"]
-            entry["ratio"] = {
-                "greedy": med(t, "greedy_s") / med(j, "greedy_s"),
-                "wasp_prefill": med(t, "prefill_s") / med(j, "prefill_s"),
-                "wasp_decode": med(t, "decode_s") / med(j, "decode_s"),
-                "wasp_samples_per_s": med(j, "wasp_samples_per_s") / med(t, "wasp_samples_per_s"),
+            entry[who if who == "torch" else f"jax_{who}"] = {
+                k: _per_round(v) for k, v in r.items()
             }
-            entry["target_met"] = {
-                k: entry["ratio"][k] >= TARGETS[k] for k in ("greedy", "wasp_samples_per_s",
-                                                             "wasp_decode")
-            }  # fmt: skip
+        if ref:
+            t = entry["torch"]
+            med = lambda d, k: d[k]["median"]
+            for p in precisions:
+                j = entry[f"jax_{p}"]
+                ratio = {
+                    "greedy": med(t, "greedy_s") / med(j, "greedy_s"),
+                    "wasp_prefill": med(t, "prefill_s") / med(j, "prefill_s"),
+                    "wasp_decode": med(t, "decode_s") / med(j, "decode_s"),
+                    "wasp_samples_per_s": med(j, "wasp_samples_per_s")
+                    / med(t, "wasp_samples_per_s"),
+                }
+                entry[f"ratio_{p}"] = ratio
+                entry[f"target_met_{p}"] = {
+                    k: ratio[k] >= TARGETS[k]
+                    for k in ("greedy", "wasp_samples_per_s", "wasp_decode")
+                }
         result["models"][name] = entry
-    if emb:
+    if embs:
         e = {"jax_first_call_s": emb_first_s}
         for who, vals in embed_rounds.items():
             if vals:
-                e[who] = _per_round([len(texts) / v for v in vals])  # sentences per second
+                key = who if who == "torch" else f"jax_{who}"
+                e[key] = _per_round([len(texts) / v for v in vals])  # sentences per second
         if ref:
-            e["ratio"] = e["jax"]["median"] / e["torch"]["median"]
-            e["target_met"] = e["ratio"] >= TARGETS["embed"]
+            for p in precisions:
+                ratio = e[f"jax_{p}"]["median"] / e["torch"]["median"]
+                e[f"ratio_{p}"] = ratio
+                e[f"target_met_{p}"] = ratio >= TARGETS["embed"]
         result["embed_sentences_per_s"] = e
     result["machine"] = machine.finish(begin)
     print(json.dumps(result, indent=1))

@@ -153,16 +153,20 @@ def load_texts(n: int) -> tuple[list[str], np.ndarray]:
 class JaxSide:
     """The wasp_jax STM: jitted train step (donated state) and jitted logits."""
 
-    def __init__(self, ids, mask, labels):
+    def __init__(self, ids, mask, labels, precision="float32"):
         self.ids, self.mask, self.labels = ids, mask, labels
-        self.config = stm.STMConfig(max_length=LENGTH, batch_size=TRAIN_BATCH)
+        self.config = stm.STMConfig(max_length=LENGTH, batch_size=TRAIN_BATCH, precision=precision)
         clf = stm.build_classifier(2, self.config, rng=np.random.default_rng(0))
         self.graphdef, self.params = nnx.split(clf.model)
         self.tx = stm.make_optimizer(self.config.weight_decay, self.config.max_grad_norm)
         self.opt_state = self.tx.init(self.params)
         self.key, self.step = jax.random.key(0), 0
         self.chunks = cpu_chunk_tokens()  # what Classifier.predict uses on this host
-        self.info = {"jax": jax.__version__, "backend": jax.default_backend()}
+        self.info = {
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "precision": precision,
+        }
 
     def train(self, n: int) -> float:
         ones, valid = np.ones(TRAIN_BATCH, np.float32), np.ones(TRAIN_BATCH, bool)
@@ -201,13 +205,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved JAX/PyTorch rounds")
     parser.add_argument("--steps", type=int, default=4, help="timed train steps per round")
     parser.add_argument("--eval-batches", type=int, default=2, help="timed eval batches per round")
+    parser.add_argument(
+        "--precisions", nargs="+", default=["float32", "bfloat16"],
+        choices=["float32", "bfloat16"], help="wasp_jax variants (PyTorch runs float32)",
+    )  # fmt: skip
     machine.add_guard_flag(parser)
     args = parser.parse_args()
     begin = machine.start(args)
     texts, labels = load_texts(max(4 * EVAL_BATCH, 8 * TRAIN_BATCH))
     tokenizer = load_bert("all-minilm-l6-v2").tokenizer
     ids, mask = pad_batch(tokenize(tokenizer, texts, LENGTH), LENGTH, len(texts), 0)
-    sides = {"jax": JaxSide(ids, mask, labels)}
+    sides = {f"jax_{p}": JaxSide(ids, mask, labels, p) for p in dict.fromkeys(args.precisions)}
     if args.reference:
         sides["pytorch"] = TorchReference(args.reference, ids, mask, labels)
     times = {name: {"train": [], "eval": []} for name in sides}
@@ -237,11 +245,13 @@ def main() -> None:
         }
     if "pytorch" in sides:
         sides["pytorch"].close()
-        for part in ("train", "eval"):
-            jax_rate = result["jax"][part]["median"]
-            ratio = jax_rate / result["pytorch"][part]["median"]
-            result[f"ratio_{part}_jax_over_pytorch"] = ratio
-            result[f"target_met_{part}"] = ratio >= result["targets"][part]
+        for name in sides:
+            if name == "pytorch":
+                continue
+            for part in ("train", "eval"):
+                ratio = result[name][part]["median"] / result["pytorch"][part]["median"]
+                result[f"ratio_{part}_{name}_over_pytorch"] = ratio
+                result[f"target_met_{part}_{name}"] = ratio >= result["targets"][part]
     result["machine"] = {"platform": platform.platform(), **machine.finish(begin)}
     json.dump(result, sys.stdout, indent=1)
     print()

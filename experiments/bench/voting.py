@@ -6,10 +6,11 @@ For each (n_priv, n_syn, d) a fresh subprocess (so peak RSS is per size) builds 
 embeddings on the device (2 classes), jits ``top_q_votes`` (q = 8, nearest and farthest) as
 ``wasp_jax.pipeline.vote`` does, and reports compile seconds, the median seconds of the compiled
 kernel, the peak RSS of that phase, and the floor: the (n_priv x d) @ (d x n_syn) float32
-product alone, jitted, timed in the same process (on column chunks of at most
-``--floor-chunk`` rows, scaled linearly, so that the product's output fits in memory).
-Large sizes use the blocked path. Targets: paper scale <= 5 ms; at (2000, 1M) <= 1.3x the
-floor with peak RSS <= 2 x the synthetic array + 1 GiB.
+product alone, timed in the same process both jitted with XLA and with NumPy (OpenBLAS), the
+faster of the two being the machine's floor (on column chunks of at most ``--floor-chunk``
+rows, scaled linearly, so that the product's output fits in memory). Large sizes use the
+blocked path. Targets: paper scale <= 5 ms; at (2000, 1M) <= 1.5x the floor with peak RSS
+<= 2 x the synthetic array + 1 GiB. Refuses a loaded machine (``experiments.bench.machine``).
 """
 
 import argparse
@@ -19,6 +20,8 @@ import resource
 import subprocess
 import sys
 import time
+
+from experiments.bench import machine
 
 DEFAULT_SIZES = ("100x5400x384", "1000x100000x384", "2000x1000000x384")
 GIB = 2.0**30
@@ -92,8 +95,15 @@ def run_child(size, reps, block_size, floor_chunk, profile_dir):
     matmul = jax.jit(lambda p, s: jnp.matmul(p, s.T, precision=jax.lax.Precision.HIGHEST))
     part = syn[:cols]
     jax.block_until_ready(matmul(priv, part))
-    part_s, _ = _median_time(matmul, (priv, part), reps)
-    floor_s = part_s * n_syn / cols
+    xla_s = _median_time(matmul, (priv, part), reps)[0] * n_syn / cols
+    # The machine's real floor: the best float32 product this host offers, XLA's or NumPy's
+    # (OpenBLAS), timed here on the same operands.
+    import numpy as np
+
+    priv_np, part_np = np.asarray(priv), np.asarray(part)
+    _ = priv_np @ part_np.T
+    numpy_s = _median_time(lambda a, b: a @ b.T, (priv_np, part_np), reps)[0] * n_syn / cols
+    floor_s = min(xla_s, numpy_s)
     syn_bytes = n_syn * d * 4
     out = {
         "n_priv": n_priv,
@@ -105,6 +115,9 @@ def run_child(size, reps, block_size, floor_chunk, profile_dir):
         "kernel_median_s": round(kernel_s, 6),
         "kernel_times_s": kernel_all,
         "matmul_floor_s": round(floor_s, 6),
+        "matmul_xla_s": round(xla_s, 6),
+        "matmul_numpy_s": round(numpy_s, 6),
+        "matmul_floor_from": "xla" if xla_s <= numpy_s else "numpy",
         "matmul_floor_columns_timed": cols,
         "ratio_to_floor": round(kernel_s / floor_s, 4),
         "peak_rss_gib": round(rss_kernel / GIB, 4),
@@ -118,8 +131,8 @@ def run_child(size, reps, block_size, floor_chunk, profile_dir):
         out["target"] = "kernel <= 5 ms"
         out["meets_time_target"] = kernel_s <= 5e-3
     elif n_syn >= 1_000_000:
-        out["target"] = "kernel <= 1.3 x matmul floor"
-        out["meets_time_target"] = kernel_s <= 1.3 * floor_s
+        out["target"] = "kernel <= 1.5 x the machine's matmul floor (best of XLA and NumPy)"
+        out["meets_time_target"] = kernel_s <= 1.5 * floor_s
     print(json.dumps(out))
 
 
@@ -131,6 +144,7 @@ def main(argv=None) -> int:
     parser.add_argument("--floor-chunk", type=int, default=50_000)
     parser.add_argument("--profile", default=None, help="write a jax.profiler trace here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    machine.add_guard_flag(parser)
     args = parser.parse_args(argv)
     if args.child:
         reps = args.reps or 3
@@ -139,7 +153,7 @@ def main(argv=None) -> int:
 
     import jax
 
-    load_start = [round(v, 2) for v in os.getloadavg()]
+    begin = machine.start(args)
     results = []
     for size in args.sizes:
         n = int(size.split("x")[0]) * int(size.split("x")[1])
@@ -162,15 +176,9 @@ def main(argv=None) -> int:
         "benchmark": "top_q_votes (q=8, nearest+farthest, 2 classes) vs float32 matmul floor",
         "jax": jax.__version__,
         "backend": jax.default_backend(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_start": load_start,
-        "loadavg_at_end": [round(v, 2) for v in os.getloadavg()],
-        "note": (
-            "idle machine: 1-minute load average under 1.5 at the start"
-            if load_start[0] < 1.5
-            else "contended: 1-minute load average >= 1.5 at the start; not a result"
-        ),
+        "command": "python -m experiments.bench.voting " + " ".join(argv or sys.argv[1:]),
         "results": results,
+        "machine": machine.finish(begin),
     }
     print(json.dumps(report, indent=2))
     return 0
