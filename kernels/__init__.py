@@ -6,6 +6,7 @@ jit-decorated at definition; the pipeline jits them at its boundary with static 
 and shardings.
 """
 
+from wasp_jax.kernels.approx import approx_top_q_candidates
 from wasp_jax.kernels.noise import add_party_noise
 from wasp_jax.kernels.padding import bucket_size, pad_rows
 from wasp_jax.kernels.selection import Selection, select_contrastive, top_s_per_class
@@ -22,6 +23,7 @@ from wasp_jax.kernels.weights import plm_scores, plm_shares
 __all__ = [
     "Selection",
     "add_party_noise",
+    "approx_top_q_candidates",
     "bucket_size",
     "candidate_histogram",
     "merge_candidates",

@@ -262,7 +262,8 @@ class EmbedderConfig:
         name: spec for `wasp_jax.embed.load_embedder`.
         batch_size: texts per embedding batch.
         cache_synthetic: cache SYNTHETIC embeddings on disk (never private ones).
-        precision: "float32" or "bfloat16" (dense products in bfloat16 with float32
+        precision: "auto" (bfloat16 on GPU/TPU, float32 on CPU), "float32" or "bfloat16"
+            (dense products in bfloat16 with float32
             accumulation: about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs/TPUs;
             cosine to the float32 embedding above 0.9999 on IMDb, docs/performance.md).
     """
@@ -270,11 +271,11 @@ class EmbedderConfig:
     name: str = "all-minilm-l6-v2"
     batch_size: int = 64
     cache_synthetic: bool = True
-    precision: str = "float32"
+    precision: str = "auto"
 
     def __post_init__(self):
         _check(bool(self.name), "embedder.name", "must not be empty")
-        _check_choice(self.precision, "embedder.precision", ("float32", "bfloat16"))
+        _check_choice(self.precision, "embedder.precision", ("auto", "float32", "bfloat16"))
         _check(self.batch_size >= 1, "embedder.batch_size", "must be >= 1")
 
 

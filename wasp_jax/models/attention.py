@@ -180,5 +180,7 @@ def encoder_attention(
       [B, T, H, Dh].
     """
     s = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k)
-    a = jax.nn.softmax(jnp.where(mask, s, _ENCODER_MASK_VALUE), axis=-1)
-    return jnp.einsum("bhqk,bkhd->bqhd", a, v)
+    s = jnp.where(mask, s, _ENCODER_MASK_VALUE)
+    e = jnp.exp(s - jax.lax.stop_gradient(s.max(axis=-1, keepdims=True)))
+    out = jnp.einsum("bhqk,bkhd->bqhd", e, v)
+    return out / jnp.swapaxes(e.sum(axis=-1), 1, 2)[..., None]

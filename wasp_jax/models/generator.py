@@ -351,7 +351,7 @@ def load_generator(
     mesh=None,
     cache_dir=None,
     chat: bool | None = None,
-    dtype=jnp.float32,
+    dtype=None,
     max_batch_rows: int = 32,
 ) -> Generator:
     """Loads a causal LM (registry name or path, see `wasp_jax.models.load_causal_lm`).
@@ -362,12 +362,15 @@ def load_generator(
       cache_dir: converted-checkpoint cache (default ``$WASP_JAX_CACHE``).
       chat: wrap prompts in the chat template. Default (None) is False, completion-style,
         because WASP prompts are completions that end with an opening quote.
-      dtype: parameter dtype. ``jnp.bfloat16`` also runs the dense products in bfloat16 with
-        float32 accumulation (norms, softmax and logits stay float32): half the weight bytes
-        per decode step; see docs/performance.md for speed and agreement with float32.
+      dtype: parameter dtype; None: bfloat16 on GPU/TPU, float32 on CPU. With bfloat16 the
+        dense products run in bfloat16 with float32 accumulation (norms, softmax and logits
+        stay float32): half the weight bytes per decode step; see docs/performance.md for
+        speed and agreement with float32.
       max_batch_rows: most sample rows decoded together.
     """
     mesh = mesh if mesh is not None else shd.make_mesh()
+    if dtype is None:
+        dtype = L.compute_dtype("auto") or jnp.float32
     loaded = load_causal_lm(spec, cache_dir=cache_dir, mesh=mesh, dtype=dtype)
     if jnp.dtype(dtype) != jnp.float32 and hasattr(loaded.model, "compute_dtype"):
         loaded.model.compute_dtype = jnp.dtype(dtype).type

@@ -20,24 +20,12 @@ import numpy as np
 from flax import nnx
 
 # Attention has its own module; the names are re-exported for the models' ``L.`` namespace.
-from wasp_jax.models.attention import (
-    attention_mask,
-    encoder_attention,
-    gqa_attention,
-    prefix_attention_mask,
-    prefix_from_cache,
-    prefix_parts,
-)
-
-ATTENTION = (
-    attention_mask,
-    encoder_attention,
-    gqa_attention,
-    prefix_attention_mask,
-    prefix_from_cache,
-    prefix_parts,
-)
-
+from wasp_jax.models.attention import attention_mask as attention_mask
+from wasp_jax.models.attention import encoder_attention as encoder_attention
+from wasp_jax.models.attention import gqa_attention as gqa_attention
+from wasp_jax.models.attention import prefix_attention_mask as prefix_attention_mask
+from wasp_jax.models.attention import prefix_from_cache as prefix_from_cache
+from wasp_jax.models.attention import prefix_parts as prefix_parts
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "silu": jax.nn.silu,
@@ -91,9 +79,17 @@ PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
 def compute_dtype(precision: str):
-    """The ``compute_dtype`` of a precision name ("float32" -> None, "bfloat16")."""
+    """The ``compute_dtype`` of a precision name: "float32" -> None, "bfloat16", or "auto".
+
+    "auto" is bfloat16 on GPUs and TPUs (whose matrix units run it natively) and float32 on
+    CPUs, where float32 keeps results comparable across hosts (bfloat16 stays available).
+    """
+    if precision == "auto":
+        return jnp.bfloat16 if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else None
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise ValueError(
+            f"unknown precision {precision!r}; choose one of auto, {', '.join(PRECISIONS)}"
+        )
     return PRECISIONS[precision]
 
 

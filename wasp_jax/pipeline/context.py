@@ -105,7 +105,7 @@ class RunContext:
             load = self.hooks.load_embedder or load_embedder
             e = self.cfg.embedder
             log.info("loading embedder %s", e.name)
-            extra = {} if e.precision == "float32" else {"precision": e.precision}
+            extra = {} if e.precision == "auto" else {"precision": e.precision}
             self._embedder = load(
                 e.name,
                 mesh=self.mesh,

@@ -61,9 +61,9 @@ class STMConfig:
     patience: int = 2
     dropout: bool = True
     max_grad_norm: float = 1.0
-    # Dense products of the encoder: "float32" or "bfloat16" (float32 accumulation and
-    # float32 master weights; `wasp_jax.models.layers.dense`).
-    precision: str = "float32"
+    # Dense products of the encoder: "auto" (bfloat16 on GPU/TPU, float32 on CPU), "float32"
+    # or "bfloat16" (float32 accumulation, float32 master weights; `models.layers.dense`).
+    precision: str = "auto"
 
     def __post_init__(self):
         compute_dtype(self.precision)  # raises on an unknown name
