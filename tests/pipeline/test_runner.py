@@ -342,3 +342,52 @@ def test_runtime_mesh_reaches_the_sharded_vote(baseline, tmp_path, monkeypatch):
         vote._jitted.cache_clear()
     assert calls and set(calls) == {8}
     assert outputs(tmp_path) == outputs(wd)
+
+
+def test_locked_workdir_refused_at_once_and_left_untouched(baseline, tmp_path):
+    import subprocess
+    import sys
+
+    from wasp_jax.pipeline.lock import LOCK_FILE, WorkdirLockedError, workdir_lock
+
+    wd = tmp_path / "w"
+    runner.run(small_config(), wd, hooks=hooks())
+    before = {p.name: p.read_bytes() for p in wd.iterdir() if p.is_file()}
+    # Another process holds the lock (as a running run would), and a forced run with another
+    # config starts: it must not clear or write anything.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.pwrite(fd, b'pid %d' % os.getpid(), 0);"
+         "print('held', flush=True); time.sleep(60)", str(wd / LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkdirLockedError, match=f"pid {holder.pid}"):
+            runner.run(small_config(**{"voting.q": 2}), wd, force=True, hooks=hooks())
+    finally:
+        holder.kill()
+        holder.wait()
+    after = {p.name: p.read_bytes() for p in wd.iterdir() if p.is_file() and p.name != LOCK_FILE}
+    assert after == {k: v for k, v in before.items() if k != LOCK_FILE}
+    # The OS released the killed holder's lock: the workdir is usable again, and within one
+    # process the lock is exclusive too.
+    with workdir_lock(wd):
+        with pytest.raises(WorkdirLockedError, match="in use by another wasp-jax run"):
+            runner.run(small_config(), wd, hooks=hooks())
+    res = runner.run(small_config(), wd, hooks=hooks())
+    assert res.resumed_stages > 0
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_folder_that_never_held_a_run_is_not_cleared_or_overwritten(tmp_path, force):
+    wd = tmp_path / "mine"
+    (wd / "checkpoint").mkdir(parents=True)
+    (wd / "checkpoint" / "model_weights.bin").write_bytes(b"precious")
+    (wd / "metrics.jsonl").write_text("my own metrics\n")
+    with pytest.raises(runner.WorkdirConfigError, match="no wasp-jax run"):
+        runner.run(small_config(), wd, force=force, hooks=hooks())
+    assert (wd / "checkpoint" / "model_weights.bin").read_bytes() == b"precious"
+    assert (wd / "metrics.jsonl").read_text() == "my own metrics\n"
+    assert not (wd / "config.json").exists()

@@ -38,10 +38,11 @@ from wasp_jax.config import WaspConfig
 from wasp_jax.outputs import datasheet, report
 from wasp_jax.pipeline import rounds
 from wasp_jax.pipeline.context import Hooks, RunContext
+from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
 from wasp_jax.pipeline.workdir import WorkdirConfigError, prepare_workdir
 from wasp_jax.stm.evaluate import evaluate_files
 
-__all__ = ["Hooks", "RunResult", "WorkdirConfigError", "run"]
+__all__ = ["Hooks", "RunResult", "WorkdirConfigError", "WorkdirLockedError", "run"]
 
 log = logging.getLogger("wasp_jax")
 
@@ -78,11 +79,16 @@ def run(
     """Runs (or resumes) `config` in `workdir` and writes the outputs listed in the module doc.
 
     Raises:
+        WorkdirLockedError: another run holds the workdir (nothing there is touched).
         WorkdirConfigError: the workdir holds a different config and `force` is False.
         wasp_jax.errors.DataError: unreadable or malformed data files.
     """
+    with workdir_lock(workdir):
+        return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
+
+
+def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks) -> RunResult:
     t_start = time.perf_counter()
-    workdir = pathlib.Path(workdir)
     prepare_workdir(config, workdir, force=force)
     if config.runtime.compile_cache:
         _enable_compile_cache(config.runtime.cache_dir)

@@ -50,7 +50,8 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def check_workdir(cfg: WaspConfig, workdir: str | pathlib.Path, *, force: bool) -> None:
-    """Refuses a workdir that is a file, or that holds a run of a different config.
+    """Refuses a workdir that is a file, holds a run of a different config, or holds files
+    under a run's output names without being a wasp-jax workdir (never cleared, even forced).
 
     Raises:
       WorkdirConfigError: unless `force` (then the run there is started afresh).
@@ -59,7 +60,18 @@ def check_workdir(cfg: WaspConfig, workdir: str | pathlib.Path, *, force: bool) 
     if path.exists() and not path.is_dir():
         raise WorkdirConfigError(f"workdir {str(workdir)!r} is a file; pass a folder")
     old_path = path / "config.json"
-    if force or not old_path.is_file():
+    if not old_path.is_file():
+        # config.json is the first thing a run writes: without it, files under the names a
+        # run writes (or --force removes) belong to someone else and are left alone.
+        clash = sorted(n for n in (CHECKPOINT_DIR, *OUTPUTS) if (path / n).exists())
+        if clash:
+            raise WorkdirConfigError(
+                f"workdir {str(workdir)!r} holds {', '.join(clash)} but no wasp-jax run "
+                "(no config.json), so a run would overwrite or --force would delete files it "
+                "did not write; choose another --workdir"
+            )
+        return
+    if force:
         return
     try:
         old = json.loads(old_path.read_text(encoding="utf-8"))
