@@ -314,12 +314,25 @@ def test_tiny_models_end_to_end(tmp_path):
     scan_for_private(tmp_path / "wd", "", private)
 
 
-def test_infinite_epsilon_is_written_as_inf(tmp_path):
+def test_infinite_epsilon_is_written_as_inf(tmp_path, caplog):
     cfg = small_config(**{"privacy.epsilon": float("inf")})
-    runner.run(cfg, tmp_path, hooks=hooks())
+    with caplog.at_level(logging.WARNING):
+        runner.run(cfg, tmp_path, hooks=hooks())
     ledger = json.loads(read(tmp_path, "privacy.json"))
     assert ledger["sigma"] == 0.0 and ledger["epsilon"] == "inf"
     assert ledger["epsilon_spent"] == "inf" and ledger["rounds_released"] == 2
+    assert "NOT differentially private" in caplog.text
+    # Without noise the histograms are the clean votes: none is written anywhere.
+    assert not list(tmp_path.rglob("votes_r*"))
+    from wasp_jax.outputs import datasheet
+
+    text = datasheet.write_datasheet(tmp_path).read_text()
+    assert "NOT differentially private" in text and "(epsilon, delta)-DP" not in text
+
+
+def test_noisy_votes_are_checkpointed(baseline):
+    wd, _, _ = baseline
+    assert sorted(p.name for p in wd.rglob("votes_r*")) == ["votes_r1.npy", "votes_r2.npy"]
 
 
 def test_runtime_mesh_reaches_the_sharded_vote(baseline, tmp_path, monkeypatch):

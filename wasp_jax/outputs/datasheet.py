@@ -93,6 +93,13 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
         ("data parties L", parties),
     ]
     text = R.md_table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
+    if str(R.field(ledger, "epsilon")) in ("inf", "Infinity") or R.field(ledger, "sigma") == 0:
+        return text + (
+            "\n**This data is NOT differentially private.** The run was configured with "
+            "epsilon = inf, so the vote histograms got no noise: the selected examples, the PLM "
+            "weights and hence the synthetic texts depend on the private records without any "
+            "formal protection. (The clean votes were kept in memory and never written.)\n"
+        )
     text += (
         "\nThe guarantee is (epsilon, delta)-DP with respect to the private records: the only "
         "private-dependent values released are the Gaussian-noised vote histograms; the PLM "

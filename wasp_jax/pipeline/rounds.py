@@ -134,8 +134,11 @@ def vote(r, t: int) -> dict:
             scores, total, tau=cfg.generation.tau, weighting=cfg.generation.plm_weighting
         )
         summary = selection.vote_summary(votes, pop.labels, mask, C)
-        released = np.stack([np.asarray(h) for h in votes.histograms().values()])
-        arrays = {"syn_emb": syn_emb, f"votes_r{t}": released}
+        arrays = {"syn_emb": syn_emb}
+        if r.plan.sigma > 0:  # noisy, hence released: safe to keep on disk
+            released = np.stack([np.asarray(h) for h in votes.histograms().values()])
+            arrays[f"votes_r{t}"] = released
+        # With sigma = 0 (epsilon = inf) the histograms are the clean votes: memory only.
     r.state.plans[t] = RoundPlan(
         good=good,
         bad=bad,

@@ -93,6 +93,11 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
     if config.runtime.compile_cache:
         _enable_compile_cache(config.runtime.cache_dir)
     r = RunContext(config, workdir, hooks or Hooks())
+    if r.plan is not None and r.plan.sigma == 0:
+        log.warning(
+            "privacy.epsilon is inf: the votes get no noise, so this run is NOT differentially "
+            "private; its clean votes are kept in memory only, never written"
+        )
     K = len(r.plm_names)
     # round 0: zero-shot start (or the first pool rows), uniform over PLMs
     init_budgets = split_evenly(config.generation.initial_size, K)
