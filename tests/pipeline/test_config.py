@@ -132,3 +132,19 @@ def test_load_config_py_and_json(tmp_path):
         C.load_config(str(bad))
     with pytest.raises(C.ConfigError, match="does not exist"):
         C.load_config(str(tmp_path / "missing.py"))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("generation.budget=1000000000", "above the limit of 1,000,000"),
+        ("generation.budget=1e30", "generation.budget"),
+        ("generation.max_new_tokens=100000", "above the limit of 4,096"),
+        ("generation.batch_size=5000", "above the limit of 1,024"),
+    ],
+)
+def test_budgets_and_token_limits_are_bounded_before_any_work(override, message):
+    with pytest.raises((C.ConfigError, ValueError), match=message):
+        C.apply_overrides(C.base_config(), [override])
+    # the largest allowed budget is still accepted
+    assert C.replace(C.base_config(), **{"generation.budget": 1_000_000}).generation.budget

@@ -44,6 +44,38 @@ def _check(cond: bool, field: str, msg: str) -> None:
         raise ConfigError(f"{field}: {msg}")
 
 
+#: Upper bounds checked before any work: a value beyond them would exhaust the machine long
+#: before a first result (memory grows with the budget and the token limits; 1,000,000
+#: candidates is already the voting benchmark's largest case).
+GENERATION_LIMITS = {
+    "budget": 1_000_000,
+    "rounds": 100,
+    "batch_size": 1024,
+    "max_new_tokens": 4096,
+    "min_new_tokens": 4096,
+    "num_prompt_variants": 1000,
+    "max_attempts": 100,
+}
+
+
+def _check_limits(section: Any, prefix: str, limits: dict[str, int]) -> None:
+    for name, limit in limits.items():
+        v = getattr(section, name)
+        if v is None:
+            continue
+        _check(
+            isinstance(v, int) and not isinstance(v, bool),
+            f"{prefix}.{name}",
+            f"must be an integer, got {v!r}",
+        )
+        _check(
+            v <= limit,
+            f"{prefix}.{name}",
+            f"{v} is above the limit of {limit:,}; a run that large would exhaust memory and "
+            "time before producing anything (split it into several runs)",
+        )
+
+
 def _check_choice(value: Any, field: str, choices: Sequence[str]) -> None:
     _check(value in choices, field, f"got {value!r}; allowed: {', '.join(map(repr, choices))}")
 
@@ -202,6 +234,7 @@ class GenerationConfig:
     max_attempts: int = 4
 
     def __post_init__(self):
+        _check_limits(self, "generation", GENERATION_LIMITS)
         _check(len(self.plms) >= 1, "generation.plms", "must name at least one PLM")
         _check(all(isinstance(p, str) and p for p in self.plms), "generation.plms", "empty spec")
         _check(self.budget >= 1, "generation.budget", f"must be >= 1, got {self.budget}")
