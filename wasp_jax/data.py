@@ -78,10 +78,11 @@ def read_jsonl_numbered(path: PathLike, *, what: str = "input") -> list[tuple[in
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
+                    # Some messages end in "at" ("Unterminated string starting at").
+                    why = f"{err.msg.removesuffix(' at')} at column {err.colno}"
                     raise DataError(
-                        f"{what} file {str(path)!r}, line {lineno}: not valid JSON ({err.msg} at "
-                        f"column {err.colno}); each line must be one JSON object such as "
-                        '{"text": "...", "label": 0}'
+                        f"{what} file {str(path)!r}, line {lineno}: not valid JSON ({why}); "
+                        'each line must be one JSON object such as {"text": "...", "label": 0}'
                     ) from None
                 if not isinstance(obj, dict):
                     raise DataError(

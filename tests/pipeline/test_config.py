@@ -148,3 +148,8 @@ def test_budgets_and_token_limits_are_bounded_before_any_work(override, message)
         C.apply_overrides(C.base_config(), [override])
     # the largest allowed budget is still accepted
     assert C.replace(C.base_config(), **{"generation.budget": 1_000_000}).generation.budget
+
+
+def test_nan_is_named_as_such():
+    with pytest.raises(C.ConfigError, match="privacy.epsilon: nan is not a value here"):
+        C.apply_overrides(C.base_config(), ["privacy.epsilon=nan"])

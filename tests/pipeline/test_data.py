@@ -213,3 +213,12 @@ def test_bundled_files_follow_the_documented_rule(shared_data):
                     counts[label] += 1
                     kept.append(line)
         assert b"".join(kept) == data.bundled_path("imdb", f"{name}.jsonl").read_bytes()
+
+
+def test_json_error_reads_cleanly(tmp_path):
+    path = write(tmp_path, '{"text": "fine", "label": 0}\n{"text": "x')
+    with pytest.raises(DataError) as err:
+        data.read_labeled_jsonl(path, label_names=("neg", "pos"))
+    msg = str(err.value)
+    assert "line 2: not valid JSON (Unterminated string starting at column 10)" in msg, msg
+    assert "at at" not in msg

@@ -159,6 +159,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and value.strip().lower() == "nan":
+            raise ConfigError(f"{key}: nan is not a value here; give a number (or inf if allowed)")
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
