@@ -166,12 +166,6 @@ def reference_spec(texts: list[str], sides: dict[str, JaxSide]) -> dict:
 TARGETS = {"greedy": 1.2, "wasp_samples_per_s": 3.0, "wasp_decode": 2.0, "embed": 1.5}
 
 
-def _per_round(values: list[float]) -> dict:
-    from experiments.bench.machine import summary
-
-    return summary(values)
-
-
 def main(argv: list[str] | None = None) -> int:
     from experiments.bench import machine
 
@@ -274,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             r["decode_s"] = [t - p for t, p in zip(r["total_s"], r["prefill_s"])]
             r["wasp_samples_per_s"] = [WASP["num_samples"] / t for t in r["total_s"]]
             entry[who if who == "torch" else f"jax_{who}"] = {
-                k: _per_round(v) for k, v in r.items()
+                k: machine.summary(v) for k, v in r.items()
             }
         if ref:
             t = entry["torch"]
@@ -299,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         for who, vals in embed_rounds.items():
             if vals:
                 key = who if who == "torch" else f"jax_{who}"
-                e[key] = _per_round([len(texts) / v for v in vals])  # sentences per second
+                e[key] = machine.summary([len(texts) / v for v in vals])  # sentences per second
         if ref:
             for p in precisions:
                 ratio = e[f"jax_{p}"]["median"] / e["torch"]["median"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 
 import chex
@@ -154,11 +155,29 @@ def test_attention_over_shared_prefix_equals_attention_over_concatenated_cache(u
     chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", TINY)
+@functools.cache
+def _gpt2_gen() -> plm.Generator:
+    """tiny-llama's tokenizer on a random GPT-2 body (biases, learned positions, fused q/k/v)."""
+    from wasp_jax.models import build_model
+    from wasp_jax.models.config import DecoderConfig
+
+    lm = _loaded("tiny-llama")
+    config = DecoderConfig.create(
+        arch="gpt2", vocab_size=lm.config.vocab_size, hidden_size=32, intermediate_size=64,
+        num_layers=2, num_heads=4, num_kv_heads=4, head_dim=8, max_position=256,
+        hidden_act="gelu_new",
+    )  # fmt: skip
+    model = build_model(config, None)
+    return plm.Generator(
+        dataclasses.replace(lm, model=model, config=config), mesh=sharding.single_device_mesh()
+    )
+
+
+@pytest.mark.parametrize("name", [*TINY, "gpt2"])
 def test_sampled_logprobs_equal_a_full_forward_without_cache(name):
     # The decode path (shared prefix + per-row caches) against one cache-free forward pass
     # over prompt + generated tokens; the 40-token prompt exceeds tiny-gemma3's window.
-    gen = _gen(name)
+    gen = _gpt2_gen() if name == "gpt2" else _gen(name)
     prompt = _prompts(gen, [40])[0]
     out = gen.generate_ids(
         [prompt], num_samples=3, max_new_tokens=12, min_new_tokens=12, key=jax.random.key(5)

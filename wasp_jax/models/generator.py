@@ -92,13 +92,11 @@ class Generator:
         if chat and not self.chat_template:
             raise ValueError(f"model {self.name!r} has no chat template; use chat=False")
         self.add_bos = _default_add_bos(self.tokenizer) if add_bos is None else add_bos
-        graphdef, state, shardings = shd.shard_model(loaded.model, self.mesh)
+        self.graphdef, state, shardings = shd.shard_model(loaded.model, self.mesh)
         # One array per layer: decoding loops over layers instead of scanning stacked weights.
-        self.graphdef = graphdef
         self.state, self.state_shardings, self.layers, self.layer_shardings = shd.unstack_layers(
             state, shardings, self.mesh
         )
-        del state
         if shd.axis_size(self.mesh, shd.MODEL) == 1:
             self.layers = [L.fuse_projections(p) for p in self.layers]
             self.layer_shardings = [{n: shd.replicated(self.mesh) for n in p} for p in self.layers]
@@ -239,31 +237,29 @@ class Generator:
     def _run_chunk(self, chunk, prompt_ids, *, num_samples, key, stop_table, share_prefix, **kw):
         # Rows are laid out in groups of `grp` per prompt row (the sampler's prefix sharing);
         # without sharing every row is its own prompt row (grp = 1).
-        order = list(dict.fromkeys(i for i, _ in chunk)) if share_prefix else list(chunk)
-        grp = max(collections.Counter(i for i, _ in chunk).values()) if share_prefix else 1
+        row_prompt = [i for i, _ in chunk]
+        order = list(dict.fromkeys(row_prompt)) if share_prefix else row_prompt
+        grp = max(collections.Counter(row_prompt).values()) if share_prefix else 1
         bp = bucket_pow2(len(order))
-        p = bucket_prompt_len(max(len(prompt_ids[i]) for i, _ in chunk))
+        p = bucket_prompt_len(max(len(prompt_ids[i]) for i in order))
         n = bucket_pow2(kw["max_new"], 8)
         toks = np.zeros((bp, p), np.int32)
         pos = np.zeros((bp, p), np.int32)
         mask = np.zeros((bp, p), bool)
         for r in range(bp):
-            entry = order[min(r, len(order) - 1)]
-            ids = prompt_ids[entry if share_prefix else entry[0]]
+            ids = prompt_ids[order[min(r, len(order) - 1)]]
             toks[r, p - len(ids) :] = ids
             pos[r, p - len(ids) :] = np.arange(len(ids))
             mask[r, p - len(ids) :] = True
         b = bp * grp
         row_ids = np.zeros(b, np.uint32)
         active = np.zeros(b, bool)
-        group_of = {i: g for g, i in enumerate(order)} if share_prefix else {}
+        first_slot = {i: g * grp for g, i in enumerate(order)}  # shared: next free slot
         slots = []
-        used = dict.fromkeys(group_of, 0)
         for r, (i, j) in enumerate(chunk):
             slot = r
             if share_prefix:
-                slot = group_of[i] * grp + used[i]
-                used[i] += 1
+                slot, first_slot[i] = first_slot[i], first_slot[i] + 1
             slots.append(slot)
             row_ids[slot] = i * num_samples + j
             active[slot] = True
@@ -286,10 +282,8 @@ class Generator:
             stop_table,
         )
         res = jax.tree.map(np.asarray, res)
-        take = np.asarray(slots)
-        res.update(tokens=res["tokens"][take], lengths=res["lengths"][take])
-        res["logprobs"] = res["logprobs"][take]
-        return res
+        take = np.asarray(slots)  # back to the chunk's row order
+        return {**res, **{k: res[k][take] for k in ("tokens", "lengths", "logprobs")}}
 
     def _sampler(self, shape: smp.SamplerShape) -> Callable:
         if shape not in self._samplers:

@@ -75,6 +75,8 @@ class GPT2Model(nnx.Module):
         self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
         self.final_norm = nnx.Param(jnp.ones((c.hidden_size,), dtype))
         self.final_norm_b = nnx.Param(jnp.zeros((c.hidden_size,), dtype))
+        # Precision of the dense products (None: the parameter dtype); see layers.dense.
+        self.compute_dtype = None
 
     def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
         """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_heads, head_dim]."""
@@ -103,19 +105,20 @@ class GPT2Model(nnx.Module):
         pre_mask, pre_kv = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
         eps = c.norm_eps
 
+        cdt = self.compute_dtype
+
         def layer(h, p, kc, vc, i, pkv):
             a = L.layer_norm(h, p["attn_norm"], p["attn_norm_b"], eps)
-            q = jnp.einsum("btd,dhk->bthk", a, p["wq"]) + p["bq"]
-            k = jnp.einsum("btd,dhk->bthk", a, p["wk"]) + p["bk"]
-            v = jnp.einsum("btd,dhk->bthk", a, p["wv"]) + p["bv"]
+            q, k, v = L.project_qkv(a, p, c.num_heads, c.num_heads, c.head_dim, cdt)
+            q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
             kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
             vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
             pre = None if pkv is None else (*pkv, pre_mask)
             o = L.gqa_attention(q, k_all, v_all, mask, c.scale, None, pre)
-            h = h + jnp.einsum("bthk,hkd->btd", o, p["wo"]) + p["bo"]
+            h = h + L.dense(o, p["wo"], cdt, axes=2) + p["bo"]
             m = L.layer_norm(h, p["mlp_norm"], p["mlp_norm_b"], eps)
-            y = jax.nn.gelu(m @ p["w_fc"] + p["b_fc"], approximate=True)
-            return h + y @ p["w_proj"] + p["b_proj"], kc, vc
+            y = jax.nn.gelu(L.dense(m, p["w_fc"], cdt) + p["b_fc"], approximate=True)
+            return h + L.dense(y, p["w_proj"], cdt) + p["b_proj"], kc, vc
 
         params = self.layers.arrays() if layers is None else layers
         x, cache = L.scan_layers(layer, x, params, cache, pre_kv)

@@ -244,7 +244,7 @@ def build_sampler(
             pre_mask,
             layers=layers,
         )
-        prefix = L.prefix_from_cache(_constrain_cache(cache, mesh), pre_mask)
+        prefix = L.prefix_from_cache(cache, pre_mask)
         # Each row's own cache holds only its new tokens (slot i = step i).
         cache = _constrain_cache(model.init_cache(b, n, dtype=cache_dtype), mesh)
         kv_mask = jnp.ones((b, n), bool)
