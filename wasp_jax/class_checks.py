@@ -52,6 +52,7 @@ def check_candidate_counts(
     strict: bool = True,
     what: str = "synthetic candidates",
     fix: str | None = None,
+    empty_fix: str | None = None,
 ) -> list[int]:
     """Checks that every class has at least `q` candidates to vote on (Top-Q).
 
@@ -69,6 +70,7 @@ def check_candidate_counts(
       strict: raise instead of warning when 0 < count < q.
       what: what the candidates are, for messages.
       fix: what the user should change, for messages (default: lower q or add candidates).
+      empty_fix: what to change when a class has no candidates at all.
 
     Returns:
       The ids of the classes with fewer than `q` candidates (when not strict).
@@ -76,16 +78,21 @@ def check_candidate_counts(
     Raises:
       DataError: a class has no candidates, or (strict) fewer than `q`.
     """
+    names = [
+        f"class {c}" + (f" ({label_names[c]!r})" if label_names is not None else "")
+        for c in range(len(counts))
+    ]
+    empty = [names[c] for c, count in enumerate(counts) if count == 0]
+    if empty:
+        raise DataError(
+            f"{what}: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no candidates, "
+            "so it cannot be voted on or give prompt examples; "
+            + (empty_fix or "generate (or provide) samples of every class")
+        )
     short = []
     for c, count in enumerate(counts):
-        name = f"class {c}" + (f" ({label_names[c]!r})" if label_names is not None else "")
-        if count == 0:
-            raise DataError(
-                f"{what}: {name} has no candidates, so it cannot be voted on or give prompt "
-                "examples; generate (or provide) samples of every class"
-            )
         if count < q:
-            msg = f"{what}: {name} has {count} candidates, fewer than voting.q={q}; " + (
+            msg = f"{what}: {names[c]} has {count} candidates, fewer than voting.q={q}; " + (
                 fix or f"lower voting.q to at most {min(counts)} or provide more candidates"
             )
             if strict:

@@ -222,11 +222,23 @@ def to_json(obj: Any, *, indent: int | None = 2) -> str:
     )
 
 
+#: Suffix of the temp files of `_atomic_write` (".<name>.<random>.tmp"); see `sweep_temp_files`.
+TEMP_SUFFIX = ".tmp"
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: PathLike, write_fn, *, binary: bool = False) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are meant to be read by others
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    # mkstemp makes 0600; a file the run writes gets what open() would give it: 0666 less
+    # the umask (0644 under the usual 022, 0600 under 077).
+    os.fchmod(fd, 0o666 & ~_current_umask())
     mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": "\n"}
     try:
         with os.fdopen(fd, **mode) as fh:
@@ -241,6 +253,25 @@ def _atomic_write(path: PathLike, write_fn, *, binary: bool = False) -> pathlib.
             pass
         raise
     return path
+
+
+def sweep_temp_files(folder: PathLike) -> list[pathlib.Path]:
+    """Removes the temp files an interrupted `atomic_write_*` left in `folder` (not recursive).
+
+    Only names of the form ".<name>.<random>.tmp" are touched, never a symlink's target;
+    call it where no other writer is active (the runner does, under its workdir lock).
+    Returns the removed paths.
+    """
+    folder = pathlib.Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX) and p.name.count(".") >= 3:
+            if p.is_symlink() or p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:

@@ -17,9 +17,10 @@ from wasp_jax.data import bundled_path
 from wasp_jax.pipeline import runner
 
 # Re-pinned when the sampler moved from Gumbel-max draws to inverse-CDF draws (one uniform
-# per row and step): the same distribution, other samples. The ledger did not change.
+# per row and step): the same distribution, other samples. The ledger did not change then;
+# it was re-pinned when privacy.json gained its "private" flag (true here: sigma > 0).
 SYNTHETIC_SHA256 = "9db2411383469965548f3f19000a8d35050f730838a5c4ad548670b7c8676278"
-PRIVACY_SHA256 = "43c69c7f1ed6db94488868725e00119b95d34de439d62dc164591a574298d216"
+PRIVACY_SHA256 = "ee9b3f8fcbbfaeb038c80ab09bb9f5ee0fba35f392704768d2913016d270e026"
 
 #: Keys of privacy.json that depend on when or where a run happened, not on what it did.
 VOLATILE = ("time", "timestamp", "created", "seconds", "workdir")

@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"wasp-jax {args._command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a path the user gave: unreadable, unwritable, a full disk
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"wasp-jax {args._command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

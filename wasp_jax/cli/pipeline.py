@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import sys
 import time
 import warnings
@@ -38,7 +39,7 @@ from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
-from wasp_jax.pipeline.workdir import check_workdir
+from wasp_jax.pipeline.workdir import check_workdir, describe_os_error
 from wasp_jax.tasks import load_task
 
 # ------------------------------------------------------------------------------ parsers
@@ -126,6 +127,15 @@ def _usage_errors():
         raise UsageError(str(err)) from None
 
 
+@contextlib.contextmanager
+def _os_errors(workdir: str):
+    """A full disk or an unwritable path met while running becomes one exit-code-2 line."""
+    try:
+        yield
+    except OSError as err:
+        raise UsageError(describe_os_error(err, f"the run in {workdir}")) from None
+
+
 def _run(cfg, workdir: str, *, force: bool, title: str, start: float) -> int:
     """Checks the inputs, runs (or resumes) and prints the summary; wall time from `start`."""
     check_inputs(cfg)
@@ -133,7 +143,7 @@ def _run(cfg, workdir: str, *, force: bool, title: str, start: float) -> int:
     _console_logging()
     from wasp_jax.pipeline import runner  # heavy: jax and the models
 
-    with _usage_errors():
+    with _usage_errors(), _os_errors(workdir):
         runner.run(cfg, workdir, force=force)
     wall_s = time.perf_counter() - start
     print(summary(workdir, wall_s, title=title))
@@ -174,6 +184,10 @@ def check_inputs(cfg) -> None:
             class_checks.warn_missing_classes(rows[: cfg.data.num_private or None], task.labels)
         for warning in caught:  # one clean console line each (names classes only)
             print(f"wasp-jax: warning: {warning.message}", file=sys.stderr)
+            # the runner checks the classes again when it reads the data: say it once
+            warnings.filterwarnings(
+                "ignore", message=re.escape(str(warning.message)), category=data_io.DataWarning
+            )
         del rows  # private: only validated here, the runner reads it again
         _check_round0_candidates(cfg, task)
     if cfg.method == "replay":
@@ -218,12 +232,17 @@ def known_models(kind: str) -> list[str]:
 
 
 def check_model(spec: str, key: str, kind: str) -> None:
-    """A model spec must be a registry name or an existing checkpoint file/folder.
+    """A model spec must be a registry name or a checkpoint file/folder the loaders can read.
 
     Raises:
       UsageError: naming the closest registry name and listing all of them.
     """
     if os.path.exists(spec):
+        from wasp_jax.models.probe import EXPECTED, checkpoint_problem
+
+        problem = checkpoint_problem(spec, kind)
+        if problem:
+            raise UsageError(f"{key}: {spec!r} {problem}; a {kind} is {EXPECTED[kind]}")
         return
     names = known_models(kind)
     if spec not in names:

@@ -87,6 +87,15 @@ def _plots(run: Mapping[str, Any], names, plots: pathlib.Path) -> dict[str, Any]
     return made
 
 
+def _not_private_warning(ledger: Mapping[str, Any]) -> list[str]:
+    if field(ledger, "private", default=True) is False or field(ledger, "sigma") == 0:
+        return [
+            "**This data is NOT differentially private**: the run had epsilon = inf, so the "
+            "votes that chose its examples and PLM weights got no noise.\n"
+        ]
+    return []
+
+
 def _head(run: Mapping[str, Any]) -> list[str]:
     """Title, the privacy headline and the per-round table."""
     cfg, ledger, metrics, syn = run["config"], run["privacy"], run["metrics"], run["synthetic"]
@@ -108,6 +117,7 @@ def _head(run: Mapping[str, Any]) -> list[str]:
                 )
             ],
         ),
+        *_not_private_warning(ledger),
         "Only public inputs, post-noise values and synthetic data appear below.\n",
         "## Per round\n",
         md_table(

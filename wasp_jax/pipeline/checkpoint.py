@@ -37,17 +37,35 @@ class Checkpoint:
     def state_path(self) -> pathlib.Path:
         return self.dir / "state.json"
 
+    def _damaged(self, path: pathlib.Path, why: str) -> data_io.DataError:
+        return data_io.DataError(
+            f"{path} is damaged ({why}), so the run cannot be resumed; pass --force to start "
+            "it afresh (its outputs are discarded) or choose another --workdir"
+        )
+
     def load(self) -> RunState | None:
-        """The last saved state, or None for a fresh workdir."""
+        """The last saved state, or None for a fresh workdir.
+
+        Raises:
+          DataError: a damaged or foreign state file (the message names the fix).
+        """
         if not self.state_path.is_file():
             return None
-        state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise self._damaged(self.state_path, f"not valid JSON: {err}") from None
+        if not isinstance(state, dict):
+            raise self._damaged(self.state_path, "not a JSON object")
         if state.get("version") != STATE_VERSION:
             raise data_io.DataError(
                 f"{self.state_path} has state version {state.get('version')}, expected "
                 f"{STATE_VERSION}; use a new workdir or --force"
             )
-        return RunState.from_json_dict(state)
+        try:
+            return RunState.from_json_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise self._damaged(self.state_path, f"{type(err).__name__}: {err}") from None
 
     def save(self, state: RunState, arrays: dict[str, np.ndarray] | None = None) -> None:
         """Writes `arrays` (name -> array, `.npy`) and then `state` (the commit point)."""
@@ -57,8 +75,21 @@ class Checkpoint:
             np.save(buf, np.asarray(arr), allow_pickle=False)
             data_io.atomic_write_bytes(self.dir / f"{name}.npy", buf.getvalue())
         record = dict(state.to_json_dict(), version=STATE_VERSION)
-        data_io.atomic_write_text(self.state_path, json.dumps(record, sort_keys=True))
+        data_io.atomic_write_text(self.state_path, json.dumps(record))
 
     def load_array(self, name: str) -> np.ndarray | None:
+        """A saved numeric array, or None if absent.
+
+        Raises:
+          DataError: the file is not a plain numeric `.npy` (e.g. an object array).
+        """
         path = self.dir / f"{name}.npy"
-        return np.load(path, allow_pickle=False) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise self._damaged(path, f"not a numeric .npy array: {err}") from None
+        if arr.dtype.kind not in "biuf":
+            raise self._damaged(path, f"dtype {arr.dtype}, expected numbers")
+        return arr

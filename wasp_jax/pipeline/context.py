@@ -1,12 +1,17 @@
 """One run's context: config, task, keys, lazily loaded models and data, and the typed state.
 
-`RunContext.stage` wraps every stage: it skips a finished one, times it, and commits the
-state (and the stage's arrays) to the checkpoint before the outputs are rewritten.
+`RunContext.stage` wraps every stage: it skips a finished one, times it, and commits it:
+`privacy.json` first, then the checkpoint (the stage's arrays, then `state.json`), then the
+other outputs. A crash between two of these writes can leave a ledger that is ahead of the
+checkpoint (the resumed stage redraws the same noise and records the same release), never
+one that is behind it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import pathlib
 import time
@@ -16,10 +21,12 @@ import numpy as np
 
 from wasp_jax import data as data_io
 from wasp_jax.config import WaspConfig
+from wasp_jax.errors import UsageError
 from wasp_jax.models.embedder import load_embedder
 from wasp_jax.models.generator import load_generator
 from wasp_jax.models.sharding import make_mesh
 from wasp_jax.pipeline.checkpoint import Checkpoint
+from wasp_jax.pipeline.fingerprint import check_unchanged, input_fingerprints
 from wasp_jax.pipeline.keys import streams
 from wasp_jax.pipeline.population import Population
 from wasp_jax.pipeline.private import load_private
@@ -44,6 +51,29 @@ class Hooks:
     on_stage: Callable[[str], None] | None = None
 
 
+class ModelLoadError(UsageError):
+    """A configured model cannot be loaded (CLI exit code 2)."""
+
+
+@contextlib.contextmanager
+def _load_errors(key: str, spec: str):
+    """Turns a loader's failure on a bad checkpoint into one `ModelLoadError` line."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # a full disk: reported as such by the caller
+        raise ModelLoadError(
+            f"{key}: cannot load {spec!r}: {err}; give a registry name, a .gguf file or a "
+            "Hugging Face model folder"
+        ) from None
+    except (ValueError, KeyError, IndexError, UnicodeDecodeError) as err:
+        raise ModelLoadError(
+            f"{key}: cannot load {spec!r} ({type(err).__name__}: {err}); give a registry "
+            "name, a .gguf file or a Hugging Face model folder"
+        ) from None
+
+
 def mesh_for(choice: str):
     """The device mesh of `runtime.mesh`: None ("none") or one over all devices ("auto")."""
     return None if choice == "none" else make_mesh()
@@ -64,6 +94,9 @@ class RunContext:
         else:
             self.plm_names = list(cfg.generation.plms)
         saved = self.ckpt.load()
+        fingerprints = input_fingerprints(cfg, self.task)
+        if saved is not None:
+            check_unchanged(saved.fingerprints, fingerprints, f"the run in {workdir}")
         self.state: RunState = saved or RunState(
             ledger=RunLedger.new(
                 self.plan,
@@ -71,7 +104,8 @@ class RunContext:
                 adjacency=cfg.privacy.adjacency,
                 num_parties=cfg.data.num_parties,
                 num_histograms=cfg.num_histograms,
-            )
+            ),
+            fingerprints=fingerprints,
         )
         self.resumed = len(self.state.done)
         emb = self.ckpt.load_array("syn_emb")
@@ -87,17 +121,30 @@ class RunContext:
 
     # -- models and data (loaded on first use, so a finished stage costs nothing) ------------
 
+    def preload(self) -> None:
+        """Loads every model the unfinished stages need before any of them runs, so that a
+        model that cannot be loaded stops the run at its start, not after generation."""
+        cfg, T = self.cfg, self.cfg.generation.rounds
+        if f"r{T}/close" in self.state.done:
+            return
+        if cfg.method != "replay":
+            for k in range(len(self.plm_names)):
+                self.generator(k)
+        if T > 0 and cfg.method != "random_control" and f"r{T}/vote" not in self.state.done:
+            self.embedder()
+
     def generator(self, k: int):
         if k not in self._generators:
             load = self.hooks.load_generator or load_generator
             rt = self.cfg.runtime
             log.info("loading PLM %s", self.plm_names[k])
-            self._generators[k] = load(
-                self.plm_names[k],
-                mesh=self.mesh,
-                cache_dir=rt.cache_dir or None,
-                chat=self.cfg.generation.chat,
-            )
+            with _load_errors("generation.plms", self.plm_names[k]):
+                self._generators[k] = load(
+                    self.plm_names[k],
+                    mesh=self.mesh,
+                    cache_dir=rt.cache_dir or None,
+                    chat=self.cfg.generation.chat,
+                )
         return self._generators[k]
 
     def embedder(self):
@@ -106,14 +153,15 @@ class RunContext:
             e = self.cfg.embedder
             log.info("loading embedder %s", e.name)
             extra = {} if e.precision == "auto" else {"precision": e.precision}
-            self._embedder = load(
-                e.name,
-                mesh=self.mesh,
-                cache_dir=self.cfg.runtime.cache_dir or None,
-                batch_size=e.batch_size,
-                cache_path=str(self.workdir / "embed_cache") if e.cache_synthetic else None,
-                **extra,
-            )
+            with _load_errors("embedder.name", e.name):
+                self._embedder = load(
+                    e.name,
+                    mesh=self.mesh,
+                    cache_dir=self.cfg.runtime.cache_dir or None,
+                    batch_size=e.batch_size,
+                    cache_path=str(self.workdir / "embed_cache") if e.cache_synthetic else None,
+                    **extra,
+                )
         return self._embedder
 
     def private(self):
@@ -162,16 +210,25 @@ class RunContext:
         secs = self.state.current.stage_seconds
         secs[metric] = secs.get(metric, 0.0) + time.perf_counter() - t0
         self.state.done.append(name)
-        self.ckpt.save(self.state, arrays)
-        self.write_outputs()
+        self.commit(arrays)
         self._hook(name + ":done")
 
-    def write_outputs(self) -> None:
+    def commit(self, arrays: dict | None = None) -> None:
+        """Ledger, then checkpoint, then the other outputs (see the module docstring)."""
+        self.write_ledger()
+        self.ckpt.save(self.state, arrays)
+        self.write_outputs(ledger=False)
+
+    def write_ledger(self) -> None:
+        data_io.atomic_write_json(self.workdir / "privacy.json", self.state.ledger.report())
+
+    def write_outputs(self, *, ledger: bool = True) -> None:
+        if ledger:
+            self.write_ledger()
         data_io.atomic_write_jsonl(
             self.workdir / "synthetic.jsonl", self.pop.rows(self.task, self.plm_names)
         )
         data_io.atomic_write_jsonl(self.workdir / "metrics.jsonl", self.state.metrics)
-        data_io.atomic_write_json(self.workdir / "privacy.json", self.state.ledger.report())
 
     def close_round(self, round_: int, weights, budgets, summary, selected) -> None:
         """Appends round `round_`'s metrics row (once) and commits it."""
@@ -196,5 +253,4 @@ class RunContext:
         )
         self.state.current = type(cur)()
         self.state.done.append(name)
-        self.ckpt.save(self.state)
-        self.write_outputs()
+        self.commit()

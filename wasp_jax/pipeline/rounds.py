@@ -111,7 +111,17 @@ def vote(r, t: int) -> dict:
     else:
         counts = np.bincount(np.asarray(pop.labels, np.int64)[mask], minlength=C).tolist()
         class_checks.check_candidate_counts(
-            counts, cfg.voting.q, label_names=task.labels, strict=False
+            counts,
+            cfg.voting.q,
+            label_names=task.labels,
+            strict=False,
+            what=f"round {t} synthetic candidates",
+            empty_fix=(
+                "every text generated for it was filtered out (empty, too short or a "
+                "duplicate; metrics.jsonl counts the shortfall). Raise generation.max_new_tokens "
+                "or max_attempts, use a higher generation.top_p / temperature, a larger "
+                "generation.budget or other PLMs, then rerun with --force"
+            ),
         )
         syn_emb = _embed_new(r)
         private = r.private()

@@ -39,7 +39,7 @@ from wasp_jax.outputs import datasheet, report
 from wasp_jax.pipeline import rounds
 from wasp_jax.pipeline.context import Hooks, RunContext
 from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
-from wasp_jax.pipeline.workdir import WorkdirConfigError, prepare_workdir
+from wasp_jax.pipeline.workdir import WorkdirConfigError, check_writable, prepare_workdir
 from wasp_jax.stm.evaluate import evaluate_files
 
 __all__ = ["Hooks", "RunResult", "WorkdirConfigError", "WorkdirLockedError", "run"]
@@ -83,6 +83,7 @@ def run(
         WorkdirConfigError: the workdir holds a different config and `force` is False.
         wasp_jax.errors.DataError: unreadable or malformed data files.
     """
+    check_writable(workdir)
     with workdir_lock(workdir):
         return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
 
@@ -98,6 +99,7 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
             "privacy.epsilon is inf: the votes get no noise, so this run is NOT differentially "
             "private; its clean votes are kept in memory only, never written"
         )
+    r.preload()
     K = len(r.plm_names)
     # round 0: zero-shot start (or the first pool rows), uniform over PLMs
     init_budgets = split_evenly(config.generation.initial_size, K)

@@ -3,8 +3,10 @@
 `RunState` is what `wasp_jax.pipeline.checkpoint` writes after every stage and reads back on
 resume: the finished stages, the synthetic population, the privacy ledger, each round's
 `RoundPlan` (the post-noise selection and the next budgets), the metrics rows written so far,
-the progress of the open round and, for replay, the next unused pool row per (PLM, class).
-Everything in it is public: synthetic text, post-noise values and the ledger.
+the progress of the open round, for replay the next unused pool row per (PLM, class), and
+the fingerprints of the run's inputs (`wasp_jax.pipeline.fingerprint`). Everything in it is
+public (synthetic text, post-noise values, the ledger) except one value: the SHA-256 of the
+private data file, which is why the checkpoint is never released (docs/method.md).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class RunState:
     current: RoundProgress = dataclasses.field(default_factory=RoundProgress)
     pool_next: list[list[int]] | None = None
     n_embedded: int = 0
+    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,7 @@ class RunState:
             "current": dataclasses.asdict(self.current),
             "pool_next": self.pool_next,
             "n_embedded": self.n_embedded,
+            "fingerprints": dict(self.fingerprints),
         }
 
     @classmethod
@@ -82,4 +86,5 @@ class RunState:
             current=RoundProgress(**d["current"]),
             pool_next=d["pool_next"],
             n_embedded=int(d["n_embedded"]),
+            fingerprints=dict(d.get("fingerprints") or {}),
         )

@@ -1,17 +1,23 @@
 """The workdir of a run: refuse one that holds another run, start one afresh with force.
 
-A workdir holds one run: its resolved `config.json`, the outputs and `checkpoint/`.
-Re-running the same config resumes it; a different config is refused (the keys under
-`runtime.` do not change results and may differ) unless `force`, which discards that run.
-The command line calls `check_workdir` before it loads any model; the runner calls
-`prepare_workdir`, which checks again and writes `config.json`.
+A workdir holds one run: a marker file (`MARKER`, the first thing a run writes), its resolved
+`config.json`, the outputs and `checkpoint/`. Re-running the same config resumes it; a
+different config is refused (the keys under `runtime.` do not change results and may differ)
+unless `force`, which discards that run. A folder without the marker that holds files under
+a run's names is someone else's: it is refused, forced or not, and nothing in it is touched.
+`--force` removes only the names a run writes, and a symlink among them is unlinked, never
+followed. The command line calls `check_workdir` before it loads any model; the runner calls
+`prepare_workdir` under the workdir lock, which checks again, sweeps the temp files of an
+interrupted write and writes the marker and `config.json`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import pathlib
 import shutil
+import tempfile
 from typing import Any
 
 from wasp_jax import data as data_io
@@ -25,7 +31,17 @@ RESULT_NEUTRAL_PREFIXES = ("runtime.",)
 CHECKPOINT_DIR = "checkpoint"
 
 #: Outputs a forced restart removes (with checkpoint/).
-OUTPUTS = ("synthetic.jsonl", "privacy.json", "metrics.jsonl", "eval.json")
+OUTPUTS = ("synthetic.jsonl", "privacy.json", "metrics.jsonl", "eval.json", "datasheet.md",
+           "report.md")  # fmt: skip
+
+#: Folders of outputs a forced restart removes.
+OUTPUT_DIRS = (CHECKPOINT_DIR, "plots")
+
+#: Written first into a workdir: it marks the folder as a wasp-jax run's.
+MARKER = ".wasp-jax-run"
+
+#: Bytes kept free beyond a run's estimate (state rewrites, the report's plots).
+DISK_SLACK = 32 * 2**20
 
 
 class WorkdirConfigError(DataError):
@@ -49,33 +65,103 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [k for k in sorted(b) if a.get(k) != b[k] and not k.startswith(RESULT_NEUTRAL_PREFIXES)]
 
 
-def check_workdir(cfg: WaspConfig, workdir: str | pathlib.Path, *, force: bool) -> None:
-    """Refuses a workdir that is a file, holds a run of a different config, or holds files
-    under a run's output names without being a wasp-jax workdir (never cleared, even forced).
+def _is_run_folder(path: pathlib.Path) -> bool:
+    """Holds the marker, or (written before the marker existed) a wasp-jax config.json."""
+    if (path / MARKER).is_file():
+        return True
+    try:
+        old = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and {"method", "privacy", "generation"} <= old.keys()
+
+
+def check_writable(workdir: str | pathlib.Path) -> None:
+    """Refuses a workdir that cannot be created or written (probed with a temp file).
 
     Raises:
-      WorkdirConfigError: unless `force` (then the run there is started afresh).
+      WorkdirConfigError: naming the path, the reason and the fix.
+    """
+    path = pathlib.Path(workdir).absolute()
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            raise WorkdirConfigError(f"workdir {str(workdir)!r}: {probe} is a broken symlink")
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == path else f"is under {probe}, which is a file"
+        raise WorkdirConfigError(f"workdir {str(workdir)!r} {what}; pass a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".wasp-jax-probe."):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise WorkdirConfigError(
+            f"workdir {str(workdir)!r} cannot be written ({probe}: {reason}); choose a "
+            "writable --workdir"
+        ) from None
+
+
+def disk_estimate(cfg: WaspConfig) -> int:
+    """Bytes a run of `cfg` writes into its workdir at most (a generous bound).
+
+    Per sample: its text in synthetic.jsonl and in the state (and the temp copy of each
+    while it is replaced), its embedding (up to 4 KiB, twice while replaced); per round, the
+    released vote histograms.
+    """
+    g = cfg.generation
+    n = g.budget
+    text = 8 * (g.max_new_tokens or 512) + 256  # None: the task default, at most a few hundred
+    per_round_votes = cfg.num_histograms * n * 4
+    return n * (4 * text + 2 * 4096) + g.rounds * per_round_votes + DISK_SLACK
+
+
+def check_free_space(cfg: WaspConfig, workdir: str | pathlib.Path) -> None:
+    """Refuses a run whose `disk_estimate` exceeds the free space where the workdir is."""
+    probe = pathlib.Path(workdir).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    need = disk_estimate(cfg)
+    if free < need:
+        raise WorkdirConfigError(
+            f"workdir {str(workdir)!r}: {free / 2**20:.0f} MiB free on its disk, a run of "
+            f"this config (generation.budget={cfg.generation.budget}) needs about "
+            f"{need / 2**20:.0f} MiB; free some space or choose another --workdir"
+        )
+
+
+def check_workdir(cfg: WaspConfig, workdir: str | pathlib.Path, *, force: bool) -> None:
+    """Refuses a workdir that cannot be written, lacks the disk space of the run, holds a run
+    of a different config, or holds files under a run's output names without being a
+    wasp-jax workdir (never cleared, even forced).
+
+    Raises:
+      WorkdirConfigError: a foreign folder, an unwritable path, too little disk, or
+        (unless `force`, which starts the run there afresh) another config's run.
     """
     path = pathlib.Path(workdir)
-    if path.exists() and not path.is_dir():
-        raise WorkdirConfigError(f"workdir {str(workdir)!r} is a file; pass a folder")
+    check_writable(path)
     old_path = path / "config.json"
-    if not old_path.is_file():
-        # config.json is the first thing a run writes: without it, files under the names a
-        # run writes (or --force removes) belong to someone else and are left alone.
-        clash = sorted(n for n in (CHECKPOINT_DIR, *OUTPUTS) if (path / n).exists())
+    if not _is_run_folder(path):
+        # The marker is the first thing a run writes: without it, files under the names a run
+        # writes (or --force removes) belong to someone else and are left alone.
+        names = (*OUTPUT_DIRS, *OUTPUTS, "config.json")
+        clash = sorted(n for n in names if (path / n).exists() or (path / n).is_symlink())
         if clash:
             raise WorkdirConfigError(
                 f"workdir {str(workdir)!r} holds {', '.join(clash)} but no wasp-jax run "
-                "(no config.json), so a run would overwrite or --force would delete files it "
-                "did not write; choose another --workdir"
+                f"(no {MARKER} marker), so a run would overwrite or --force would delete "
+                "files it did not write; choose another --workdir"
             )
+        check_free_space(cfg, path)
         return
-    if force:
+    check_free_space(cfg, path)
+    if force or not old_path.exists():
         return
     try:
         old = json.loads(old_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+    except (ValueError, OSError):
         raise WorkdirConfigError(
             f"{old_path} is unreadable, so the run there cannot be resumed; "
             "pass --force to start it afresh or choose another --workdir"
@@ -89,12 +175,45 @@ def check_workdir(cfg: WaspConfig, workdir: str | pathlib.Path, *, force: bool) 
         )
 
 
+def _remove(path: pathlib.Path) -> None:
+    """Removes a file or folder of the run; a symlink is unlinked, its target left alone."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path)  # does not follow symlinks inside
+
+
 def prepare_workdir(cfg: WaspConfig, workdir: pathlib.Path, *, force: bool) -> None:
-    """Checks the workdir, clears it under `force`, and writes the resolved config.json."""
+    """Checks the workdir, clears it under `force`, sweeps temp files left by an interrupted
+    write, and writes the marker and the resolved config.json (only when it changes, so a
+    finished run in a read-only folder can still be looked at)."""
     check_workdir(cfg, workdir, force=force)
     if force:
-        shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-        for name in OUTPUTS:
-            (workdir / name).unlink(missing_ok=True)
+        for name in (*OUTPUT_DIRS, *OUTPUTS):
+            _remove(workdir / name)
     workdir.mkdir(parents=True, exist_ok=True)
-    data_io.atomic_write_text(workdir / "config.json", cfg.to_json() + "\n")
+    for folder in (workdir, workdir / CHECKPOINT_DIR, workdir / "plots"):
+        data_io.sweep_temp_files(folder)
+    if not (workdir / MARKER).is_file():
+        data_io.atomic_write_json(workdir / MARKER, {"tool": "wasp-jax", "format": 1})
+    text = cfg.to_json() + "\n"
+    config_path = workdir / "config.json"
+    try:
+        same = config_path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        data_io.atomic_write_text(config_path, text)
+
+
+def describe_os_error(err: OSError, what: str) -> str:
+    """One line for an OSError a run hit while writing `what`: the problem and the fix."""
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"the disk is full{where} while writing {what}; free some space and rerun the same "
+            "command: the run resumes from its last finished stage"
+        )
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{what} cannot be written{where}: {err.strerror}; choose a writable --workdir"
+    return f"{what}: {err.strerror or err}{where}; check the path and rerun"

@@ -105,6 +105,8 @@ class RunLedger:
         out: dict[str, Any] = {
             "method": self.method,
             "private_data_used": plan is not None,
+            # False only for epsilon = inf (sigma 0): private data shaped the output unnoised
+            "private": plan is None or plan.sigma > 0,
             "epsilon": plan.epsilon if plan else 0.0,
             "delta": plan.delta if plan else 0.0,
             "adjacency": self.adjacency,
@@ -133,7 +135,12 @@ class RunLedger:
             )
         else:
             out["l2_sensitivity"] = plan.l2_sensitivity
-            if plan.num_parties > 1:
+            if plan.sigma == 0:
+                out["note"] = (
+                    "epsilon = inf: the votes got no noise, so this output is NOT differentially "
+                    "private; the private records shaped it without any formal protection."
+                )
+            elif plan.num_parties > 1:
                 out["note"] = (
                     f"{plan.num_parties} parties each add noise sigma/sqrt(L) to their own "
                     "histograms and the server sums them; the guarantee holds for the sum and "
