@@ -242,7 +242,7 @@ def check_model(spec: str, key: str, kind: str) -> None:
 
         problem = checkpoint_problem(spec, kind)
         if problem:
-            raise UsageError(f"{key}: {spec!r} {problem}; a {kind} is {EXPECTED[kind]}")
+            raise UsageError(f"{key}: {spec!r} {problem}; expected {EXPECTED[kind]}")
         return
     names = known_models(kind)
     if spec not in names:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 from typing import Any
 
@@ -48,6 +49,38 @@ def read_meta(path: str | os.PathLike) -> dict:
     return json.loads((pathlib.Path(path) / _DONE).read_text())
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes what an interrupted write left in `folder`: entries named "<name>.tmp<pid>"
+    (optionally followed by a suffix) whose process is gone. A live writer's are kept, so
+    runs sharing one cache do not disturb each other. Returns the removed paths."""
+    folder = pathlib.Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = re.search(r"\.tmp(\d+)(\.[A-Za-z0-9]+)?$", p.name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
 def save_state(path: str | os.PathLike, state: Any, *, meta: dict | None = None) -> None:
     """Saves a pytree of arrays (or an ``nnx.State``) to ``path`` with orbax.
 
@@ -64,6 +97,7 @@ def save_state(path: str | os.PathLike, state: Any, *, meta: dict | None = None)
 
     path = pathlib.Path(path).expanduser().absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path.parent)  # a conversion killed before its rename left a tmp folder
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)

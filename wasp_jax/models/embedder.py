@@ -33,6 +33,7 @@ from wasp_jax.kernels.padding import length_bucket, row_bucket
 from wasp_jax.models import layers as L
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert import cpu_chunk_tokens, load_bert, param_shardings, sentence_embedding
+from wasp_jax.models.cache import sweep_stale
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -84,6 +85,7 @@ class _DiskCache:
     def __init__(self, folder: pathlib.Path):
         self.folder = folder
         self.index: dict[bytes, np.ndarray] = {}
+        sweep_stale(folder)
         for part in sorted(folder.glob("part-*.npz")) if folder.is_dir() else ():
             with np.load(part) as z:
                 for key, row in zip(z["keys"], z["emb"]):
@@ -94,7 +96,7 @@ class _DiskCache:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{uuid.uuid4().hex}"
-        tmp = self.folder / f".{name}.tmp.npz"
+        tmp = self.folder / f".{name}.tmp{os.getpid()}.npz"
         np.savez(tmp, keys=np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 32), emb=rows)
         os.replace(tmp, self.folder / f"{name}.npz")
         for key, row in zip(keys, rows):

@@ -21,6 +21,8 @@ from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
 
+from wasp_jax.models.cache import sweep_stale
+
 # Tokens that end a turn or a document in the families we load; any present in the
 # vocabulary are treated as EOS in addition to the declared eos id.
 _END_TOKENS = (
@@ -104,6 +106,7 @@ class Tokenizer:
         """Writes ``tokenizer.json`` and ``wasp_tokenizer.json`` (special ids) to ``directory``."""
         d = pathlib.Path(directory)
         d.mkdir(parents=True, exist_ok=True)
+        sweep_stale(d)
         tmp = d / f"tokenizer.json.tmp{os.getpid()}"
         self.backend.save(str(tmp))
         os.replace(tmp, d / "tokenizer.json")
