@@ -85,8 +85,13 @@ def check_candidate_counts(
     empty = [names[c] for c, count in enumerate(counts) if count == 0]
     if empty:
         raise DataError(
-            f"{what}: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no candidates, "
-            "so it cannot be voted on or give prompt examples; "
+            f"{what}: {', '.join(empty)} "
+            + (
+                "has no candidates, so it cannot"
+                if len(empty) == 1
+                else "have no candidates, so they cannot"
+            )
+            + " be voted on or give prompt examples; "
             + (empty_fix or "generate (or provide) samples of every class")
         )
     short = []

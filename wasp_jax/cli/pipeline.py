@@ -143,11 +143,17 @@ def _run(cfg, workdir: str, *, force: bool, title: str, start: float) -> int:
     _console_logging()
     from wasp_jax.pipeline import runner  # heavy: jax and the models
 
-    with _usage_errors(), _os_errors(workdir):
+    with _usage_errors(), _os_errors(workdir), warnings.catch_warnings():
+        warnings.showwarning = _show_warning
         runner.run(cfg, workdir, force=force)
     wall_s = time.perf_counter() - start
     print(summary(workdir, wall_s, title=title))
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A run's warnings (shortfalls, thin classes) as one console line each."""
+    print(f"wasp-jax: warning: {message}", file=sys.stderr)
 
 
 def _console_logging() -> None:

@@ -117,8 +117,8 @@ def vote(r, t: int) -> dict:
             strict=False,
             what=f"round {t} synthetic candidates",
             empty_fix=(
-                "every text generated for it was filtered out (empty, too short or a "
-                "duplicate; metrics.jsonl counts the shortfall). Raise generation.max_new_tokens "
+                "the texts generated for it were all filtered out (empty, too short or "
+                "duplicates; metrics.jsonl counts the shortfall). Raise generation.max_new_tokens "
                 "or max_attempts, use a higher generation.top_p / temperature, a larger "
                 "generation.budget or other PLMs, then rerun with --force"
             ),
