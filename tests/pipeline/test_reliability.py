@@ -194,9 +194,7 @@ def test_noisy_ledger_is_marked_private(finished):
 
 def test_too_little_disk_is_refused_before_any_work(tmp_path, monkeypatch):
     real = workdir.shutil.disk_usage
-    monkeypatch.setattr(
-        workdir.shutil, "disk_usage", lambda p: real(p)._replace(free=5 * 2**20)
-    )
+    monkeypatch.setattr(workdir.shutil, "disk_usage", lambda p: real(p)._replace(free=5 * 2**20))
     wd = tmp_path / "w"
     with pytest.raises(workdir.WorkdirConfigError, match=r"5 MiB free .* needs about \d+ MiB"):
         runner.run(small_config(), wd, hooks=hooks())
