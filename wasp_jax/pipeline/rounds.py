@@ -117,7 +117,7 @@ def vote(r, t: int) -> dict:
             strict=False,
             what=f"round {t} synthetic candidates",
             empty_fix=(
-                "the texts generated for it were all filtered out (empty, too short or "
+                "every text generated for them was filtered out (empty, too short or "
                 "duplicates; metrics.jsonl counts the shortfall). Raise generation.max_new_tokens "
                 "or max_attempts, use a higher generation.top_p / temperature, a larger "
                 "generation.budget or other PLMs, then rerun with --force"
