@@ -47,6 +47,7 @@ def top_s_per_class(
     num_classes: int,
     s: int,
     compat: bool = False,
+    exclude: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Indices of the s highest-ranked rows of each class.
 
@@ -58,6 +59,7 @@ def top_s_per_class(
       s: rows per class S (static), s <= n.
       compat: reproduce the original normalise-then-rank (incl. its sign flip and the
         possibility of choosing rows outside the class).
+      exclude: (C, n) bool, rows that class c may not choose (e.g. its good set).
 
     Returns:
       (idx, valid): (C, s) int32 row ids in decreasing rank, and (C, s) bool (False where the
@@ -72,6 +74,8 @@ def top_s_per_class(
     classes = jnp.arange(num_classes, dtype=syn_label.dtype)
     in_class = (syn_label[None, :] == classes[:, None]) & syn_mask[None, :]
     scores = _class_scores(noisy_hist, in_class, syn_mask, compat)
+    if exclude is not None:
+        scores = jnp.where(exclude, -jnp.inf, scores)
     vals, idx = jax.lax.top_k(scores, s)
     return idx.astype(jnp.int32), jnp.isfinite(vals)
 
@@ -88,17 +92,32 @@ def select_contrastive(
 ) -> Selection:
     """G_c from the nearest and B_c from the farthest noisy histogram, for every class c.
 
+    G_c and B_c are disjoint: B_c is ranked among the class's rows not in G_c, so a class
+    with fewer than 2s rows gets a smaller (valid-flagged) B_c rather than the same texts as
+    both good and bad examples. ``compat=True`` keeps the original's independent rankings.
     A histogram that was not released (None) selects nothing: its ids and valid flags have
     shape (num_classes, 0).
     """
 
-    def pick(hist):
+    def pick(hist, exclude=None):
         if hist is None:
             return jnp.zeros((num_classes, 0), jnp.int32), jnp.zeros((num_classes, 0), bool)
         hist = jnp.asarray(hist, jnp.float32)
         return top_s_per_class(
-            hist, syn_label, syn_mask, num_classes=num_classes, s=s, compat=compat
+            hist,
+            syn_label,
+            syn_mask,
+            num_classes=num_classes,
+            s=s,
+            compat=compat,
+            exclude=exclude,
         )
 
-    good, bad = pick(noisy_nearest), pick(noisy_farthest)
+    good = pick(noisy_nearest)
+    exclude = None
+    if not compat and noisy_nearest is not None:
+        n = syn_label.shape[0]
+        rows = jnp.arange(num_classes)[:, None]
+        exclude = jnp.zeros((num_classes, n), bool).at[rows, good[0]].max(good[1])
+    bad = pick(noisy_farthest, exclude)
     return Selection(good[0], good[1], bad[0], bad[1])

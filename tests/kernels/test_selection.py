@@ -71,3 +71,26 @@ class SelectionTest(chex.TestCase):
         np.testing.assert_array_equal(sel.good_idx[:, 0], [1, 3])
         np.testing.assert_array_equal(sel.bad_idx[:, 0], [0, 2])
         assert bool(sel.good_valid.all()) and bool(sel.bad_valid.all())
+
+
+class DisjointTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_good_and_bad_never_share_a_sample(self):
+        pick = self.variant(selection.select_contrastive, static_argnames=STATIC)
+        rng = np.random.default_rng(1)
+        for n_class in (4, 5, 8, 12, 30):  # below, at and above 2s = 16 rows per class
+            n = 2 * n_class
+            label = np.repeat(np.arange(2), n_class).astype(np.int32)
+            near = rng.normal(0, 3, n).astype(np.float32)
+            far = near.copy()  # the same ranking on both: the worst case for overlap
+            sel = pick(near, far, label, np.ones(n, bool), num_classes=2, s=8)
+            for c in range(2):
+                good = set(np.asarray(sel.good_idx[c])[np.asarray(sel.good_valid[c])].tolist())
+                bad = set(np.asarray(sel.bad_idx[c])[np.asarray(sel.bad_valid[c])].tolist())
+                assert not good & bad, (n_class, good & bad)
+                assert len(good) == min(8, n_class)
+                assert len(bad) == min(8, max(n_class - 8, 0))
+                rows = np.flatnonzero(label == c)
+                rest = np.setdiff1d(rows, sorted(good))
+                want = rest[np.argsort(-far[rest], kind="stable")[: len(bad)]]
+                chex.assert_trees_all_equal(sorted(bad), sorted(want.tolist()))

@@ -261,7 +261,7 @@ def test_pld_ledger_and_classic(tmp_path):
     ledger = json.loads(read(tmp_path / "pld", "privacy.json"))
     assert ledger["accounting"] == "pld" and ledger["rounds_released"] == 2
     assert 3.9 < ledger["epsilon_spent"] <= 4.0 * (1 + 1e-6)  # tight calibration
-    cfg = small_config(**{"privacy.accounting": "classic", "voting.q": 8})
+    cfg = small_config(**{"privacy.accounting": "classic", "voting.q": 8, "generation.budget": 48})
     runner.run(cfg, tmp_path / "classic", hooks=hooks())
     ledger = json.loads(read(tmp_path / "classic", "privacy.json"))
     assert ledger["sensitivity"] == 4.0  # the original's Delta for Q = 8, contrastive

@@ -39,6 +39,7 @@ from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
+from wasp_jax.pipeline import sizing
 from wasp_jax.pipeline.workdir import check_workdir, describe_os_error
 from wasp_jax.tasks import load_task
 
@@ -179,23 +180,25 @@ def check_inputs(cfg) -> None:
     read = dict(
         label_names=task.labels, label_field=task.label_field, label_offset=task.label_offset
     )
-    if cfg.uses_private_data:
-        if not cfg.data.private_path:
-            raise UsageError(
-                f"method {cfg.method!r} needs private data; set data.private_path=FILE.jsonl"
-            )
-        rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", data_io.DataWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", data_io.DataWarning)
+        if cfg.uses_private_data:
+            if not cfg.data.private_path:
+                raise UsageError(
+                    f"method {cfg.method!r} needs private data; set data.private_path=FILE.jsonl"
+                )
+            rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
             class_checks.warn_missing_classes(rows[: cfg.data.num_private or None], task.labels)
-        for warning in caught:  # one clean console line each (names classes only)
-            print(f"wasp-jax: warning: {warning.message}", file=sys.stderr)
-            # the runner checks the classes again when it reads the data: say it once
-            warnings.filterwarnings(
-                "ignore", message=re.escape(str(warning.message)), category=data_io.DataWarning
-            )
-        del rows  # private: only validated here, the runner reads it again
-        _check_round0_candidates(cfg, task)
+            del rows  # private: only validated here, the runner reads it again
+        if cfg.method != "replay":
+            with _usage_errors():
+                sizing.check_sizing(cfg, task.num_classes)
+    for warning in caught:  # one clean console line each (names classes only)
+        print(f"wasp-jax: warning: {warning.message}", file=sys.stderr)
+        # the runner checks these again when it starts: say each once
+        warnings.filterwarnings(
+            "ignore", message=re.escape(str(warning.message)), category=data_io.DataWarning
+        )
     if cfg.method == "replay":
         counts = [0] * task.num_classes
         for pool in cfg.replay.pools:
@@ -213,19 +216,6 @@ def check_inputs(cfg) -> None:
     check_model(cfg.embedder.name, "embedder.name", "embedder")
     if cfg.eval.test_path:
         data_io.read_labeled_jsonl(cfg.eval.test_path, what="test", **read)
-
-
-def _check_round0_candidates(cfg, task) -> None:
-    """The first vote sees about N_0 * (1 - valid_fraction) / C candidates per class."""
-    n0 = cfg.generation.initial_size
-    per_class = int(n0 * (1 - cfg.voting.valid_fraction)) // task.num_classes
-    class_checks.check_candidate_counts(
-        [per_class] * task.num_classes,
-        cfg.voting.q,
-        label_names=task.labels,
-        what=f"round-0 synthetic candidates (N_0 = {n0} over {task.num_classes} classes)",
-        fix="raise generation.budget (or generation.initial) or lower voting.q",
-    )
 
 
 def known_models(kind: str) -> list[str]:

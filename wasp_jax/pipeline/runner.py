@@ -36,11 +36,12 @@ import jax
 from wasp_jax.budget import split_evenly
 from wasp_jax.config import WaspConfig
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import rounds
+from wasp_jax.pipeline import rounds, sizing
 from wasp_jax.pipeline.context import Hooks, RunContext
 from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
 from wasp_jax.pipeline.workdir import WorkdirConfigError, check_writable, prepare_workdir
 from wasp_jax.stm.evaluate import evaluate_files
+from wasp_jax.tasks import load_task
 
 __all__ = ["Hooks", "RunResult", "WorkdirConfigError", "WorkdirLockedError", "run"]
 
@@ -83,6 +84,8 @@ def run(
         WorkdirConfigError: the workdir holds a different config and `force` is False.
         wasp_jax.errors.DataError: unreadable or malformed data files.
     """
+    if config.method != "replay":
+        sizing.check_sizing(config, load_task(config.task).num_classes)
     check_writable(workdir)
     with workdir_lock(workdir):
         return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)

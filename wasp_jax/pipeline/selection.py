@@ -100,7 +100,7 @@ def random_good_bad(
     for c in range(num_classes):
         idx = rng.permutation(np.flatnonzero((labels == c) & mask))
         good.append(idx[:s].tolist())
-        bad.append(idx[s : 2 * s].tolist() or idx[:s].tolist())
+        bad.append(idx[s : 2 * s].tolist())  # disjoint from good, possibly short
     return good, bad
 
 
