@@ -331,6 +331,7 @@ def test_everything_filtered_out_is_a_clear_error(tmp_path):
         runner.run(small_config(), tmp_path, hooks=h)
     msg = str(info.value)
     assert "no candidates" in msg and "filtered out" in msg and "--force" in msg
+    assert "too short" in msg  # the filter that removed them is named
     assert "at most 0" not in msg
 
 

@@ -248,6 +248,7 @@ class RunContext:
                 "noisy_vote_summary": summary,
                 "selected": selected,
                 "shortfall": cur.shortfall,
+                "filtered": dict(cur.filtered),
                 "n_synthetic": len(self.pop),
             }
         )

@@ -15,6 +15,7 @@ import numpy as np
 
 from wasp_jax.config import GenerationConfig
 from wasp_jax.pipeline import prompts as P
+from wasp_jax.pipeline.filters import TextFilter
 from wasp_jax.tasks import TaskSpec
 
 
@@ -25,6 +26,7 @@ class GenResult:
     texts: list[str]
     shortfall: int
     calls: int
+    filtered: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def decoding(g: GenerationConfig, task: TaskSpec) -> dict:
@@ -63,14 +65,18 @@ def generate_quotas(
     with `batch_size` continuations; or, when `variants[c]` is a callable
     `(attempt, rows, rng) -> prompts`, `rows` = chunks x batch_size prompts with one
     continuation each. The shapes are the same every time, so they compile once; surplus
-    continuations are discarded. Continuations are cleaned (`prompts.clean_generation`) and
-    de-duplicated against `seen` (updated). Missing samples are generated again, up to
+    continuations are discarded. Continuations pass the counted filters of
+    `wasp_jax.pipeline.filters` (cleaning, length, prompt leaks, exact and near duplicates
+    against `seen`, which is updated). Missing samples are generated again, up to
     `generation.max_attempts` attempts; what is still missing is the class's `shortfall`
     (never padded by repetition). All classes must use the same kind of `variants`.
     """
     dec = decoding(generation, task)
     bs = generation.batch_size
     kept: list[list[str]] = [[] for _ in quotas]
+    filters = [TextFilter(task, seen) for _ in quotas]  # one shared `seen`, counts per class
+    for f in filters[1:]:
+        f.seen_near = filters[0].seen_near
     calls = 0
     for attempt in range(generation.max_attempts):
         owners, prompts, built = [], [], False
@@ -98,12 +104,15 @@ def generate_quotas(
         calls += 1
         for c, row in zip(owners, outs):
             for text in row:
-                clean = P.clean_generation(text, min_words=task.min_words, max_words=task.max_words)
-                if clean is None or P.normalize(clean) in seen or len(kept[c]) >= quotas[c]:
-                    continue
-                seen.add(P.normalize(clean))
-                kept[c].append(clean)
-    return [GenResult(kept[c], quotas[c] - len(kept[c]), calls) for c in range(len(quotas))]
+                if len(kept[c]) >= quotas[c]:
+                    break  # surplus continuations of a full quota are not judged
+                clean = filters[c].keep(text)
+                if clean is not None:
+                    kept[c].append(clean)
+    return [
+        GenResult(kept[c], quotas[c] - len(kept[c]), calls, dict(filters[c].counts))
+        for c in range(len(quotas))
+    ]
 
 
 def zero_shot_variants(

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from wasp_jax import class_checks
-from wasp_jax.pipeline import generation, selection
+from wasp_jax.pipeline import filters, generation, selection
 from wasp_jax.pipeline.keys import host_rng
 from wasp_jax.pipeline.prompts import normalize, round_prompts
 from wasp_jax.pipeline.state import RoundPlan
@@ -70,6 +70,7 @@ def _generate(r, k: int, prompts_of_class, quotas: list[int], round_: int) -> No
     )
     for c, res in enumerate(results):
         r.pop.extend(res.texts, c, k, round_)
+        filters.add_counts(r.state.current.filtered, res.filtered.items())
         _record_shortfall(r, k, c, res.shortfall, round_)
 
 
@@ -110,6 +111,7 @@ def vote(r, t: int) -> dict:
         summary = None
     else:
         counts = np.bincount(np.asarray(pop.labels, np.int64)[mask], minlength=C).tolist()
+        last_filtered = r.state.metrics[-1].get("filtered") if r.state.metrics else None
         class_checks.check_candidate_counts(
             counts,
             cfg.voting.q,
@@ -117,10 +119,12 @@ def vote(r, t: int) -> dict:
             strict=False,
             what=f"round {t} synthetic candidates",
             empty_fix=(
-                "every text generated for them was filtered out (empty, too short or "
-                "duplicates; metrics.jsonl counts the shortfall). Raise generation.max_new_tokens "
-                "or max_attempts, use a higher generation.top_p / temperature, a larger "
-                "generation.budget or other PLMs, then rerun with --force"
+                "every text generated for them was filtered out (round "
+                f"{t - 1}'s filters removed {filters.describe(last_filtered) or 'nothing'}; "
+                "metrics.jsonl has the counts). Raise generation.max_new_tokens or "
+                "max_attempts, use a higher generation.top_p / temperature, a larger "
+                "generation.budget or other PLMs (or lower the task's min_words), then rerun "
+                "with --force"
             ),
         )
         syn_emb = _embed_new(r)

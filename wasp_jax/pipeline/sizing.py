@@ -49,9 +49,7 @@ def need(cfg: WaspConfig) -> Need | None:
         pairs = False
     hard = q if votes else 1
     soft = max(hard, 2 * s if pairs else s)
-    why_soft = (
-        f"S={s} good and S={s} bad examples, disjoint" if pairs else f"S={s} good examples"
-    )
+    why_soft = f"S={s} good and S={s} bad examples, disjoint" if pairs else f"S={s} good examples"
     return Need(hard, soft, f"voting.q={q}" if votes else "one candidate", why_soft)
 
 

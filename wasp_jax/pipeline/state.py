@@ -46,6 +46,7 @@ class RoundProgress:
 
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     shortfall: int = 0
+    filtered: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
