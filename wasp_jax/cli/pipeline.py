@@ -13,6 +13,7 @@ exit code 2, and nothing written. Heavy modules (jax, models) are imported only 
 starts, so `wasp-jax --help` stays fast.
 
 Example:
+    wasp-jax run --task my_task.json --private private.jsonl --test test.jsonl --workdir runs/mine
     wasp-jax run --config experiments/configs/wasp_imdb.py --workdir runs/wasp_imdb \\
         --set privacy.epsilon=1.0 --set seed=1
     wasp-jax demo --workdir runs/demo
@@ -64,9 +65,20 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def register_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", required=True, help="config file: a .py with get_config() or a config.json"
+        "--config",
+        help="config file: a .py with get_config() or a config.json (default with --task: "
+        "the WASP main line with the offline models, its budget sized for the task)",
     )
     parser.add_argument("--workdir", required=True, help="output folder (resumed if it exists)")
+    parser.add_argument(
+        "--task", help="a built-in task name (imdb, sst2, yelp_category, ...) or a task JSON"
+    )
+    parser.add_argument(
+        "--private", metavar="PRIVATE.jsonl", help='private labelled texts: {"text", "label"}'
+    )
+    parser.add_argument(
+        "--test", metavar="TEST.jsonl", help="real labelled test texts: evaluate and compare"
+    )
     _add_common(parser)
 
 
@@ -89,10 +101,53 @@ def register_report(parser: argparse.ArgumentParser) -> None:
 
 def main_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    if not args.config and not args.task:
+        raise UsageError(
+            "pass --task TASK --private PRIVATE.jsonl (the WASP main line, sized for the task) "
+            "or --config FILE"
+        )
     with _usage_errors():
-        cfg = config_lib.load_config(args.config)
+        cfg = own_data_config(args.config, task=args.task, private=args.private, test=args.test)
         cfg = config_lib.apply_overrides(cfg, args.overrides)
+        if not args.config and not any(o.startswith("generation.budget=") for o in args.overrides):
+            cfg = _sized(cfg)
     return _run(cfg, args.workdir, force=args.force, title="run", start=start)
+
+
+def own_data_config(config: str | None, *, task=None, private=None, test=None):
+    """The config of `wasp-jax run`: the file's (or the WASP main line's, with the task's own
+    decoding lengths), then the --task / --private / --test flags on top."""
+    if config:
+        cfg = config_lib.load_config(config)
+    else:
+        cfg = config_lib.replace(
+            config_lib.demo_config(),
+            **{"generation.min_new_tokens": None, "generation.max_new_tokens": None},
+        )
+    changes = {}
+    if task:
+        changes["task"] = task
+    if private:
+        changes["data.private_path"] = private
+    if test is not None:
+        changes["eval.test_path"] = test
+    return config_lib.replace(cfg, **changes) if changes else cfg
+
+
+def _sized(cfg):
+    """Raises the budget to the smallest whose first vote fills S good and S bad per class."""
+    task = load_task(cfg.task)
+    budget = sizing.sized_budget(cfg, task.num_classes)
+    if budget != cfg.generation.budget:
+        print(
+            f"wasp-jax: generation.budget={budget} (raised from {cfg.generation.budget} so that "
+            f"the first vote of {task.num_classes} classes fills voting.q={cfg.voting.q} and "
+            f"selection.s={cfg.selection.s} good and bad examples; --set generation.budget=N "
+            "to choose)",
+            file=sys.stderr,
+        )
+        cfg = config_lib.replace(cfg, **{"generation.budget": budget})
+    return cfg
 
 
 def main_demo(args: argparse.Namespace) -> int:

@@ -43,6 +43,19 @@ def decoding(g: GenerationConfig, task: TaskSpec) -> dict:
     )
 
 
+def task_overrides(g: GenerationConfig, task: TaskSpec) -> list[str]:
+    """One line per config value that replaces the task's own setting (task < config < --set)."""
+    out = []
+    for name in ("min_new_tokens", "max_new_tokens"):
+        mine, theirs = getattr(g, name), getattr(task, name)
+        if mine is not None and mine != theirs:
+            out.append(
+                f"generation.{name}={mine} overrides the task's {name}={theirs} "
+                f"(--set generation.{name}=none keeps the task's)"
+            )
+    return out
+
+
 Variants = Sequence[str] | Callable[[int, int, np.random.Generator], list[str]]
 
 

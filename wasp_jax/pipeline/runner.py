@@ -36,7 +36,7 @@ import jax
 from wasp_jax.budget import split_evenly
 from wasp_jax.config import WaspConfig
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import rounds, sizing
+from wasp_jax.pipeline import generation, rounds, sizing
 from wasp_jax.pipeline.context import Hooks, RunContext
 from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
 from wasp_jax.pipeline.workdir import WorkdirConfigError, check_writable, prepare_workdir
@@ -102,6 +102,8 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
             "privacy.epsilon is inf: the votes get no noise, so this run is NOT differentially "
             "private; its clean votes are kept in memory only, never written"
         )
+    for line in generation.task_overrides(config.generation, r.task):
+        log.info("%s", line)
     r.preload()
     K = len(r.plm_names)
     # round 0: zero-shot start (or the first pool rows), uniform over PLMs

@@ -1,0 +1,139 @@
+"""`wasp-jax run --task --private --test`: the flags, the budget sized for the task, the sizing
+refusals and warnings, and the log line of every config value that overrides the task."""
+
+import json
+import logging
+import warnings
+
+import pytest
+from test_cli import fake_runner, run_cli, write_lines  # noqa: F401 (fixture)
+from test_runner import hooks, small_config
+
+from wasp_jax import config as C
+from wasp_jax.errors import ConfigError, DataWarning
+from wasp_jax.pipeline import runner, sizing
+
+
+def four_class_data(tmp_path, n_per_class=25):
+    """A 4-class private set and a matching task (from the built-in yelp_category)."""
+    import wasp_jax
+
+    spec_path = wasp_jax.tasks.__file__.replace("tasks.py", "tasks/yelp_category.json")
+    spec = json.loads(open(spec_path).read())
+    spec.update(name="four", labels=spec["labels"][:4], label_words=spec["label_words"][:4])
+    task = tmp_path / "four.json"
+    task.write_text(json.dumps(spec))
+    rows = [
+        json.dumps({"text": f"review number {i} of kind {c} with words", "label": c})
+        for c in range(4)
+        for i in range(n_per_class)
+    ]
+    return task, write_lines(tmp_path / "p.jsonl", rows)
+
+
+def test_task_and_private_flags_size_the_budget(tmp_path, capsys, fake_runner):  # noqa: F811
+    task, private = four_class_data(tmp_path)
+    test = write_lines(tmp_path / "t.jsonl", ['{"text": "a bar", "label": 1}'])
+    argv = [
+        "run",
+        "--task",
+        task,
+        "--private",
+        private,
+        "--test",
+        test,
+        "--workdir",
+        tmp_path / "w",
+    ]
+    rc, _, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    cfg = fake_runner[-1]["cfg"]
+    assert cfg.task == str(task) and cfg.data.private_path == str(private)
+    assert cfg.eval.test_path == str(test) and cfg.method == "wasp"
+    # the first vote must see 2 S = 16 per class over 4 classes: N_0 = 64, T = 2 -> 192
+    assert cfg.generation.budget == 192
+    assert sizing.first_vote_per_class(cfg, 4) == 16
+    assert "generation.budget=192 (raised from 48" in err
+    # the task's own decoding lengths are kept (the demo's 8/32 are not carried over)
+    assert cfg.generation.max_new_tokens is None and cfg.generation.min_new_tokens is None
+
+
+def test_set_beats_flags_and_a_chosen_budget_is_kept(tmp_path, capsys, fake_runner):  # noqa: F811
+    task, private = four_class_data(tmp_path)
+    argv = ["run", "--task", task, "--private", private, "--workdir", tmp_path / "w",
+            "--set", "generation.budget=160", "--set", "selection.s=4"]  # fmt: skip
+    rc, _, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    assert fake_runner[-1]["cfg"].generation.budget == 160 and "raised" not in err
+
+
+def test_flags_override_a_config_file(tmp_path, capsys, fake_runner):  # noqa: F811
+    task, private = four_class_data(tmp_path)
+    argv = ["run", "--config", "experiments/configs/wasp_imdb.py", "--private", private,
+            "--task", task, "--set", "generation.budget=200",
+            "--test", "", "--workdir", tmp_path / "w"]  # fmt: skip
+    rc, _, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    cfg = fake_runner[-1]["cfg"]
+    assert cfg.data.private_path == str(private) and cfg.eval.test_path == ""
+    assert cfg.task == str(task) and cfg.generation.budget == 200
+
+
+def test_run_without_config_or_task(tmp_path, capsys, fake_runner):  # noqa: F811
+    rc, _, err = run_cli(["run", "--workdir", tmp_path / "w"], capsys)
+    assert rc == 2 and "--task TASK --private" in err and not fake_runner
+
+
+def test_too_small_budget_is_refused_with_the_smallest_that_works(tmp_path, capsys, fake_runner):  # noqa: F811
+    task, private = four_class_data(tmp_path)
+    argv = ["run", "--task", task, "--private", private, "--workdir", tmp_path / "w",
+            "--set", "generation.budget=48"]  # fmt: skip
+    rc, _, err = run_cli(argv, capsys)
+    assert rc == 2 and not fake_runner
+    assert (
+        "fewer than voting.q=8" in err and "smallest generation.budget that gives it is 96" in err
+    )
+    assert not (tmp_path / "w").exists()
+
+
+def test_sizing_rules():
+    cfg = C.replace(small_config(), **{"generation.budget": 96, "generation.rounds": 2})
+    assert sizing.first_vote_per_class(cfg, 4) == 8
+    # 8 per class = q: works, but 2 S = 8 < ... with S = 4 it is exactly full and disjoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sizing.check_sizing(C.replace(cfg, **{"selection.s": 4, "voting.q": 8}), 4)
+    with pytest.warns(DataWarning, match=r"fewer than 16 \(S=8 good and S=8 bad"):
+        sizing.check_sizing(C.replace(cfg, **{"selection.s": 8, "voting.q": 8}), 4)
+    with pytest.raises(ConfigError, match="smallest generation.budget that gives it is 120"):
+        sizing.check_sizing(C.replace(cfg, **{"voting.q": 10}), 4)
+    held = C.replace(cfg, **{"voting.valid_fraction": 0.5, "voting.q": 8, "selection.s": 4})
+    with pytest.raises(ConfigError, match="0.5 held out.*is 192"):
+        sizing.check_sizing(held, 4)
+    fixed = C.replace(cfg, **{"generation.initial": 8, "voting.q": 8})
+    with pytest.raises(ConfigError, match="raise generation.initial to at least 32"):
+        sizing.check_sizing(fixed, 4)
+    # nothing is selected in the zero-shot baselines
+    zero = C.replace(cfg, **{"method": "multi_zeroshot", "generation.rounds": 0})
+    assert sizing.check_sizing(zero, 4) == 0
+    # the random control needs no q, only its 2 S disjoint draws
+    control = C.replace(cfg, **{"method": "random_control", "voting.q": 50, "selection.s": 4})
+    assert sizing.check_sizing(control, 4) == 8
+
+
+def test_library_run_refuses_before_writing(tmp_path):
+    with pytest.raises(ConfigError, match="too small"):
+        runner.run(small_config(**{"voting.q": 20}), tmp_path / "w", hooks=hooks())
+    assert not (tmp_path / "w").exists()
+
+
+def test_values_overriding_the_task_are_logged_once(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    cfg = small_config(**{"generation.max_new_tokens": 32, "generation.min_new_tokens": None})
+    with caplog.at_level(logging.INFO, logger="wasp_jax"):
+        runner.run(cfg, tmp_path, hooks=hooks())
+    lines = [r.getMessage() for r in caplog.records if "overrides the task" in r.getMessage()]
+    assert lines == [
+        "generation.max_new_tokens=32 overrides the task's max_new_tokens=100 "
+        "(--set generation.max_new_tokens=none keeps the task's)"
+    ]
