@@ -3,6 +3,7 @@ refusals and warnings, and the log line of every config value that overrides the
 
 import json
 import logging
+import pathlib
 import warnings
 
 import pytest
@@ -137,3 +138,51 @@ def test_values_overriding_the_task_are_logged_once(tmp_path, caplog, monkeypatc
         "generation.max_new_tokens=32 overrides the task's max_new_tokens=100 "
         "(--set generation.max_new_tokens=none keeps the task's)"
     ]
+
+
+@pytest.mark.parametrize("only_private", [False, True])
+def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch, only_private):
+    from wasp_jax.data import atomic_write_jsonl, bundled_path, read_labeled_jsonl
+    from wasp_jax.pipeline import evaluation
+
+    calls = []
+    score = {"mean": 0.5, "std": 0.1, "per_seed": [0.4, 0.5, 0.6]}
+
+    def files(train, test, *, out=None, **kw):
+        rows = [json.loads(x) for x in pathlib.Path(train).read_text().splitlines()]
+        calls.append(("files", pathlib.Path(train).name, test, kw, rows))
+        res = {"accuracy": score, "macro_f1": score, "mode": kw["mode"], "seeds": kw["seeds"]}
+        if out is not None:
+            pathlib.Path(out).write_text(json.dumps(res))
+        return res
+
+    def texts(train_texts, train_labels, test_texts, test_labels, **kw):
+        calls.append(("texts", len(train_texts), len(test_texts), kw))
+        return {"accuracy": score, "macro_f1": score, "runs": [{"loss": 0.1}]}
+
+    monkeypatch.setattr(evaluation, "evaluate_files", files)
+    monkeypatch.setattr(evaluation, "evaluate_texts", texts)
+    test = tmp_path / "test.jsonl"
+    atomic_write_jsonl(test, read_labeled_jsonl(bundled_path("imdb", "test.jsonl"))[:40])
+    cfg = small_config(**{"eval.test_path": str(test), "eval.only_private": only_private,
+                          "eval.max_test": 30})  # fmt: skip
+    runner.run(cfg, tmp_path / "w", hooks=hooks())
+    wd = tmp_path / "w"
+    kinds = [c[0] for c in calls]
+    assert kinds == ["files", "files"] + (["texts"] if only_private else [])
+    assert calls[0][1] == "synthetic.jsonl" and calls[1][1] == "zero_shot_start.jsonl"
+    assert {r["round"] for r in calls[1][4]} == {0} and len(calls[1][4]) == 12
+    assert calls[0][3]["seeds"] == calls[1][3]["seeds"] == [0, 1, 2]
+    assert calls[0][3]["max_test"] == calls[1][3]["max_test"] == 30
+    base = json.loads((wd / "eval_baselines.json").read_text())
+    assert base["zero-shot start"]["dp"] is True and base["zero-shot start"]["n_train"] == 12
+    if only_private:
+        assert calls[2][1] == 24 and calls[2][2] == 30  # the run's 24 private texts, same 30
+        assert (
+            base["OnlyPrivate (not DP)"]["dp"] is False
+            and "runs" not in base["OnlyPrivate (not DP)"]
+        )
+    else:
+        assert "OnlyPrivate (not DP)" not in base
+    text = (wd / "report.md").read_text()
+    assert "zero-shot start" in text and "50.0 ± 10.0" in text

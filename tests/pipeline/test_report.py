@@ -116,7 +116,7 @@ def test_datasheet_contents(tmp_path):
         "all-minilm-l6-v2",
         "| 0 | negative | 36 | 50.0% |",
         "Known limitations",
-        "Accuracy 0.71 +- 0.02",
+        "Accuracy 71.0 ± 2.0 %",
         str(tmp_path / "private.jsonl"),
     ):
         assert needle in text, needle
@@ -140,9 +140,10 @@ def test_report_and_plots(tmp_path):
         data = (wd / "plots" / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
         assert f"(plots/{name})" in text
-    assert "0.71" in text and "Downstream evaluation" in text
+    assert "71.0 ± 2.0" in text and "Downstream evaluation" in text
     assert "mode `probe`, seeds 0, 1, test file `t.jsonl`, 500 real test examples." in text
-    assert "| accuracy | 0.71 | 0.02 | 0.69, 0.73 |" in text and "| hyperparameters" not in text
+    assert "| synthetic set (this run) | 72 | 71.0 ± 2.0 | 70.0 ± 3.0 | yes |" in text
+    assert "| hyperparameters" not in text
     assert "0.6, 0.4" in text  # round-1 PLM weights
     assert "| 1 | nearest | negative | 12 | 0.5 | 3 | 7.5 |" in text
     assert "| 2 | farthest | positive | 0 | - | - | - |" in text
@@ -174,3 +175,44 @@ def test_not_a_run_is_a_clear_error(tmp_path):
     (tmp_path / "half" / "config.json").write_text(json.dumps({"method": "wasp"}))
     with pytest.raises(DataError, match="privacy.json"):
         datasheet.write_datasheet(tmp_path / "half")
+
+
+def test_report_compares_against_the_baselines(tmp_path):
+    wd = make_run(tmp_path / "run")
+    atomic_write_json(
+        wd / "eval_baselines.json",
+        {
+            "zero-shot start": {
+                "accuracy": {"mean": 0.65, "std": 0.01}, "macro_f1": {"mean": 0.6, "std": 0.0},
+                "n_train": 24, "dp": True,
+            },
+            "OnlyPrivate (not DP)": {
+                "accuracy": {"mean": 0.8, "std": 0.04}, "macro_f1": {"mean": 0.79, "std": 0.04},
+                "n_train": 6, "dp": False,
+            },
+        },
+    )  # fmt: skip
+    # a task file is titled by its spec's name, not its path
+    spec = tmp_path / "my_news.json"
+    spec.write_text(json.dumps({"name": "news topics"}))
+    cfg = json.loads((wd / "config.json").read_text())
+    atomic_write_json(wd / "config.json", {**cfg, "task": str(spec)})
+    text = report.write_report(wd).read_text()
+    assert "# Run report: `news topics`" in text and str(spec) not in text.splitlines()[0]
+    assert "| synthetic set (this run) | 72 | 71.0 ± 2.0 | 70.0 ± 3.0 | yes |" in text
+    assert "| zero-shot start | 24 | 65.0 ± 1.0 | 60.0 ± 0.0 | yes |" in text
+    assert "| OnlyPrivate (not DP) | 6 | 80.0 ± 4.0 | 79.0 ± 4.0 | **no** |" in text
+    assert "changed accuracy by +6.0 points" in text and "not differentially private" in text
+    sheet = datasheet.write_datasheet(wd).read_text()
+    assert "# Datasheet: synthetic `news topics`" in sheet
+    assert "zero-shot start: 65.0 ± 1.0 %" in sheet and "OnlyPrivate (not DP), not DP" in sheet
+    assert (wd / "plots" / "eval.png").stat().st_size > 1000
+
+
+def test_report_shows_filter_counts(tmp_path):
+    wd = make_run(tmp_path / "run")
+    rows = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    rows[1]["filtered"] = {"empty": 0, "too_short": 3, "prompt_leak": 2}
+    atomic_write_jsonl(wd / "metrics.jsonl", rows)
+    text = report.write_report(wd).read_text()
+    assert "too short 3, prompt leak 2" in text

@@ -120,9 +120,14 @@ def own_data_config(config: str | None, *, task=None, private=None, test=None):
     if config:
         cfg = config_lib.load_config(config)
     else:
+        main_line = config_lib.base_config()
         cfg = config_lib.replace(
             config_lib.demo_config(),
-            **{"generation.min_new_tokens": None, "generation.max_new_tokens": None},
+            **{
+                "generation.min_new_tokens": None,
+                "generation.max_new_tokens": None,
+                "selection.s": main_line.selection.s,
+            },
         )
     changes = {}
     if task:

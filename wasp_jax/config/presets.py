@@ -54,6 +54,8 @@ def demo_config() -> WaspConfig:
             "generation.max_new_tokens": 32,
             "generation.batch_size": 8,
             "generation.min_new_tokens": 8,
+            # 8 round-0 samples per class: S = 4 good + 4 bad keeps them full and disjoint
+            "selection.s": 4,
             "privacy.epsilon": 4.0,
             "privacy.delta": 1e-5,
         },

@@ -320,14 +320,21 @@ class EvalConfig:
         test_path: labelled JSONL test file; empty = no evaluation.
         mode: "probe" (logistic probe on frozen embeddings, fast) or "finetune" (the BERT
             STM of `wasp_jax.stm`), see `wasp_jax.stm.evaluate`.
-        seeds: STM training seeds.
+        seeds: STM training seeds (the report shows mean and std over them).
         max_test: evaluate on a fixed random subset of this many test samples (0 = all).
+        baselines: also score the zero-shot start (the run's round-0 samples) on the same
+            test data, so the report shows what the private data added.
+        only_private: also score an STM trained on the private texts themselves
+            (OnlyPrivate). Opt-in: that score is computed from the private data without
+            noise, so it is NOT differentially private, and is labelled so.
     """
 
     test_path: str = ""
     mode: str = "probe"
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)
     max_test: int = 0
+    baselines: bool = True
+    only_private: bool = False
 
     def __post_init__(self):
         _check_choice(self.mode, "eval.mode", EVAL_MODES)

@@ -151,7 +151,7 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
     by_round = R.counts(syn, "round")
     private_path = R.field(cfg.get("data"), "private_path", default="")
     parts = [
-        f"# Datasheet: synthetic `{cfg.get('task', '?')}` data ({method})\n",
+        f"# Datasheet: synthetic `{R.task_title(cfg)}` data ({method})\n",
         f"`synthetic.jsonl` holds **{len(syn)}** labelled synthetic texts "
         "(`text`, `label`, `label_name`, `plm`, `round`). "
         f"Classes: {', '.join(f'{i} = {n}' for i, n in enumerate(names))}.\n",
@@ -175,22 +175,25 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
         "\n## Private data (as configured)\n",
         _private_provenance(private_path, _uses_private_data(run)),
         "## Measured utility\n",
-        _utility(run["eval"]),
+        _utility(run["eval"], run.get("baselines")),
         "## Known limitations\n",
         _limitations(_uses_private_data(run)),
     ]
     return data_io.atomic_write_text(workdir / "datasheet.md", "\n".join(parts))
 
 
-def _utility(evals: Mapping[str, Any] | None) -> str:
+def _utility(evals: Mapping[str, Any] | None, baselines: Mapping[str, Any] | None) -> str:
     if not evals or not isinstance(evals.get("accuracy"), Mapping):
         return "Not evaluated (set eval.test_path to train and test a small task model).\n"
-    acc = evals["accuracy"]
-    return (
-        f"Accuracy {R.fmt(acc.get('mean'))} +- {R.fmt(acc.get('std', 0.0))} (mean +- std over "
-        "seeds) of a small task model trained on this data and tested on real data; see "
-        "report.md and eval.json.\n"
+    text = (
+        f"Accuracy {R.mean_std(evals['accuracy'])} % (mean ± std over seeds) of a small task "
+        "model trained on this data and tested on real data"
     )
+    for name, b in (baselines or {}).items():
+        if isinstance(b, Mapping):
+            label = name if b.get("dp") else f"{name}, not DP"
+            text += f"; {label}: {R.mean_std(b.get('accuracy'))} %"
+    return text + "; see report.md, eval.json and eval_baselines.json.\n"
 
 
 def _private_provenance(private_path: str, used: bool) -> str:

@@ -50,6 +50,9 @@ def plm_weights(metrics: Sequence[Mapping], path: pathlib.Path) -> pathlib.Path 
         label = names[k] if k < len(names) else f"PLM {k}"
         ax.plot([r for r, _ in rounds], [m["plm_weights"][k] for _, m in rounds], "o-", label=label)
     ax.set(xlabel="round", ylabel="PLM weight", title="PLM weights per round")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     return _save_png(fig, path)
 
@@ -83,13 +86,23 @@ def stage_seconds(metrics: Sequence[Mapping], path: pathlib.Path) -> pathlib.Pat
     return _save_png(fig, path)
 
 
-def downstream(evals: Mapping[str, Any], path: pathlib.Path) -> pathlib.Path | None:
-    """Bars of each eval.json metric's mean with its std over seeds as error bars."""
-    metrics = {k: v for k, v in evals.items() if isinstance(v, Mapping) and "mean" in v}
-    if not metrics:
+def downstream(
+    evals: Mapping[str, Any], path: pathlib.Path, *, baselines: Mapping[str, Any] | None = None
+) -> pathlib.Path | None:
+    """Grouped bars per metric (accuracy, macro-F1): the synthetic set and each baseline,
+    the mean over seeds with the std as error bars."""
+    sets = {"synthetic": evals, **{k: v for k, v in (baselines or {}).items()}}
+    keys = [k for k in ("accuracy", "macro_f1") if isinstance(evals.get(k), Mapping)]
+    if not keys:
         return None
-    fig, ax = _figure(4)
-    keys = list(metrics)
-    ax.bar(keys, [metrics[k]["mean"] for k in keys], yerr=[metrics[k].get("std", 0) for k in keys])
-    ax.set(ylim=(0, 1), ylabel="score on real test data", title="Downstream (STM)")
+    fig, ax = _figure(4 + 1.2 * len(sets))
+    width = 0.8 / len(sets)
+    for i, (name, ev) in enumerate(sets.items()):
+        means = [_get(ev, k, default={}).get("mean", 0) for k in keys]
+        stds = [_get(ev, k, default={}).get("std", 0) for k in keys]
+        xs = [j + (i - (len(sets) - 1) / 2) * width for j in range(len(keys))]
+        ax.bar(xs, means, width, yerr=stds, label=name, capsize=3)
+    ax.set_xticks(range(len(keys)), keys)
+    ax.set(ylim=(0, 1), ylabel="score on real test data", title="Downstream (STM), mean ± std")
+    ax.legend(fontsize=8)
     return _save_png(fig, path)

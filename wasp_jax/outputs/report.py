@@ -22,7 +22,16 @@ from typing import Any
 
 from wasp_jax import data as data_io
 from wasp_jax.outputs import plots as plots_lib
-from wasp_jax.outputs.run_files import counts, field, fmt, label_names, load_run, md_table
+from wasp_jax.outputs.run_files import (
+    counts,
+    field,
+    fmt,
+    label_names,
+    load_run,
+    md_table,
+    mean_std,
+    task_title,
+)
 
 # ------------------------------------------------------------------------------ report
 
@@ -50,15 +59,20 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
             ),
         ]
     if run["eval"]:
-        rows = [
-            (k, v.get("mean"), v.get("std"), v.get("per_seed", "-"))
-            for k, v in run["eval"].items()
-            if isinstance(v, Mapping) and "mean" in v
-        ]
         parts += [
-            "## Downstream evaluation\n",
+            "## Was it worth it? Downstream evaluation\n",
             _eval_context(run["eval"]),
-            md_table(("metric", "mean", "std", "per seed"), rows),
+            md_table(
+                (
+                    "trained on",
+                    "samples",
+                    "accuracy % (mean ± std)",
+                    "macro-F1 % (mean ± std)",
+                    "DP",
+                ),
+                _comparison_rows(run),
+            ),  # fmt: skip
+            _comparison_note(run),
         ]
     selected_rows = _selected_rows(metrics, syn, names)
     if selected_rows:
@@ -83,7 +97,9 @@ def _plots(run: Mapping[str, Any], names, plots: pathlib.Path) -> dict[str, Any]
         "Stage timings": plots_lib.stage_seconds(metrics, plots / "stage_seconds.png"),
     }
     if run["eval"]:
-        made["Downstream accuracy"] = plots_lib.downstream(run["eval"], plots / "eval.png")
+        made["Downstream accuracy"] = plots_lib.downstream(
+            run["eval"], plots / "eval.png", baselines=run.get("baselines")
+        )
     return made
 
 
@@ -103,7 +119,7 @@ def _head(run: Mapping[str, Any]) -> list[str]:
         float(v) for m in metrics for v in (field(m, "stage_seconds", default={}) or {}).values()
     )
     return [
-        f"# Run report: `{cfg.get('task', '?')}`, method `{cfg.get('method', '?')}`\n",
+        f"# Run report: `{task_title(cfg)}`, method `{cfg.get('method', '?')}`\n",
         md_table(
             ("epsilon", "delta", "sigma", "rounds", "synthetic samples", "stage seconds (sum)"),
             [
@@ -121,7 +137,7 @@ def _head(run: Mapping[str, Any]) -> list[str]:
         "Only public inputs, post-noise values and synthetic data appear below.\n",
         "## Per round\n",
         md_table(
-            ("round", "PLMs", "weights", "budgets", "class counts", "samples"),
+            ("round", "PLMs", "weights", "budgets", "class counts", "samples", "filtered out"),
             [
                 (
                     m.get("round", "-"),
@@ -130,6 +146,7 @@ def _head(run: Mapping[str, Any]) -> list[str]:
                     field(m, "plm_budgets", default="-"),
                     field(m, "class_counts", default="-"),
                     field(m, "n_synthetic", default="-"),
+                    _filtered(m.get("filtered")),
                 )
                 for m in metrics
             ],
@@ -155,6 +172,46 @@ def _vote_summary_rows(metrics, names) -> list[tuple]:
                     + tuple(stats.get(k, "-") for k in ("n", "mean", "std", "max"))
                 )
     return rows
+
+
+def _filtered(counts: Any) -> str:
+    """Per-reason counts of dropped continuations ('-' when nothing was dropped)."""
+    if not isinstance(counts, Mapping):
+        return "-"
+    shown = [f"{k.replace('_', ' ')} {n}" for k, n in counts.items() if n]
+    return ", ".join(shown) or "-"
+
+
+def _comparison_rows(run: Mapping[str, Any]) -> list[tuple]:
+    """The synthetic set, then its baselines, on the same test data and seeds."""
+    ev = run["eval"]
+    train = ev.get("train") if isinstance(ev.get("train"), Mapping) else {}
+    n_syn = train.get("num_used", train.get("num_examples", len(run["synthetic"])))
+    rows = [("synthetic set (this run)", n_syn, mean_std(ev.get("accuracy")),
+             mean_std(ev.get("macro_f1")), "yes")]  # fmt: skip
+    for name, b in (run.get("baselines") or {}).items():
+        if isinstance(b, Mapping):
+            dp = "yes" if b.get("dp") else "**no**"
+            rows.append((name, b.get("n_train", "-"), mean_std(b.get("accuracy")),
+                         mean_std(b.get("macro_f1")), dp))  # fmt: skip
+    return rows
+
+
+def _comparison_note(run: Mapping[str, Any]) -> str:
+    base = (run.get("baselines") or {}).get("zero-shot start")
+    text = (
+        "The zero-shot start is this run's round-0 samples: the same PLMs before any private "
+        "data was used."
+    )
+    if isinstance(base, Mapping) and isinstance(run["eval"].get("accuracy"), Mapping):
+        gain = 100 * (run["eval"]["accuracy"]["mean"] - base["accuracy"]["mean"])
+        text += f" The private data changed accuracy by {gain:+.1f} points."
+    if "OnlyPrivate (not DP)" in (run.get("baselines") or {}):
+        text += (
+            " OnlyPrivate trains on the private texts themselves; its score is not "
+            "differentially private."
+        )
+    return text + "\n"
 
 
 def _eval_context(evals: Mapping[str, Any]) -> str:

@@ -30,7 +30,8 @@ def load_run(workdir: str | pathlib.Path) -> dict[str, Any]:
     """Reads a run's output files.
 
     Returns:
-      {"config", "privacy", "metrics", "synthetic", "eval"}; `eval` is None when absent.
+      {"config", "privacy", "metrics", "synthetic", "eval", "baselines"}; `eval` and
+      `baselines` (eval_baselines.json) are None when absent.
 
     Raises:
       DataError: the folder or one of its required files is missing or malformed.
@@ -53,7 +54,30 @@ def load_run(workdir: str | pathlib.Path) -> dict[str, Any]:
     }
     if (workdir / "eval.json").is_file():
         run["eval"] = _read_json(workdir / "eval.json")
+    run["baselines"] = None
+    if (workdir / "eval_baselines.json").is_file():
+        run["baselines"] = _read_json(workdir / "eval_baselines.json")
     return run
+
+
+def task_title(cfg: Mapping[str, Any]) -> str:
+    """The task's name for titles: a built-in name as is, a task file by its spec's name."""
+    task = str(cfg.get("task", "?"))
+    if not task.endswith(".json"):
+        return task
+    try:
+        spec = json.loads(pathlib.Path(task).read_text(encoding="utf-8"))
+        return str(spec.get("name") or pathlib.Path(task).stem)
+    except (OSError, ValueError, AttributeError):
+        return pathlib.Path(task).stem
+
+
+def mean_std(score: Mapping[str, Any] | None, *, percent: bool = True) -> str:
+    """'81.2 ± 0.4' (percent, mean ± std over seeds) for people; '-' when absent."""
+    if not isinstance(score, Mapping) or score.get("mean") is None:
+        return "-"
+    scale = 100.0 if percent else 1.0
+    return f"{scale * float(score['mean']):.1f} ± {scale * float(score.get('std') or 0.0):.1f}"
 
 
 def _read_json(path: pathlib.Path) -> Any:

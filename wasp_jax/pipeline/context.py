@@ -51,6 +51,15 @@ class Hooks:
     on_stage: Callable[[str], None] | None = None
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 class ModelLoadError(UsageError):
     """A configured model cannot be loaded (CLI exit code 2)."""
 
@@ -108,6 +117,7 @@ class RunContext:
             fingerprints=fingerprints,
         )
         self.resumed = len(self.state.done)
+        self._start_n, self._start_t = len(self.state.population), time.perf_counter()
         emb = self.ckpt.load_array("syn_emb")
         self.syn_emb = None if emb is None else emb[: self.state.n_embedded]
         self._generators: dict[int, object] = {}
@@ -211,7 +221,18 @@ class RunContext:
         secs[metric] = secs.get(metric, 0.0) + time.perf_counter() - t0
         self.state.done.append(name)
         self.commit(arrays)
+        if metric == "generate":
+            self._log_progress()
         self._hook(name + ":done")
+
+    def _log_progress(self) -> None:
+        """Samples kept of the whole budget, and an ETA from this process's pace."""
+        done, total = len(self.pop), self.cfg.generation.budget
+        new, secs = done - self._start_n, time.perf_counter() - self._start_t
+        eta = ""
+        if 0 < new and done < total:
+            eta = f", about {_duration((total - done) * secs / new)} left"
+        log.info("progress: %d of %d samples (%.0f%%)%s", done, total, 100 * done / total, eta)
 
     def commit(self, arrays: dict | None = None) -> None:
         """Ledger, then checkpoint, then the other outputs (see the module docstring)."""

@@ -18,8 +18,9 @@ Outputs in the workdir (all written atomically): `config.json` (resolved config)
 `privacy.json` (the ledger), `metrics.jsonl` (one object per round: round, plm_names,
 plm_weights, plm_budgets, class_counts, stage_seconds, noisy_vote_summary (post-noise only),
 selected (round's good/bad sample indices into synthetic.jsonl), shortfall, n_synthetic),
-then `datasheet.md` / `report.md` from `wasp_jax.outputs.report` and, with `eval.test_path`,
-the downstream evaluation from `wasp_jax.stm.evaluate`.
+then, with `eval.test_path`, the downstream evaluation of the synthetic set and its baselines
+(`wasp_jax.pipeline.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
+`datasheet.md` / `report.md` from `wasp_jax.outputs`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ import jax
 from wasp_jax.budget import split_evenly
 from wasp_jax.config import WaspConfig
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import generation, rounds, sizing
+from wasp_jax.pipeline import evaluation, generation, rounds, sizing
 from wasp_jax.pipeline.context import Hooks, RunContext
 from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
 from wasp_jax.pipeline.workdir import WorkdirConfigError, check_writable, prepare_workdir
-from wasp_jax.stm.evaluate import evaluate_files
 from wasp_jax.tasks import load_task
 
 __all__ = ["Hooks", "RunResult", "WorkdirConfigError", "WorkdirLockedError", "run"]
@@ -121,7 +121,7 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
     r.write_outputs()
     _finish(r)
     ledger = r.state.ledger
-    log.info("done: %d synthetic samples, epsilon spent %s", len(r.pop), ledger.epsilon_spent)
+    log.info("done: %d synthetic samples, epsilon spent %.4g", len(r.pop), ledger.epsilon_spent)
     return RunResult(
         workdir=workdir,
         n_synthetic=len(r.pop),
@@ -137,19 +137,7 @@ def _bind(fn: Callable, *args) -> Callable[[], dict | None]:
 
 
 def _finish(r: RunContext) -> None:
-    """The optional evaluation, then the datasheet and the report."""
-    ev = r.cfg.eval
-    if ev.test_path:
-        log.info("evaluating the synthetic data on %s (%s)", ev.test_path, ev.mode)
-        evaluate_files(
-            r.workdir / "synthetic.jsonl",
-            ev.test_path,
-            mode=ev.mode,
-            seeds=list(ev.seeds),
-            max_test=ev.max_test or None,
-            out=r.workdir / "eval.json",
-            cache_dir=r.cfg.runtime.cache_dir or None,
-            progress=r.cfg.runtime.progress,
-        )
+    """The optional evaluation (with its baselines), then the datasheet and the report."""
+    evaluation.evaluate_run(r)
     datasheet.write_datasheet(r.workdir)
     report.write_report(r.workdir)

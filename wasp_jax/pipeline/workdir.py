@@ -32,7 +32,7 @@ CHECKPOINT_DIR = "checkpoint"
 
 #: Outputs a forced restart removes (with checkpoint/).
 OUTPUTS = ("synthetic.jsonl", "privacy.json", "metrics.jsonl", "eval.json", "datasheet.md",
-           "report.md")  # fmt: skip
+           "report.md", "eval_baselines.json", "zero_shot_start.jsonl")  # fmt: skip
 
 #: Folders of outputs a forced restart removes.
 OUTPUT_DIRS = (CHECKPOINT_DIR, "plots")

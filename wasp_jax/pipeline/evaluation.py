@@ -1,0 +1,101 @@
+"""The end-of-run evaluation: the synthetic set, and what it is compared against.
+
+With `eval.test_path` set, a small task model (STM) is trained per seed on
+
+* the synthetic set (`synthetic.jsonl` -> `eval.json`);
+* the zero-shot start, the run's round-0 samples (`zero_shot_start.jsonl` ->
+  `eval_baselines.json`), unless `eval.baselines` is off: the same PLMs without any private
+  data, so the difference is what the private data added;
+* with `eval.only_private` (opt-in), the private texts themselves (OnlyPrivate ->
+  `eval_baselines.json`). That score is computed from the private data without noise: it is
+  NOT differentially private and is labelled so. The private texts are used in memory only;
+  nothing about them but the test scores is written.
+
+Every one is tested on the same real test rows (the same `eval.max_test` subset) with the
+same seeds; the report shows mean and std over the seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from wasp_jax import data as data_io
+from wasp_jax.pipeline.private import load_private
+from wasp_jax.stm.evaluate import evaluate_files, evaluate_texts, read_examples
+
+log = logging.getLogger("wasp_jax")
+
+#: The file of the baselines' scores (the synthetic set's stay in eval.json).
+BASELINES = "eval_baselines.json"
+
+#: Methods whose round 0 is the zero-shot start of a run that then uses private data.
+_WITH_ROUNDS = ("wasp", "aug_pe", "random_control", "replay")
+
+
+def evaluate_run(r) -> None:
+    """Scores the synthetic set and its baselines; see the module docstring."""
+    ev, cfg, wd = r.cfg.eval, r.cfg, r.workdir
+    if not ev.test_path:
+        return
+    common = dict(
+        mode=ev.mode,
+        seeds=list(ev.seeds),
+        max_test=ev.max_test or None,
+        cache_dir=cfg.runtime.cache_dir or None,
+        progress=cfg.runtime.progress,
+    )
+    log.info("evaluating the synthetic data on %s (%s, %d seeds)", ev.test_path, ev.mode,
+             len(ev.seeds))  # fmt: skip
+    evaluate_files(wd / "synthetic.jsonl", ev.test_path, out=wd / "eval.json", **common)
+    out = {}
+    if ev.baselines and cfg.method in _WITH_ROUNDS and cfg.generation.rounds > 0:
+        rows = [row for row in r.pop.rows(r.task, r.plm_names) if row["round"] == 0]
+        path = data_io.atomic_write_jsonl(wd / "zero_shot_start.jsonl", rows)
+        log.info("evaluating the zero-shot start (%d round-0 samples)", len(rows))
+        res = evaluate_files(path, ev.test_path, **common)
+        out["zero-shot start"] = _row(res, len(rows), dp=True, note="round 0 of this run")
+    if ev.only_private and cfg.uses_private_data:
+        log.info("evaluating OnlyPrivate (an STM on the private texts: NOT DP)")
+        out["OnlyPrivate (not DP)"] = _only_private(r, common)
+    if out:
+        data_io.atomic_write_json(wd / BASELINES, out)
+
+
+def _row(res: dict, n_train: int, *, dp: bool, note: str) -> dict:
+    keep = ("accuracy", "macro_f1", "mode", "seeds", "test")
+    return {**{k: res[k] for k in keep if k in res}, "n_train": n_train, "dp": dp, "note": note}
+
+
+def _only_private(r, common: dict) -> dict:
+    cfg = r.cfg
+    texts, labels, _ = load_private(cfg.data, r.task, seed=cfg.seed, method=cfg.method)
+    te_texts, te_labels, _ = read_examples(cfg.eval.test_path, what="test")
+    limit = common["max_test"]
+    if limit is None or limit >= len(te_texts):
+        used = np.arange(len(te_texts))
+    else:  # the subset evaluate_files draws (subset_seed 0, no training subset)
+        used = np.sort(np.random.default_rng(0).choice(len(te_texts), size=limit, replace=False))
+    res = evaluate_texts(
+        texts,
+        labels,
+        [te_texts[i] for i in used],
+        te_labels[used],
+        num_classes=r.task.num_classes,
+        mode=common["mode"],
+        seeds=common["seeds"],
+        cache_dir=common["cache_dir"],
+        progress=common["progress"],
+    )
+    n = len(texts)
+    del texts
+    return {
+        "accuracy": res["accuracy"],
+        "macro_f1": res["macro_f1"],
+        "mode": common["mode"],
+        "seeds": list(common["seeds"]),
+        "n_train": n,
+        "dp": False,
+        "note": "trained on the private texts without noise: NOT differentially private",
+    }
