@@ -170,3 +170,20 @@ def test_public_entry_points():
     assert callable(wasp_jax.run) and callable(wasp_jax.privacy_plan)
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = wasp_jax.no_such_name
+
+
+def test_front_door_exports_the_entry_points():
+    import subprocess
+    import sys
+
+    import wasp_jax
+
+    for name in ("load_task", "read_labeled_jsonl", "demo_config", "replace", "run",
+                 "load_generator", "load_embedder", "evaluate_files"):  # fmt: skip
+        assert name in wasp_jax.__all__ and name in dir(wasp_jax), name
+        assert callable(getattr(wasp_jax, name)), name
+    assert wasp_jax.load_task("imdb").labels == ("negative", "positive")
+    # importing the package stays light: nothing heavy until a name is used
+    code = "import sys, wasp_jax; print(int('jax' in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "0", out.stderr
