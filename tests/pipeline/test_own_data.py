@@ -186,3 +186,13 @@ def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch,
         assert "OnlyPrivate (not DP)" not in base
     text = (wd / "report.md").read_text()
     assert "zero-shot start" in text and "50.0 ± 10.0" in text
+
+
+def test_progress_shows_samples_of_the_budget_with_an_eta(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    with caplog.at_level(logging.INFO, logger="wasp_jax"):
+        runner.run(small_config(), tmp_path, hooks=hooks())
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
+    assert len(lines) == 6  # after each of the 2 x 3 generation stages
+    assert lines[0].startswith("progress: 6 of 36 samples (17%), about ") and "left" in lines[0]
+    assert lines[-1] == "progress: 36 of 36 samples (100%)"

@@ -71,5 +71,6 @@ def progress_reporter(progress, total: int) -> Callable[[int | None], None]:
                 progress(done[0], total)
 
         return call
-    bar = tqdm(total=total, desc="generate", unit="sample")
+    # rows are continuations, spares included (a quota of 16 may decode 32 rows at once)
+    bar = tqdm(total=total, desc="generate (continuations)", unit="row")
     return lambda k: bar.close() if k is None else bar.update(k)
