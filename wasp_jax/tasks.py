@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -172,3 +173,93 @@ def load_task(name_or_path: str) -> TaskSpec:
     if not isinstance(d, dict):
         raise TaskError(f"task {source}: expected a JSON object")
     return parse_task(d, source)
+
+
+#: Rephrasing styles of a drafted task's Aug-PE prompt.
+DRAFT_STYLES = (
+    "in a casual way",
+    "in a formal way",
+    "in a more detailed way",
+    "more concisely",
+    "in simple words",
+    "with more vivid language",
+    "as a first-person account",
+    "in a calm and balanced tone",
+)
+
+#: The placeholders a template may use.
+PLACEHOLDERS = ("label_word", "subject", "style", "sample")
+
+
+def draft_task(
+    *,
+    name: str,
+    description: str,
+    labels: Sequence[str],
+    median_words: float,
+    label_field: str = "label",
+) -> dict[str, Any]:
+    """A task spec dict for `labels` written from generic templates around `description`.
+
+    Every prompt names the class by its label word (the label itself) and the kind of text
+    by `description` ("Yelp business reviews"). Lengths follow the data's median length m in
+    words: min_words = max(3, m / 5), max_new_tokens = clip(2 m, 32, 400) (about 1.3 tokens
+    per word, with room for longer texts), min_new_tokens = clip(m / 3, 4, 64).
+    """
+    what = description.strip().rstrip(".")
+    cat = 'the category "{label_word}"'
+    m = max(float(median_words), 1.0)
+    max_new = int(min(400, max(32, round(2 * m))))
+    return {
+        "name": name,
+        "description": f"{what}; {len(labels)} classes, drafted by wasp-jax init-task",
+        "labels": list(labels),
+        "label_words": list(labels),
+        "label_field": label_field,
+        "label_offset": 0,
+        "zero_shot": {"prompt": f'An example of {what} in {cat}: "'},
+        "contrastive": {
+            "bad_prefix": f"A bad example of {what} is: ",
+            "good_prefix": f"A good example of {what} is: ",
+            "instruction": (
+                f"\nBased on the above bad and good examples of {what} in {cat}, analyze the "
+                "differences between the bad and the good ones. Write a new example in "
+                f"{cat} that is diverse in expression compared to the good examples and "
+                "further refined than them, so that the good examples lie midway between the "
+                'new example and the bad ones. The new example is: "'
+            ),
+        },
+        "non_contrastive": {
+            "prefix": "An example is: ",
+            "instruction": (
+                f"Based on the above examples of {what} in {cat}, a new example in the same "
+                'category but diverse in expression compared to them is: "'
+            ),
+        },
+        "aug_pe": {
+            "prompt": (
+                f"The following is an example of {what} in {cat}. Rephrase it {{style}}:\n"
+                "{sample}\n"
+            ),
+            "styles": list(DRAFT_STYLES),
+        },
+        "min_words": int(max(3, round(m / 5))),
+        "max_words": 0,
+        "min_new_tokens": int(min(64, max(4, round(m / 3)))),
+        "max_new_tokens": max_new,
+        "stop": ['"'],
+    }
+
+
+def template_fields(task: TaskSpec) -> dict[str, str]:
+    """Every prompt template of a task, by the name of its spec field."""
+    return {
+        "zero_shot.prompt": task.zero_shot_prompt,
+        "zero_shot.prompt_without_subject": task.zero_shot_prompt_without_subject,
+        "contrastive.bad_prefix": task.bad_prefix,
+        "contrastive.good_prefix": task.good_prefix,
+        "contrastive.instruction": task.contrastive_instruction,
+        "non_contrastive.prefix": task.plain_prefix,
+        "non_contrastive.instruction": task.plain_instruction,
+        "aug_pe.prompt": task.aug_pe_prompt,
+    }

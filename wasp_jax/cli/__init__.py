@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("wasp_jax.cli.generate", "generate text with a PLM (smoke command)"),
     "embed": ("wasp_jax.cli.embed", "embed the lines of a file (smoke command)"),
     "evaluate": ("wasp_jax.cli.evaluate", "train the small task model and test it"),
+    "init-task": ("wasp_jax.cli.task", "draft a task JSON from a labelled JSONL file"),
+    "check-task": ("wasp_jax.cli.task", "check a task JSON against a labelled JSONL file"),
 }
 
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # subcommand not built yet
         p = sub.add_parser(name, help=help_text)
-        register = getattr(module, f"register_{name}", None) or module.register
+        fn = name.replace("-", "_")
+        register = getattr(module, f"register_{fn}", None) or module.register
         register(p)
         p.set_defaults(_module=module_name, _command=name)
     return parser
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
-    entry = getattr(module, f"main_{args._command}", None) or module.main
+    entry = getattr(module, f"main_{args._command.replace('-', '_')}", None) or module.main
     try:
         return int(entry(args) or 0)
     except UsageError as err:
