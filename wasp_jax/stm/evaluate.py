@@ -4,7 +4,7 @@ Both files are JSON Lines with "text" and integer "label" (and optionally "label
 read and validated by `wasp_jax.data.read_labeled_jsonl`. ``finetune`` trains the BERT
 classifier of `wasp_jax.stm` once per seed (early stopping on a split of the *training*
 file); ``probe`` embeds both files once with the frozen encoder and fits a logistic-regression
-probe per seed (fast). The results hold accuracy and macro-F1 (`wasp_jax.stm.metrics`; mean,
+probe (deterministic L-BFGS: every seed gives the same probe). The results hold accuracy and macro-F1 (`wasp_jax.stm.metrics`; mean,
 sample std over seeds, per seed) and what was trained on what: paths, sizes, sha256, class
 counts, mode, hyperparameters, wall time and devices. The command line is `wasp-jax evaluate`
 (`wasp_jax.cli.evaluate`); Python callers (the pipeline, the table script) use
@@ -35,7 +35,7 @@ from wasp_jax.stm.metrics import accuracy, macro_f1
 from wasp_jax.stm.probe import train_probe
 
 MODES = ("finetune", "probe")
-PROBE_HPARAMS = {"steps": 300, "learning_rate": 0.05, "l2": 1e-4, "val_fraction": 0.1}
+PROBE_HPARAMS = {"c": 1.0, "max_iter": 300}
 
 
 def read_examples(
@@ -88,7 +88,9 @@ def evaluate_texts(
       mode: "finetune" (`train_classifier`) or "probe" (`train_probe` on frozen
         ``config.encoder`` embeddings, computed once for all seeds).
       config: `STMConfig` (default STMConfig()).
-      test_max_length: truncation of test texts (training uses ``config.max_length``).
+      test_max_length: truncation of test texts. Fine-tuning trains at ``config.max_length``
+        (128) and tests at this length; the probe embeds training and test texts alike at
+        this length (256, MiniLM's usual), as a standard probe does.
       weights: optional per-sample loss weights for the training texts.
 
     Returns:
@@ -102,7 +104,7 @@ def evaluate_texts(
     if mode == "probe":
         loaded = load_bert(config.encoder, cache_dir=cache_dir, mesh=mesh)
         # embeddings are computed once here and shared by every seed; never cached on disk
-        x_train = Embedder(loaded, mesh=mesh, max_length=config.max_length).embed(
+        x_train = Embedder(loaded, mesh=mesh, max_length=test_max_length).embed(
             train_texts, progress=progress
         )
         x_test = Embedder(loaded, mesh=mesh, max_length=test_max_length).embed(
@@ -230,9 +232,8 @@ def evaluate_files(
         "devices": [str(d) for d in (mesh.devices.flat if mesh is not None else jax.devices()[:1])],
     }  # fmt: skip
     if mode == "probe":
-        keep = ("encoder", "max_length")
         result["hyperparameters"] = {
-            **{k: v for k, v in result["hyperparameters"].items() if k in keep},
+            "encoder": config.encoder, "max_length": test_max_length,
             "test_max_length": test_max_length, "subset_seed": subset_seed,
             "probe": PROBE_HPARAMS,
         }  # fmt: skip
