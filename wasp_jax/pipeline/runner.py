@@ -17,7 +17,8 @@ Outputs in the workdir (all written atomically): `config.json` (resolved config)
 `synthetic.jsonl` (text, label, label_name, plm, round; round 0 = zero-shot start),
 `privacy.json` (the ledger), `metrics.jsonl` (one object per round: round, plm_names,
 plm_weights, plm_budgets, class_counts, stage_seconds, noisy_vote_summary (post-noise only),
-selected (round's good/bad sample indices into synthetic.jsonl), shortfall, n_synthetic),
+selected (round's good/bad sample indices into synthetic.jsonl), shortfall, filtered (counts per
+filter of `wasp_jax.pipeline.filters`), n_synthetic),
 then, with `eval.test_path`, the downstream evaluation of the synthetic set and its baselines
 (`wasp_jax.pipeline.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
 `datasheet.md` / `report.md` from `wasp_jax.outputs`.
