@@ -1,14 +1,14 @@
 """Train the small task model on one labelled file, test it on another (docs/method.md §3).
 
-Both files are JSON Lines with "text" and integer "label" (and optionally "label_name"),
-read and validated by `wasp_jax.data.read_labeled_jsonl`. ``finetune`` trains the BERT
-classifier of `wasp_jax.stm` once per seed (early stopping on a split of the *training*
-file); ``probe`` embeds both files once with the frozen encoder and fits a logistic-regression
-probe (deterministic L-BFGS: every seed gives the same probe). The results hold accuracy and macro-F1 (`wasp_jax.stm.metrics`; mean,
-sample std over seeds, per seed) and what was trained on what: paths, sizes, sha256, class
-counts, mode, hyperparameters, wall time and devices. The command line is `wasp-jax evaluate`
-(`wasp_jax.cli.evaluate`); Python callers (the pipeline, the table script) use
-:func:`evaluate_files` or :func:`evaluate_texts`.
+Both files are JSON Lines with "text" and integer "label" (and optionally "label_name"), read
+and validated by `wasp_jax.data.read_labeled_jsonl`. ``finetune`` trains the BERT classifier of
+`wasp_jax.stm` once per seed (early stopping on a split of the *training* file); ``probe``
+embeds both files once with the frozen encoder and fits a logistic-regression probe
+(deterministic L-BFGS: every seed gives the same probe). The results hold accuracy and macro-F1
+(`wasp_jax.stm.metrics`; mean, sample std over seeds, per seed) and what was trained on what:
+paths, sizes, sha256, class counts, mode, hyperparameters, wall time and devices. The command
+line is `wasp-jax evaluate` (`wasp_jax.cli.evaluate`); Python callers (the pipeline, the table
+script) use :func:`evaluate_files` or :func:`evaluate_texts`.
 
     res = evaluate_files("runs/x/synthetic.jsonl", "data/imdb/test.jsonl", mode="probe")
     res["accuracy"]["mean"], res["macro_f1"]["per_seed"]
