@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -198,6 +199,7 @@ def draft_task(
     labels: Sequence[str],
     median_words: float,
     label_field: str = "label",
+    label_offset: int = 0,
 ) -> dict[str, Any]:
     """A task spec dict for `labels` written from generic templates around `description`.
 
@@ -205,6 +207,7 @@ def draft_task(
     by `description` ("Yelp business reviews"). Lengths follow the data's median length m in
     words: min_words = max(3, m / 5), max_new_tokens = clip(2 m, 32, 400) (about 1.3 tokens
     per word, with room for longer texts), min_new_tokens = clip(m / 3, 4, 64).
+    `label_field` and `label_offset` say how a record's label becomes a class id.
     """
     what = description.strip().rstrip(".")
     cat = 'the category "{label_word}"'
@@ -216,7 +219,7 @@ def draft_task(
         "labels": list(labels),
         "label_words": list(labels),
         "label_field": label_field,
-        "label_offset": 0,
+        "label_offset": int(label_offset),
         "zero_shot": {"prompt": f'An example of {what} in {cat}: "'},
         "contrastive": {
             "bad_prefix": f"A bad example of {what} is: ",
@@ -263,3 +266,80 @@ def template_fields(task: TaskSpec) -> dict[str, str]:
         "non_contrastive.instruction": task.plain_instruction,
         "aug_pe.prompt": task.aug_pe_prompt,
     }
+
+
+#: Per template: (the placeholders it must use, those it may use). The pipeline fills only
+#: these; any other placeholder would reach the PLM as it is.
+TEMPLATE_SLOTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "zero_shot.prompt": (("label_word",), ("label_word", "subject")),
+    "zero_shot.prompt_without_subject": (("label_word",), ("label_word",)),
+    "contrastive.bad_prefix": ((), ()),
+    "contrastive.good_prefix": ((), ()),
+    "contrastive.instruction": (("label_word",), ("label_word",)),
+    "non_contrastive.prefix": ((), ()),
+    "non_contrastive.instruction": (("label_word",), ("label_word",)),
+    "aug_pe.prompt": (("sample",), ("label_word", "style", "sample")),
+}
+
+_SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholders_in(template: str) -> list[str]:
+    """The `{name}` placeholders of a template, in order of first use."""
+    return list(dict.fromkeys(_SLOT.findall(template)))
+
+
+def check_templates(task: TaskSpec) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a task's templates and class words, without rendering.
+
+    A problem: an unknown placeholder, a known one that the pipeline does not fill in that
+    template, a missing required one ({label_word} wherever a prompt must name the class,
+    {sample} in the Aug-PE prompt), an empty or non-string label word, or two classes whose
+    names differ only in case (a data label given by name could not tell them apart).
+    Warnings: an Aug-PE prompt without {label_word} or {style}, classes sharing a label word.
+    """
+    problems, warnings = [], []
+    fields = template_fields(task)
+    if task.subject_prompt is not None:
+        fields["zero_shot.subject_prompt"] = str(task.subject_prompt)
+    if "{subject}" not in task.zero_shot_prompt:  # the subject-less form is then unused
+        del fields["zero_shot.prompt_without_subject"]
+    for field, text in fields.items():
+        required, allowed = TEMPLATE_SLOTS.get(field, ((), ()))
+        used = placeholders_in(text)
+        unknown = [u for u in used if u not in PLACEHOLDERS]
+        if unknown:
+            problems.append(
+                f"{field}: unknown placeholder(s) {unknown}; known: {list(PLACEHOLDERS)}"
+            )
+        unfilled = [u for u in used if u in PLACEHOLDERS and u not in allowed]
+        if unfilled:
+            may = ", ".join("{" + a + "}" for a in allowed) or "none"
+            problems.append(
+                f"{field}: {unfilled} is never filled in this template (it may use: {may})"
+            )
+        for need in required:
+            if need not in used:
+                problems.append(f"{field} lacks {{{need}}}: {_WHY[need]}")
+    if "label_word" not in placeholders_in(task.aug_pe_prompt):
+        warnings.append("aug_pe.prompt lacks {label_word}: rephrasings do not name the class")
+    if "style" not in placeholders_in(task.aug_pe_prompt):
+        warnings.append("aug_pe.prompt lacks {style}: aug_pe.styles are never used")
+    words = task.label_words
+    bad = [i for i, w in enumerate(words) if not isinstance(w, str) or not w.strip()]
+    if bad:
+        problems.append(f"label_words of class(es) {bad} must be non-empty strings")
+    folded = [name.casefold() for name in task.labels]
+    twins = sorted({n for n in folded if folded.count(n) > 1})
+    if twins:
+        problems.append(f"labels {twins} occur twice (names are matched without case)")
+    shared = sorted({w for w in words if isinstance(w, str) and words.count(w) > 1})
+    if shared:
+        warnings.append(f"label word(s) {shared} name more than one class: their prompts match")
+    return problems, warnings
+
+
+_WHY = {
+    "label_word": "its prompts would not name the class",
+    "sample": "the Aug-PE prompt would not show the sample to rephrase",
+}
