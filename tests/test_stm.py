@@ -1,4 +1,5 @@
-"""STM: weighted loss, training, early stopping, save/restore, linear probe, metrics, evaluate.
+"""STM: weighted loss, training, early stopping, save/restore, metrics, evaluate (the linear
+probe itself: tests/test_probe.py).
 
 Models are tiny-bert, so the file runs in seconds on a CPU.
 """
@@ -111,87 +112,6 @@ def test_save_restore_same_predictions(trained, tmp_path):
     back = stm.Classifier.load(tmp_path / "stm")
     assert back.num_classes == 2 and back.config == clf.config
     np.testing.assert_allclose(back.predict_logits(TEXTS), clf.predict_logits(TEXTS), atol=1e-6)
-
-
-def test_probe_on_separable_features():
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(3, 16))
-    y = rng.integers(0, 3, 300)
-    x = centers[y] + 0.3 * rng.normal(size=(300, 16))
-    probe, info = stm.train_probe(x[:200], y[:200], num_classes=3, key=jax.random.key(0))
-    assert info["num_train"] == 200 and info["grad_norm"] < 1e-4
-    assert (probe.predict(x[200:]) == y[200:]).mean() > 0.95
-    # 60 % of class 0 relabelled 1: zero weight on those rows must undo the damage
-    noisy = y[:200].copy()
-    flip = (noisy == 0) & (rng.random(200) < 0.6)
-    noisy[flip] = 1
-    plain, _ = stm.train_probe(x[:200], noisy, num_classes=3, key=jax.random.key(0))
-    weighted, _ = stm.train_probe(
-        x[:200], noisy, num_classes=3, key=jax.random.key(0), weights=(~flip).astype(float)
-    )
-    acc_plain = (plain.predict(x[200:]) == y[200:]).mean()
-    assert (weighted.predict(x[200:]) == y[200:]).mean() > max(0.95, acc_plain + 0.1)
-
-
-def _numpy_newton_logreg(x, y, c, iters=30):
-    """Binary L2 logistic regression by Newton's method (the reference)."""
-    xb = np.hstack([x, np.ones((len(x), 1))])
-    beta = np.zeros(xb.shape[1])
-    reg = np.full(xb.shape[1], 1.0 / c)
-    reg[-1] = 0.0  # the bias is not penalised
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-xb @ beta))
-        grad = xb.T @ (p - y) + reg * beta
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(reg)
-        beta -= np.linalg.solve(hess, grad)
-    return beta
-
-
-@pytest.mark.parametrize("c", [0.1, 1.0, 10.0])
-def test_probe_is_the_standard_l2_logistic_regression(c):
-    rng = np.random.default_rng(1)
-    x = (rng.normal(size=(400, 24)) * 0.3).astype(np.float32)
-    y = (x[:, 0] - x[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(np.int32)  # not separable
-    probe, info = stm.train_probe(x, y, num_classes=2)
-    beta = _numpy_newton_logreg(x.astype(np.float64), y, 1.0)
-    # a 2-class softmax is a logistic regression on the logit difference
-    diff_w = probe.kernel[:, 1] - probe.kernel[:, 0]
-    diff_b = probe.bias[1] - probe.bias[0]
-    probe_c, _ = stm.train_probe(x, y, num_classes=2, c=c)
-    if c == 1.0:
-        chex.assert_trees_all_close(diff_w, beta[:-1].astype(np.float32), atol=2e-3, rtol=2e-3)
-        chex.assert_trees_all_close(diff_b, np.float32(beta[-1]), atol=2e-3)
-    beta_c = _numpy_newton_logreg(x.astype(np.float64), y, c)
-    got = probe_c.kernel[:, 1] - probe_c.kernel[:, 0]
-    chex.assert_trees_all_close(got, beta_c[:-1].astype(np.float32), atol=2e-3, rtol=2e-3)
-    # the multinomial objective's gradient, computed here in NumPy, vanishes at its fit
-    z = x @ probe_c.kernel + probe_c.bias
-    prob = np.exp(z - z.max(1, keepdims=True))
-    prob /= prob.sum(1, keepdims=True)
-    resid = prob - np.eye(2)[y]
-    g_w = x.T @ resid + probe_c.kernel / (c / 2)  # two classes: the doubled penalty
-    g_b = resid.sum(0)
-    assert np.abs(g_w).max() < 1e-2 and np.abs(g_b).max() < 1e-2, (np.abs(g_w).max(), g_b)
-    pred_ref = np.hstack([x, np.ones((400, 1))]) @ beta_c > 0
-    assert (probe_c.predict(x) == pred_ref).mean() > 0.99
-
-
-class ProbeObjectiveTest(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_objective_matches_numpy(self):
-        from wasp_jax.stm.probe import probe_objective
-
-        rng = np.random.default_rng(2)
-        x = rng.normal(size=(50, 8)).astype(np.float32)
-        y = rng.integers(0, 3, 50).astype(np.int32)
-        w = rng.random(50).astype(np.float32)
-        kernel = rng.normal(size=(8, 3)).astype(np.float32)
-        bias = rng.normal(size=3).astype(np.float32)
-        got = self.variant(probe_objective, static_argnames=("c",))((kernel, bias), x, y, w, c=2.0)
-        z = x @ kernel + bias
-        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-        want = -(w * logp[np.arange(50), y]).sum() + (kernel**2).sum() / 4.0
-        chex.assert_trees_all_close(got, np.float32(want), rtol=1e-5)
 
 
 def test_bad_labels():

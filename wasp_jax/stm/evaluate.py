@@ -90,7 +90,8 @@ def evaluate_texts(
       config: `STMConfig` (default STMConfig()).
       test_max_length: truncation of test texts. Fine-tuning trains at ``config.max_length``
         (128) and tests at this length; the probe embeds training and test texts alike at
-        this length (256, MiniLM's usual), as a standard probe does.
+        this length (256, MiniLM's usual), as a standard probe does, and does not use
+        ``config.max_length``.
       weights: optional per-sample loss weights for the training texts.
 
     Returns:
@@ -104,12 +105,9 @@ def evaluate_texts(
     if mode == "probe":
         loaded = load_bert(config.encoder, cache_dir=cache_dir, mesh=mesh)
         # embeddings are computed once here and shared by every seed; never cached on disk
-        x_train = Embedder(loaded, mesh=mesh, max_length=test_max_length).embed(
-            train_texts, progress=progress
-        )
-        x_test = Embedder(loaded, mesh=mesh, max_length=test_max_length).embed(
-            test_texts, progress=progress
-        )
+        embedder = Embedder(loaded, mesh=mesh, max_length=test_max_length)
+        x_train = embedder.embed(train_texts, progress=progress)
+        x_test = embedder.embed(test_texts, progress=progress)
     for seed in seeds:
         start = time.perf_counter()
         key = jax.random.key(seed)

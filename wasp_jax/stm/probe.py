@@ -9,7 +9,7 @@ held-out split), minimising
 (the bias is not penalised; with two classes the penalty is doubled, which makes it the binary
 logistic regression on the logit difference with the same C), fitted to convergence with
 full-batch L-BFGS (`optax.lbfgs`) in one jitted ``lax.scan``. ``C = 1`` is the usual default of
-logistic-regression libraries, so on the same features it gives their scores
+logistic-regression libraries: on the same features it reaches the optimum they converge to
 (docs/performance.md compares them).
 
     probe, info = train_probe(train_x, train_y, num_classes=2, key=jax.random.key(0))
