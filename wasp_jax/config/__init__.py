@@ -8,6 +8,7 @@ command-line `--set key=value` strings with a type check (`run`). Presets and fi
 are in `presets`.
 """
 
+from wasp_jax.config.api import ApiConfig
 from wasp_jax.config.presets import base_config, demo_config, load_config, with_method
 from wasp_jax.config.run import WaspConfig, apply_overrides, replace, valid_keys
 from wasp_jax.config.sections import (
@@ -40,6 +41,7 @@ __all__ = [
     "PLM_SCORES",
     "PRIVATE_METHODS",
     "RELEASES",
+    "ApiConfig",
     "ConfigError",
     "DataConfig",
     "EmbedderConfig",

@@ -12,6 +12,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from wasp_jax.config.api import ApiConfig
 from wasp_jax.config.sections import (
     METHODS,
     PRIVATE_METHODS,
@@ -46,6 +47,7 @@ class WaspConfig:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     replay: ReplayConfig = dataclasses.field(default_factory=ReplayConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
 
     def __post_init__(self):
         _check_choice(self.method, "method", METHODS)

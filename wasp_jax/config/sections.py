@@ -213,6 +213,8 @@ class GenerationConfig:
         contrastive: bad+good prompts (needs the farthest histogram); off = good only.
         chat: wrap prompts in the PLM's chat template (None = the model's default).
         max_attempts: generation passes per quota before a shortfall is recorded.
+        api_cache_dir: response cache of API PLMs (`wasp_jax.models.api`); "" = the
+            workdir's ``api_cache``. A shared folder lets other runs reuse the answers.
     """
 
     plms: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")
@@ -232,6 +234,7 @@ class GenerationConfig:
     contrastive: bool = True
     chat: bool | None = None
     max_attempts: int = 4
+    api_cache_dir: str = ""
 
     def __post_init__(self):
         _check_limits(self, "generation", GENERATION_LIMITS)

@@ -361,7 +361,14 @@ def load_generator(
         stay float32): half the weight bytes per decode step; see docs/performance.md for
         speed and agreement with float32.
       max_batch_rows: most sample rows decoded together.
+
+    An API spec (``openai:MODEL``, ``openai-completions:MODEL``) gives a
+    `wasp_jax.models.api.ApiGenerator` with the default ``api`` settings instead.
     """
+    from wasp_jax.models import api  # the API backend (its client is imported on first use)
+
+    if api.is_api_spec(spec):
+        return api.load_api_generator(spec)
     mesh = mesh if mesh is not None else shd.make_mesh()
     if dtype is None:
         dtype = L.compute_dtype("auto") or jnp.float32

@@ -22,6 +22,7 @@ import numpy as np
 from wasp_jax import data as data_io
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
+from wasp_jax.models import api as api_plm
 from wasp_jax.models.embedder import load_embedder
 from wasp_jax.models.generator import load_generator
 from wasp_jax.models.sharding import make_mesh
@@ -121,6 +122,7 @@ class RunContext:
         emb = self.ckpt.load_array("syn_emb")
         self.syn_emb = None if emb is None else emb[: self.state.n_embedded]
         self._generators: dict[int, object] = {}
+        self._api_spend = None
         self._embedder = None
         self._private = None
         self._pools = None
@@ -148,6 +150,14 @@ class RunContext:
             load = self.hooks.load_generator or load_generator
             rt = self.cfg.runtime
             log.info("loading PLM %s", self.plm_names[k])
+            if api_plm.is_api_spec(self.plm_names[k]):
+                self._generators[k] = api_plm.load_api_generator(
+                    self.plm_names[k],
+                    api=self.cfg.api,
+                    cache_dir=self.cfg.generation.api_cache_dir or self.workdir / "api_cache",
+                    spend=self.api_spend(),
+                )
+                return self._generators[k]
             with _load_errors("generation.plms", self.plm_names[k]):
                 self._generators[k] = load(
                     self.plm_names[k],
@@ -156,6 +166,17 @@ class RunContext:
                     chat=self.cfg.generation.chat,
                 )
         return self._generators[k]
+
+    def api_spend(self):
+        """The run's API spending (shared by its API PLMs), counted from the saved rounds."""
+        if self._api_spend is None:
+            prior = {}
+            rows = [m.get("api_usage") or {} for m in self.state.metrics]
+            for usage in [*rows, self.state.current.api_usage]:
+                for part in usage.values():
+                    api_plm.add_usage(prior, part)
+            self._api_spend = api_plm.Spend(api_plm.limits_of(self.cfg.api), prior)
+        return self._api_spend
 
     def embedder(self):
         if self._embedder is None:
@@ -270,6 +291,7 @@ class RunContext:
                 "selected": selected,
                 "shortfall": cur.shortfall,
                 "filtered": dict(cur.filtered),
+                **({"api_usage": cur.api_usage} if cur.api_usage else {}),
                 "n_synthetic": len(self.pop),
             }
         )

@@ -27,6 +27,8 @@ import os
 import pathlib
 
 from wasp_jax.config import WaspConfig
+from wasp_jax.config.api import RESULT_NEUTRAL as API_RESULT_NEUTRAL
+from wasp_jax.config.api import api_kind
 from wasp_jax.errors import DataError
 from wasp_jax.tasks import TaskSpec
 
@@ -89,9 +91,17 @@ def model_fingerprint(spec: str) -> str:
 
 
 def config_fingerprint(cfg: WaspConfig) -> str:
-    """Digest of the resolved config without the result-neutral `runtime` section."""
+    """Digest of the resolved config without its result-neutral values: the `runtime`
+    section, the API caps, keys and the response cache folder (a run stopped by a cap
+    resumes with a raised one), and the whole `api` section when no PLM is an API PLM."""
     d = cfg.to_dict()
     d.pop("runtime", None)
+    d["generation"].pop("api_cache_dir", None)
+    if any(api_kind(p) for p in cfg.generation.plms):
+        for name in API_RESULT_NEUTRAL:
+            d["api"].pop(name, None)
+    else:
+        d.pop("api", None)
     return _sha(json.dumps(d, sort_keys=True, default=str).encode())
 
 

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from wasp_jax import class_checks
+from wasp_jax.models.api.spend import add_usage
 from wasp_jax.pipeline import filters, generation, selection
 from wasp_jax.pipeline.keys import host_rng
 from wasp_jax.pipeline.prompts import normalize, round_prompts
@@ -68,6 +69,10 @@ def _generate(r, k: int, prompts_of_class, quotas: list[int], round_: int) -> No
         seen=r.pop.seen(),
         progress=r.cfg.runtime.progress,
     )
+    take_usage = getattr(gen, "take_usage", None)  # API PLMs count requests and tokens
+    if take_usage is not None:
+        mine = r.state.current.api_usage.setdefault(r.plm_names[k], {})
+        add_usage(mine, take_usage())
     for c, res in enumerate(results):
         r.pop.extend(res.texts, c, k, round_)
         filters.add_counts(r.state.current.filtered, res.filtered.items())

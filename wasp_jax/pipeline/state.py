@@ -47,6 +47,8 @@ class RoundProgress:
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     shortfall: int = 0
     filtered: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: API PLM name -> usage counters (`wasp_jax.models.api.spend.FIELDS`)
+    api_usage: dict[str, dict] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
