@@ -41,7 +41,11 @@ class StubServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with stub._lock:
                     stub.requests.append(
-                        {"path": self.path, "body": body, "headers": dict(self.headers)}
+                        {
+                            "path": self.path,
+                            "body": body,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                        }
                     )
                     action = stub.script.pop(0) if stub.script else "ok"
                 stub._answer(self, action, body)
