@@ -20,7 +20,11 @@ from wasp_jax.errors import UsageError
 
 def register_generate(parser: argparse.ArgumentParser) -> None:
     """Adds the `generate` arguments."""
-    parser.add_argument("--model", required=True, help="registry name or checkpoint path")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="registry name, checkpoint path, or openai:MODEL / openai-completions:MODEL",
+    )
     parser.add_argument("--prompt", required=True, action="append", help="prompt (repeatable)")
     parser.add_argument("--num-samples", type=int, default=1, help="continuations per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -42,12 +46,15 @@ def main_generate(args: argparse.Namespace) -> int:
 
     from wasp_jax.models import generator as plm
     from wasp_jax.models import supported
+    from wasp_jax.models.api import is_api_spec
 
     names = supported()
-    if args.model not in names and not pathlib.Path(args.model).expanduser().exists():
+    known = args.model in names or is_api_spec(args.model)
+    if not known and not pathlib.Path(args.model).expanduser().exists():
         raise UsageError(
             f"unknown model {args.model!r}; supported names: {', '.join(names)} "
-            "(or a path to a .gguf file or a Hugging Face folder)"
+            "(or a path to a .gguf file or a Hugging Face folder, or openai:MODEL / "
+            "openai-completions:MODEL for an OpenAI-compatible API at $OPENAI_BASE_URL)"
         )
     try:
         gen = plm.load_generator(args.model, chat=args.chat)
