@@ -23,6 +23,7 @@ SETTINGS = {
     "replay_imdb",
     "wasp_parties_imdb",
     "compat_paper",
+    "wasp_api_imdb",
 }
 
 

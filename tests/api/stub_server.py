@@ -2,7 +2,7 @@
 
 Every POST takes the next behaviour from `StubServer.script` (default "ok"):
 
-* ``"ok"``: a valid answer; choice j's text is ``"stub seed=S j=J: <last words of prompt>"``.
+* ``"ok"``: a valid answer; choice j's text is ``"stub seed=S j=J: "`` and ten fixed words.
 * ``("429", retry_after)``: rate limited, with a ``Retry-After`` header (seconds).
 * ``"500"``: an internal error.
 * ``("hang", seconds)``: sleeps past the client's timeout, then answers.
@@ -96,11 +96,11 @@ class StubServer:
             err = {"error": {"message": "only n = 1 is supported", "type": "invalid_request"}}
             return self._send(h, 400, json.dumps(err).encode())
         chat = h.path.endswith("/chat/completions")
-        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
-        tail = " ".join(str(prompt).split()[-3:])
         choices = []
         for j in range(n):
-            text = f"stub seed={body.get('seed')} j={j}: {tail}"
+            text = (
+                f"stub seed={body.get('seed')} j={j}: this film had a plot and a cast worth seeing"
+            )
             if chat:
                 msg = {"role": "assistant", "content": text}
                 choices.append({"index": j, "message": msg, "finish_reason": "stop"})

@@ -140,6 +140,7 @@ def test_cache_makes_a_repeat_free_and_survives_the_server(stub, tmp_path):
         assert SENTINEL_KEY not in p.read_text()
     entries = list(ResponseCache(cache).entries())
     assert {e["request"]["prompt"] for e in entries} == {"a b", "c d"}
+    assert all(e["endpoint"] == stub.base_url for e in entries)
 
 
 def test_cache_key_depends_on_the_request_not_the_key(stub, tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ from typing import Any
 from wasp_jax import class_checks
 from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
+from wasp_jax.config.api import api_kind
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
 from wasp_jax.pipeline import sizing
@@ -293,6 +294,8 @@ def check_model(spec: str, key: str, kind: str) -> None:
     Raises:
       UsageError: naming the closest registry name and listing all of them.
     """
+    if kind == "plm" and api_kind(spec):
+        return  # an API PLM: its endpoint is checked when it is loaded
     if os.path.exists(spec):
         from wasp_jax.models.probe import EXPECTED, checkpoint_problem
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from wasp_jax import data as data_io
 from wasp_jax.outputs import run_files as R
+from wasp_jax.outputs.api_usage import usage_section
 
 #: Licence of each model the project can load (registry name -> licence); the datasheet
 #: names them because the synthetic texts are model outputs.
@@ -161,6 +162,7 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
         METHOD_TEXT.get(method, method) + f" Seed {cfg.get('seed', '-')}.\n",
         "## Models\n",
         _models_section(cfg),
+        *usage_section(run["metrics"]),
         "## Sizes and class balance\n",
         R.md_table(
             ("label", "class", "samples", "share"),

@@ -22,6 +22,7 @@ from typing import Any
 
 from wasp_jax import data as data_io
 from wasp_jax.outputs import plots as plots_lib
+from wasp_jax.outputs.api_usage import usage_section
 from wasp_jax.outputs.run_files import (
     counts,
     field,
@@ -58,6 +59,7 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
                 ("round", "histogram", "class", "candidates", "mean", "std", "max"), summary_rows
             ),
         ]
+    parts += usage_section(metrics)
     if run["eval"]:
         parts += [
             "## Was it worth it? Downstream evaluation\n",

@@ -22,10 +22,17 @@ from typing import Any
 
 from wasp_jax import data as data_io
 from wasp_jax.config import WaspConfig
+from wasp_jax.config.api import RESULT_NEUTRAL as API_RESULT_NEUTRAL
 from wasp_jax.errors import DataError
 
 #: Config keys that do not change results; a workdir may be resumed with other values.
-RESULT_NEUTRAL_PREFIXES = ("runtime.",)
+#: Config keys a resume may change: runtime settings, and the API caps, keys and cache folder
+#: (a run stopped by an API cap resumes with a raised cap).
+RESULT_NEUTRAL_PREFIXES = (
+    "runtime.",
+    "generation.api_cache_dir",
+    *(f"api.{name}" for name in API_RESULT_NEUTRAL),
+)
 
 #: The folder of the run state (`wasp_jax.pipeline.checkpoint`).
 CHECKPOINT_DIR = "checkpoint"
