@@ -229,3 +229,16 @@ def test_config_entries_are_checked():
     cfg = ApiConfig(base_urls=("openai:m=https://a/v1",), prices=("openai:m=1/2",))
     assert cfg.base_url_of("openai:m") == "https://a/v1" and cfg.base_url_of("openai:x") == ""
     assert cfg.price_of("openai:m") == (1.0, 2.0) and cfg.price_of("openai:x") is None
+
+
+def test_usage_table_rows_and_totals():
+    from wasp_jax.outputs.api_usage import usage_rows, usage_section
+
+    u = {"requests": 2, "cache_hits": 1, "failed": 0, "prompt_tokens": 10}
+    u.update(completion_tokens=20, cost_usd=0.5)
+    metrics = [{"round": 0, "api_usage": {"openai:m": u}}, {"round": 1}]
+    metrics.append({"round": 2, "api_usage": {"openai:m": {**u, "cost_usd": 0.25}}})
+    rows = usage_rows(metrics)
+    assert rows[0] == (0, "openai:m", 2, 1, 0, 10, 20, "0.5000")
+    assert rows[-1] == ("all", "openai:m", 4, 2, 0, 20, 40, "0.7500")
+    assert usage_section([{"round": 0}]) == []
