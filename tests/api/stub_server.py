@@ -10,7 +10,7 @@ Every POST takes the next behaviour from `StubServer.script` (default "ok"):
 * ``"empty"``: status 200, valid JSON without choices.
 * ``"drop"``: closes the connection without answering.
 
-With ``reject_n=True`` a request with ``n > 1`` gets a 400, as some servers answer.
+With ``reject_n=True`` a request with ``n`` above `max_n` (1 unless set) gets a 400.
 Every request is recorded (path, body, headers) in `StubServer.requests`.
 """
 
@@ -26,7 +26,8 @@ class StubServer:
     def __init__(self, *, reject_n: bool = False):
         self.script: list = []
         self.requests: list[dict] = []
-        self.reject_n = reject_n
+        #: the largest n answered (above it: a 400, as llama.cpp answers above its slots)
+        self.max_n = 1 if reject_n else 1_000_000
         self._lock = threading.Lock()
         stub = self
 
@@ -92,7 +93,7 @@ class StubServer:
         if kind == "hang":
             time.sleep(action[1])
         n = int(body.get("n") or 1)
-        if n > 1 and self.reject_n:
+        if n > self.max_n:
             err = {"error": {"message": "only n = 1 is supported", "type": "invalid_request"}}
             return self._send(h, 400, json.dumps(err).encode())
         chat = h.path.endswith("/chat/completions")

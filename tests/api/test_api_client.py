@@ -80,8 +80,21 @@ def test_n_fallback_when_the_server_refuses(api_key):
         out = ask(g, n=3)
         assert len(set(out[0])) == 3
         assert [r["body"].get("n") for r in stub.requests] == [3, None, None, None]
-        assert not g.n_per_request
+        assert g.max_n == 1
         assert g.take_usage()["requests"] == 4
+    finally:
+        stub.close()
+
+
+def test_n_is_halved_until_the_server_accepts_it(api_key):
+    stub = StubServer(reject_n=True)
+    stub.max_n = 2
+    try:
+        g = gen(stub)
+        out = ask(g, n=5)
+        assert len(set(out[0])) == 5
+        assert [r["body"].get("n") for r in stub.requests] == [5, 2, 2, None]
+        assert g.max_n == 2
     finally:
         stub.close()
 

@@ -45,6 +45,13 @@ def test_one_request_per_sample_gives_distinct_samples(llama_server, api_key):
     assert len(set(out[0])) == 3 and g.take_usage()["requests"] == 3
 
 
+def test_n_above_the_server_slots_is_split(llama_server, api_key):
+    g = gen(llama_server, "openai-completions:smollm2")  # the fixture's server has 4 slots
+    out = g.generate(["The movie was"], num_samples=6, max_new_tokens=4, key=jax.random.key(2))
+    assert len(out[0]) == 6 and g.max_n == 3
+    assert g.take_usage()["requests"] == 3  # n = 6 refused, then two requests of n = 3
+
+
 def test_seeds_reproduce_and_differ(llama_server, api_key):
     g = gen(llama_server, "openai-completions:smollm2", n_per_request=False, concurrency=1)
     kw = dict(num_samples=1, max_new_tokens=10, temperature=1.0, top_p=1.0)

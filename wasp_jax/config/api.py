@@ -98,7 +98,8 @@ class ApiConfig:
         max_retries: retries of one request (429 with Retry-After, 5xx, timeouts, dropped
             connections, malformed responses), with exponential backoff and jitter.
         n_per_request: ask for all samples of a prompt in one request (``n > 1``); a server
-            that refuses is then sent one request per sample with distinct seeds.
+            that refuses that ``n`` gets smaller requests, down to one per sample (distinct
+            seeds); False: always one request per sample.
         max_requests, max_tokens, max_cost: per-run caps on requests sent, tokens used
             (prompt + completion) and cost in USD; None = no cap. Checked before each request.
         prices: ``"SPEC=IN/OUT"``: USD per million prompt / completion tokens.

@@ -5,8 +5,9 @@
 
 * Seeds: prompt row i gets seed ``s_i`` drawn from `key` (so a resumed stage, which reuses its
   key, sends the same requests); its samples come from one request with ``n = num_samples``
-  and seed ``s_i``, or, when the server refuses ``n > 1`` (a 400, or fewer choices than asked),
-  from one request per sample j with seed ``s_i + j``.
+  and seed ``s_i``. A server that refuses that ``n`` (a 400, as llama.cpp does above its slot
+  count) or answers with fewer choices gets smaller requests (half the ``n``, or as many as
+  it gave), down to one request per sample; a request for samples j.. has seed ``s_i + j``.
 * Every sample is looked up in the response cache first (key: endpoint, model, the exact
   request, ``s_i`` and j; `wasp_jax.models.api.cache`) and only the missing ones are asked.
 * Requests run in parallel, up to `concurrency` at a time; the shared `Spend` admits each
@@ -39,6 +40,9 @@ from wasp_jax.models.generate_args import (
     progress_reporter,
 )
 
+#: Most choices asked in one request before a server has refused any.
+MAX_N = 128
+
 
 class ApiGenerator:
     """One API PLM (see the module docstring)."""
@@ -61,7 +65,9 @@ class ApiGenerator:
     ):
         self.name, self.kind, self.model, self.endpoint = spec, kind, model, endpoint
         self.cache, self.spend = cache, spend or Spend()
-        self.concurrency, self.n_per_request = int(concurrency), bool(n_per_request)
+        self.concurrency = int(concurrency)
+        #: most choices asked in one request (lowered when a server refuses `n`)
+        self.max_n = MAX_N if n_per_request else 1
         self.system_message, self.price = system_message, price
         self._usage = empty_usage()
         self._lock = threading.Lock()
@@ -173,23 +179,28 @@ class ApiGenerator:
             raise error
 
     def _ask(self, body: dict, seed: int, missing: list[int], num_samples: int):
-        """Samples `missing` of one prompt: [(j, text, cache entry or None if failed)]."""
-        if self.n_per_request and len(missing) == num_samples > 1:
-            got = self._request(body, seed, num_samples)
-            if got is None:
-                return [(j, "", None) for j in missing]
-            texts, entry = got
-            if len(texts) >= num_samples:
-                return [(j, texts[j], {**entry, "index": j, "text": texts[j]}) for j in missing]
-            self.n_per_request = False  # refused, or fewer choices than asked: n is ignored
-        answers = []
-        for j in missing:
-            got = self._request(body, (seed + j) % 2**31, 1)
-            if got is None:
-                answers.append((j, "", None))
+        """Samples `missing` of one prompt: [(j, text, cache entry or None if failed)].
+
+        Samples are asked in requests of up to `max_n` choices (the first sample j of a
+        request sets its seed ``seed + j``); a server that refuses ``n`` (a 400) or answers
+        with fewer choices than asked lowers `max_n` for the rest of the run.
+        """
+        answers, todo = [], list(missing)
+        while todo:
+            chunk = todo[: max(1, min(self.max_n, len(todo)))]
+            got = self._request(body, (seed + chunk[0]) % 2**31, len(chunk))
+            if got is None:  # unusable answers: failed samples
+                answers += [(j, "", None) for j in chunk]
+            elif len(got[0]) < len(chunk):  # n refused or ignored: smaller requests
+                self.max_n = max(1, min(len(got[0]) or len(chunk) // 2, len(chunk) - 1))
+                continue
             else:
                 texts, entry = got
-                answers.append((j, texts[0], {**entry, "index": j, "text": texts[0]}))
+                answers += [
+                    (j, texts[k], {**entry, "index": j, "text": texts[k]})
+                    for k, j in enumerate(chunk)
+                ]
+            todo = todo[len(chunk) :]
         return answers
 
     def _request(self, body: dict, seed: int, n: int):
