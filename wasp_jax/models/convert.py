@@ -23,9 +23,10 @@ from safetensors import safe_open
 from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.gemma3 import default_layer_pattern
 from wasp_jax.models.gpt2 import hf_gpt2_to_params
+from wasp_jax.models.opt import hf_opt_config, hf_opt_to_params
 
 GGUF_ARCHS = ("llama", "gemma3")
-HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text", "gemma3", "gpt2")
+HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text", "gemma3", "gpt2", "opt")
 
 
 class UnsupportedModelError(ValueError):
@@ -199,6 +200,17 @@ def read_safetensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _rope(hf: dict) -> dict:
+    """RoPE base and scaling of a config.json: top-level keys (transformers 4) or the
+    ``rope_parameters`` dict that transformers 5 writes instead."""
+    rp = hf.get("rope_parameters")
+    if isinstance(rp, dict) and "rope_theta" not in hf:
+        kind = rp.get("rope_type", rp.get("type", "default"))
+        scaling = None if kind == "default" else {k: v for k, v in rp.items() if k != "rope_theta"}
+        return dict(rope_theta=rp.get("rope_theta", 10000.0), rope_scaling=scaling)
+    return dict(rope_theta=hf.get("rope_theta", 10000.0), rope_scaling=hf.get("rope_scaling"))
+
+
 def hf_config_to_decoder(hf: dict) -> DecoderConfig:
     """Maps a Hugging Face ``config.json`` dict to a DecoderConfig."""
     mt = hf.get("model_type")
@@ -209,6 +221,11 @@ def hf_config_to_decoder(hf: dict) -> DecoderConfig:
         raise UnsupportedModelError(
             f"model_type {mt!r} is not supported; supported: {', '.join(HF_MODEL_TYPES)}"
         )
+    if mt == "opt":
+        try:
+            return hf_opt_config(hf)
+        except ValueError as e:
+            raise UnsupportedModelError(str(e)) from e
     if mt == "gpt2":
         return DecoderConfig.create(
             arch="gpt2",
@@ -234,8 +251,7 @@ def hf_config_to_decoder(hf: dict) -> DecoderConfig:
         num_kv_heads=hf.get("num_key_value_heads") or h,
         head_dim=hf.get("head_dim") or d // h,
         norm_eps=hf.get("rms_norm_eps", 1e-6),
-        rope_theta=hf.get("rope_theta", 10000.0),
-        rope_scaling=hf.get("rope_scaling"),
+        **_rope(hf),
         max_position=hf.get("max_position_embeddings"),
     )
     if mt == "gemma3_text":
@@ -275,6 +291,8 @@ def hf_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
     """Maps HF tensor names (torch [out, in] layout) to module params."""
     if cfg.arch == "gpt2":
         return hf_gpt2_to_params(cfg, sd)
+    if cfg.arch == "opt":
+        return hf_opt_to_params(cfg, sd)
     prefix = next(
         (
             p
