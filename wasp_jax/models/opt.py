@@ -177,9 +177,7 @@ def hf_opt_config(hf: dict) -> DecoderConfig:
 
 def hf_opt_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
     """Maps HF OPT tensors (torch [out, in]; ``model.`` prefix optional) to module params."""
-    pre = next(
-        (p for p in ("model.decoder.", "decoder.") if f"{p}embed_tokens.weight" in sd), None
-    )
+    pre = next((p for p in ("model.decoder.", "decoder.") if f"{p}embed_tokens.weight" in sd), None)
     if pre is None:
         raise ValueError("no decoder.embed_tokens.weight found: not an OPT checkpoint")
     h = cfg.num_heads
