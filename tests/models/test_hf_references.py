@@ -122,3 +122,90 @@ def test_transformers5_folder_names_an_unknown_tokenizer_class():
 
 def test_transformers5_rope_parameters_are_read(cache_dir):
     assert _loaded("llama-tf5", cache_dir).config.rope_theta == 5000.0
+
+
+# --------------------------------------------------------------------------- T5 / Flan-T5
+
+SEQ2SEQ = ("t5-gated", "t5-tied")
+
+
+@pytest.mark.parametrize("name", SEQ2SEQ)
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_t5_logits_match_transformers(name, use_jit, cache_dir):
+    model = _loaded(name, cache_dir).model
+    _, arr = ref_of(name)
+    ids = jnp.asarray(arr["ids"][None], jnp.int32)
+    dec = jnp.asarray(arr["decoder_ids"][None], jnp.int32)
+    t = dec.shape[1]
+
+    def fwd(ids, dec):
+        mask = jnp.ones(ids.shape, bool)
+        cross = model.cross_kv(model.encode(ids, mask))
+        return model.decode(dec, model.init_cache(1, t), 0, cross, mask)[0]
+
+    logits = (jax.jit(fwd) if use_jit else fwd)(ids, dec)
+    chex.assert_trees_all_close(logits[0], arr["logits"], atol=LOGIT_TOL, rtol=0)
+    # Cached decode, one token at a time, equals the teacher-forced chunk; the encoder
+    # input left-padded (as the sampler lays prompts out) changes nothing.
+    pad = 5
+    ids_p = jnp.pad(ids, ((0, 0), (pad, 0)))
+    mask = jnp.arange(ids_p.shape[1])[None] >= pad
+    cross = model.cross_kv(model.encode(ids_p, mask))
+    cache = model.init_cache(1, t)
+    rows = []
+    for i in range(t):
+        step, cache = model.decode(dec[:, i : i + 1], cache, i, cross, mask)
+        rows.append(step[0])
+    chex.assert_trees_all_close(jnp.concatenate(rows), logits[0], atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", SEQ2SEQ)
+def test_t5_greedy_text_matches_transformers(name, cache_dir):
+    test_decoder_greedy_text_matches_transformers(name, cache_dir)
+
+
+def _t5_generator(cache_dir, mesh=None):
+    lm = _loaded("t5-gated", cache_dir)
+    return plm.Generator(lm, mesh=mesh or sharding.single_device_mesh())
+
+
+def test_t5_encoder_shared_by_samples_equals_unshared(cache_dir):
+    gen = _t5_generator(cache_dir)
+    prompts = [[40, 41, 42, 1], [50, 60, 70, 80, 90, 100, 33, 1], [77, 1]]
+    kw = dict(num_samples=3, max_new_tokens=9, temperature=1.4, top_k=50, key=jax.random.key(4))
+    shared = gen.generate_ids(prompts, **kw)
+    alone = gen.generate_ids(prompts, share_prefix=False, **kw)
+    assert [[t.tolist() for t in r] for r in shared.tokens] == [
+        [t.tolist() for t in r] for r in alone.tokens
+    ]
+    for a, b in zip(shared.logprobs, alone.logprobs):
+        chex.assert_trees_all_close(a, b, atol=1e-5)
+    # The samples differ from each other (the keys decide), so the check has teeth.
+    assert len({tuple(t.tolist()) for r in shared.tokens for t in r}) > 3
+
+
+def test_t5_sharded_generation_equals_one_device(cache_dir):
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices")
+    prompts = [[40, 41, 42, 1], [50, 60, 70, 80, 90, 100, 33, 1]]
+    kw = dict(num_samples=2, max_new_tokens=8, temperature=1.3, top_p=0.95, key=jax.random.key(5))
+    ref = _t5_generator(cache_dir).generate_ids(prompts, **kw)
+    mesh = sharding.make_mesh(2, 4, devices=jax.devices()[:8])
+    gen = _t5_generator(cache_dir, mesh)
+    assert gen.state["encoder"]["layers"]["wq"].sharding.spec[2] == "model"
+    out = gen.generate_ids(prompts, **kw)
+    assert [[t.tolist() for t in r] for r in out.tokens] == [
+        [t.tolist() for t in r] for r in ref.tokens
+    ]
+
+
+def test_t5_stop_string_and_eos(cache_dir):
+    gen = _t5_generator(cache_dir)
+    meta, _ = ref_of("t5-gated")
+    row = meta["greedy"][1]
+    full = gen.generate([row["prompt"]], max_new_tokens=12, temperature=0, key=jax.random.key(0))
+    stop = full[0][0][2]
+    cut = gen.generate(
+        [row["prompt"]], max_new_tokens=12, temperature=0, stop=[stop], key=jax.random.key(0)
+    )
+    assert cut[0][0] == full[0][0][: full[0][0].index(stop)]

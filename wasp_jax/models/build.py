@@ -19,12 +19,14 @@ from wasp_jax.models.gemma3 import Gemma3Model
 from wasp_jax.models.gpt2 import GPT2Model
 from wasp_jax.models.llama import LlamaModel
 from wasp_jax.models.opt import OPTModel
+from wasp_jax.models.t5 import T5Model
 
 _CLASSES: dict[str, type[nnx.Module]] = {
     "llama": LlamaModel,
     "gemma3": Gemma3Model,
     "gpt2": GPT2Model,
     "opt": OPTModel,
+    "t5": T5Model,
 }
 
 
