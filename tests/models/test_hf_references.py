@@ -209,3 +209,48 @@ def test_t5_stop_string_and_eos(cache_dir):
         [row["prompt"]], max_new_tokens=12, temperature=0, stop=[stop], key=jax.random.key(0)
     )
     assert cut[0][0] == full[0][0][: full[0][0].index(stop)]
+
+
+# --------------------------------------------------------------------------- sentence-T5
+
+EMBED_TOL = 1e-5
+
+
+def test_sentence_t5_steps_read_from_its_folder():
+    from wasp_jax.models.sentence_t5 import read_st_modules
+
+    steps = read_st_modules(HF / "sentence-t5")
+    assert steps.pooling == "mean" and steps.normalize and steps.max_seq_length == 48
+    assert [(w.shape, b, a) for w, b, a in steps.dense] == [((32, 24), None, "Identity")]
+
+
+def test_sentence_t5_older_pooling_spelling_and_unsupported_steps(tmp_path):
+    import shutil
+
+    from wasp_jax.models.sentence_t5 import read_st_modules
+
+    folder = tmp_path / "st5"
+    shutil.copytree(HF / "sentence-t5", folder)
+    old = {"word_embedding_dimension": 32, "pooling_mode_cls_token": False}
+    old.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(old))
+    assert read_st_modules(folder).pooling == "max"
+    old.update(pooling_mode_max_tokens=False, pooling_mode_weightedmean_tokens=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="pooling 'none' is not supported; supported: mean"):
+        read_st_modules(folder)
+
+
+@pytest.mark.parametrize("mesh_shape", [None, (2, 4)])
+def test_sentence_t5_embeddings_match_sentence_transformers(mesh_shape, cache_dir):
+    from wasp_jax.models.embedder import load_embedder
+
+    if mesh_shape and jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices")
+    mesh = None if mesh_shape is None else sharding.make_mesh(*mesh_shape)
+    meta, arr = ref_of("sentence-t5")
+    emb = load_embedder(str(HF / "sentence-t5"), cache_dir=cache_dir, mesh=mesh, batch_size=4)
+    assert emb.dim == 24
+    got = emb.embed(meta["texts"])
+    chex.assert_trees_all_close(got, arr["embeddings"], atol=EMBED_TOL, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)

