@@ -55,29 +55,30 @@ def cache_dir(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize("name", DECODERS)
-@pytest.mark.parametrize("use_jit", [False, True])
-def test_decoder_logits_match_transformers(name, use_jit, cache_dir):
-    lm = _loaded(name, cache_dir)
+def test_decoder_logits_match_transformers(name, cache_dir):
+    model = _loaded(name, cache_dir).model
     _, arr = ref_of(name)
     ids = jnp.asarray(arr["ids"][None], jnp.int32)
     t = ids.shape[1]
-
-    def fwd(ids):
-        cache = lm.model.init_cache(1, t)
-        return lm.model(ids, jnp.arange(t)[None], cache, 0, jnp.ones((1, t), bool))[0]
-
-    logits = (jax.jit(fwd) if use_jit else fwd)(ids)
-    chex.assert_trees_all_close(logits[0], arr["logits"], atol=LOGIT_TOL, rtol=0)
-    # Cached decode (prefill half, then one token at a time) equals the full forward.
-    cache = lm.model.init_cache(1, t)
     mask = jnp.ones((1, t), bool)
+
+    def fwd(tok, pos, cache, i):
+        return model(tok, pos, cache, i, mask)
+
+    full = jnp.arange(t)[None]
+    eager = fwd(ids, full, model.init_cache(1, t), 0)[0]
+    jitted = jax.jit(fwd)(ids, full, model.init_cache(1, t), 0)[0]
+    for logits in (eager, jitted):
+        chex.assert_trees_all_close(logits[0], arr["logits"], atol=LOGIT_TOL, rtol=0)
+    # Cached decode (prefill half, then one token at a time) equals the full forward.
+    step = jax.jit(fwd)
     h = t // 2
-    step, cache = lm.model(ids[:, :h], jnp.arange(h)[None], cache, 0, mask)
-    rows = [step[0]]
+    out, cache = step(ids[:, :h], full[:, :h], model.init_cache(1, t), jnp.int32(0))
+    rows = [out[0]]
     for i in range(h, t):
-        step, cache = lm.model(ids[:, i : i + 1], jnp.full((1, 1), i), cache, i, mask)
-        rows.append(step[0])
-    chex.assert_trees_all_close(jnp.concatenate(rows), logits[0], atol=1e-4, rtol=1e-5)
+        out, cache = step(ids[:, i : i + 1], full[:, i : i + 1], cache, jnp.int32(i))
+        rows.append(out[0])
+    chex.assert_trees_all_close(jnp.concatenate(rows), eager[0], atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", DECODERS)
@@ -131,8 +132,7 @@ SEQ2SEQ = ("t5-gated", "t5-tied")
 
 
 @pytest.mark.parametrize("name", SEQ2SEQ)
-@pytest.mark.parametrize("use_jit", [False, True])
-def test_t5_logits_match_transformers(name, use_jit, cache_dir):
+def test_t5_logits_match_transformers(name, cache_dir):
     model = _loaded(name, cache_dir).model
     _, arr = ref_of(name)
     ids = jnp.asarray(arr["ids"][None], jnp.int32)
@@ -144,20 +144,22 @@ def test_t5_logits_match_transformers(name, use_jit, cache_dir):
         cross = model.cross_kv(model.encode(ids, mask))
         return model.decode(dec, model.init_cache(1, t), 0, cross, mask)[0]
 
-    logits = (jax.jit(fwd) if use_jit else fwd)(ids, dec)
-    chex.assert_trees_all_close(logits[0], arr["logits"], atol=LOGIT_TOL, rtol=0)
+    eager, jitted = fwd(ids, dec), jax.jit(fwd)(ids, dec)
+    for logits in (eager, jitted):
+        chex.assert_trees_all_close(logits[0], arr["logits"], atol=LOGIT_TOL, rtol=0)
     # Cached decode, one token at a time, equals the teacher-forced chunk; the encoder
     # input left-padded (as the sampler lays prompts out) changes nothing.
     pad = 5
     ids_p = jnp.pad(ids, ((0, 0), (pad, 0)))
     mask = jnp.arange(ids_p.shape[1])[None] >= pad
-    cross = model.cross_kv(model.encode(ids_p, mask))
+    cross = jax.jit(lambda i, m: model.cross_kv(model.encode(i, m)))(ids_p, mask)
+    step = jax.jit(lambda tok, cache, i: model.decode(tok, cache, i, cross, mask))
     cache = model.init_cache(1, t)
     rows = []
     for i in range(t):
-        step, cache = model.decode(dec[:, i : i + 1], cache, i, cross, mask)
-        rows.append(step[0])
-    chex.assert_trees_all_close(jnp.concatenate(rows), logits[0], atol=1e-4, rtol=1e-5)
+        out, cache = step(dec[:, i : i + 1], cache, jnp.int32(i))
+        rows.append(out[0])
+    chex.assert_trees_all_close(jnp.concatenate(rows), eager[0], atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", SEQ2SEQ)
@@ -255,3 +257,26 @@ def test_sentence_t5_embeddings_match_sentence_transformers(mesh_shape, cache_di
     got = emb.embed(meta["texts"])
     chex.assert_trees_all_close(got, arr["embeddings"], atol=EMBED_TOL, rtol=0)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_bert_folder_pooling_and_normalisation_read_from_its_config(tmp_path):
+    from tests.models.test_bert import _hf_folder
+    from wasp_jax.models.embedder import load_embedder
+
+    folder = tmp_path / "bert-cls"
+    tokenizer, _, model = _hf_folder(folder, 3)
+    kinds = (("", "Transformer"), ("1_Pooling", "Pooling"))
+    mods = [
+        {"idx": i, "name": str(i), "path": p, "type": f"sentence_transformers.models.{k}"}
+        for i, (p, k) in enumerate(kinds)
+    ]
+    (folder / "modules.json").write_text(json.dumps(mods))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls"}))
+    texts = ["A good movie.", "Terrible acting, boring plot and a weak story!"]
+    emb = load_embedder(str(folder), cache_dir=tmp_path / "cache")
+    assert emb.steps == ("cls", False)
+    enc = tokenizer(texts, padding="longest", return_tensors="np")
+    want = np.asarray(model(enc["input_ids"], enc["attention_mask"]))[:, 0]
+    np.testing.assert_allclose(emb.embed(texts), want, atol=1e-5)
+    assert not np.allclose(np.linalg.norm(want, axis=1), 1.0)
