@@ -172,8 +172,10 @@ def _t5_generator(cache_dir, mesh=None):
     return plm.Generator(lm, mesh=mesh or sharding.single_device_mesh())
 
 
-def test_t5_encoder_shared_by_samples_equals_unshared(cache_dir):
-    gen = _t5_generator(cache_dir)
+@pytest.mark.parametrize("name", ["t5-gated", "opt"])
+def test_prompt_shared_by_samples_equals_unshared(name, cache_dir):
+    """T5: one encoder pass per prompt; OPT: one prefilled prompt cache per prompt."""
+    gen = plm.Generator(_loaded(name, cache_dir), mesh=sharding.single_device_mesh())
     prompts = [[40, 41, 42, 1], [50, 60, 70, 80, 90, 100, 33, 1], [77, 1]]
     kw = dict(num_samples=3, max_new_tokens=9, temperature=1.4, top_k=50, key=jax.random.key(4))
     shared = gen.generate_ids(prompts, **kw)
