@@ -123,7 +123,22 @@ def test_transformers5_folder_names_an_unknown_tokenizer_class():
 
 
 def test_transformers5_rope_parameters_are_read(cache_dir):
+    from wasp_jax.models.convert import hf_config_to_decoder
+
     assert _loaded("llama-tf5", cache_dir).config.rope_theta == 5000.0
+    # Gemma 3 as transformers 5 writes it: one rope_parameters per layer type.
+    base = dict(model_type="gemma3_text", vocab_size=10, hidden_size=8, intermediate_size=8)
+    base.update(num_hidden_layers=2, num_attention_heads=2, head_dim=4, sliding_window=4)
+    per_type = {
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+    }
+    cfg = hf_config_to_decoder({**base, "rope_parameters": per_type})
+    assert (cfg.rope_theta, cfg.rope_local_theta) == (1e6, 1e4)
+    assert cfg.rope_scaling_dict == {"factor": 8.0, "rope_type": "linear"}
+    # transformers 4's spelling is unchanged.
+    cfg = hf_config_to_decoder({**base, "rope_theta": 1e6})
+    assert (cfg.rope_theta, cfg.rope_local_theta, cfg.rope_scaling) == (1e6, 1e4, None)
 
 
 # --------------------------------------------------------------------------- T5 / Flan-T5

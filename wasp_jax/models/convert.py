@@ -200,15 +200,30 @@ def read_safetensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _rope(hf: dict) -> dict:
+def _rope(hf: dict, layer_type: str = "full_attention") -> dict:
     """RoPE base and scaling of a config.json: top-level keys (transformers 4) or the
-    ``rope_parameters`` dict that transformers 5 writes instead."""
+    ``rope_parameters`` dict that transformers 5 writes instead (one per layer type where
+    the layer types differ, as in Gemma 3: ``layer_type`` picks one)."""
     rp = hf.get("rope_parameters")
+    if isinstance(rp, dict) and isinstance(rp.get(layer_type), dict):
+        rp = rp[layer_type]
     if isinstance(rp, dict) and "rope_theta" not in hf:
+        if "rope_theta" not in rp:
+            raise UnsupportedModelError(f"rope_parameters without rope_theta: {rp}")
         kind = rp.get("rope_type", rp.get("type", "default"))
         scaling = None if kind == "default" else {k: v for k, v in rp.items() if k != "rope_theta"}
         return dict(rope_theta=rp.get("rope_theta", 10000.0), rope_scaling=scaling)
     return dict(rope_theta=hf.get("rope_theta", 10000.0), rope_scaling=hf.get("rope_scaling"))
+
+
+def _local_theta(hf: dict) -> float:
+    """Gemma 3's RoPE base of its sliding-window layers (10000 unless the config says)."""
+    if "rope_local_base_freq" in hf:
+        return hf["rope_local_base_freq"]
+    rp = hf.get("rope_parameters")
+    if isinstance(rp, dict) and isinstance(rp.get("sliding_attention"), dict):
+        return _rope(hf, "sliding_attention")["rope_theta"]
+    return 10000.0
 
 
 def hf_config_to_decoder(hf: dict) -> DecoderConfig:
@@ -262,7 +277,7 @@ def hf_config_to_decoder(hf: dict) -> DecoderConfig:
             pattern = default_layer_pattern(n, hf.get("sliding_window_pattern", 6))
         return DecoderConfig.create(
             arch="gemma3",
-            rope_local_theta=hf.get("rope_local_base_freq", 10000.0),
+            rope_local_theta=_local_theta(hf),
             sliding_window=hf.get("sliding_window"),
             layer_is_global=pattern,
             query_scale=float(hf.get("query_pre_attn_scalar", common["head_dim"])) ** -0.5,
