@@ -297,3 +297,19 @@ def test_bert_folder_pooling_and_normalisation_read_from_its_config(tmp_path):
     want = np.asarray(model(enc["input_ids"], enc["attention_mask"]))[:, 0]
     np.testing.assert_allclose(emb.embed(texts), want, atol=1e-5)
     assert not np.allclose(np.linalg.norm(want, axis=1), 1.0)
+
+
+def test_sentence_t5_folder_with_a_transformers5_tokenizer_class(tmp_path):
+    import shutil
+
+    from wasp_jax.models.embedder import load_embedder
+
+    folder = tmp_path / "st5"
+    shutil.copytree(HF / "sentence-t5", folder)
+    conf_path = folder / "tokenizer_config.json"
+    conf = json.loads(conf_path.read_text())
+    conf["tokenizer_class"] = "TokenizersBackend"  # what transformers 5 writes
+    conf_path.write_text(json.dumps(conf))
+    meta, arr = ref_of("sentence-t5")
+    got = load_embedder(str(folder), cache_dir=tmp_path / "cache").embed(meta["texts"])
+    chex.assert_trees_all_close(got, arr["embeddings"], atol=EMBED_TOL, rtol=0)

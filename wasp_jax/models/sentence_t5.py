@@ -28,6 +28,7 @@ from wasp_jax.models import layers as L
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.t5 import SHARD_AXES, T5Config, T5Stack, run_encoder
 from wasp_jax.models.t5_convert import t5_encoder_params
+from wasp_jax.models.tokenizer import hf_tokenizer
 
 POOLINGS = ("mean", "cls", "max")
 _ACTIVATIONS = {"Identity": None, "Tanh": jnp.tanh}
@@ -201,9 +202,6 @@ def load_sentence_t5(spec: str, *, mesh: jax.sharding.Mesh | None = None) -> Loa
     Raises:
       ValueError: a missing file or a step this module does not implement.
     """
-    # transformers takes about a second to import; only a checkpoint's tokenizer needs it.
-    from transformers import AutoTokenizer
-
     folder = pathlib.Path(spec).expanduser()
     if not (folder / "modules.json").is_file():
         raise ValueError(
@@ -223,6 +221,6 @@ def load_sentence_t5(spec: str, *, mesh: jax.sharding.Mesh | None = None) -> Loa
     if mesh is not None:
         state = jax.device_put(state, shd.param_shardings(state, mesh, SHARD_AXES))
     nnx.update(model, state)
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok = hf_tokenizer(folder)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     return LoadedSentenceT5(str(folder), info(model, pad, steps.max_seq_length), model, tok)
