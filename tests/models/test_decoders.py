@@ -81,6 +81,27 @@ except ImportError:
     pass
 
 
+def _opt_config(**kw):
+    base = dict(
+        arch="opt",
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=48,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=4,
+        head_dim=8,
+        max_position=64,
+        hidden_act="relu",
+    )
+    return DecoderConfig.create(**{**base, **kw})
+
+
+CONFIGS["opt"] = _opt_config()
+# OPT-350m's layout: post-norm blocks, no final norm, embedding projected in and out.
+CONFIGS["opt_postnorm_proj"] = _opt_config(norm_before=False, embed_dim=16)
+
+
 B, S = 2, 12  # one batch/cache shape everywhere, so each model compiles T in {12, 4, 1} only
 
 

@@ -383,10 +383,22 @@ def test_spm_bpe_vocabulary_from_gguf(tmp_path):
 def test_unknown_name_and_unsupported_architectures(tmp_path):
     with pytest.raises(ValueError, match="smollm2-135m-instruct.*tiny-llama|tiny-llama"):
         load_causal_lm("no-such-model", cache_dir=tmp_path)
-    folder = tmp_path / "t5"
+    folder = tmp_path / "chatglm"
     folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "chatglm"}))
+    with pytest.raises(UnsupportedModelError, match="'chatglm'.*gemma3_text.*opt.*t5"):
+        load_causal_lm(str(folder), cache_dir=tmp_path)
     (folder / "config.json").write_text(json.dumps({"model_type": "t5"}))
-    with pytest.raises(UnsupportedModelError, match="gemma3_text"):
+    with pytest.raises(UnsupportedModelError, match="T5 config.json lacks 'vocab_size'"):
+        load_causal_lm(str(folder), cache_dir=tmp_path)
+    opt = dict(model_type="opt", hidden_size=8, num_attention_heads=2, activation_function="gelu")
+    (folder / "config.json").write_text(json.dumps(opt))
+    with pytest.raises(UnsupportedModelError, match="activation_function 'gelu'"):
+        load_causal_lm(str(folder), cache_dir=tmp_path)
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "t5", "feed_forward_proj": "gated-swish-x"})
+    )
+    with pytest.raises(UnsupportedModelError, match="feed_forward_proj 'gated-swish-x'"):
         load_causal_lm(str(folder), cache_dir=tmp_path)
     with pytest.raises(UnsupportedModelError, match="supported: llama, gemma3"):
         convert.gguf_to_params({"general.architecture": "falcon"}, {})

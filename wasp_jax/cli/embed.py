@@ -47,7 +47,9 @@ def read_texts(path: str | pathlib.Path) -> list[str]:
 def register_embed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="JSONL with a 'text' field, or plain lines")
     parser.add_argument(
-        "--model", default="all-minilm-l6-v2", help="all-minilm-l6-v2, tiny-bert or a BERT folder"
+        "--model",
+        default="all-minilm-l6-v2",
+        help="all-minilm-l6-v2, tiny-bert, a BERT folder or a sentence-T5 folder",
     )
     parser.add_argument("--out", help="write the [n, d] float32 array to this .npy file")
     parser.add_argument("--max-length", type=int, default=256, help="truncation, in tokens")

@@ -1,7 +1,11 @@
-"""Flax NNX decoders (Llama family, Gemma 3, GPT-2), the BERT encoder, and their loaders.
+"""Flax NNX decoders (Llama family, Gemma 3, GPT-2, OPT), the T5 / Flan-T5 encoder-decoder,
+the BERT and sentence-T5 embedders, and their loaders.
 
 The encoder (``wasp_jax.models.bert.load_bert``) shares the decoders' layers, sharding
-rules, registry and cache. Contract for the sampler (``wasp_jax.plm``):
+rules, registry and cache. ``load_causal_lm`` also loads T5 folders; their module
+(``wasp_jax.models.t5.T5Model``) has its own encode / cross_kv / decode contract, which the
+generator drives through ``wasp_jax.models.t5_sampler``. Contract for the decoders' sampler
+(``wasp_jax.plm``):
 
 ``load_causal_lm(spec, *, cache_dir=None, mesh=None, dtype=jnp.float32) -> LoadedLM``
   ``spec``: a registry name (``supported()``: "smollm2-135m-instruct", "gemma3-270m",

@@ -37,6 +37,7 @@ from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert_convert import layer_shapes, params_from_hf
 from wasp_jax.models.config import BertConfig
 from wasp_jax.models.layers import dropout
+from wasp_jax.models.tokenizer import hf_tokenizer
 
 SUPPORTED = (*registry.supported_encoders(), "<path to a Hugging Face BERT folder>")
 # Bumped whenever the converted params change, so that stale cache entries are redone.
@@ -288,9 +289,6 @@ def load_bert(
     """
     if spec == registry.TINY_BERT:
         return _tiny_bert(mesh)
-    # transformers takes about a second to import; only a checkpoint's tokenizer needs it.
-    from transformers import AutoTokenizer
-
     supported = f"supported: {', '.join(SUPPORTED)}"
     source = loading.resolve_source(
         spec, registry.ENCODER_REGISTRY, kind="encoder", supported_msg=supported
@@ -320,5 +318,5 @@ def load_bert(
             cache.save_state(params, state, meta=meta)
         state = jax.device_put(state, shardings) if shardings is not None else state
         state = jax.tree.map(jnp.asarray, state)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer = hf_tokenizer(folder)  # transformers' (one that transformers 5 saved too)
     return LoadedBert(name, config, nnx.merge(graphdef, state), tokenizer)

@@ -18,18 +18,22 @@ from wasp_jax.models.convert import UnsupportedModelError
 from wasp_jax.models.gemma3 import Gemma3Model
 from wasp_jax.models.gpt2 import GPT2Model
 from wasp_jax.models.llama import LlamaModel
+from wasp_jax.models.opt import OPTModel
+from wasp_jax.models.t5 import T5Model
 
 _CLASSES: dict[str, type[nnx.Module]] = {
     "llama": LlamaModel,
     "gemma3": Gemma3Model,
     "gpt2": GPT2Model,
+    "opt": OPTModel,
+    "t5": T5Model,
 }
 
 
 def model_class(arch: str) -> type[nnx.Module]:
     """The NNX module class of an architecture name."""
     if arch not in _CLASSES:
-        raise UnsupportedModelError(f"unknown arch {arch!r}; supported: llama, gemma3, gpt2")
+        raise UnsupportedModelError(f"unknown arch {arch!r}; supported: {', '.join(_CLASSES)}")
     return _CLASSES[arch]
 
 

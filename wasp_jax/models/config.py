@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-ARCHS = ("llama", "gemma3", "gpt2")
+ARCHS = ("llama", "gemma3", "gpt2", "opt")
 ENCODER_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
 
@@ -31,7 +31,12 @@ class DecoderConfig:
       qkv_bias: q/k/v projections have biases (Qwen2).
       query_scale: attention score multiplier; None -> head_dim ** -0.5.
       attn_softcap, final_softcap: optional tanh soft-capping.
-      hidden_act: "silu" (SwiGLU), "gelu_tanh" (GeGLU) or "gelu_new" (GPT-2 MLP).
+      hidden_act: "silu" (SwiGLU), "gelu_tanh" (GeGLU), "gelu_new" (GPT-2 MLP) or "relu"
+        (OPT).
+      embed_dim: OPT's ``word_embed_proj_dim`` where it differs from ``hidden_size`` (the
+        embedding is projected in and the last hidden state out), else None.
+      norm_before: pre-norm blocks (OPT's ``do_layer_norm_before``; False: post-norm and no
+        final norm, as in OPT-350m).
     """
 
     arch: str
@@ -55,6 +60,8 @@ class DecoderConfig:
     attn_softcap: float | None = None
     final_softcap: float | None = None
     hidden_act: str = "silu"
+    embed_dim: int | None = None
+    norm_before: bool = True
 
     def __post_init__(self):
         if self.arch not in ARCHS:

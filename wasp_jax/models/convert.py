@@ -23,9 +23,10 @@ from safetensors import safe_open
 from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.gemma3 import default_layer_pattern
 from wasp_jax.models.gpt2 import hf_gpt2_to_params
+from wasp_jax.models.opt import hf_opt_config, hf_opt_to_params
 
 GGUF_ARCHS = ("llama", "gemma3")
-HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text", "gemma3", "gpt2")
+HF_MODEL_TYPES = ("llama", "mistral", "qwen2", "gemma3_text", "gemma3", "gpt2", "opt")
 
 
 class UnsupportedModelError(ValueError):
@@ -199,6 +200,32 @@ def read_safetensors(folder: pathlib.Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _rope(hf: dict, layer_type: str = "full_attention") -> dict:
+    """RoPE base and scaling of a config.json: top-level keys (transformers 4) or the
+    ``rope_parameters`` dict that transformers 5 writes instead (one per layer type where
+    the layer types differ, as in Gemma 3: ``layer_type`` picks one)."""
+    rp = hf.get("rope_parameters")
+    if isinstance(rp, dict) and isinstance(rp.get(layer_type), dict):
+        rp = rp[layer_type]
+    if isinstance(rp, dict) and "rope_theta" not in hf:
+        if "rope_theta" not in rp:
+            raise UnsupportedModelError(f"rope_parameters without rope_theta: {rp}")
+        kind = rp.get("rope_type", rp.get("type", "default"))
+        scaling = None if kind == "default" else {k: v for k, v in rp.items() if k != "rope_theta"}
+        return dict(rope_theta=rp.get("rope_theta", 10000.0), rope_scaling=scaling)
+    return dict(rope_theta=hf.get("rope_theta", 10000.0), rope_scaling=hf.get("rope_scaling"))
+
+
+def _local_theta(hf: dict) -> float:
+    """Gemma 3's RoPE base of its sliding-window layers (10000 unless the config says)."""
+    if "rope_local_base_freq" in hf:
+        return hf["rope_local_base_freq"]
+    rp = hf.get("rope_parameters")
+    if isinstance(rp, dict) and isinstance(rp.get("sliding_attention"), dict):
+        return _rope(hf, "sliding_attention")["rope_theta"]
+    return 10000.0
+
+
 def hf_config_to_decoder(hf: dict) -> DecoderConfig:
     """Maps a Hugging Face ``config.json`` dict to a DecoderConfig."""
     mt = hf.get("model_type")
@@ -209,6 +236,11 @@ def hf_config_to_decoder(hf: dict) -> DecoderConfig:
         raise UnsupportedModelError(
             f"model_type {mt!r} is not supported; supported: {', '.join(HF_MODEL_TYPES)}"
         )
+    if mt == "opt":
+        try:
+            return hf_opt_config(hf)
+        except ValueError as e:
+            raise UnsupportedModelError(str(e)) from e
     if mt == "gpt2":
         return DecoderConfig.create(
             arch="gpt2",
@@ -234,8 +266,7 @@ def hf_config_to_decoder(hf: dict) -> DecoderConfig:
         num_kv_heads=hf.get("num_key_value_heads") or h,
         head_dim=hf.get("head_dim") or d // h,
         norm_eps=hf.get("rms_norm_eps", 1e-6),
-        rope_theta=hf.get("rope_theta", 10000.0),
-        rope_scaling=hf.get("rope_scaling"),
+        **_rope(hf),
         max_position=hf.get("max_position_embeddings"),
     )
     if mt == "gemma3_text":
@@ -246,7 +277,7 @@ def hf_config_to_decoder(hf: dict) -> DecoderConfig:
             pattern = default_layer_pattern(n, hf.get("sliding_window_pattern", 6))
         return DecoderConfig.create(
             arch="gemma3",
-            rope_local_theta=hf.get("rope_local_base_freq", 10000.0),
+            rope_local_theta=_local_theta(hf),
             sliding_window=hf.get("sliding_window"),
             layer_is_global=pattern,
             query_scale=float(hf.get("query_pre_attn_scalar", common["head_dim"])) ** -0.5,
@@ -275,6 +306,8 @@ def hf_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
     """Maps HF tensor names (torch [out, in] layout) to module params."""
     if cfg.arch == "gpt2":
         return hf_gpt2_to_params(cfg, sd)
+    if cfg.arch == "opt":
+        return hf_opt_to_params(cfg, sd)
     prefix = next(
         (
             p

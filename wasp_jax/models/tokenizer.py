@@ -174,11 +174,51 @@ def _raise(msg):
 
 
 def from_hf_folder(folder: str | os.PathLike) -> Tokenizer:
-    """Tokenizer of a Hugging Face model folder (via transformers.AutoTokenizer)."""
-    # transformers takes about a second to import; loads from the cache never need it.
-    from transformers import AutoTokenizer
+    """Tokenizer of a Hugging Face model folder (via transformers.AutoTokenizer).
 
-    return Tokenizer.from_hf(AutoTokenizer.from_pretrained(str(folder)))
+    A folder whose ``tokenizer_config.json`` names a class the installed transformers lacks
+    (transformers 5 writes ``"TokenizersBackend"``) is read from its ``tokenizer.json``
+    with the special tokens and chat template of its config (:func:`hf_tokenizer`).
+    """
+    folder = pathlib.Path(folder)
+    conf = _read_json(folder / "tokenizer_config.json")
+    template = conf.get("chat_template")
+    jinja = folder / "chat_template.jinja"
+    if not isinstance(template, str) and jinja.is_file():
+        template = jinja.read_text()
+    return Tokenizer.from_hf(
+        hf_tokenizer(folder), chat_template=template if isinstance(template, str) else None
+    )
+
+
+def hf_tokenizer(folder: str | os.PathLike):
+    """A folder's transformers tokenizer: ``AutoTokenizer``, or, where its
+    ``tokenizer_config.json`` names a class the installed transformers lacks (transformers 5
+    writes ``"TokenizersBackend"``), a fast tokenizer over its ``tokenizer.json`` with the
+    special tokens and model input names of that config."""
+    # transformers takes about a second to import; loads from the cache never need it.
+    import transformers
+
+    folder = pathlib.Path(folder)
+    conf = _read_json(folder / "tokenizer_config.json")
+    cls = conf.get("tokenizer_class")
+    if not (cls and not hasattr(transformers, cls) and (folder / "tokenizer.json").is_file()):
+        return transformers.AutoTokenizer.from_pretrained(str(folder))
+
+    def content(v):
+        return v.get("content") if isinstance(v, dict) else v
+
+    names = ("bos_token", "eos_token", "unk_token", "pad_token")
+    kw = {k: content(conf[k]) for k in names if conf.get(k) is not None}
+    if isinstance(conf.get("model_input_names"), list):
+        kw["model_input_names"] = conf["model_input_names"]
+    if isinstance(conf.get("model_max_length"), int):
+        kw["model_max_length"] = conf["model_max_length"]
+    return transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **kw)
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def from_gguf(path: str | os.PathLike) -> Tokenizer:
