@@ -8,6 +8,7 @@ command-line `--set key=value` strings with a type check (`run`). Presets and fi
 are in `presets`.
 """
 
+from wasp_jax.config.plus import PlusConfig
 from wasp_jax.config.presets import base_config, demo_config, load_config, with_method
 from wasp_jax.config.run import WaspConfig, apply_overrides, replace, valid_keys
 from wasp_jax.config.sections import (
@@ -46,6 +47,7 @@ __all__ = [
     "EvalConfig",
     "GenerationConfig",
     "PrivacyConfig",
+    "PlusConfig",
     "ReplayConfig",
     "RuntimeConfig",
     "SelectionConfig",

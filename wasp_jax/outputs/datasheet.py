@@ -49,6 +49,8 @@ METHOD_TEXT = {
     "synthetic samples, with no votes; no private data is used.",
     "replay": "Replay: WASP's DP voting and selection over pre-generated candidate pools read "
     "from files; no live generation.",
+    "wasp_plus": "WASP+: aggregated DP releases (per-PLM probe usefulness, per-cluster vote "
+    "totals) set the PLM budgets, the good/bad examples and the sample weights.",
 }
 
 
@@ -56,7 +58,7 @@ def _uses_private_data(run: Mapping[str, Any]) -> bool:
     used = R.field(run["privacy"], "private_data_used")
     if used is not None:
         return bool(used)
-    return run["config"].get("method", "wasp") in ("wasp", "aug_pe", "replay")
+    return run["config"].get("method", "wasp") in ("wasp", "aug_pe", "replay", "wasp_plus")
 
 
 def _privacy_section(run: Mapping[str, Any]) -> str:
