@@ -219,7 +219,11 @@ def test_split_validation_and_infinite_epsilon():
 
 
 #: The only library modules that may call the kernels computing clean private statistics.
-VOTE_PLACE = {"wasp_jax/pipeline/vote.py", "wasp_jax/pipeline/vote_plus.py"}
+VOTE_PLACE = {
+    "wasp_jax/pipeline/vote.py",
+    "wasp_jax/pipeline/vote_plus.py",
+    "wasp_jax/pipeline/vote_baselines.py",
+}
 CLEAN_KERNELS = {
     "top_q_votes",
     "top_q_votes_parties",
