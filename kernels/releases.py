@@ -1,4 +1,4 @@
-"""Clean statistics that WASP+ releases after aggregation (docs/method.md §7).
+"""Clean statistics that WASP+ releases after aggregation (docs/method.md §9).
 
 Every function here maps private rows to a small vector that sums one bounded contribution per
 private record; the vote stage (``wasp_jax.pipeline.vote_plus``) noises it before it leaves.

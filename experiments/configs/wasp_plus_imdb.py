@@ -1,4 +1,4 @@
-"""wasp_plus_imdb: WASP+ on IMDb with the two offline PLMs (docs/method.md §7).
+"""wasp_plus_imdb: WASP+ on IMDb with the two offline PLMs (docs/method.md §9).
 
 Diff from base.py: `method="wasp_plus"`. Each round releases, instead of per-sample vote
 histograms, (1) per PLM the number of the 100 private reviews that a linear probe fitted on

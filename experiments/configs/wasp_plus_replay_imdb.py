@@ -1,4 +1,4 @@
-"""wasp_plus_replay_imdb: WASP+ over the authors' six real IMDb pools (docs/method.md §7).
+"""wasp_plus_replay_imdb: WASP+ over the authors' six real IMDb pools (docs/method.md §9).
 
 Diff from replay_imdb.py: `method="wasp_plus"` (with `replay.pools` set, so candidates are
 drawn from the pools instead of generated) and the IMDb table's replay sizes: N = 600 over T =

@@ -1,7 +1,7 @@
 """The WASP+ section of the run config (`WaspConfig.plus`, used by ``method="wasp_plus"``).
 
 WASP+ releases aggregated statistics instead of per-sample vote histograms (docs/method.md
-§7): per-PLM usefulness (the correct-counts of a linear probe fitted on each PLM's synthetic
+§9): per-PLM usefulness (the correct-counts of a linear probe fitted on each PLM's synthetic
 data), per-cluster vote totals over a public k-means clustering of the candidates, and
 optionally DP class centroids. The run's (epsilon, delta) is split between them by the shares
 below (each over its T releases; `wasp_jax.privacy.composition`).

@@ -11,7 +11,7 @@
 
 ``vote`` runs it inside a run (recording every release in the ledger first), ``draw`` takes a
 replay round's rows by cluster quotas and PLM budgets, and ``finalize`` gives every synthetic
-row a training weight from the last round's noisy cluster totals (docs/method.md §7).
+row a training weight from the last round's noisy cluster totals (docs/method.md §9).
 """
 
 from __future__ import annotations

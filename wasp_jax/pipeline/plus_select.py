@@ -2,7 +2,7 @@
 
 Everything here reads public synthetic data (texts, embeddings, labels, PLM ids) and the
 noisy releases of ``wasp_jax.pipeline.vote_plus``; it is post-processing and costs no
-privacy (docs/method.md §7).
+privacy (docs/method.md §9).
 
 * ``class_clusters``: k-means inside each class over the synthetic embeddings (scipy's
   ``kmeans2``, k-means++ start, a seeded generator); cluster ``c * k + j`` is class c's j-th.

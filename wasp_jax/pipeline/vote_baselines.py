@@ -1,6 +1,6 @@
 """The DP baselines a user compares WASP against, inside the vote-and-noise place.
 
-Both read the private embeddings and return only noised values (docs/method.md §7.4):
+Both read the private embeddings and return only noised values (docs/method.md §9.4):
 
 * ``dp_centroid_classifier``: one Gaussian release of the per-class sums of the private
   embeddings (clipped to norm 1: sensitivity 1); a test text goes to the class whose noisy sum
