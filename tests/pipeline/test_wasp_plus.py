@@ -10,6 +10,7 @@ from pipeline_fakes import loaders
 
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path
+from wasp_jax.outputs import datasheet
 from wasp_jax.pipeline import runner
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.privacy.release_kinds import MEASURES
@@ -115,9 +116,13 @@ def test_replay_draws_pool_rows_by_cluster_quotas(tmp_path):
     pool_texts = {json.loads(x)["text"] for p in pools for x in open(p)}
     assert {r["text"] for r in rows} <= pool_texts
     ledger = json.loads((tmp_path / "wd" / "privacy.json").read_text())
-    assert ledger["rounds_released"] == 4 and ledger["releases"][0]["sensitivity"] == (
-        pytest.approx(math.sqrt(3))
-    )
+    assert ledger["rounds_released"] == 2 and len(ledger["releases"]) == 4
+    assert [k["kind"] for k in ledger["kinds"]] == ["usefulness", "per_cluster"]
+    assert ledger["releases"][0]["sensitivity"] == (pytest.approx(math.sqrt(3)))
+    datasheet.write_datasheet(tmp_path / "wd")
+    sheet = (tmp_path / "wd" / "datasheet.md").read_text()
+    assert "| noisy releases per round | usefulness, per_cluster |" in sheet
+    assert "pool-z" in sheet and "fake-a" not in sheet
     # later rounds take rows beyond the file-order prefix (the window is drawn by quotas)
     later = [r for r in rows if r["round"] > 0]
     firsts = {json.loads(x)["text"] for p in pools for x in list(open(p))[:20]}

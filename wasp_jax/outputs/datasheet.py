@@ -94,6 +94,12 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
         ("noisy histograms per round", kinds or R.field(ledger, "num_histograms")),
         ("data parties L", parties),
     ]
+    per_kind = R.field(ledger, "kinds")
+    if per_kind:  # WASP+: one sigma and sensitivity per kind of release
+        each = lambda f: ", ".join(f"{k['kind']} {k[f]:.4g}" for k in per_kind)
+        rows[6] = ("noise std sigma, per release kind", each("sigma"))
+        rows[7] = ("L2 sensitivity, per release kind", each("sensitivity"))
+        rows[10] = ("noisy releases per round", ", ".join(k["kind"] for k in per_kind))
     text = R.md_table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
     if str(R.field(ledger, "epsilon")) in ("inf", "Infinity") or R.field(ledger, "sigma") == 0:
         return text + (
@@ -123,7 +129,8 @@ def _models_section(cfg: Mapping[str, Any]) -> str:
     gen = cfg.get("generation", {})
     emb = R.field(cfg.get("embedder"), "name", default="-")
     plms = list(gen.get("plms", []))
-    if cfg.get("method") == "replay":
+    pools = R.field(cfg.get("replay"), "pools", default=[])
+    if cfg.get("method") == "replay" or (cfg.get("method") == "wasp_plus" and pools):
         plms = [pathlib.Path(p).stem for p in R.field(cfg.get("replay"), "pools", default=[])]
     rows = [("generator (PLM)", p, MODEL_LICENCES.get(p, "see the model's card")) for p in plms]
     rows.append(("embedder", emb, MODEL_LICENCES.get(emb, "see the model's card")))

@@ -150,7 +150,12 @@ class RunLedger:
                 )
         if self.epsilon_spent_l2 is not None:
             out["epsilon_spent_l2"] = self.epsilon_spent_l2
-        out["rounds_released"] = len(out["releases"])
+        out["rounds_released"] = len({r["round"] for r in out["releases"]})
+        if plan is not None and plan.kinds:  # WASP+: several kinds of release per round
+            out["kinds"] = [
+                {"kind": k, "sigma": sig, "sensitivity": sens, "measures": MEASURES[k]}
+                for k, sig, sens in plan.kinds
+            ]
         return {k: _finite(v) for k, v in out.items()}
 
     def to_state(self) -> dict[str, Any]:
