@@ -127,7 +127,9 @@ def render(out: pathlib.Path, seeds: int) -> None:
     ]
     csv = ["row,accuracy_mean,accuracy_std,macro_f1_mean,macro_f1_std,seeds"]
     for row, what in ROWS:
-        got = [json.loads(p.read_text()) for p in sorted(runs.glob(f"{row}__g*.json"))]
+        # not a glob: row names hold brackets
+        paths = sorted(p for p in runs.iterdir() if p.name.rpartition("__g")[0] == row)
+        got = [json.loads(p.read_text()) for p in paths]
         if not got:
             continue
         acc = np.array([g["accuracy"] for g in got]) * 100
