@@ -66,6 +66,22 @@ def _probe_score(x, y, test, weights=None) -> dict:
     return _score(probe.predict(test[0]), test[1])
 
 
+def _finetune_score(texts, y, test_rows, weights=None) -> dict:
+    """One fine-tuned MiniLM classifier (STM seed 0), the IMDb table's recipe."""
+    from experiments.table_imdb import finetune_recipe
+    from wasp_jax import stm
+    from wasp_jax.stm.evaluate import evaluate_texts
+
+    recipe = finetune_recipe(len(texts))
+    res = evaluate_texts(
+        texts, list(y), [r["text"] for r in test_rows], [r["label"] for r in test_rows],
+        num_classes=2, mode="finetune", seeds=[0], weights=weights, test_max_length=128,
+        config=stm.STMConfig(encoder=imdb_pools.EMBEDDER, max_length=128, **recipe),
+    )  # fmt: skip
+    return {"accuracy": res["accuracy"]["mean"], "macro_f1": res["macro_f1"]["mean"],
+            "stm": "finetune", "recipe": recipe}  # fmt: skip
+
+
 def run_replay(method: str, seed: int, workroot: pathlib.Path) -> pathlib.Path:
     name = "replay_imdb" if method == "wasp" else "wasp_plus_replay_imdb"
     cfg = config_lib.load_config(str(CONFIGS / f"{name}.py"))
@@ -89,6 +105,11 @@ def cell(row: str, seed: int, ctx) -> dict:
     if row in ("wasp", "wasp_plus", "wasp_plus-unweighted"):
         method = "wasp" if row == "wasp" else "wasp_plus"
         rows, spent = _read_synthetic(run_replay(method, seed, workroot))
+        if ctx.get("finetune"):
+            w = [r["weight"] for r in rows] if row == "wasp_plus" else None
+            res = _finetune_score([r["text"] for r in rows], [r["label"] for r in rows],
+                                  ctx["test_rows"], w)  # fmt: skip
+            return res | {"n_train": len(rows), "epsilon_spent": spent}
         x = imdb_pools.embed_public(emb, [r["text"] for r in rows])
         y = np.asarray([r["label"] for r in rows])
         w = np.asarray([r["weight"] for r in rows]) if row == "wasp_plus" else None
@@ -154,9 +175,15 @@ def main(argv=None) -> None:
     ap.add_argument("--workroot", default=str(REPO / "runs" / "table_plus"))
     ap.add_argument("--rows", nargs="*", default=[r for r, _ in ROWS])
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument(
+        "--finetune", action="store_true",
+        help="score replay rows with one fine-tuned MiniLM (STM seed 0) instead of the probe; "
+        "cells go to imdb_table_plus_finetune_runs/ (not rendered: a cost measurement)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
-    (out / "imdb_table_plus_runs").mkdir(parents=True, exist_ok=True)
+    runs = "imdb_table_plus_finetune_runs" if args.finetune else "imdb_table_plus_runs"
+    (out / runs).mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         emb = imdb_pools.embedder()
         ctx = {
@@ -164,12 +191,14 @@ def main(argv=None) -> None:
             "test": imdb_pools.embedded_test(1000, emb),
             "private": private_embeddings(emb),
             "workroot": pathlib.Path(args.workroot),
+            "finetune": args.finetune,
+            "test_rows": imdb_pools.read_rows(imdb_pools.SHARED / "imdb" / "test.jsonl", 1000),
         }
         for seed in range(args.seeds):
             for row in args.rows:
                 if row in DETERMINISTIC and seed > 0:
                     continue
-                path = out / "imdb_table_plus_runs" / f"{row}__g{seed}.json"
+                path = out / runs / f"{row}__g{seed}.json"
                 if path.exists():
                     continue
                 t0 = time.perf_counter()
@@ -178,8 +207,10 @@ def main(argv=None) -> None:
                 path.write_text(json.dumps(res, indent=2, default=float) + "\n")
                 print(f"{row} g{seed}: accuracy {res['accuracy']:.4f}", file=sys.stderr,
                       flush=True)  # fmt: skip
-                render(out, args.seeds)
-    render(out, args.seeds)
+                if not args.finetune:
+                    render(out, args.seeds)
+    if not args.finetune:
+        render(out, args.seeds)
 
 
 if __name__ == "__main__":
