@@ -81,7 +81,7 @@ def _core(key, sigmas, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *,
                 continue
             kkey = jax.random.fold_in(key, KINDS.index(kind))
             rows = []
-            for h_i, (name, h) in enumerate(zip(release, hists, strict=True)):
+            for name, h in zip(release, hists, strict=True):
                 if kind == "per_sample":
                     clean = h
                 elif kind == "per_plm":
@@ -90,7 +90,7 @@ def _core(key, sigmas, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *,
                     clean = segment_totals(h, cluster, sm, num_segments=num_clusters)
                 hkey = jax.random.fold_in(kkey, HISTOGRAMS.index(name))
                 rows.append(_noise(hkey, clean, sigmas[kind]))
-                del clean, h_i
+                del clean
             out[kind] = jax.numpy.stack(rows)
         del hists
     if "usefulness" in kinds:
