@@ -251,7 +251,7 @@ def check_inputs(cfg) -> None:
             rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
             class_checks.warn_missing_classes(rows[: cfg.data.num_private or None], task.labels)
             del rows  # private: only validated here, the runner reads it again
-        if cfg.method != "replay":
+        if not cfg.is_replay:
             with _usage_errors():
                 sizing.check_sizing(cfg, task.num_classes)
     for warning in caught:  # one clean console line each (names classes only)
@@ -260,7 +260,7 @@ def check_inputs(cfg) -> None:
         warnings.filterwarnings(
             "ignore", message=re.escape(str(warning.message)), category=data_io.DataWarning
         )
-    if cfg.method == "replay":
+    if cfg.is_replay:
         counts = [0] * task.num_classes
         for pool in cfg.replay.pools:
             rows = data_io.read_labeled_jsonl(pool, what="replay pool", **read)

@@ -9,6 +9,7 @@ are in `presets`.
 """
 
 from wasp_jax.config.api import ApiConfig
+from wasp_jax.config.plus import PlusConfig
 from wasp_jax.config.presets import base_config, demo_config, load_config, with_method
 from wasp_jax.config.run import WaspConfig, apply_overrides, replace, valid_keys
 from wasp_jax.config.sections import (
@@ -48,6 +49,7 @@ __all__ = [
     "EvalConfig",
     "GenerationConfig",
     "PrivacyConfig",
+    "PlusConfig",
     "ReplayConfig",
     "RuntimeConfig",
     "SelectionConfig",

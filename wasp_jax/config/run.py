@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wasp_jax.config.api import ApiConfig
+from wasp_jax.config.plus import PlusConfig
 from wasp_jax.config.sections import (
     METHODS,
     PRIVATE_METHODS,
@@ -48,6 +49,7 @@ class WaspConfig:
     replay: ReplayConfig = dataclasses.field(default_factory=ReplayConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
+    plus: PlusConfig = dataclasses.field(default_factory=PlusConfig)
 
     def __post_init__(self):
         _check_choice(self.method, "method", METHODS)
@@ -69,13 +71,14 @@ class WaspConfig:
             _check(gen.rounds >= 1, "generation.rounds", f"method {self.method!r} needs >= 1")
         if self.method == "replay":
             _check(len(self.replay.pools) >= 1, "replay.pools", "method 'replay' needs pool files")
-        if self.method in PRIVATE_METHODS and gen.contrastive and self.method != "aug_pe":
+        contrastive_votes = self.method not in ("aug_pe", "wasp_plus")
+        if self.method in PRIVATE_METHODS and gen.contrastive and contrastive_votes:
             _check(
                 "farthest" in vote.release,
                 "voting.release",
                 "contrastive prompts need the 'farthest' histogram (or set contrastive=False)",
             )
-        if self.method in ("wasp", "replay") and gen.rounds > 0:
+        if self.method in ("wasp", "replay", "wasp_plus") and gen.rounds > 0:
             _check(
                 gen.budget - gen.initial_size >= gen.rounds,
                 "generation.budget",
@@ -86,6 +89,11 @@ class WaspConfig:
     @property
     def uses_private_data(self) -> bool:
         return self.method in PRIVATE_METHODS
+
+    @property
+    def is_replay(self) -> bool:
+        """Candidates are drawn from `replay.pools` instead of generated."""
+        return self.method == "replay" or (self.method == "wasp_plus" and bool(self.replay.pools))
 
     @property
     def num_histograms(self) -> int:

@@ -18,6 +18,8 @@ Methods (`WaspConfig.method`):
   no private data, no privacy spent.
 * ``replay``: DP voting and selection over pre-generated candidate pools read from files
   (`replay.pools`); no live generation (see `wasp_jax.pipeline.rounds`).
+* ``wasp_plus``: WASP+ (`wasp_jax.config.plus`): aggregated releases (per-PLM usefulness,
+  per-cluster votes) instead of per-sample histograms; live, or over `replay.pools` if set.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from typing import Any
 
 from wasp_jax.errors import ConfigError
 
-METHODS = ("wasp", "aug_pe", "zerogen", "multi_zeroshot", "random_control", "replay")
+METHODS = (
+    "wasp", "aug_pe", "zerogen", "multi_zeroshot", "random_control", "replay", "wasp_plus",
+)  # fmt: skip
 #: Methods that read private data and spend privacy.
-PRIVATE_METHODS = ("wasp", "aug_pe", "replay")
+PRIVATE_METHODS = ("wasp", "aug_pe", "replay", "wasp_plus")
 ADJACENCIES = ("add_remove", "replace_one")
 ACCOUNTING_METHODS = ("pld", "rdp", "classic")
 RELEASES = ("nearest", "farthest")

@@ -50,6 +50,8 @@ METHOD_TEXT = {
     "synthetic samples, with no votes; no private data is used.",
     "replay": "Replay: WASP's DP voting and selection over pre-generated candidate pools read "
     "from files; no live generation.",
+    "wasp_plus": "WASP+: aggregated DP releases (per-PLM probe usefulness, per-cluster vote "
+    "totals) set the PLM budgets, the good/bad examples and the sample weights.",
 }
 
 
@@ -57,7 +59,7 @@ def _uses_private_data(run: Mapping[str, Any]) -> bool:
     used = R.field(run["privacy"], "private_data_used")
     if used is not None:
         return bool(used)
-    return run["config"].get("method", "wasp") in ("wasp", "aug_pe", "replay")
+    return run["config"].get("method", "wasp") in ("wasp", "aug_pe", "replay", "wasp_plus")
 
 
 def _privacy_section(run: Mapping[str, Any]) -> str:
@@ -93,6 +95,12 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
         ("noisy histograms per round", kinds or R.field(ledger, "num_histograms")),
         ("data parties L", parties),
     ]
+    per_kind = R.field(ledger, "kinds")
+    if per_kind:  # WASP+: one sigma and sensitivity per kind of release
+        each = lambda f: ", ".join(f"{k['kind']} {k[f]:.4g}" for k in per_kind)
+        rows[6] = ("noise std sigma, per release kind", each("sigma"))
+        rows[7] = ("L2 sensitivity, per release kind", each("sensitivity"))
+        rows[10] = ("noisy releases per round", ", ".join(k["kind"] for k in per_kind))
     text = R.md_table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
     if str(R.field(ledger, "epsilon")) in ("inf", "Infinity") or R.field(ledger, "sigma") == 0:
         return text + (
@@ -122,7 +130,8 @@ def _models_section(cfg: Mapping[str, Any]) -> str:
     gen = cfg.get("generation", {})
     emb = R.field(cfg.get("embedder"), "name", default="-")
     plms = list(gen.get("plms", []))
-    if cfg.get("method") == "replay":
+    pools = R.field(cfg.get("replay"), "pools", default=[])
+    if cfg.get("method") == "replay" or (cfg.get("method") == "wasp_plus" and pools):
         plms = [pathlib.Path(p).stem for p in R.field(cfg.get("replay"), "pools", default=[])]
     rows = [("generator (PLM)", p, MODEL_LICENCES.get(p, "see the model's card")) for p in plms]
     rows.append(("embedder", emb, MODEL_LICENCES.get(emb, "see the model's card")))

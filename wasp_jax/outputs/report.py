@@ -164,7 +164,10 @@ def _vote_summary_rows(metrics, names) -> list[tuple]:
         if not isinstance(summary, Mapping):
             continue
         for hist, per_class in summary.items():
-            if isinstance(per_class, Mapping):  # an unknown layout: show it flat
+            flat = isinstance(per_class, Mapping) or not all(
+                isinstance(x, Mapping) for x in per_class
+            )
+            if flat:  # an unknown layout (e.g. WASP+'s noisy vectors): show it flat
                 rows.append((m.get("round"), hist, "-", "-", fmt(per_class), "-", "-"))
                 continue
             for c, stats in enumerate(per_class):

@@ -99,7 +99,7 @@ class RunContext:
         self.plan = privacy_plan(cfg)
         self.gen_root, self.noise_root = streams(cfg.seed)
         self.mesh = mesh_for(cfg.runtime.mesh)
-        if cfg.method == "replay":
+        if cfg.is_replay:
             self.plm_names = [pathlib.Path(p).stem for p in cfg.replay.pools]
         else:
             self.plm_names = list(cfg.generation.plms)
@@ -121,6 +121,8 @@ class RunContext:
         self._start_n, self._start_t = len(self.state.population), time.perf_counter()
         emb = self.ckpt.load_array("syn_emb")
         self.syn_emb = None if emb is None else emb[: self.state.n_embedded]
+        #: WASP+: a training weight per synthetic row, written into synthetic.jsonl
+        self.sample_weights = self.ckpt.load_array("sample_weights")
         self._generators: dict[int, object] = {}
         self._api_spend = None
         self._embedder = None
@@ -139,7 +141,7 @@ class RunContext:
         cfg, T = self.cfg, self.cfg.generation.rounds
         if f"r{T}/close" in self.state.done:
             return
-        if cfg.method != "replay":
+        if not cfg.is_replay:
             for k in range(len(self.plm_names)):
                 self.generator(k)
         if T > 0 and cfg.method != "random_control" and f"r{T}/vote" not in self.state.done:
@@ -267,9 +269,10 @@ class RunContext:
     def write_outputs(self, *, ledger: bool = True) -> None:
         if ledger:
             self.write_ledger()
-        data_io.atomic_write_jsonl(
-            self.workdir / "synthetic.jsonl", self.pop.rows(self.task, self.plm_names)
-        )
+        rows = self.pop.rows(self.task, self.plm_names)
+        if self.sample_weights is not None and len(self.sample_weights) == len(rows):
+            rows = [row | {"weight": float(w)} for row, w in zip(rows, self.sample_weights)]
+        data_io.atomic_write_jsonl(self.workdir / "synthetic.jsonl", rows)
         data_io.atomic_write_jsonl(self.workdir / "metrics.jsonl", self.state.metrics)
 
     def close_round(self, round_: int, weights, budgets, summary, selected) -> None:

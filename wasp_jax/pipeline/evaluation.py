@@ -31,7 +31,7 @@ log = logging.getLogger("wasp_jax")
 BASELINES = "eval_baselines.json"
 
 #: Methods whose round 0 is the zero-shot start of a run that then uses private data.
-_WITH_ROUNDS = ("wasp", "aug_pe", "random_control", "replay")
+_WITH_ROUNDS = ("wasp", "aug_pe", "random_control", "replay", "wasp_plus")
 
 
 def evaluate_run(r) -> None:

@@ -114,7 +114,7 @@ def input_fingerprints(cfg: WaspConfig, task: TaskSpec) -> dict[str, str]:
     out = {"config": config_fingerprint(cfg), f"task {cfg.task!r}": task_fingerprint(task)}
     if cfg.uses_private_data and cfg.data.private_path:
         out[f"private data {cfg.data.private_path!r}"] = file_digest(cfg.data.private_path)
-    if cfg.method == "replay":
+    if cfg.is_replay:
         for path in cfg.replay.pools:
             out[f"replay pool {path!r}"] = file_digest(path)
     else:

@@ -15,7 +15,7 @@ import numpy as np
 
 from wasp_jax import class_checks
 from wasp_jax.models.api.spend import add_usage
-from wasp_jax.pipeline import filters, generation, selection
+from wasp_jax.pipeline import filters, generation, plus_round, selection
 from wasp_jax.pipeline.keys import host_rng
 from wasp_jax.pipeline.prompts import normalize, round_prompts
 from wasp_jax.pipeline.state import RoundPlan
@@ -83,7 +83,7 @@ def initial(r, k: int, budget: int) -> dict:
     """Round 0 for PLM k: zero-shot samples with exact per-class quotas (§2.1)."""
     quotas = selection.class_quotas(budget, r.task.num_classes, offset=k)
     log.info("round 0: %s zero-shot %d samples", r.plm_names[k], budget)
-    if r.cfg.method == "replay":
+    if r.cfg.is_replay:
         _draw_pool(r, k, quotas, 0)
     else:
         g = r.cfg.generation
@@ -110,6 +110,8 @@ def vote(r, t: int) -> dict:
     total = cfg.generation.round_increment(t - 1)
     mask = selection.train_mask(cfg.voting, cfg.seed, n, t)
     arrays = {}
+    if cfg.method == "wasp_plus":
+        return plus_round.vote(r, t, _embed_new(r), mask, total)
     if cfg.method == "random_control":
         good, bad = selection.random_good_bad(cfg.seed, cfg.selection.s, pop.labels, mask, C, t)
         weights, budgets = selection.plm_allocation(np.zeros(K), total, tau=1.0, weighting=False)
@@ -169,12 +171,20 @@ def vote(r, t: int) -> dict:
     return arrays
 
 
+def finalize_plus(r) -> dict:
+    """WASP+: every synthetic row's training weight (embeds the last round's rows)."""
+    return plus_round.finalize(r, _embed_new)
+
+
 def generate(r, t: int, k: int) -> dict:
     """Round t for PLM k: its budget from prompts built on the round's selection."""
     plan = r.state.plans[t]
     quotas = selection.class_quotas(plan.budgets[k], r.task.num_classes, offset=t + k)
-    if r.cfg.method == "replay":
-        _draw_pool(r, k, quotas, t)
+    if r.cfg.is_replay:
+        if r.cfg.method == "wasp_plus":
+            plus_round.draw(r, k, quotas, t, _record_shortfall)
+        else:
+            _draw_pool(r, k, quotas, t)
         return {}
     g = r.cfg.generation
     prompts = round_prompts(

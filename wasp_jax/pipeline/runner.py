@@ -85,7 +85,7 @@ def run(
         WorkdirConfigError: the workdir holds a different config and `force` is False.
         wasp_jax.errors.DataError: unreadable or malformed data files.
     """
-    if config.method != "replay":
+    if not config.is_replay:
         sizing.check_sizing(config, load_task(config.task).num_classes)
     check_writable(workdir)
     with workdir_lock(workdir):
@@ -119,6 +119,8 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
         for k in range(K):
             r.stage(f"r{t}/gen/{k}", "generate", _bind(rounds.generate, r, t, k))
         r.close_round(t, plan.weights, plan.budgets, plan.summary, plan.selected)
+    if config.method == "wasp_plus" and config.plus.sample_weights:
+        r.stage("plus/weights", "vote", _bind(rounds.finalize_plus, r))
     r.write_outputs()
     _finish(r)
     ledger = r.state.ledger

@@ -17,6 +17,7 @@ from typing import Any
 
 from wasp_jax.privacy.accounting import PrivacyLedger, Release, epsilon_of
 from wasp_jax.privacy.plan import PrivacyPlan
+from wasp_jax.privacy.release_kinds import MEASURES
 
 
 @dataclasses.dataclass
@@ -87,9 +88,9 @@ class RunLedger:
         if plan is None or acc is None:
             raise ValueError(f"method {self.method!r} has no privacy plan: it releases nothing")
         n_before = len(acc.releases)
-        acc.record(
-            int(round_), "+".join(plan.releases), sigma=plan.sigma, sensitivity=plan.sensitivity
-        )
+        items = plan.kinds or (("+".join(plan.releases), plan.sigma, plan.sensitivity),)
+        for what, sigma, sensitivity in items:  # WASP+: one release per kind
+            acc.record(int(round_), what, sigma=sigma, sensitivity=sensitivity)
         if len(acc.releases) == n_before:
             return  # already recorded (a resumed stage): nothing new is spent
         self.epsilon_spent = float(acc.epsilon_spent())
@@ -124,6 +125,7 @@ class RunLedger:
                     "sensitivity": r.sensitivity,
                     "adjacency": r.adjacency,
                 }
+                | ({"measures": MEASURES[r.what]} if r.what in MEASURES else {})
                 for r in self.releases
             ],
             "epsilon_spent": self.epsilon_spent,
@@ -148,7 +150,12 @@ class RunLedger:
                 )
         if self.epsilon_spent_l2 is not None:
             out["epsilon_spent_l2"] = self.epsilon_spent_l2
-        out["rounds_released"] = len(out["releases"])
+        out["rounds_released"] = len({r["round"] for r in out["releases"]})
+        if plan is not None and plan.kinds:  # WASP+: several kinds of release per round
+            out["kinds"] = [
+                {"kind": k, "sigma": sig, "sensitivity": sens, "measures": MEASURES[k]}
+                for k, sig, sens in plan.kinds
+            ]
         return {k: _finite(v) for k, v in out.items()}
 
     def to_state(self) -> dict[str, Any]:

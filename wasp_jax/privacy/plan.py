@@ -13,6 +13,7 @@ import dataclasses
 
 from wasp_jax.config import WaspConfig
 from wasp_jax.privacy.accounting import calibrate_sigma
+from wasp_jax.privacy.plus_plan import plus_kinds
 from wasp_jax.privacy.sensitivity import classic_delta, l2_sensitivity
 
 
@@ -30,7 +31,8 @@ class PrivacyPlan:
       sigma: std of the noise on every released entry.
       rounds: T, the number of releases.
       num_parties: L; each party adds sigma / sqrt(L).
-      releases: the released histograms of every round.
+      releases: the released histograms of every round (WASP+: the release kinds).
+      kinds: WASP+ only: (kind, sigma, sensitivity) of each kind released every round.
     """
 
     epsilon: float
@@ -43,13 +45,18 @@ class PrivacyPlan:
     rounds: int
     num_parties: int
     releases: tuple[str, ...]
+    kinds: tuple[tuple[str, float, float], ...] = ()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self) | {"releases": list(self.releases)}
+        return dataclasses.asdict(self) | {
+            "releases": list(self.releases),
+            "kinds": [list(k) for k in self.kinds],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> PrivacyPlan:
-        return cls(**(dict(d) | {"releases": tuple(d["releases"])}))
+        kinds = tuple((str(k), float(s), float(e)) for k, s, e in d.get("kinds", ()))
+        return cls(**(dict(d) | {"releases": tuple(d["releases"]), "kinds": kinds}))
 
 
 def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
@@ -61,6 +68,14 @@ def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
     """
     if not cfg.uses_private_data:
         return None
+    p, T = cfg.privacy, cfg.generation.rounds
+    if cfg.method == "wasp_plus":
+        kinds = plus_kinds(cfg)
+        return PrivacyPlan(
+            epsilon=p.epsilon, delta=p.delta, adjacency=p.adjacency, accounting=p.accounting,
+            sensitivity=kinds[0][2], l2_sensitivity=kinds[0][2], sigma=kinds[0][1], rounds=T,
+            num_parties=1, releases=tuple(k[0] for k in kinds), kinds=kinds,
+        )  # fmt: skip
     p, q, T = cfg.privacy, cfg.voting.q, cfg.generation.rounds
     nh = cfg.num_histograms
     l2 = l2_sensitivity(q, num_histograms=nh, adjacency=p.adjacency)

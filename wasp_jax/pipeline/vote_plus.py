@@ -1,0 +1,234 @@
+"""The vote stage's aggregated releases (WASP+): private embeddings in, noisy small vectors out.
+
+Part of the one vote-and-noise place (with ``wasp_jax.pipeline.vote``): ``aggregate_and_noise``
+computes, inside one jitted function, the clean statistics of the requested release kinds
+(``wasp_jax.privacy.release_kinds.KINDS``) and returns only their noised values:
+
+* ``per_sample``: the Top-Q histograms over every candidate, as ``vote_and_noise`` releases;
+* ``per_plm``: those votes summed per PLM, one K-vector per histogram;
+* ``per_cluster``: summed per cluster of candidates (a public clustering of synthetic data);
+* ``usefulness``: per PLM, the number of private records the linear probe fitted on that PLM's
+  synthetic rows classifies correctly;
+* ``centroids``: per class, the sum of the private embeddings (clipped to norm 1).
+
+Each kind is noised with its own sigma (a ``BudgetSplit`` of the run's budget) from its own
+fold of the DP noise key, and each sigma is checked against the sensitivity derived for what
+is released. Clean values never leave the jitted function.
+
+Example::
+
+    out = aggregate_and_noise(key, e_priv, y_priv, e_syn, y_syn, q=8,
+                              sigmas={"per_cluster": 4.1, "usefulness": 6.0},
+                              syn_cluster=cluster_id, num_clusters=32, probes=(W, b))
+    out.per_cluster          # (1, 32) noisy cluster totals of the nearest votes
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+import flax.struct
+import jax
+import numpy as np
+
+from wasp_jax.kernels.releases import class_sums, segment_totals, usefulness_counts
+from wasp_jax.kernels.voting import top_q_votes
+from wasp_jax.pipeline.vote_inputs import HISTOGRAMS, check_inputs, check_release, pad_synthetic
+from wasp_jax.privacy.release_kinds import KINDS, MEASURES, kind_sensitivity
+
+VOTE_KINDS = ("per_sample", "per_plm", "per_cluster")
+
+
+@flax.struct.dataclass
+class NoisyAggregates:
+    """Post-noise releases of one call (None: not released). Holds nothing before the noise.
+
+    Attributes:
+      per_sample: (H, n_syn) noisy Top-Q histograms (H = len(release)).
+      per_plm: (H, K) noisy per-PLM vote totals.
+      per_cluster: (H, n_clusters) noisy per-cluster vote totals.
+      usefulness: (K,) noisy correct-counts of each PLM's probe on the private records.
+      centroids: (C, d) noisy per-class sums of clipped private embeddings.
+      release: the histograms the vote kinds count ("nearest", "farthest").
+      ledger: ((kind, sigma, sensitivity, what it measures), ...) of every release made.
+    """
+
+    per_sample: jax.Array | None = None
+    per_plm: jax.Array | None = None
+    per_cluster: jax.Array | None = None
+    usefulness: jax.Array | None = None
+    centroids: jax.Array | None = None
+    release: tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
+    ledger: tuple[tuple[str, float, float, str], ...] = flax.struct.field(
+        pytree_node=False, default=()
+    )
+
+
+def _noise(key, x, sigma):
+    return x + sigma * jax.random.normal(key, x.shape, x.dtype)
+
+
+def _core(key, sigmas, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *, static):
+    kinds, q, release, num_plms, num_clusters, num_classes = static
+    out = {}
+    if any(k in VOTE_KINDS for k in kinds):
+        near, far = top_q_votes(pe, pl, se, sl, q=q, priv_mask=pm, syn_mask=sm)
+        hists = [{"nearest": near, "farthest": far}[name] for name in release]
+        del near, far
+        for kind in VOTE_KINDS:
+            if kind not in kinds:
+                continue
+            kkey = jax.random.fold_in(key, KINDS.index(kind))
+            rows = []
+            for name, h in zip(release, hists, strict=True):
+                if kind == "per_sample":
+                    clean = h
+                elif kind == "per_plm":
+                    clean = segment_totals(h, plm, sm, num_segments=num_plms)
+                else:
+                    clean = segment_totals(h, cluster, sm, num_segments=num_clusters)
+                hkey = jax.random.fold_in(kkey, HISTOGRAMS.index(name))
+                rows.append(_noise(hkey, clean, sigmas[kind]))
+                del clean
+            out[kind] = jax.numpy.stack(rows)
+        del hists
+    if "usefulness" in kinds:
+        clean = usefulness_counts(pe, pl, kernels, biases, pm)
+        out["usefulness"] = _noise(jax.random.fold_in(key, KINDS.index("usefulness")), clean,
+                                   sigmas["usefulness"])  # fmt: skip
+        del clean
+    if "centroids" in kinds:
+        clean = class_sums(pe, pl, pm, num_classes=num_classes)
+        out["centroids"] = _noise(jax.random.fold_in(key, KINDS.index("centroids")), clean,
+                                  sigmas["centroids"])  # fmt: skip
+        del clean
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(static):
+    return jax.jit(functools.partial(_core, static=static))
+
+
+def release_sensitivities(
+    kinds, *, q: int, release, num_plms: int, adjacency: str = "add_remove"
+) -> dict[str, float]:
+    """{kind: L2 sensitivity} of what ``aggregate_and_noise`` releases for each kind."""
+    release = check_release(release)
+    return {
+        k: kind_sensitivity(
+            k, q=q, num_histograms=len(release), num_plms=num_plms, adjacency=adjacency
+        )
+        for k in kinds
+    }
+
+
+def aggregate_and_noise(
+    noise_key: jax.Array,
+    priv_emb,
+    priv_label,
+    syn_emb,
+    syn_label,
+    *,
+    q: int,
+    sigmas: Mapping[str, float],
+    release=("nearest",),
+    adjacency: str = "add_remove",
+    sensitivities: Mapping[str, float] | None = None,
+    priv_mask=None,
+    syn_mask=None,
+    syn_plm=None,
+    num_plms: int = 1,
+    syn_cluster=None,
+    num_clusters: int = 1,
+    probes: tuple[np.ndarray, np.ndarray] | None = None,
+    num_classes: int | None = None,
+    norm_tol: float = 1e-3,
+) -> NoisyAggregates:
+    """The requested aggregated releases of the private set, noised.
+
+    Args:
+      noise_key: typed key of the DP noise stream (each kind folds in its own index).
+      priv_emb, priv_label: (M, d) unit-norm private embeddings and (M,) int labels.
+      syn_emb, syn_label: (n, d) unit-norm synthetic embeddings and (n,) int labels.
+      q: votes per private record and histogram.
+      sigmas: {kind: noise std} for each kind to release (keys from ``KINDS``).
+      release: histograms the vote kinds count ("nearest", "farthest").
+      adjacency: neighbouring relation of the sensitivities.
+      sensitivities: {kind: sensitivity the caller calibrated for}; each must equal the
+        derived one, or the release is refused.
+      priv_mask: (M,) bool, private rows that take part (default all).
+      syn_mask: (n,) bool, candidates that receive votes.
+      syn_plm, num_plms: (n,) PLM of each candidate and K (per_plm; K also for usefulness).
+      syn_cluster, num_clusters: (n,) cluster of each candidate and their number (per_cluster).
+      probes: (kernels (K, d, C), biases (K, C)) of the per-PLM linear probes (usefulness).
+      num_classes: C (centroids; default max label + 1).
+
+    Raises:
+      ValueError: an unknown kind, a missing input of a requested kind, a negative sigma or a
+        sensitivity that is not the release's.
+    """
+    kinds = tuple(k for k in KINDS if k in sigmas)
+    unknown = set(sigmas) - set(KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"sigmas must name release kinds from {KINDS}, got {sorted(sigmas)}")
+    release = check_release(release)
+    if "usefulness" in kinds and probes is not None:
+        num_plms = int(np.asarray(probes[0]).shape[0])
+    derived = release_sensitivities(
+        kinds, q=q, release=release, num_plms=num_plms, adjacency=adjacency
+    )
+    for k in kinds:
+        s = float(sigmas[k])
+        if not np.isfinite(s) or s < 0:
+            raise ValueError(f"sigmas[{k!r}] must be a finite number >= 0, got {s!r}")
+        if sensitivities is not None and not np.isclose(sensitivities[k], derived[k], rtol=1e-9):
+            raise ValueError(
+                f"the plan's sensitivity {sensitivities[k]!r} for {k!r} is not that of this "
+                f"release ({derived[k]!r}); recalibrate sigma for what is released"
+            )
+    priv_label, syn_label, priv_mask, syn_mask, _ = check_inputs(
+        priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, None,
+        sigma=0.0, num_parties=1, block_size=None, norm_tol=norm_tol,
+    )  # fmt: skip
+    n = syn_emb.shape[0]
+    plm = _ids("syn_plm", syn_plm, n, num_plms, "per_plm" in kinds)
+    cluster = _ids("syn_cluster", syn_cluster, n, num_clusters, "per_cluster" in kinds)
+    if "usefulness" in kinds and probes is None:
+        raise ValueError("the usefulness release needs probes=(kernels, biases)")
+    d = syn_emb.shape[1]
+    num_classes = int(num_classes or max(int(priv_label.max(initial=0)), 0) + 1)
+    kernels, biases = probes if probes is not None else (np.zeros((1, d, 1)), np.zeros((1, 1)))
+    se, sl, sm = pad_synthetic(np.asarray(syn_emb, np.float32), syn_label, syn_mask, multiple=1)
+    pad = se.shape[0] - n
+    plm, cluster = np.pad(plm, (0, pad)), np.pad(cluster, (0, pad))
+    static = (kinds, int(q), release, int(num_plms), int(num_clusters), num_classes)
+    out = _jitted(static)(
+        noise_key,
+        {k: np.float32(sigmas[k]) for k in kinds},
+        np.asarray(priv_emb, np.float32),
+        priv_label.astype(np.int32),
+        priv_mask,
+        se, sl, sm, plm, cluster,
+        np.asarray(kernels, np.float32),
+        np.asarray(biases, np.float32),
+    )  # fmt: skip
+    del priv_emb, priv_label, priv_mask
+    if "per_sample" in out:
+        out["per_sample"] = out["per_sample"][:, :n]
+    ledger = tuple((k, float(sigmas[k]), derived[k], MEASURES[k]) for k in kinds)
+    return NoisyAggregates(**out, release=release, ledger=ledger)
+
+
+def _ids(name, ids, n, num, needed) -> np.ndarray:
+    if not needed:
+        return np.zeros(n, np.int32)
+    if ids is None:
+        raise ValueError(f"{name} is required for the release that sums by it")
+    ids = np.asarray(ids)
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{name} must be a ({n},) integer array, got {ids.dtype} {ids.shape}")
+    if n and (ids.min() < 0 or ids.max() >= num):
+        raise ValueError(f"{name} values must be in [0, {num})")
+    return ids.astype(np.int32)
