@@ -38,6 +38,7 @@ from typing import Any
 from wasp_jax import class_checks
 from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
+from wasp_jax.cli.launch import add_job_flags, join_job
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
 from wasp_jax.pipeline import sizing
@@ -61,6 +62,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reuse a workdir that holds a different config (its old outputs are replaced)",
     )
+    add_job_flags(parser)
 
 
 def register_run(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +113,7 @@ def main_run(args: argparse.Namespace) -> int:
         cfg = config_lib.apply_overrides(cfg, args.overrides)
         if not args.config and not any(o.startswith("generation.budget=") for o in args.overrides):
             cfg = _sized(cfg)
-    return _run(cfg, args.workdir, force=args.force, title="run", start=start)
+    return _run(cfg, args.workdir, force=args.force, title="run", start=start, args=args)
 
 
 def own_data_config(config: str | None, *, task=None, private=None, test=None):
@@ -163,7 +165,7 @@ def main_demo(args: argparse.Namespace) -> int:
             test_path = str(bundled_path("imdb", "test.jsonl"))
             cfg = config_lib.replace(cfg, **{"eval.test_path": test_path})
         cfg = config_lib.apply_overrides(cfg, args.overrides)
-    return _run(cfg, args.workdir, force=args.force, title="demo", start=start)
+    return _run(cfg, args.workdir, force=args.force, title="demo", start=start, args=args)
 
 
 def main_report(args: argparse.Namespace) -> int:
@@ -189,6 +191,26 @@ def _usage_errors():
 
 
 @contextlib.contextmanager
+def _job_errors(multi: bool):
+    """In a multi-process job, a failed peer or a divergence ends this process at once.
+
+    One line on stderr, exit status 1, and no wait at the runtime's shutdown barrier for a
+    peer that is gone.
+    """
+    from wasp_jax.distributed import DivergenceError, PeerFailure
+
+    try:
+        yield
+    except (PeerFailure, DivergenceError) as err:
+        print(f"wasp-jax: error: {err}", file=sys.stderr)
+        if not multi:
+            raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+@contextlib.contextmanager
 def _os_errors(workdir: str):
     """A full disk or an unwritable path met while running becomes one exit-code-2 line."""
     try:
@@ -197,16 +219,19 @@ def _os_errors(workdir: str):
         raise UsageError(describe_os_error(err, f"the run in {workdir}")) from None
 
 
-def _run(cfg, workdir: str, *, force: bool, title: str, start: float) -> int:
+def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None) -> int:
     """Checks the inputs, runs (or resumes) and prints the summary; wall time from `start`."""
     check_inputs(cfg)
     check_workdir(cfg, workdir, force=force)
     _console_logging()
+    multi = args is not None and join_job(args)  # before anything touches a device
     from wasp_jax.pipeline import runner  # heavy: jax and the models
 
-    with _usage_errors(), _os_errors(workdir), warnings.catch_warnings():
+    with _usage_errors(), _os_errors(workdir), warnings.catch_warnings(), _job_errors(multi):
         warnings.showwarning = _show_warning
         runner.run(cfg, workdir, force=force)
+    if multi and not runner.dist.is_writer():
+        return 0  # process 0 prints the summary of the job
     wall_s = time.perf_counter() - start
     print(summary(workdir, wall_s, title=title))
     return 0

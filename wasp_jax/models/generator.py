@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wasp_jax import distributed as dist
 from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
 from wasp_jax.models import layers as L
 from wasp_jax.models import sampler as smp
@@ -205,6 +206,9 @@ class Generator:
         )
         tokens = [[None] * num_samples for _ in prompt_ids]
         logprobs = [[None] * num_samples for _ in prompt_ids]
+        multi = dist.is_multi()  # each process samples its share of the rows (same keys)
+        if multi:
+            rows = rows[dist.share(len(rows))]
         report = progress_reporter(progress, len(rows))
         steps = []
         for start in range(0, len(rows), self.max_batch_rows):
@@ -230,6 +234,8 @@ class Generator:
                 logprobs[i][j] = res["logprobs"][r, :n]
             report(len(chunk))
         report(None)
+        if multi:
+            dist.allgather_cells(rows, tokens, logprobs, what="gathering generated tokens")
         return GenerationOutput(tokens, logprobs, steps)
 
     # -- internals -------------------------------------------------------------------------

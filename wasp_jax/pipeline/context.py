@@ -20,16 +20,17 @@ from collections.abc import Callable
 import numpy as np
 
 from wasp_jax import data as data_io
+from wasp_jax import distributed as dist
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
 from wasp_jax.models.embedder import load_embedder
 from wasp_jax.models.generator import load_generator
 from wasp_jax.models.sharding import make_mesh
-from wasp_jax.pipeline.checkpoint import Checkpoint
 from wasp_jax.pipeline.fingerprint import check_unchanged, input_fingerprints
 from wasp_jax.pipeline.keys import streams
 from wasp_jax.pipeline.population import Population
 from wasp_jax.pipeline.private import load_private
+from wasp_jax.pipeline.spread import checkpoint, vote_mesh
 from wasp_jax.pipeline.state import RunState
 from wasp_jax.privacy.ledger import RunLedger
 from wasp_jax.privacy.plan import privacy_plan
@@ -94,10 +95,12 @@ class RunContext:
     def __init__(self, cfg: WaspConfig, workdir: pathlib.Path, hooks: Hooks):
         self.cfg, self.workdir, self.hooks = cfg, workdir, hooks
         self.task: TaskSpec = load_task(cfg.task)
-        self.ckpt = Checkpoint(workdir)
+        self.writer = dist.is_writer()  # the one process that writes the workdir
+        self.ckpt = checkpoint(workdir)
         self.plan = privacy_plan(cfg)
         self.gen_root, self.noise_root = streams(cfg.seed)
         self.mesh = mesh_for(cfg.runtime.mesh)
+        self.vote_mesh = vote_mesh(self.mesh)
         if cfg.method == "replay":
             self.plm_names = [pathlib.Path(p).stem for p in cfg.replay.pools]
         else:
@@ -169,7 +172,11 @@ class RunContext:
                     mesh=self.mesh,
                     cache_dir=self.cfg.runtime.cache_dir or None,
                     batch_size=e.batch_size,
-                    cache_path=str(self.workdir / "embed_cache") if e.cache_synthetic else None,
+                    cache_path=(
+                        str(self.workdir / "embed_cache")
+                        if e.cache_synthetic and self.writer
+                        else None
+                    ),
                     **extra,
                 )
         return self._embedder
@@ -241,9 +248,13 @@ class RunContext:
         self.write_outputs(ledger=False)
 
     def write_ledger(self) -> None:
+        if not self.writer:
+            return
         data_io.atomic_write_json(self.workdir / "privacy.json", self.state.ledger.report())
 
     def write_outputs(self, *, ledger: bool = True) -> None:
+        if not self.writer:
+            return
         if ledger:
             self.write_ledger()
         data_io.atomic_write_jsonl(

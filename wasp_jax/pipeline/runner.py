@@ -22,6 +22,10 @@ filter of `wasp_jax.pipeline.filters`), n_synthetic),
 then, with `eval.test_path`, the downstream evaluation of the synthetic set and its baselines
 (`wasp_jax.pipeline.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
 `datasheet.md` / `report.md` from `wasp_jax.outputs`.
+
+In a multi-process job (`wasp_jax.distributed`) every process runs this loop on the same
+inputs (`wasp_jax.pipeline.spread` splits the work); process 0 alone holds the workdir lock
+and writes the files above.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections.abc import Callable
 
 import jax
 
+from wasp_jax import distributed as dist
 from wasp_jax.budget import split_evenly
 from wasp_jax.config import WaspConfig
 from wasp_jax.outputs import datasheet, report
@@ -87,6 +92,8 @@ def run(
     """
     if config.method != "replay":
         sizing.check_sizing(config, load_task(config.task).num_classes)
+    if not dist.is_writer():  # a multi-process run: process 0 holds the lock and writes
+        return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
     check_writable(workdir)
     with workdir_lock(workdir):
         return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
@@ -94,7 +101,9 @@ def run(
 
 def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks) -> RunResult:
     t_start = time.perf_counter()
-    prepare_workdir(config, workdir, force=force)
+    if dist.is_writer():
+        prepare_workdir(config, workdir, force=force)
+    dist.barrier("workdir ready")
     if config.runtime.compile_cache:
         _enable_compile_cache(config.runtime.cache_dir)
     r = RunContext(config, workdir, hooks or Hooks())
@@ -120,7 +129,9 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
             r.stage(f"r{t}/gen/{k}", "generate", _bind(rounds.generate, r, t, k))
         r.close_round(t, plan.weights, plan.budgets, plan.summary, plan.selected)
     r.write_outputs()
-    _finish(r)
+    if r.writer:
+        _finish(r)
+    dist.barrier("run finished")
     ledger = r.state.ledger
     log.info("done: %d synthetic samples, epsilon spent %.4g", len(r.pop), ledger.epsilon_spent)
     return RunResult(
