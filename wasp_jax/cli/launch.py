@@ -31,6 +31,8 @@ from wasp_jax.errors import UsageError
 GRACE_S = 5.0
 
 _DEVICE_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S+")
+#: What each process runs: the `wasp-jax` command line on the arguments after ``--``.
+ENTRY = "import sys; from wasp_jax.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def add_job_flags(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +143,6 @@ def main(args: argparse.Namespace) -> int:
     if command[0] == "launch":
         raise UsageError("launch cannot launch itself; give a run or demo command after --")
     port = dist.free_port()
-    entry = "import sys; from wasp_jax.cli import main; sys.exit(main(sys.argv[1:]))"
     lock = threading.Lock()
     procs, threads = [], []
     print(
@@ -151,7 +152,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         for i in range(args.processes):
             proc = subprocess.Popen(
-                [sys.executable, "-c", entry, *command],
+                [sys.executable, "-c", ENTRY, *command],
                 env=_env(i, args.processes, port, args.devices_per_process),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
