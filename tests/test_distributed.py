@@ -226,3 +226,67 @@ def test_collectives_and_the_global_vote_in_two_processes(monkeypatch, capfd):
     out, err = capfd.readouterr()
     assert code == 0, out[-3000:] + err[-1000:]
     assert "[p0] worker 0 ok" in out and "[p1] worker 1 ok" in out
+
+
+STM_WORKER = r"""
+import warnings
+import numpy as np
+from wasp_jax import distributed as dist
+assert dist.initialize(dist.job_spec())
+import jax
+from wasp_jax.pipeline.spread import stm_mesh
+from wasp_jax.stm.classifier import STMConfig
+from wasp_jax.stm.finetune import train_classifier
+
+warnings.simplefilter("ignore")
+texts = [f"text number {i} {'good' if i % 2 else 'bad'}" for i in range(24)]
+labels = [i % 2 for i in range(24)]
+cfg = STMConfig(encoder="tiny-bert", epochs=1, batch_size=8, max_length=16, val_fraction=0.25)
+mesh = stm_mesh("finetune")
+assert mesh.is_multi_process and mesh.size == 4 and stm_mesh("probe") is None
+runs = {}
+for name, m in (("global", mesh), ("local", None)):
+    clf, info = train_classifier(
+        texts, labels, num_classes=2, key=jax.random.key(0), config=cfg, mesh=m
+    )
+    runs[name] = (info["history"], clf.predict(texts, max_length=16))
+(h_g, p_g), (h_l, p_l) = runs["global"], runs["local"]
+assert len(h_g) == len(h_l) == 1
+for a, b in zip(h_g, h_l):
+    for k in ("train_loss", "val_loss"):
+        assert abs(a[k] - b[k]) < 1e-4, (k, a, b)
+assert np.array_equal(p_g, p_l), (p_g, p_l)
+dist.check_same("the data-parallel STM's history", repr(h_g))
+print("stm worker", dist.process_index(), "ok", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_small_task_model_trains_data_parallel_over_two_processes(monkeypatch, capfd):
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv(ENV.ENV_HEARTBEAT, "5")
+    monkeypatch.setattr(launch, "ENTRY", STM_WORKER)
+    code = cli_main(["launch", "--processes", "2", "--devices-per-process", "2", "--", "x"])
+    out, err = capfd.readouterr()
+    assert code == 0, out[-3000:] + err[-1000:]
+    assert "[p0] stm worker 0 ok" in out and "[p1] stm worker 1 ok" in out
+
+
+# ------------------------------------------------------------------- the model cache
+
+
+def test_tiny_models_need_no_warming(tmp_path):
+    from wasp_jax.models import warm
+
+    assert not warm.needs_warming("plm", "tiny-llama")
+    assert not warm.needs_warming("encoder", "tiny-bert")
+    assert warm.needs_warming("plm", "gemma3-270m")
+    warm.warm_cache([("plm", "tiny-gemma3"), ("encoder", "tiny-bert")], cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing converted, no subprocess
+
+
+def test_a_failed_warming_says_what_failed(tmp_path):
+    from wasp_jax.models import warm
+
+    with pytest.raises(RuntimeError, match="converting the models into the cache failed: .*"):
+        warm.warm_cache([("encoder", str(tmp_path / "no-such-model"))], cache_dir=tmp_path)

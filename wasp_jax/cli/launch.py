@@ -60,8 +60,10 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def join_job(args: argparse.Namespace) -> bool:
+def join_job(args: argparse.Namespace, before=None) -> bool:
     """Joins the job the flags or the environment describe; True if this is one of several.
+
+    `before()` runs first, only when there is a job to join (e.g. filling the model cache).
 
     Raises:
       UsageError: an incomplete or inconsistent job description.
@@ -72,6 +74,8 @@ def join_job(args: argparse.Namespace) -> bool:
         getattr(args, "process_id", None),
         auto=bool(getattr(args, "distributed", False)),
     )
+    if spec is not None and before is not None:
+        before()
     return dist.initialize(spec)
 
 

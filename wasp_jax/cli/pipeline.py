@@ -224,7 +224,8 @@ def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None)
     check_inputs(cfg)
     check_workdir(cfg, workdir, force=force)
     _console_logging()
-    multi = args is not None and join_job(args)  # before anything touches a device
+    # before anything touches a device
+    multi = args is not None and join_job(args, before=lambda: _warm_models(cfg))
     from wasp_jax.pipeline import runner  # heavy: jax and the models
 
     with _usage_errors(), _os_errors(workdir), warnings.catch_warnings(), _job_errors(multi):
@@ -235,6 +236,21 @@ def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None)
     wall_s = time.perf_counter() - start
     print(summary(workdir, wall_s, title=title))
     return 0
+
+
+def _warm_models(cfg) -> None:
+    """Converts the run's models into this host's cache before it joins a job."""
+    from wasp_jax.models.warm import warm_cache
+    from wasp_jax.stm.classifier import STMConfig
+
+    models = [] if cfg.method == "replay" else [("plm", p) for p in cfg.generation.plms]
+    models.append(("encoder", cfg.embedder.name))
+    if cfg.eval.test_path:
+        models.append(("encoder", STMConfig().encoder))
+    try:
+        warm_cache(models, cache_dir=cfg.runtime.cache_dir or None)
+    except RuntimeError as err:
+        raise UsageError(str(err)) from None
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -77,6 +77,16 @@ def single_device_mesh(device: jax.Device | None = None) -> Mesh:
     return make_mesh(1, 1, devices=[device or jax.local_devices()[0]])
 
 
+def to_host(x) -> np.ndarray:
+    """A NumPy copy of `x`, also of an array split over several processes' devices (then
+    every process gathers the whole array; all of them must call this together)."""
+    if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 def axis_size(mesh: Mesh | None, axis: str) -> int:
     """Size of `axis` in `mesh` (1 if the mesh lacks it, or without a mesh)."""
     if mesh is None:

@@ -129,8 +129,7 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
             r.stage(f"r{t}/gen/{k}", "generate", _bind(rounds.generate, r, t, k))
         r.close_round(t, plan.weights, plan.budgets, plan.summary, plan.selected)
     r.write_outputs()
-    if r.writer:
-        _finish(r)
+    _finish(r)
     dist.barrier("run finished")
     ledger = r.state.ledger
     log.info("done: %d synthetic samples, epsilon spent %.4g", len(r.pop), ledger.epsilon_spent)
@@ -150,6 +149,7 @@ def _bind(fn: Callable, *args) -> Callable[[], dict | None]:
 
 def _finish(r: RunContext) -> None:
     """The optional evaluation (with its baselines), then the datasheet and the report."""
-    evaluation.evaluate_run(r)
-    datasheet.write_datasheet(r.workdir)
-    report.write_report(r.workdir)
+    evaluation.evaluate_run(r)  # every process: the STM trains data parallel over all
+    if r.writer:
+        datasheet.write_datasheet(r.workdir)
+        report.write_report(r.workdir)

@@ -8,8 +8,9 @@ synthetic axis split over all devices of all processes. Private texts are embedd
 process for itself: they never cross the network, only the vote's (n_priv, q) candidates do,
 inside the jitted vote. Before a vote the processes compare checksums of the population and
 of the noise key, and after it of the noisy histograms, so nothing is released unless every
-process holds the same thing. Process 0 alone writes the workdir; `SharedCheckpoint` gives
-every process the state that process 0 restored.
+process holds the same thing. A fine-tuned small task model trains data parallel on the
+global mesh (`stm_mesh`). Process 0 alone writes the workdir; `SharedCheckpoint` gives every
+process the state that process 0 restored.
 
 In a single process every helper here is the identity of the one-process code path.
 """
@@ -28,6 +29,14 @@ def vote_mesh(local_mesh):
     """The vote's mesh: one over every device of every process in a multi-process job."""
     if not dist.is_multi():
         return local_mesh
+    return make_mesh(devices=jax.devices())
+
+
+def stm_mesh(mode: str):
+    """The STM's mesh: in a multi-process run a fine-tuned STM trains data parallel over
+    every device of every process; otherwise (and for the probe) the single-device default."""
+    if mode != "finetune" or not dist.is_multi():
+        return None
     return make_mesh(devices=jax.devices())
 
 
