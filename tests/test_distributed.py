@@ -276,17 +276,17 @@ def test_the_small_task_model_trains_data_parallel_over_two_processes(monkeypatc
 
 
 def test_tiny_models_need_no_warming(tmp_path):
-    from wasp_jax.models import warm
+    from wasp_jax.cli import warm
 
     assert not warm.needs_warming("plm", "tiny-llama")
     assert not warm.needs_warming("encoder", "tiny-bert")
-    assert warm.needs_warming("plm", "gemma3-270m")
+    assert warm.needs_warming("plm", "gemma3-270m") and warm.needs_warming("stm", "")
     warm.warm_cache([("plm", "tiny-gemma3"), ("encoder", "tiny-bert")], cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing converted, no subprocess
 
 
 def test_a_failed_warming_says_what_failed(tmp_path):
-    from wasp_jax.models import warm
+    from wasp_jax.cli import warm
 
     with pytest.raises(RuntimeError, match="converting the models into the cache failed: .*"):
         warm.warm_cache([("encoder", str(tmp_path / "no-such-model"))], cache_dir=tmp_path)

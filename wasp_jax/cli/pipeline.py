@@ -240,13 +240,12 @@ def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None)
 
 def _warm_models(cfg) -> None:
     """Converts the run's models into this host's cache before it joins a job."""
-    from wasp_jax.models.warm import warm_cache
-    from wasp_jax.stm.classifier import STMConfig
+    from wasp_jax.cli.warm import warm_cache
 
     models = [] if cfg.method == "replay" else [("plm", p) for p in cfg.generation.plms]
     models.append(("encoder", cfg.embedder.name))
     if cfg.eval.test_path:
-        models.append(("encoder", STMConfig().encoder))
+        models.append(("stm", ""))
     try:
         warm_cache(models, cache_dir=cfg.runtime.cache_dir or None)
     except RuntimeError as err:

@@ -7,7 +7,7 @@ lock on the cache folder so that the processes of one host convert each model on
 job, every process then only restores. Models already in the cache, and the tiny random
 test models (never cached), cost nothing.
 
-    python -m wasp_jax.models.warm [--cache-dir DIR] plm:gemma3-270m encoder:all-minilm-l6-v2
+    python -m wasp_jax.cli.warm [--cache-dir DIR] plm:gemma3-270m encoder:all-minilm-l6-v2 stm:
 """
 
 from __future__ import annotations
@@ -26,12 +26,18 @@ from wasp_jax.models.registry import TINY_BERT, TINY_CONFIGS
 
 
 def needs_warming(kind: str, spec: str) -> bool:
-    """False for the tiny random models, which are built in code and never cached."""
+    """False for the tiny random models, which are built in code and never cached.
+
+    Kind "stm" (any spec) is the small task model's encoder, whose name this process cannot
+    read without starting a JAX backend (`STMConfig` checks its precision against it).
+    """
+    if kind == "stm":
+        return True
     return spec not in TINY_CONFIGS and spec != TINY_BERT and kind in ("plm", "encoder")
 
 
 def warm_cache(models: Sequence[tuple[str, str]], *, cache_dir: str | None = None) -> None:
-    """Converts `models` ((kind "plm" or "encoder", spec) pairs) into the cache, in a
+    """Converts `models` ((kind "plm", "encoder" or "stm", spec) pairs) into the cache, in a
     single-process subprocess. Call it before ``jax.distributed.initialize``.
 
     Raises:
@@ -43,7 +49,7 @@ def warm_cache(models: Sequence[tuple[str, str]], *, cache_dir: str | None = Non
     job = (rt.ENV_COORDINATOR, rt.ENV_NUM_PROCESSES, rt.ENV_PROCESS_ID)
     env = {k: v for k, v in os.environ.items() if k not in job}  # a single process
     env["JAX_PLATFORMS"] = "cpu"
-    cmd = [sys.executable, "-m", "wasp_jax.models.warm", *todo]
+    cmd = [sys.executable, "-m", "wasp_jax.cli.warm", *todo]
     if cache_dir:
         cmd += ["--cache-dir", str(cache_dir)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -65,7 +71,7 @@ def _locked(folder):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="KIND:SPEC, KIND being plm or encoder")
+    parser.add_argument("models", nargs="+", help="KIND:SPEC, KIND being plm, encoder or stm")
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)
     from wasp_jax.models.bert import load_bert
@@ -77,7 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if kind == "plm":
                 load_causal_lm(spec, cache_dir=args.cache_dir)
             else:
-                load_bert(spec, cache_dir=args.cache_dir)
+                if kind == "stm":
+                    from wasp_jax.stm.classifier import STMConfig
+
+                    spec = STMConfig().encoder
+                if needs_warming("encoder", spec):
+                    load_bert(spec, cache_dir=args.cache_dir)
     return 0
 
 
