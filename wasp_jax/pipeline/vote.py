@@ -186,15 +186,20 @@ def _jitted(q, release, block_size, mesh):
     repl = NamedSharding(mesh, P())
     rows = NamedSharding(mesh, P(tuple(mesh.axis_names)))
     if mesh.is_multi_process:
-        # Every process passes the same host arrays: they enter replicated (each device then
-        # keeps its own rows inside shard_map, no transfer), the key as its raw data, and the
-        # noisy histograms come back replicated, so every process holds the whole release.
+        # Every process passes the same host arrays: the private ones enter replicated, each
+        # device takes only its own synthetic rows from its process's copy, the key enters as
+        # its raw data, and the noisy histograms come back replicated to every process.
         impl = jax.random.key_impl(jax.random.key(0))
         multi = lambda key_data, *args: fn(jax.random.wrap_key_data(key_data, impl=impl), *args)
         jitted = jax.jit(
-            multi, in_shardings=(repl,) * 8, out_shardings=tuple(repl for _ in release)
+            multi,
+            in_shardings=(repl,) * 5 + (rows,) * 3,
+            out_shardings=tuple(repl for _ in release),
         )
-        return lambda key, *args: jitted(np.asarray(jax.random.key_data(key)), *args)
+        put = lambda a: jax.make_array_from_callback(a.shape, rows, lambda i: a[i])
+        return lambda key, sigma, pe, pl, pm, se, sl, sm: jitted(
+            np.asarray(jax.random.key_data(key)), sigma, pe, pl, pm, put(se), put(sl), put(sm)
+        )
     return jax.jit(
         fn,
         in_shardings=(repl, repl, repl, repl, repl, rows, rows, rows),
