@@ -148,6 +148,14 @@ def test_launcher_stops_the_others_when_one_fails(monkeypatch, capfd):
     assert "process 0 exited with status 3; the others were stopped" in err
 
 
+def test_launcher_timeout_stops_everyone(monkeypatch, capfd):
+    monkeypatch.setattr(launch, "ENTRY", "import time; time.sleep(60)")
+    t0 = time.monotonic()
+    assert cli_main(["launch", "--processes", "2", "--timeout", "1", "--", "x"]) == 124
+    assert time.monotonic() - t0 < 30
+    assert "timed out after 1 s" in capfd.readouterr().err
+
+
 def test_stop_all_kills_what_ignores_sigterm():
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
     p = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
@@ -222,7 +230,8 @@ def test_collectives_and_the_global_vote_in_two_processes(monkeypatch, capfd):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv(ENV.ENV_HEARTBEAT, "5")
     monkeypatch.setattr(launch, "ENTRY", WORKER)
-    code = cli_main(["launch", "--processes", "2", "--devices-per-process", "2", "--", "x"])
+    argv = ["launch", "--processes", "2", "--devices-per-process", "2", "--timeout", "300"]
+    code = cli_main([*argv, "--", "x"])
     out, err = capfd.readouterr()
     assert code == 0, out[-3000:] + err[-1000:]
     assert "[p0] worker 0 ok" in out and "[p1] worker 1 ok" in out
@@ -266,7 +275,8 @@ def test_the_small_task_model_trains_data_parallel_over_two_processes(monkeypatc
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv(ENV.ENV_HEARTBEAT, "5")
     monkeypatch.setattr(launch, "ENTRY", STM_WORKER)
-    code = cli_main(["launch", "--processes", "2", "--devices-per-process", "2", "--", "x"])
+    argv = ["launch", "--processes", "2", "--devices-per-process", "2", "--timeout", "300"]
+    code = cli_main([*argv, "--", "x"])
     out, err = capfd.readouterr()
     assert code == 0, out[-3000:] + err[-1000:]
     assert "[p0] stm worker 0 ok" in out and "[p1] stm worker 1 ok" in out

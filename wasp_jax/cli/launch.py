@@ -7,7 +7,8 @@ starts N copies of the `wasp-jax` command after ``--`` on this machine, each tol
 whose coordinator listens on a free port of 127.0.0.1. Their output is streamed line by line
 with a ``[p<id>]`` prefix. When one process fails the others are stopped (their whole process
 groups) and `launch` exits with the failed process's status; it exits 0 only if all succeed.
-``--devices-per-process D`` gives each CPU process D host devices (an XLA testing aid).
+``--devices-per-process D`` gives each CPU process D host devices (an XLA testing aid);
+``--timeout S`` stops them all after S seconds (exit status 124).
 
 `add_job_flags` / `join_job` give `run` and `demo` the flags of a multi-process job; see
 `wasp_jax.distributed.runtime` for where the values come from.
@@ -91,6 +92,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="CPU devices per process (sets --xla_force_host_platform_device_count)",
     )
     parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop every process after S seconds and exit with status 124",
+    )
+    parser.add_argument(
         "command",
         nargs=argparse.REMAINDER,
         help="-- followed by a wasp-jax command and its arguments",
@@ -169,8 +177,13 @@ def main(args: argparse.Namespace) -> int:
             t.start()
             threads.append(t)
         failed = None
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
         while failed is None and any(p.poll() is None for p in procs):
             failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+            if deadline is not None and time.monotonic() > deadline:
+                stop_all(procs)
+                print(f"wasp-jax launch: timed out after {args.timeout:g} s", file=sys.stderr)
+                return 124
             time.sleep(0.1)
         if failed is None:
             failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
