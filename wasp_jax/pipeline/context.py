@@ -26,6 +26,7 @@ from wasp_jax.errors import UsageError
 from wasp_jax.models.embedder import load_embedder
 from wasp_jax.models.generator import load_generator
 from wasp_jax.models.sharding import make_mesh
+from wasp_jax.pipeline.checkpoint import Checkpoint
 from wasp_jax.pipeline.fingerprint import check_unchanged, input_fingerprints
 from wasp_jax.pipeline.keys import streams
 from wasp_jax.pipeline.population import Population
@@ -96,7 +97,7 @@ class RunContext:
         self.cfg, self.workdir, self.hooks = cfg, workdir, hooks
         self.task: TaskSpec = load_task(cfg.task)
         self.writer = dist.is_writer()  # the one process that writes the workdir
-        self.ckpt = checkpoint(workdir)
+        self.ckpt: Checkpoint = checkpoint(workdir)
         self.plan = privacy_plan(cfg)
         self.gen_root, self.noise_root = streams(cfg.seed)
         self.mesh = mesh_for(cfg.runtime.mesh)
