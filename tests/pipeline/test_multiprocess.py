@@ -147,12 +147,9 @@ def test_two_processes_write_what_one_process_writes(config_file, one_process, t
     assert ledger["epsilon_spent"] > 0
 
 
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:round .* fewer usable samples")
-def test_killed_process_stops_the_job_and_the_rerun_resumes(
-    config_file, one_process, tmp_path, procs
-):
-    workdir = tmp_path / "wd"
+def _job_until_first_vote(procs, config_file, workdir) -> list[subprocess.Popen]:
+    """Two processes joined directly (no launcher), once process 0 has begun round 1's vote
+    (the zero-shot stages are committed by then)."""
     port = dist.free_port()
     job = [
         _start(
@@ -167,7 +164,6 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(
         )
         for i in (0, 1)
     ]
-    # Read process 0's log until the first vote starts (the zero-shot stages are committed).
     seen = []
     deadline = time.monotonic() + 600
     for line in job[0].stdout:
@@ -175,12 +171,27 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(
         if "round 1: voting" in line or time.monotonic() > deadline:
             break
     assert any("round 1: voting" in s for s in seen), "".join(seen)[-3000:]
-    os.killpg(job[1].pid, signal.SIGKILL)
+    return job
+
+
+def _kill_and_wait(job, dead: int) -> tuple[int, str, float]:
+    os.killpg(job[dead].pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    code, rest = _finish(job[0], timeout=FAIL_FAST_S + 60)
-    waited = time.monotonic() - killed_at
-    assert code != 0, "".join(seen)[-2000:] + rest[-2000:]
-    assert waited < FAIL_FAST_S, waited
+    code, rest = _finish(job[1 - dead], timeout=FAIL_FAST_S + 60)
+    return code, rest, time.monotonic() - killed_at
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:round .* fewer usable samples")
+def test_killed_process_stops_the_job_and_the_rerun_resumes(
+    config_file, one_process, tmp_path, procs
+):
+    workdir = tmp_path / "wd"
+    job = _job_until_first_vote(procs, config_file, workdir)
+    code, rest, waited = _kill_and_wait(job, dead=1)
+    assert code == 1 and waited < FAIL_FAST_S, (code, waited, rest[-2000:])
+    assert "failed because another process of the job stopped" in rest, rest[-2000:]
+    assert "rerun the same command to resume" in rest
     state = json.loads((workdir / "checkpoint" / "state.json").read_text())
     assert "init/0" in state["done"] and "r2/close" not in state["done"]
     # the same command again (here through the launcher) resumes to the same outputs
@@ -188,3 +199,12 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(
     code, out = _finish(p, timeout=900)
     assert code == 0, out[-4000:]
     assert digests(workdir) == one_process
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:round .* fewer usable samples")
+def test_a_dead_coordinator_stops_the_job(config_file, tmp_path, procs):
+    """Process 0 runs the coordination service: without it the runtime ends the others."""
+    job = _job_until_first_vote(procs, config_file, tmp_path / "wd")
+    code, rest, waited = _kill_and_wait(job, dead=0)
+    assert code != 0 and waited < FAIL_FAST_S, (code, waited, rest[-2000:])
