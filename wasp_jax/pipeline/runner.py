@@ -43,7 +43,7 @@ from wasp_jax import distributed as dist
 from wasp_jax.budget import split_evenly
 from wasp_jax.config import WaspConfig
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import evaluation, generation, rounds, sizing
+from wasp_jax.pipeline import evaluation, generation, rounds, sizing, spread
 from wasp_jax.pipeline.context import Hooks, RunContext
 from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
 from wasp_jax.pipeline.workdir import WorkdirConfigError, check_writable, prepare_workdir
@@ -128,6 +128,7 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
         for k in range(K):
             r.stage(f"r{t}/gen/{k}", "generate", _bind(rounds.generate, r, t, k))
         r.close_round(t, plan.weights, plan.budgets, plan.summary, plan.selected)
+    spread.check_population("the final synthetic population", r.pop)
     r.write_outputs()
     _finish(r)
     dist.barrier("run finished")

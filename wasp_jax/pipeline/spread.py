@@ -63,6 +63,17 @@ def check_vote_inputs(round_: int, noise_key, texts, labels, mask) -> None:
     dist.check_same(f"round {round_}'s noise key", np.asarray(jax.random.key_data(noise_key)))
 
 
+def check_population(what: str, pop) -> None:
+    """Every process holds the same population (texts, labels, PLMs, rounds)."""
+    if not dist.is_multi():
+        return
+    dist.check_same(
+        what,
+        "\x00".join(pop.texts),
+        *(np.asarray(v, np.int64) for v in (pop.labels, pop.plm, pop.rounds)),
+    )
+
+
 def check_release(round_: int, votes) -> None:
     """Every process holds the same noisy histograms before any of them is used."""
     if not dist.is_multi():
