@@ -206,13 +206,14 @@ class Generator:
         )
         tokens = [[None] * num_samples for _ in prompt_ids]
         logprobs = [[None] * num_samples for _ in prompt_ids]
-        multi = dist.is_multi()  # each process samples its share of the rows (same keys)
-        if multi:
-            rows = rows[dist.share(len(rows))]
-        report = progress_reporter(progress, len(rows))
+        starts = range(0, len(rows), self.max_batch_rows)
+        multi = dist.is_multi()
+        if multi:  # each process samples its share of the chunks, each exactly as one would
+            starts = starts[dist.share(len(starts))]
+        chunks = [rows[s : s + self.max_batch_rows] for s in starts]
+        report = progress_reporter(progress, sum(map(len, chunks)))
         steps = []
-        for start in range(0, len(rows), self.max_batch_rows):
-            chunk = rows[start : start + self.max_batch_rows]
+        for chunk in chunks:
             res = self._run_chunk(
                 chunk,
                 prompt_ids,
@@ -235,7 +236,8 @@ class Generator:
             report(len(chunk))
         report(None)
         if multi:
-            dist.allgather_cells(rows, tokens, logprobs, what="gathering generated tokens")
+            mine = [cell for chunk in chunks for cell in chunk]
+            dist.allgather_cells(mine, tokens, logprobs, what="gathering generated tokens")
         return GenerationOutput(tokens, logprobs, steps)
 
     # -- internals -------------------------------------------------------------------------

@@ -41,13 +41,12 @@ def stm_mesh(mode: str):
 
 
 def embed_synthetic(embedder, texts, *, progress: bool, cache: bool) -> np.ndarray:
-    """Embeddings of synthetic `texts`, each process embedding its share (data parallel)."""
+    """Embeddings of synthetic `texts`, each process encoding its share of the embedder's
+    batches, each batch exactly as one process would (data parallel)."""
     if not dist.is_multi():
         return np.asarray(embedder.embed(texts, progress=progress, cache=cache), np.float32)
-    mine = list(texts[dist.share(len(texts))])
-    emb = np.asarray(embedder.embed(mine, progress=progress, cache=cache), np.float32)
-    parts = dist.allgather_arrays({"emb": emb}, what="gathering synthetic embeddings")
-    return np.concatenate([p["emb"] for p in parts]).astype(np.float32)
+    # Every process must encode the same batches, so none reads the (process 0's) cache.
+    return np.asarray(embedder.embed(texts, progress=progress, split=True), np.float32)
 
 
 def check_vote_inputs(round_: int, noise_key, texts, labels, mask) -> None:
