@@ -26,6 +26,7 @@ RANKS = {
     "data": 2,
     "budget": 2,
     "class_checks": 2,
+    "distributed": 2,
     "kernels": 1,
 }
 #: Public entry points for users (short import paths); nothing in the library imports them.
@@ -36,6 +37,7 @@ LEAF_DEPS = {
     "data": {"errors"},
     "tasks": {"errors"},
     "class_checks": {"errors"},
+    "distributed": {"errors"},
 }
 
 

@@ -1,6 +1,8 @@
 """Benchmark of the Top-Q voting kernel against the float32 matmul floor; prints ONE JSON object.
 
     python -m experiments.bench.voting [--sizes 100x5400x384 ...] [--reps N] [--profile DIR]
+    python -m experiments.bench.voting --processes 2 --sizes 2000x1000000x384
+
 
 For each (n_priv, n_syn, d) a fresh subprocess (so peak RSS is per size) builds random unit
 embeddings on the device (2 classes), jits ``top_q_votes`` (q = 8, nearest and farthest) as
@@ -11,6 +13,11 @@ faster of the two being the machine's floor (on column chunks of at most ``--flo
 rows, scaled linearly, so that the product's output fits in memory). Large sizes use the
 blocked path. Targets: paper scale <= 5 ms; at (2000, 1M) <= 1.5x the floor with peak RSS
 <= 2 x the synthetic array + 1 GiB. Refuses a loaded machine (``experiments.bench.machine``).
+
+``--processes N`` (N > 1) switches to the multi-process mode of
+``experiments.bench.voting_multi``: the vote's sharded path on 1 process x (N x D) devices and
+on N local processes x D devices (``--devices-per-process D``, default 1), with the bytes one
+call exchanges.
 """
 
 import argparse
@@ -21,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from experiments.bench import machine
+from experiments.bench import machine, voting_multi
 
 DEFAULT_SIZES = ("100x5400x384", "1000x100000x384", "2000x1000000x384")
 GIB = 2.0**30
@@ -143,17 +150,36 @@ def main(argv=None) -> int:
     parser.add_argument("--block-size", type=int, default=None, help="default: automatic")
     parser.add_argument("--floor-chunk", type=int, default=50_000)
     parser.add_argument("--profile", default=None, help="write a jax.profiler trace here")
+    parser.add_argument("--processes", type=int, default=1, help="N > 1: multi-process mode")
+    parser.add_argument("--devices-per-process", type=int, default=1, help="CPU devices each")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--multi-child", default=None, help=argparse.SUPPRESS)
     machine.add_guard_flag(parser)
     args = parser.parse_args(argv)
     if args.child:
         reps = args.reps or 3
         run_child(args.child, reps, args.block_size, args.floor_chunk, args.profile)
         return 0
+    if args.multi_child:
+        voting_multi.run_child(args.multi_child, args.reps or 3, args.block_size)
+        return 0
 
     import jax
 
     begin = machine.start(args)
+    if args.processes > 1:
+        report = {
+            "benchmark": "the vote's sharded path (q=8, nearest+farthest, 2 classes): 1 process "
+            f"x {args.processes * args.devices_per_process} devices vs {args.processes} local "
+            f"processes x {args.devices_per_process} (gloo)",
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "command": "python -m experiments.bench.voting " + " ".join(argv or sys.argv[1:]),
+            "results": voting_multi.main_multi(args, args.sizes),
+            "machine": machine.finish(begin),
+        }
+        print(json.dumps(report, indent=2))
+        return 0
     results = []
     for size in args.sizes:
         n = int(size.split("x")[0]) * int(size.split("x")[1])

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("wasp_jax.cli.evaluate", "train the small task model and test it"),
     "init-task": ("wasp_jax.cli.task", "draft a task JSON from a labelled JSONL file"),
     "check-task": ("wasp_jax.cli.task", "check a task JSON against a labelled JSONL file"),
+    "launch": ("wasp_jax.cli.launch", "run N local processes of one multi-process job"),
 }
 
 

@@ -38,6 +38,7 @@ from typing import Any
 from wasp_jax import class_checks
 from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
+from wasp_jax.cli.launch import add_job_flags, join_job
 from wasp_jax.config.api import api_kind
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
@@ -62,6 +63,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reuse a workdir that holds a different config (its old outputs are replaced)",
     )
+    add_job_flags(parser)
 
 
 def register_run(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +114,7 @@ def main_run(args: argparse.Namespace) -> int:
         cfg = config_lib.apply_overrides(cfg, args.overrides)
         if not args.config and not any(o.startswith("generation.budget=") for o in args.overrides):
             cfg = _sized(cfg)
-    return _run(cfg, args.workdir, force=args.force, title="run", start=start)
+    return _run(cfg, args.workdir, force=args.force, title="run", start=start, args=args)
 
 
 def own_data_config(config: str | None, *, task=None, private=None, test=None):
@@ -164,7 +166,7 @@ def main_demo(args: argparse.Namespace) -> int:
             test_path = str(bundled_path("imdb", "test.jsonl"))
             cfg = config_lib.replace(cfg, **{"eval.test_path": test_path})
         cfg = config_lib.apply_overrides(cfg, args.overrides)
-    return _run(cfg, args.workdir, force=args.force, title="demo", start=start)
+    return _run(cfg, args.workdir, force=args.force, title="demo", start=start, args=args)
 
 
 def main_report(args: argparse.Namespace) -> int:
@@ -190,6 +192,26 @@ def _usage_errors():
 
 
 @contextlib.contextmanager
+def _job_errors(multi: bool):
+    """In a multi-process job, a failed peer or a divergence ends this process at once.
+
+    One line on stderr, exit status 1, and no wait at the runtime's shutdown barrier for a
+    peer that is gone.
+    """
+    from wasp_jax.distributed import DivergenceError, PeerFailure
+
+    try:
+        yield
+    except (PeerFailure, DivergenceError) as err:
+        print(f"wasp-jax: error: {err}", file=sys.stderr)
+        if not multi:
+            raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+@contextlib.contextmanager
 def _os_errors(workdir: str):
     """A full disk or an unwritable path met while running becomes one exit-code-2 line."""
     try:
@@ -198,19 +220,37 @@ def _os_errors(workdir: str):
         raise UsageError(describe_os_error(err, f"the run in {workdir}")) from None
 
 
-def _run(cfg, workdir: str, *, force: bool, title: str, start: float) -> int:
+def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None) -> int:
     """Checks the inputs, runs (or resumes) and prints the summary; wall time from `start`."""
     check_inputs(cfg)
     check_workdir(cfg, workdir, force=force)
     _console_logging()
+    # before anything touches a device
+    multi = args is not None and join_job(args, before=lambda: _warm_models(cfg))
     from wasp_jax.pipeline import runner  # heavy: jax and the models
 
-    with _usage_errors(), _os_errors(workdir), warnings.catch_warnings():
+    with _usage_errors(), _os_errors(workdir), warnings.catch_warnings(), _job_errors(multi):
         warnings.showwarning = _show_warning
         runner.run(cfg, workdir, force=force)
+    if multi and not runner.dist.is_writer():
+        return 0  # process 0 prints the summary of the job
     wall_s = time.perf_counter() - start
     print(summary(workdir, wall_s, title=title))
     return 0
+
+
+def _warm_models(cfg) -> None:
+    """Converts the run's models into this host's cache before it joins a job."""
+    from wasp_jax.cli.warm import warm_cache
+
+    models = [] if cfg.method == "replay" else [("plm", p) for p in cfg.generation.plms]
+    models.append(("encoder", cfg.embedder.name))
+    if cfg.eval.test_path:
+        models.append(("stm", ""))
+    try:
+        warm_cache(models, cache_dir=cfg.runtime.cache_dir or None)
+    except RuntimeError as err:
+        raise UsageError(str(err)) from None
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

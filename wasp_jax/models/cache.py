@@ -140,7 +140,7 @@ def restore_state(path: str | os.PathLike, abstract_state: Any, shardings: Any =
         )
     pure_abs = _to_pure(abstract_state)
     if shardings is None:
-        dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         pure_shard = jax.tree.map(lambda _: dev, pure_abs)
     else:
         pure_shard = _to_pure(shardings)

@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from wasp_jax import distributed as dist
 from wasp_jax.kernels.padding import length_bucket, row_bucket
 from wasp_jax.models import layers as L
 from wasp_jax.models import sharding as shd
@@ -193,7 +194,14 @@ class Embedder:
         stem = pathlib.Path(self.name).name.replace(" ", "_")
         return f"{stem}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
-    def embed(self, texts: Sequence[str], *, progress: bool = False, cache: bool = False):
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        progress: bool = False,
+        cache: bool = False,
+        split: bool = False,
+    ):
         """Embeddings of ``texts`` in input order.
 
         Args:
@@ -201,6 +209,10 @@ class Embedder:
           progress: show a tqdm bar over batches.
           cache: read/write the disk cache at ``cache_path`` (synthetic texts only; never
             pass True for private data).
+          split: in a multi-process job, each process encodes its share of the batches
+            (each exactly as a single process would) and all get every row (synthetic
+            texts only: the rows cross the network; every process must call it together,
+            with the same texts and without the cache).
 
         Returns:
           float32 ``[len(texts), dim]`` with unit-norm rows.
@@ -226,17 +238,20 @@ class Embedder:
                 todo.setdefault(text, []).append(i)
         if todo:
             uniq = list(todo)
-            rows = self._encode(uniq, progress)
+            rows = self._encode(uniq, progress, split=split and dist.is_multi())
             for text, row in zip(uniq, rows):
                 out[todo[text]] = row
             if cache:
                 self._disk.add([keys[todo[t][0]] for t in uniq], rows)
         return out
 
-    def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
+    def _encode(self, texts: list[str], progress: bool, split: bool = False) -> np.ndarray:
         ids = tokenize(self.tokenizer, texts, self.max_length)
         out = np.zeros((len(texts), self.dim), np.float32)
         batches = bucketed_batches([len(x) for x in ids], self.batch_size)
+        if split:
+            batches = batches[dist.share(len(batches))]
+        mine = np.concatenate(batches) if batches else np.zeros(0, np.int64)
         if progress:
             batches = tqdm(batches, desc=f"embed {self.name}", unit="batch")
         mult = shd.axis_size(self.mesh, shd.DATA)
@@ -253,6 +268,10 @@ class Embedder:
                 self._graphdef, self._chunk_tokens, self.steps, self._state, batch_ids, mask
             )
             out[idx] = np.asarray(jax.device_get(emb))[: len(idx)]
+        if split:
+            parts = {"idx": mine.astype(np.int64), "emb": out[mine]}
+            for part in dist.allgather_arrays(parts, what="gathering embeddings"):
+                out[part["idx"]] = part["emb"]
         self.num_encoded += len(texts)
         return out
 

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wasp_jax import distributed as dist
 from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
 from wasp_jax.models import layers as L
 from wasp_jax.models import sampler as smp
@@ -215,10 +216,14 @@ class Generator:
         )
         tokens = [[None] * num_samples for _ in prompt_ids]
         logprobs = [[None] * num_samples for _ in prompt_ids]
-        report = progress_reporter(progress, len(rows))
+        starts = range(0, len(rows), self.max_batch_rows)
+        multi = dist.is_multi()
+        if multi:  # each process samples its share of the chunks, each exactly as one would
+            starts = starts[dist.share(len(starts))]
+        chunks = [rows[s : s + self.max_batch_rows] for s in starts]
+        report = progress_reporter(progress, sum(map(len, chunks)))
         steps = []
-        for start in range(0, len(rows), self.max_batch_rows):
-            chunk = rows[start : start + self.max_batch_rows]
+        for chunk in chunks:
             res = self._run_chunk(
                 chunk,
                 prompt_ids,
@@ -240,6 +245,9 @@ class Generator:
                 logprobs[i][j] = res["logprobs"][r, :n]
             report(len(chunk))
         report(None)
+        if multi:
+            mine = [cell for chunk in chunks for cell in chunk]
+            dist.allgather_cells(mine, tokens, logprobs, what="gathering generated tokens")
         return GenerationOutput(tokens, logprobs, steps)
 
     # -- internals -------------------------------------------------------------------------

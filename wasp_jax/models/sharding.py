@@ -40,7 +40,8 @@ def make_mesh(
     Args:
       data: size of the data axis; default ``len(devices) // model``.
       model: size of the model (tensor-parallel) axis.
-      devices: devices to use. Default: all devices of the default backend, except on CPU,
+      devices: devices to use. Default: all of this process's devices (``jax.local_devices()``;
+        all devices in a single process) of the default backend, except on CPU,
         where XLA's host devices share the same cores (several exist only under
         ``--xla_force_host_platform_device_count``, a testing aid), so splitting one model
         over them costs more than it gives and the default is a single device.
@@ -52,7 +53,7 @@ def make_mesh(
       ValueError: if ``data * model`` differs from the number of devices.
     """
     if devices is None:
-        devices = jax.devices()
+        devices = jax.local_devices()  # a model lives on this process's devices
         if devices[0].platform == "cpu" and data is None and model == 1:
             devices = devices[:1]
     devices = list(devices)
@@ -72,8 +73,18 @@ def make_mesh(
 
 
 def single_device_mesh(device: jax.Device | None = None) -> Mesh:
-    """A 1x1 mesh on `device` (default: the first device)."""
-    return make_mesh(1, 1, devices=[device or jax.devices()[0]])
+    """A 1x1 mesh on `device` (default: this process's first device)."""
+    return make_mesh(1, 1, devices=[device or jax.local_devices()[0]])
+
+
+def to_host(x) -> np.ndarray:
+    """A NumPy copy of `x`, also of an array split over several processes' devices (then
+    every process gathers the whole array; all of them must call this together)."""
+    if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 def axis_size(mesh: Mesh | None, axis: str) -> int:

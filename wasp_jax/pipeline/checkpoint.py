@@ -43,16 +43,21 @@ class Checkpoint:
             "it afresh (its outputs are discarded) or choose another --workdir"
         )
 
+    def _read(self, path: pathlib.Path) -> bytes | None:
+        """The bytes of a checkpoint file, or None if it is absent."""
+        return path.read_bytes() if path.is_file() else None
+
     def load(self) -> RunState | None:
         """The last saved state, or None for a fresh workdir.
 
         Raises:
           DataError: a damaged or foreign state file (the message names the fix).
         """
-        if not self.state_path.is_file():
+        raw = self._read(self.state_path)
+        if raw is None:
             return None
         try:
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            state = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
             raise self._damaged(self.state_path, f"not valid JSON: {err}") from None
         if not isinstance(state, dict):
@@ -84,10 +89,11 @@ class Checkpoint:
           DataError: the file is not a plain numeric `.npy` (e.g. an object array).
         """
         path = self.dir / f"{name}.npy"
-        if not path.is_file():
+        raw = self._read(path)
+        if raw is None:
             return None
         try:
-            arr = np.load(path, allow_pickle=False)
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
             raise self._damaged(path, f"not a numeric .npy array: {err}") from None
         if arr.dtype.kind not in "biuf":

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from wasp_jax import data as data_io
+from wasp_jax import distributed as dist
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
 from wasp_jax.models import api as api_plm
@@ -31,6 +32,7 @@ from wasp_jax.pipeline.fingerprint import check_unchanged, input_fingerprints
 from wasp_jax.pipeline.keys import streams
 from wasp_jax.pipeline.population import Population
 from wasp_jax.pipeline.private import load_private
+from wasp_jax.pipeline.spread import checkpoint, vote_mesh
 from wasp_jax.pipeline.state import RunState
 from wasp_jax.privacy.ledger import RunLedger
 from wasp_jax.privacy.plan import privacy_plan
@@ -95,10 +97,12 @@ class RunContext:
     def __init__(self, cfg: WaspConfig, workdir: pathlib.Path, hooks: Hooks):
         self.cfg, self.workdir, self.hooks = cfg, workdir, hooks
         self.task: TaskSpec = load_task(cfg.task)
-        self.ckpt = Checkpoint(workdir)
+        self.writer = dist.is_writer()  # the one process that writes the workdir
+        self.ckpt: Checkpoint = checkpoint(workdir)
         self.plan = privacy_plan(cfg)
         self.gen_root, self.noise_root = streams(cfg.seed)
         self.mesh = mesh_for(cfg.runtime.mesh)
+        self.vote_mesh = vote_mesh(self.mesh)
         if cfg.is_replay:
             self.plm_names = [pathlib.Path(p).stem for p in cfg.replay.pools]
         else:
@@ -192,7 +196,11 @@ class RunContext:
                     mesh=self.mesh,
                     cache_dir=self.cfg.runtime.cache_dir or None,
                     batch_size=e.batch_size,
-                    cache_path=str(self.workdir / "embed_cache") if e.cache_synthetic else None,
+                    cache_path=(
+                        str(self.workdir / "embed_cache")
+                        if e.cache_synthetic and self.writer
+                        else None
+                    ),
                     **extra,
                 )
         return self._embedder
@@ -264,9 +272,13 @@ class RunContext:
         self.write_outputs(ledger=False)
 
     def write_ledger(self) -> None:
+        if not self.writer:
+            return
         data_io.atomic_write_json(self.workdir / "privacy.json", self.state.ledger.report())
 
     def write_outputs(self, *, ledger: bool = True) -> None:
+        if not self.writer:
+            return
         if ledger:
             self.write_ledger()
         rows = self.pop.rows(self.task, self.plm_names)

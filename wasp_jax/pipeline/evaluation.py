@@ -18,10 +18,13 @@ same seeds; the report shows mean and std over the seeds.
 from __future__ import annotations
 
 import logging
+import pathlib
+import tempfile
 
 import numpy as np
 
 from wasp_jax import data as data_io
+from wasp_jax.pipeline import spread
 from wasp_jax.pipeline.private import load_private
 from wasp_jax.stm.evaluate import evaluate_files, evaluate_texts, read_examples
 
@@ -35,11 +38,27 @@ _WITH_ROUNDS = ("wasp", "aug_pe", "random_control", "replay", "wasp_plus")
 
 
 def evaluate_run(r) -> None:
-    """Scores the synthetic set and its baselines; see the module docstring."""
-    ev, cfg, wd = r.cfg.eval, r.cfg, r.workdir
-    if not ev.test_path:
+    """Scores the synthetic set and its baselines; see the module docstring.
+
+    In a multi-process run every process calls this (a fine-tuned STM trains data parallel
+    over all their devices); process 0 writes the files, the others read their training
+    files from a temporary folder of their own.
+    """
+    if not r.cfg.eval.test_path:
         return
+    if r.writer:
+        _evaluate(r, r.workdir)
+        return
+    with tempfile.TemporaryDirectory(prefix="wasp-jax-eval-") as tmp:
+        tmp = pathlib.Path(tmp)
+        data_io.atomic_write_jsonl(tmp / "synthetic.jsonl", r.pop.rows(r.task, r.plm_names))
+        _evaluate(r, tmp)
+
+
+def _evaluate(r, wd: pathlib.Path) -> None:
+    ev, cfg = r.cfg.eval, r.cfg
     common = dict(
+        mesh=spread.stm_mesh(ev.mode),
         mode=ev.mode,
         seeds=list(ev.seeds),
         max_test=ev.max_test or None,
@@ -48,7 +67,8 @@ def evaluate_run(r) -> None:
     )
     log.info("evaluating the synthetic data on %s (%s, %d seeds)", ev.test_path, ev.mode,
              len(ev.seeds))  # fmt: skip
-    evaluate_files(wd / "synthetic.jsonl", ev.test_path, out=wd / "eval.json", **common)
+    out_path = wd / "eval.json" if r.writer else None
+    evaluate_files(wd / "synthetic.jsonl", ev.test_path, out=out_path, **common)
     out = {}
     if ev.baselines and cfg.method in _WITH_ROUNDS and cfg.generation.rounds > 0:
         rows = [row for row in r.pop.rows(r.task, r.plm_names) if row["round"] == 0]
@@ -59,7 +79,7 @@ def evaluate_run(r) -> None:
     if ev.only_private and cfg.uses_private_data:
         log.info("evaluating OnlyPrivate (an STM on the private texts: NOT DP)")
         out["OnlyPrivate (not DP)"] = _only_private(r, common)
-    if out:
+    if out and r.writer:
         data_io.atomic_write_json(wd / BASELINES, out)
 
 
@@ -87,6 +107,7 @@ def _only_private(r, common: dict) -> dict:
         seeds=common["seeds"],
         cache_dir=common["cache_dir"],
         progress=common["progress"],
+        mesh=None,  # on this process's device: private texts never cross the network
     )
     n = len(texts)
     del texts

@@ -24,7 +24,7 @@ import numpy as np
 
 from wasp_jax.budget import allocate_budget
 from wasp_jax.config import PlusConfig
-from wasp_jax.pipeline import plus_select
+from wasp_jax.pipeline import plus_select, spread
 from wasp_jax.pipeline.prompts import normalize
 from wasp_jax.pipeline.state import RoundPlan
 from wasp_jax.pipeline.vote_plus import aggregate_and_noise
@@ -101,15 +101,18 @@ def plan_round(
 def vote(r, t: int, syn_emb: np.ndarray, mask: np.ndarray, total: int) -> dict:
     """Round t of a WASP+ run: releases (recorded in the ledger), selection and budgets."""
     cfg, pop = r.cfg, r.pop
+    noise_key = jax.random.fold_in(r.noise_root, t)
+    spread.check_vote_inputs(t, noise_key, pop.texts, pop.labels, mask)
     private = r.private()
     log.info("round %d: WASP+ releases %s over %d candidates", t, r.plan.releases, len(pop))
     res = plan_round(
-        jax.random.fold_in(r.noise_root, t), private, syn_emb, pop.labels, pop.plm, mask,
+        noise_key, private, syn_emb, pop.labels, pop.plm, mask,
         num_plms=len(r.plm_names), num_classes=r.task.num_classes, total=total,
         q=cfg.voting.q, s=cfg.selection.s, plus=cfg.plus, kinds=r.plan.kinds,
         adjacency=r.plan.adjacency, seed=cfg.seed * 1000 + t,
     )  # fmt: skip
     del private
+    spread.check_released(f"round {t}'s WASP+ releases", res.usefulness, res.totals, res.centres)
     r.state.ledger.record(t)
     summary = {
         "usefulness": res.usefulness.round(3).tolist(),

@@ -15,7 +15,7 @@ import numpy as np
 
 from wasp_jax import class_checks
 from wasp_jax.models.api.spend import add_usage
-from wasp_jax.pipeline import filters, generation, plus_round, selection
+from wasp_jax.pipeline import filters, generation, plus_round, selection, spread
 from wasp_jax.pipeline.keys import host_rng
 from wasp_jax.pipeline.prompts import normalize, round_prompts
 from wasp_jax.pipeline.state import RoundPlan
@@ -96,8 +96,8 @@ def _embed_new(r) -> np.ndarray:
     """Embeds the samples added since the last vote; returns all synthetic embeddings."""
     cfg, n = r.cfg, len(r.pop)
     new = r.pop.texts[r.state.n_embedded :]
-    emb = r.embedder().embed(new, progress=cfg.runtime.progress, cache=cfg.embedder.cache_synthetic)
-    emb = np.asarray(emb, np.float32)
+    cache = cfg.embedder.cache_synthetic and r.writer
+    emb = spread.embed_synthetic(r.embedder(), new, progress=cfg.runtime.progress, cache=cache)
     r.syn_emb = emb if r.syn_emb is None else np.concatenate([r.syn_emb, emb])
     r.state.n_embedded = n
     return r.syn_emb
@@ -137,17 +137,20 @@ def vote(r, t: int) -> dict:
         syn_emb = _embed_new(r)
         private = r.private()
         log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, n, r.plan.sigma)
+        noise_key = jax.random.fold_in(r.noise_root, t)
+        spread.check_vote_inputs(t, noise_key, pop.texts, pop.labels, mask)
         votes = round_votes(
-            jax.random.fold_in(r.noise_root, t),
+            noise_key,
             private,
             syn_emb,
             np.asarray(pop.labels, np.int32),
             mask,
             voting=cfg.voting,
             plan=r.plan,
-            mesh=r.mesh,
+            mesh=r.vote_mesh,
         )
         del private
+        spread.check_release(t, votes)
         r.state.ledger.record(t)
         good, bad = selection.select_good_bad(votes, pop.labels, mask, C, selection=cfg.selection)
         scores = selection.plm_scores(votes, pop.plm, mask, K, cfg.generation.plm_score)

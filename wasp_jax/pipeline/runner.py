@@ -22,6 +22,10 @@ filter of `wasp_jax.pipeline.filters`), n_synthetic),
 then, with `eval.test_path`, the downstream evaluation of the synthetic set and its baselines
 (`wasp_jax.pipeline.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
 `datasheet.md` / `report.md` from `wasp_jax.outputs`.
+
+In a multi-process job (`wasp_jax.distributed`) every process runs this loop on the same
+inputs (`wasp_jax.pipeline.spread` splits the work); process 0 alone holds the workdir lock
+and writes the files above.
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ from collections.abc import Callable
 
 import jax
 
+from wasp_jax import distributed as dist
 from wasp_jax.budget import split_evenly
 from wasp_jax.config import WaspConfig
+from wasp_jax.config.api import api_kind
+from wasp_jax.errors import ConfigError
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import evaluation, generation, rounds, sizing
+from wasp_jax.pipeline import evaluation, generation, rounds, sizing, spread
 from wasp_jax.pipeline.context import Hooks, RunContext
 from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
 from wasp_jax.pipeline.workdir import WorkdirConfigError, check_writable, prepare_workdir
@@ -75,6 +82,18 @@ def _enable_compile_cache(cache_dir: str) -> None:
     jax.config.update("jax_compilation_cache_dir", str(path))
 
 
+def _check_job(config: WaspConfig) -> None:
+    """Refuses what a multi-process job does not do yet (API PLMs: their cache is per host)."""
+    if not dist.is_multi() or config.is_replay:
+        return
+    remote = [p for p in config.generation.plms if api_kind(p)]
+    if remote:
+        raise ConfigError(
+            f"generation.plms: API PLMs ({', '.join(remote)}) are not supported in a "
+            "multi-process job; run a config with API PLMs in one process"
+        )
+
+
 def run(
     config: WaspConfig, workdir, *, force: bool = False, hooks: Hooks | None = None
 ) -> RunResult:
@@ -87,6 +106,9 @@ def run(
     """
     if not config.is_replay:
         sizing.check_sizing(config, load_task(config.task).num_classes)
+    _check_job(config)
+    if not dist.is_writer():  # a multi-process run: process 0 holds the lock and writes
+        return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
     check_writable(workdir)
     with workdir_lock(workdir):
         return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
@@ -94,7 +116,9 @@ def run(
 
 def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks) -> RunResult:
     t_start = time.perf_counter()
-    prepare_workdir(config, workdir, force=force)
+    if dist.is_writer():
+        prepare_workdir(config, workdir, force=force)
+    dist.barrier("workdir ready")
     if config.runtime.compile_cache:
         _enable_compile_cache(config.runtime.cache_dir)
     r = RunContext(config, workdir, hooks or Hooks())
@@ -121,8 +145,10 @@ def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks
         r.close_round(t, plan.weights, plan.budgets, plan.summary, plan.selected)
     if config.method == "wasp_plus" and config.plus.sample_weights:
         r.stage("plus/weights", "vote", _bind(rounds.finalize_plus, r))
+    spread.check_population("the final synthetic population", r.pop)
     r.write_outputs()
     _finish(r)
+    dist.barrier("run finished")
     ledger = r.state.ledger
     log.info("done: %d synthetic samples, epsilon spent %.4g", len(r.pop), ledger.epsilon_spent)
     return RunResult(
@@ -141,6 +167,7 @@ def _bind(fn: Callable, *args) -> Callable[[], dict | None]:
 
 def _finish(r: RunContext) -> None:
     """The optional evaluation (with its baselines), then the datasheet and the report."""
-    evaluation.evaluate_run(r)
-    datasheet.write_datasheet(r.workdir)
-    report.write_report(r.workdir)
+    evaluation.evaluate_run(r)  # every process: the STM trains data parallel over all
+    if r.writer:
+        datasheet.write_datasheet(r.workdir)
+        report.write_report(r.workdir)

@@ -11,6 +11,8 @@ stage refuses to release if the two disagree.
 
 ``mesh`` splits the synthetic axis over all mesh axes with ``shard_map``: each device searches
 its rows and only (n_priv, q) candidates are all-gathered; results equal the single-device ones.
+A mesh that spans several processes (a multi-process run's global mesh) takes the same
+host arrays on every process and returns the whole release to each of them.
 ``block_size`` streams the synthetic axis (memory O(n_priv * (q + block))).
 ``round_votes`` is the pipeline's call: one round's release, configured by the voting section
 and the privacy plan.
@@ -183,6 +185,21 @@ def _jitted(q, release, block_size, mesh):
         return jax.jit(fn)
     repl = NamedSharding(mesh, P())
     rows = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+    if mesh.is_multi_process:
+        # Every process passes the same host arrays: the private ones enter replicated, each
+        # device takes only its own synthetic rows from its process's copy, the key enters as
+        # its raw data, and the noisy histograms come back replicated to every process.
+        impl = jax.random.key_impl(jax.random.key(0))
+        multi = lambda key_data, *args: fn(jax.random.wrap_key_data(key_data, impl=impl), *args)
+        jitted = jax.jit(
+            multi,
+            in_shardings=(repl,) * 5 + (rows,) * 3,
+            out_shardings=tuple(repl for _ in release),
+        )
+        put = lambda a: jax.make_array_from_callback(a.shape, rows, lambda i: a[i])
+        return lambda key, sigma, pe, pl, pm, se, sl, sm: jitted(
+            np.asarray(jax.random.key_data(key)), sigma, pe, pl, pm, put(se), put(sl), put(sm)
+        )
     return jax.jit(
         fn,
         in_shardings=(repl, repl, repl, repl, repl, rows, rows, rows),
@@ -264,6 +281,8 @@ def vote_and_noise(
     fn = _jitted(int(q), release, block_size, mesh)
     noisy = fn(noise_key, np.float32(sigma), *priv, *syn)
     del priv, priv_emb, priv_label, priv_mask
+    if mesh is not None and mesh.is_multi_process:
+        noisy = tuple(np.asarray(h) for h in noisy)  # replicated: whole on every process
     noisy = tuple(h[:n_syn] for h in noisy)
     by_name = dict(zip(release, noisy, strict=True))
     return NoisyVotes(

@@ -205,7 +205,7 @@ def batched_logits(graphdef, state, tokenizer, texts, config, mesh, max_length=N
         batch, mask = pad_batch([ids[i] for i in idx], length, rows, tokenizer.pad_token_id)
         batch, mask = place_batch((batch, mask), mesh)
         chunks = cpu_chunk_tokens(mesh)
-        logits = np.asarray(logits_step(graphdef, state, batch, mask, chunks))[: len(idx)]
+        logits = shd.to_host(logits_step(graphdef, state, batch, mask, chunks))[: len(idx)]
         if out is None:
             out = np.zeros((len(ids), logits.shape[-1]), np.float32)
         out[idx] = logits
