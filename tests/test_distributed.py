@@ -300,3 +300,17 @@ def test_a_failed_warming_says_what_failed(tmp_path):
 
     with pytest.raises(RuntimeError, match="converting the models into the cache failed: .*"):
         warm.warm_cache([("encoder", str(tmp_path / "no-such-model"))], cache_dir=tmp_path)
+
+
+def test_api_plms_are_refused_in_a_multi_process_job(monkeypatch, tmp_path):
+    from wasp_jax import config as C
+    from wasp_jax.errors import ConfigError
+    from wasp_jax.pipeline import runner
+
+    cfg = C.replace(C.demo_config(), **{"generation.plms": ("tiny-llama", "openai-completions:m")})
+    monkeypatch.setattr(dist, "is_multi", lambda: True)
+    with pytest.raises(ConfigError, match="not supported in a multi-process job"):
+        runner.run(cfg, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+    monkeypatch.setattr(dist, "is_multi", lambda: False)
+    runner._check_job(cfg)  # one process: accepted
