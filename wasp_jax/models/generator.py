@@ -2,8 +2,7 @@
 
 `Generator.generate` tokenizes the prompts, groups the (prompt, sample) rows into chunks of
 at most ``max_batch_rows``, runs the jitted sampler of `wasp_jax.models.sampler` on each
-chunk and
-decodes the results. Choices, each documented where it is made:
+chunk and decodes the results. Choices, each documented where it is made:
 
 * Prompts are completion-style by default (``chat=False``): WASP prompts end with an opening
   quote that the model should close, as the original code fed raw prompts to every
@@ -93,7 +92,9 @@ class Generator:
         self.max_batch_rows = int(max_batch_rows)
         if chat and not self.chat_template:
             raise ValueError(f"model {self.name!r} has no chat template; use chat=False")
-        self.add_bos = _default_add_bos(self.tokenizer) if add_bos is None else add_bos
+        if add_bos is None:
+            add_bos = bool(getattr(self.tokenizer, "add_bos_default", True))
+        self.add_bos = add_bos
         self.graphdef, state, shardings = shd.shard_model(loaded.model, self.mesh)
         # An encoder-decoder (T5) scans its stacked weights and samples with its own loop.
         self.seq2seq = bool(getattr(loaded.model, "is_encoder_decoder", False))
@@ -395,7 +396,3 @@ def load_generator(
     if jnp.dtype(dtype) != jnp.float32 and hasattr(loaded.model, "compute_dtype"):
         loaded.model.compute_dtype = jnp.dtype(dtype).type
     return Generator(loaded, mesh=mesh, chat=bool(chat), max_batch_rows=max_batch_rows)
-
-
-def _default_add_bos(tokenizer) -> bool:
-    return bool(getattr(tokenizer, "add_bos_default", True))
