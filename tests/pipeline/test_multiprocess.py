@@ -18,11 +18,9 @@ import sys
 import time
 
 import pytest
-from test_pinned_outputs import _tiny_task, digests
+from test_pinned_outputs import digests, pinned_config
 
-from wasp_jax import config as C
 from wasp_jax import distributed as dist
-from wasp_jax.data import bundled_path
 
 ENTRY = "import sys; from wasp_jax.cli import main; sys.exit(main(sys.argv[1:]))"
 #: Seconds a process waits for a dead peer's heartbeat before the job stops.
@@ -76,28 +74,7 @@ def _finish(p: subprocess.Popen, timeout: float) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory) -> str:
     tmp = tmp_path_factory.mktemp("multiprocess")
-    cfg = C.replace(
-        C.base_config(),
-        **{
-            "task": _tiny_task(tmp),
-            "seed": 7,
-            "data.private_path": str(bundled_path("imdb", "private.jsonl")),
-            "data.num_private": 16,
-            "generation.plms": ("tiny-llama", "tiny-gemma3"),
-            "embedder.name": "tiny-bert",
-            "generation.budget": 16,
-            "generation.rounds": 2,
-            "generation.batch_size": 4,
-            "generation.max_new_tokens": 8,
-            "generation.min_new_tokens": 2,
-            "generation.max_attempts": 2,
-            "generation.num_prompt_variants": 2,
-            "voting.q": 2,
-            "selection.s": 2,
-            "privacy.accounting": "rdp",
-            "runtime.progress": False,
-        },
-    )
+    cfg = pinned_config(tmp)
     path = tmp / "config.json"
     path.write_text(cfg.to_json())
     return str(path)

@@ -55,10 +55,9 @@ def digests(workdir: pathlib.Path) -> tuple[str, str]:
     return hashlib.sha256(synthetic).hexdigest(), hashlib.sha256(canonical).hexdigest()
 
 
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:round .* fewer usable samples")
-def test_pinned_outputs(tmp_path):
-    cfg = C.replace(
+def pinned_config(tmp_path: pathlib.Path) -> C.WaspConfig:
+    """The fixed-seed tiny-model run whose outputs are pinned (its task file goes in tmp_path)."""
+    return C.replace(
         C.base_config(),
         **{
             "task": _tiny_task(tmp_path),
@@ -80,6 +79,12 @@ def test_pinned_outputs(tmp_path):
             "runtime.progress": False,
         },
     )
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:round .* fewer usable samples")
+def test_pinned_outputs(tmp_path):
+    cfg = pinned_config(tmp_path)
     runner.run(cfg, tmp_path / "wd")
     rows = (tmp_path / "wd" / "synthetic.jsonl").read_text().splitlines()
     assert len(rows) > 0
