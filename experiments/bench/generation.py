@@ -162,7 +162,7 @@ def reference_spec(texts: list[str], sides: dict[str, JaxSide]) -> dict:
     return dict(models=models, greedy_new_tokens=GREEDY_NEW, wasp=WASP, embed=embed, seed=0)
 
 
-# (side, quantity) -> the target: wasp_jax / PyTorch at least this
+# (side, quantity) -> the target: wasp_jax / PyTorch at least this
 TARGETS = {"greedy": 1.2, "wasp_samples_per_s": 3.0, "wasp_decode": 2.0, "embed": 1.5}
 
 
