@@ -7,7 +7,7 @@ and shardings.
 """
 
 from wasp_jax.kernels.approx import approx_top_q_candidates
-from wasp_jax.kernels.noise import add_party_noise
+from wasp_jax.kernels.noise import discrete_gaussian, lattice_step, threshold_table
 from wasp_jax.kernels.padding import bucket_size, pad_rows
 from wasp_jax.kernels.selection import Selection, select_contrastive, top_s_per_class
 from wasp_jax.kernels.voting import (
@@ -22,10 +22,11 @@ from wasp_jax.kernels.weights import plm_scores, plm_shares
 
 __all__ = [
     "Selection",
-    "add_party_noise",
+    "discrete_gaussian",
     "approx_top_q_candidates",
     "bucket_size",
     "candidate_histogram",
+    "lattice_step",
     "merge_candidates",
     "pad_rows",
     "plm_scores",
@@ -34,6 +35,7 @@ __all__ = [
     "top_q_candidates",
     "top_q_votes",
     "top_q_votes_parties",
+    "threshold_table",
     "top_s_per_class",
     "vote_weights",
 ]

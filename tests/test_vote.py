@@ -10,6 +10,7 @@ from tests.kernels._reference import reference_votes, unit_rows
 from wasp_jax import privacy
 from wasp_jax.models.sharding import make_mesh
 from wasp_jax.pipeline import vote
+from wasp_jax.privacy.noise_source import NoiseSource
 
 
 def _case(seed=0, n_priv=40, n_syn=300, num_classes=3, d=8):
@@ -22,7 +23,7 @@ def _case(seed=0, n_priv=40, n_syn=300, num_classes=3, d=8):
     )
 
 
-KEY = jax.random.key(42)
+KEY = NoiseSource.seeded(42)
 
 
 def test_sigma_zero_equals_reference_and_result_is_post_noise_only():
@@ -33,7 +34,11 @@ def test_sigma_zero_equals_reference_and_result_is_post_noise_only():
     np.testing.assert_allclose(out.farthest, want[1], atol=1e-5)
     assert out.l2_sensitivity == pytest.approx(privacy.l2_sensitivity(8))
     fields = {f.name for f in __import__("dataclasses").fields(out)}
-    assert fields == {"nearest", "farthest", "sigma", "l2_sensitivity", "release", "adjacency"}
+    assert fields == {
+        "nearest", "farthest", "sigma", "l2_sensitivity", "release", "adjacency",
+        "lattice_step", "private",
+    }  # fmt: skip
+    assert out.lattice_step is None and out.private is False
 
 
 def test_noise_is_keyed_and_has_sigma():
@@ -41,9 +46,15 @@ def test_noise_is_keyed_and_has_sigma():
     clean = vote.vote_and_noise(KEY, *case, q=4, sigma=0.0)
     a = vote.vote_and_noise(KEY, *case, q=4, sigma=2.0)
     b = vote.vote_and_noise(KEY, *case, q=4, sigma=2.0)
-    c = vote.vote_and_noise(jax.random.key(7), *case, q=4, sigma=2.0)
+    c = vote.vote_and_noise(NoiseSource.seeded(7), *case, q=4, sigma=2.0)
+    d = vote.vote_and_noise(NoiseSource.fresh(), *case, q=4, sigma=2.0)
     np.testing.assert_array_equal(a.nearest, b.nearest)
     assert not np.allclose(a.nearest, c.nearest)
+    assert d.private and not a.private
+    # every released value is an integer multiple of the lattice step 2^-k <= 2^-(q-1)
+    assert a.lattice_step <= 2.0**-3 and a.lattice_step * 64 <= 2.0
+    units = np.asarray(a.nearest, np.float64) / a.lattice_step
+    np.testing.assert_array_equal(units, np.round(units))
     z = np.concatenate([a.nearest - clean.nearest, a.farthest - clean.farthest])
     assert abs(z.std() - 2.0) < 5 * 2.0 / np.sqrt(2 * z.size)
     assert abs(np.corrcoef(a.nearest - clean.nearest, a.farthest - clean.farthest)[0, 1]) < 0.1

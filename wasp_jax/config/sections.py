@@ -36,7 +36,8 @@ METHODS = (
 #: Methods that read private data and spend privacy.
 PRIVATE_METHODS = ("wasp", "aug_pe", "replay", "wasp_plus")
 ADJACENCIES = ("add_remove", "replace_one")
-ACCOUNTING_METHODS = ("pld", "rdp", "classic")
+ACCOUNTING_METHODS = ("rdp", "classic")
+NOISE_SOURCES = ("secure", "seeded")
 RELEASES = ("nearest", "farthest")
 PLM_SCORES = ("robust", "compat")
 MESH_CHOICES = ("none", "auto")
@@ -126,8 +127,13 @@ class PrivacyConfig:
         epsilon: total epsilon over the T voting rounds, > 0 (`math.inf` = no noise).
         delta: total delta, in (0, 1).
         adjacency: "add_remove" or "replace_one" (folded into the L2 sensitivity).
-        accounting: "pld" or "rdp" (exact, dp_accounting) or "classic" (the original
-            formula with the original's sensitivity Delta, reproducing sigma = 9.6896).
+        accounting: "rdp" (dp_accounting's Renyi accountant, which covers the discrete
+            Gaussian releases: docs/method.md §2.5) or "classic" (sigma from the original
+            formula with the original's Delta, reproducing sigma = 9.6896; the ledger still
+            states the epsilon of the derived sensitivity).
+        noise: "secure" (noise from a secret the run draws from the OS's CSPRNG: DP) or
+            "seeded" (noise reproducible from the seed, for tests and replication only: NOT
+            differentially private, and marked so in every output).
         sensitivity_override: if set, use this sensitivity instead of the derived one
             (compat: reproduce an ablation's Delta).
     """
@@ -135,7 +141,8 @@ class PrivacyConfig:
     epsilon: float = 4.0
     delta: float = 1e-5
     adjacency: str = "add_remove"
-    accounting: str = "pld"
+    accounting: str = "rdp"
+    noise: str = "secure"
     sensitivity_override: float | None = None
 
     def __post_init__(self):
@@ -144,7 +151,14 @@ class PrivacyConfig:
         )
         _check(0 < self.delta < 1, "privacy.delta", f"must be in (0, 1), got {self.delta}")
         _check_choice(self.adjacency, "privacy.adjacency", ADJACENCIES)
+        _check(
+            self.accounting != "pld",
+            "privacy.accounting",
+            "'pld' accounts continuous Gaussian noise, but every release adds discrete "
+            "Gaussian noise, which the Renyi accountant covers: use 'rdp'",
+        )
         _check_choice(self.accounting, "privacy.accounting", ACCOUNTING_METHODS)
+        _check_choice(self.noise, "privacy.noise", NOISE_SOURCES)
         if self.sensitivity_override is not None:
             _check(self.sensitivity_override > 0, "privacy.sensitivity_override", "must be > 0")
 

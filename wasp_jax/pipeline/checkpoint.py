@@ -72,13 +72,17 @@ class Checkpoint:
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise self._damaged(self.state_path, f"{type(err).__name__}: {err}") from None
 
-    def save(self, state: RunState, arrays: dict[str, np.ndarray] | None = None) -> None:
-        """Writes `arrays` (name -> array, `.npy`) and then `state` (the commit point)."""
+    def save_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Writes each array (name -> `.npy`) atomically, without touching the state."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        for name, arr in (arrays or {}).items():
+        for name, arr in arrays.items():
             buf = io.BytesIO()
             np.save(buf, np.asarray(arr), allow_pickle=False)
             data_io.atomic_write_bytes(self.dir / f"{name}.npy", buf.getvalue())
+
+    def save(self, state: RunState, arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Writes `arrays` (name -> array, `.npy`) and then `state` (the commit point)."""
+        self.save_arrays(arrays or {})
         record = dict(state.to_json_dict(), version=STATE_VERSION)
         data_io.atomic_write_text(self.state_path, json.dumps(record))
 

@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import logging
 import pathlib
+import secrets
 import time
 from collections.abc import Callable
 
@@ -29,7 +30,7 @@ from wasp_jax.models.generator import load_generator
 from wasp_jax.models.sharding import make_mesh
 from wasp_jax.pipeline.checkpoint import Checkpoint
 from wasp_jax.pipeline.fingerprint import check_unchanged, input_fingerprints
-from wasp_jax.pipeline.keys import streams
+from wasp_jax.pipeline.keys import generation_root, run_noise
 from wasp_jax.pipeline.population import Population
 from wasp_jax.pipeline.private import load_private
 from wasp_jax.pipeline.spread import checkpoint, vote_mesh
@@ -100,7 +101,10 @@ class RunContext:
         self.writer = dist.is_writer()  # the one process that writes the workdir
         self.ckpt: Checkpoint = checkpoint(workdir)
         self.plan = privacy_plan(cfg)
-        self.gen_root, self.noise_root = streams(cfg.seed)
+        self.gen_root = generation_root(cfg.seed)
+        self.secret = secrets.token_bytes(32)
+        #: the run's DP noise (secret-keyed; seeded only under privacy.noise = "seeded")
+        self.noise = run_noise(cfg, self.secret)
         self.mesh = mesh_for(cfg.runtime.mesh)
         self.vote_mesh = vote_mesh(self.mesh)
         if cfg.is_replay:

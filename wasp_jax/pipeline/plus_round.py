@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import jax
 import numpy as np
 
 from wasp_jax.budget import allocate_budget
@@ -48,7 +47,7 @@ class PlusRound:
 
 
 def plan_round(
-    noise_key,
+    noise,
     private,
     syn_emb,
     labels,
@@ -64,56 +63,103 @@ def plan_round(
     kinds,
     adjacency: str,
     seed: int,
+    released: dict[str, np.ndarray] | None = None,
+    on_release=None,
 ) -> PlusRound:
-    """The round's releases and what follows from them; ``kinds`` = ((kind, sigma, sens), ...)."""
+    """The round's releases and what follows from them; ``kinds`` = ((kind, sigma, sens), ...).
+
+    ``released`` ({kind: noisy array}) reuses a release drawn before (a resumed round):
+    nothing private is read and no noise is drawn. Otherwise the releases are drawn from
+    ``noise`` and handed to ``on_release`` (which persists them) before anything reads them.
+    """
     labels, plm = np.asarray(labels, np.int32), np.asarray(plm, np.int32)
     mask = np.asarray(mask, bool)
     kc = plus.clusters
     cluster, centres = plus_select.class_clusters(
         syn_emb, labels, mask, per_class=kc, num_classes=num_classes, seed=seed
     )
-    probes = plus_select.probe_params(
-        syn_emb, labels, plm, mask, num_plms=num_plms, num_classes=num_classes
-    )
-    out = aggregate_and_noise(
-        noise_key, private[0], private[1], syn_emb, labels, q=q,
-        sigmas={k: sig for k, sig, _ in kinds}, sensitivities={k: e for k, _, e in kinds},
-        release=PLUS_HISTOGRAMS, adjacency=adjacency, syn_mask=mask, syn_plm=plm,
-        num_plms=num_plms, syn_cluster=cluster, num_clusters=num_classes * kc, probes=probes,
-        num_classes=num_classes,
-    )  # fmt: skip
-    totals = np.asarray(out.per_cluster, np.float64)
-    pick = lambda h: plus_select.cluster_picks(
-        totals[h], cluster, centres, syn_emb, labels, mask, s=s, num_classes=num_classes,
-        per_class=kc,
-    )  # fmt: skip
+    if released is None:
+        probes = plus_select.probe_params(
+            syn_emb, labels, plm, mask, num_plms=num_plms, num_classes=num_classes
+        )
+        out = aggregate_and_noise(
+            noise,
+            private[0],
+            private[1],
+            syn_emb,
+            labels,
+            q=q,
+            sigmas={k: sig for k, sig, _ in kinds},
+            sensitivities={k: e for k, _, e in kinds},
+            release=PLUS_HISTOGRAMS,
+            adjacency=adjacency,
+            syn_mask=mask,
+            syn_plm=plm,
+            num_plms=num_plms,
+            syn_cluster=cluster,
+            num_clusters=num_classes * kc,
+            probes=probes,
+        )
+        released = {k: np.asarray(getattr(out, k), np.float32) for k, _, _ in kinds}
+        if on_release is not None:
+            on_release(released)
+    totals = np.asarray(released["per_cluster"], np.float64)
+
+    def pick(h):
+        return plus_select.cluster_picks(
+            totals[h],
+            cluster,
+            centres,
+            syn_emb,
+            labels,
+            mask,
+            s=s,
+            num_classes=num_classes,
+            per_class=kc,
+        )
+
     good, bad = pick(0), pick(1)
     # good and bad are never the same text: a bad pick that is also good is dropped
     bad = [[i for i in b if i not in set(g)] for g, b in zip(good, bad, strict=True)]
-    usefulness = np.asarray(out.usefulness, np.float64)
+    usefulness = np.asarray(released["usefulness"], np.float64)
     shares = plus_select.useful_shares(usefulness, temperature=plus.temperature)
-    return PlusRound(
-        good, bad, shares, allocate_budget(shares, int(total)), cluster, centres, totals,
-        usefulness,
-    )  # fmt: skip
+    budgets = allocate_budget(shares, int(total))
+    return PlusRound(good, bad, shares, budgets, cluster, centres, totals, usefulness)
 
 
 def vote(r, t: int, syn_emb: np.ndarray, mask: np.ndarray, total: int) -> dict:
-    """Round t of a WASP+ run: releases (recorded in the ledger), selection and budgets."""
+    """Round t of a WASP+ run: releases (recorded in the ledger before they are drawn, and
+    persisted before anything reads them), selection and budgets."""
     cfg, pop = r.cfg, r.pop
-    noise_key = jax.random.fold_in(r.noise_root, t)
-    spread.check_vote_inputs(t, noise_key, pop.texts, pop.labels, mask)
-    private = r.private()
+    noise = r.noise.child(f"r{t}")
+    spread.check_vote_inputs(t, noise, pop.texts, pop.labels, mask)
+    r.state.ledger.record(t)
+    names = {k: f"plus_{k}_r{t}" for k, _, _ in r.plan.kinds}
+    saved = {k: r.ckpt.load_array(name) for k, name in names.items()}
+    released = saved if all(v is not None for v in saved.values()) else None
+    private = None if released is not None else r.private()
     log.info("round %d: WASP+ releases %s over %d candidates", t, r.plan.releases, len(pop))
     res = plan_round(
-        noise_key, private, syn_emb, pop.labels, pop.plm, mask,
-        num_plms=len(r.plm_names), num_classes=r.task.num_classes, total=total,
-        q=cfg.voting.q, s=cfg.selection.s, plus=cfg.plus, kinds=r.plan.kinds,
-        adjacency=r.plan.adjacency, seed=cfg.seed * 1000 + t,
-    )  # fmt: skip
+        noise,
+        private,
+        syn_emb,
+        pop.labels,
+        pop.plm,
+        mask,
+        num_plms=len(r.plm_names),
+        num_classes=r.task.num_classes,
+        total=total,
+        q=cfg.voting.q,
+        s=cfg.selection.s,
+        plus=cfg.plus,
+        kinds=r.plan.kinds,
+        adjacency=r.plan.adjacency,
+        seed=cfg.seed * 1000 + t,
+        released=released,
+        on_release=lambda out: r.ckpt.save_arrays({names[k]: v for k, v in out.items()}),
+    )
     del private
     spread.check_released(f"round {t}'s WASP+ releases", res.usefulness, res.totals, res.centres)
-    r.state.ledger.record(t)
     summary = {
         "usefulness": res.usefulness.round(3).tolist(),
         "cluster_nearest": res.totals[0].round(3).tolist(),

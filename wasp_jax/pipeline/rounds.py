@@ -19,7 +19,7 @@ from wasp_jax.pipeline import filters, generation, plus_round, selection, spread
 from wasp_jax.pipeline.keys import host_rng
 from wasp_jax.pipeline.prompts import normalize, round_prompts
 from wasp_jax.pipeline.state import RoundPlan
-from wasp_jax.pipeline.vote import round_votes
+from wasp_jax.pipeline.vote import NoisyVotes, round_votes
 
 log = logging.getLogger("wasp_jax")
 
@@ -135,23 +135,31 @@ def vote(r, t: int) -> dict:
             ),
         )
         syn_emb = _embed_new(r)
-        private = r.private()
-        log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, n, r.plan.sigma)
-        noise_key = jax.random.fold_in(r.noise_root, t)
-        spread.check_vote_inputs(t, noise_key, pop.texts, pop.labels, mask)
-        votes = round_votes(
-            noise_key,
-            private,
-            syn_emb,
-            np.asarray(pop.labels, np.int32),
-            mask,
-            voting=cfg.voting,
-            plan=r.plan,
-            mesh=r.vote_mesh,
-        )
-        del private
+        noise = r.noise.child(f"r{t}")
+        spread.check_vote_inputs(t, noise, pop.texts, pop.labels, mask)
+        r.state.ledger.record(t)  # recorded before the release is drawn
+        votes = _saved_votes(r, t)
+        if votes is None:
+            private = r.private()
+            log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, n, r.plan.sigma)
+            votes = round_votes(
+                noise,
+                private,
+                syn_emb,
+                np.asarray(pop.labels, np.int32),
+                mask,
+                voting=cfg.voting,
+                plan=r.plan,
+                mesh=r.vote_mesh,
+            )
+            del private
+            if r.plan.sigma > 0:
+                # Persisted before anything reads it: a resume reuses this release and never
+                # draws round t's noise again (not even on other inputs). With sigma = 0
+                # (epsilon = inf) the histograms are the clean votes: memory only.
+                released = np.stack([np.asarray(h) for h in votes.histograms().values()])
+                r.ckpt.save_arrays({f"votes_r{t}": released})
         spread.check_release(t, votes)
-        r.state.ledger.record(t)
         good, bad = selection.select_good_bad(votes, pop.labels, mask, C, selection=cfg.selection)
         scores = selection.plm_scores(votes, pop.plm, mask, K, cfg.generation.plm_score)
         weights, budgets = selection.plm_allocation(
@@ -159,10 +167,6 @@ def vote(r, t: int) -> dict:
         )
         summary = selection.vote_summary(votes, pop.labels, mask, C)
         arrays = {"syn_emb": syn_emb}
-        if r.plan.sigma > 0:  # noisy, hence released: safe to keep on disk
-            released = np.stack([np.asarray(h) for h in votes.histograms().values()])
-            arrays[f"votes_r{t}"] = released
-        # With sigma = 0 (epsilon = inf) the histograms are the clean votes: memory only.
     r.state.plans[t] = RoundPlan(
         good=good,
         bad=bad,
@@ -172,6 +176,31 @@ def vote(r, t: int) -> dict:
     )
     log.info("round %d: PLM weights %s, budgets %s", t, np.round(weights, 3).tolist(), budgets)
     return arrays
+
+
+def _saved_votes(r, t: int):
+    """Round t's release as persisted when it was drawn, or None (not drawn yet)."""
+    if r.plan.sigma == 0:
+        return None
+    saved = r.ckpt.load_array(f"votes_r{t}")
+    if saved is None:
+        return None
+    release = tuple(r.cfg.voting.release)
+    if saved.shape != (len(release), len(r.pop)):
+        raise RuntimeError(
+            f"round {t}'s saved release has shape {saved.shape}, expected "
+            f"{(len(release), len(r.pop))}: the checkpoint is damaged; rerun with --force"
+        )
+    hists = dict(zip(release, saved, strict=True))
+    return NoisyVotes(
+        nearest=hists.get("nearest"),
+        farthest=hists.get("farthest"),
+        sigma=r.plan.sigma,
+        l2_sensitivity=r.plan.l2_sensitivity,
+        release=release,
+        adjacency=r.plan.adjacency,
+        private=r.plan.private,
+    )
 
 
 def finalize_plus(r) -> dict:

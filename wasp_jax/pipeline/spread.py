@@ -49,8 +49,11 @@ def embed_synthetic(embedder, texts, *, progress: bool, cache: bool) -> np.ndarr
     return np.asarray(embedder.embed(texts, progress=progress, split=True), np.float32)
 
 
-def check_vote_inputs(round_: int, noise_key, texts, labels, mask) -> None:
-    """Every process votes on the same population, split, and noise key (else it stops)."""
+def check_vote_inputs(round_: int, noise, texts, labels, mask) -> None:
+    """Every process votes on the same population, split, and noise (else it stops).
+
+    The noise is compared through words of a label no release uses: equal words mean the
+    same secret, and they reveal nothing about the words any release reads."""
     if not dist.is_multi():
         return
     dist.check_same(
@@ -59,7 +62,7 @@ def check_vote_inputs(round_: int, noise_key, texts, labels, mask) -> None:
         np.asarray(labels, np.int64),
         np.asarray(mask, bool),
     )
-    dist.check_same(f"round {round_}'s noise key", np.asarray(jax.random.key_data(noise_key)))
+    dist.check_same(f"round {round_}'s noise source", noise.child("consistency check").words((1,)))
 
 
 def check_population(what: str, pop) -> None:
@@ -98,6 +101,10 @@ class SharedCheckpoint(Checkpoint):
     def save(self, state, arrays=None) -> None:
         if dist.is_writer():
             super().save(state, arrays)
+
+    def save_arrays(self, arrays) -> None:
+        if dist.is_writer():
+            super().save_arrays(arrays)
 
 
 def checkpoint(workdir) -> Checkpoint:

@@ -2,12 +2,14 @@
 
 ``vote_and_noise`` is the only place where private data meet the synthetic population. It
 validates its inputs, pads them to shape buckets (jit compiles once per bucket), computes the
-clean Top-Q nearest/farthest histograms inside each class (``kernels.voting``), noises every
-released histogram with the same sigma (per party sigma/sqrt(L), summed) and returns only
-post-noise arrays in a ``NoisyVotes`` pytree (docs/method.md §2.4, §2.5, §6.6). Clean values
-never leave the jitted function. The sensitivity of what it releases is derived from the same
-vote weights (``wasp_jax.privacy.sensitivity``); a caller passes its plan's value and the
-stage refuses to release if the two disagree.
+clean Top-Q nearest/farthest histograms inside each class (``kernels.voting``), moves them to
+their integer lattice (multiples of a power-of-two step dividing 2^-(Q-1)), adds discrete
+Gaussian noise drawn from the run's secret (``kernels.noise``, per party sigma/sqrt(L),
+summed) and returns only post-noise arrays in a ``NoisyVotes`` pytree (docs/method.md §2.4,
+§2.5, §6.6). Clean values never leave the jitted function; the noise enters it as integers
+drawn beforehand from secret words, independently of the data. The sensitivity of what it
+releases is derived from the same vote weights (``wasp_jax.privacy.sensitivity``); a caller
+passes its plan's value and the stage refuses to release if the two disagree.
 
 ``mesh`` splits the synthetic axis over all mesh axes with ``shard_map``: each device searches
 its rows and only (n_priv, q) candidates are all-gathered; results equal the single-device ones.
@@ -20,7 +22,7 @@ and the privacy plan.
 Example::
 
     plan = privacy_plan(cfg)
-    votes = vote_and_noise(jax.random.fold_in(noise_root, t), e_priv, y_priv, e_syn, y_syn,
+    votes = vote_and_noise(run_noise.child(f"r{t}"), e_priv, y_priv, e_syn, y_syn,
                            q=8, sigma=plan.sigma, l2_sensitivity=plan.l2_sensitivity)
     votes.nearest, votes.farthest                       # (n_syn,) float32 each, noisy
 """
@@ -29,12 +31,13 @@ import functools
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from wasp_jax.config import VotingConfig
-from wasp_jax.kernels.noise import add_party_noise
+from wasp_jax.kernels.noise import lattice_step
 from wasp_jax.kernels.voting import (
     candidate_histogram,
     merge_candidates,
@@ -49,6 +52,7 @@ from wasp_jax.pipeline.vote_inputs import (
     group_parties,
     pad_synthetic,
 )
+from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.privacy.plan import PrivacyPlan
 from wasp_jax.privacy.sensitivity import l2_sensitivity as _l2_sensitivity
 
@@ -67,6 +71,8 @@ class NoisyVotes:
       l2_sensitivity: L2 sensitivity of the whole release (all released histograms).
       release: names of the released histograms.
       adjacency: neighbouring relation the sensitivity is computed for.
+      lattice_step: the released values are multiples of it (None: no noise).
+      private: False when the noise came from a seeded (not DP) source.
     """
 
     nearest: jax.Array | None
@@ -75,6 +81,8 @@ class NoisyVotes:
     l2_sensitivity: float = flax.struct.field(pytree_node=False)
     release: tuple[str, ...] = flax.struct.field(pytree_node=False)
     adjacency: str = flax.struct.field(pytree_node=False)
+    lattice_step: float | None = flax.struct.field(pytree_node=False, default=None)
+    private: bool = flax.struct.field(pytree_node=False, default=True)
 
     def histograms(self) -> dict[str, jax.Array]:
         """{name: noisy histogram} of the released histograms, in release order."""
@@ -127,8 +135,7 @@ def _sharded_votes(
 
 
 def _core(
-    noise_key,
-    sigma,
+    noise,
     priv_emb,
     priv_label,
     priv_mask,
@@ -140,8 +147,13 @@ def _core(
     release,
     block_size,
     mesh,
+    step,
 ):
-    """Clean votes -> per-party noise; returns only noisy arrays."""
+    """Clean votes -> lattice units + noise; returns only noisy arrays.
+
+    ``noise``: one (n,) int32 array of summed party noise per released histogram, in units
+    of the lattice ``step`` (None: epsilon = inf, no noise, the clean sums are returned).
+    """
     if mesh is None:
         near, far = top_q_votes_parties(
             priv_emb,
@@ -168,47 +180,51 @@ def _core(
     clean = {"nearest": near, "farthest": far}
     del near, far, priv_emb
     out = []
-    for name in release:
-        hist = clean.pop(name)
-        # fold_in by histogram name: releasing one histogram draws the same noise for it as
-        # releasing both.
-        key = jax.random.fold_in(noise_key, HISTOGRAMS.index(name))
-        out.append(add_party_noise(key, hist, sigma=sigma))
+    for i, name in enumerate(release):
+        hist = clean.pop(name).sum(axis=0)  # the parties' sums add up: noise below is summed
+        if step is None:
+            out.append(hist)
+        else:
+            # Votes are multiples of 2^-(q-1), a multiple of the step: exact in float32.
+            units = jnp.round(hist * (1.0 / step)).astype(jnp.int32)
+            out.append((units + noise[i]).astype(jnp.float32) * step)
         del hist
     return tuple(out)
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted(q, release, block_size, mesh):
-    fn = functools.partial(_core, q=q, release=release, block_size=block_size, mesh=mesh)
+def _jitted(q, release, block_size, mesh, step):
+    fn = functools.partial(_core, q=q, release=release, block_size=block_size, mesh=mesh, step=step)
     if mesh is None:
         return jax.jit(fn)
     repl = NamedSharding(mesh, P())
     rows = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+    noise_shard = None if step is None else tuple(rows for _ in release)
     if mesh.is_multi_process:
         # Every process passes the same host arrays: the private ones enter replicated, each
-        # device takes only its own synthetic rows from its process's copy, the key enters as
-        # its raw data, and the noisy histograms come back replicated to every process.
-        impl = jax.random.key_impl(jax.random.key(0))
-        multi = lambda key_data, *args: fn(jax.random.wrap_key_data(key_data, impl=impl), *args)
+        # device takes only its own synthetic rows (and noise) from its process's copy, and
+        # the noisy histograms come back replicated to every process.
         jitted = jax.jit(
-            multi,
-            in_shardings=(repl,) * 5 + (rows,) * 3,
+            fn,
+            in_shardings=(noise_shard,) + (repl,) * 3 + (rows,) * 3,
             out_shardings=tuple(repl for _ in release),
         )
         put = lambda a: jax.make_array_from_callback(a.shape, rows, lambda i: a[i])
-        return lambda key, sigma, pe, pl, pm, se, sl, sm: jitted(
-            np.asarray(jax.random.key_data(key)), sigma, pe, pl, pm, put(se), put(sl), put(sm)
-        )
+
+        def call(noise, pe, pl, pm, se, sl, sm):
+            noise = None if noise is None else tuple(put(x) for x in noise)
+            return jitted(noise, pe, pl, pm, put(se), put(sl), put(sm))
+
+        return call
     return jax.jit(
         fn,
-        in_shardings=(repl, repl, repl, repl, repl, rows, rows, rows),
+        in_shardings=(noise_shard, repl, repl, repl, rows, rows, rows),
         out_shardings=tuple(rows for _ in release),
     )
 
 
 def vote_and_noise(
-    noise_key: jax.Array,
+    noise: NoiseSource,
     priv_emb,
     priv_label,
     syn_emb,
@@ -230,7 +246,8 @@ def vote_and_noise(
     """Top-Q votes of the private set on the synthetic set, noised for release.
 
     Args:
-      noise_key: typed PRNG key of the DP noise stream (e.g. fold_in(noise_root, round)).
+      noise: the release's noise source (e.g. ``run_noise.child("r3")``); each released
+        histogram reads its own child (``"nearest"``, ``"farthest"``), each party its own.
       priv_emb: (n_priv, d) unit-norm private embeddings (NumPy or JAX).
       priv_label: (n_priv,) int private labels.
       syn_emb: (n_syn, d) unit-norm synthetic embeddings, n_syn >= 1.
@@ -243,8 +260,8 @@ def vote_and_noise(
       syn_mask: (n_syn,) bool, rows that may receive votes (default all).
       party_id: (n_priv,) int in [0, num_parties), the data party of each private row
         (required when num_parties > 1).
-      num_parties: L; each party noises its own histograms with sigma / sqrt(L) and the sums
-        are released (assumes secure aggregation).
+      num_parties: L; each party adds discrete Gaussian noise of std sigma / sqrt(L) to its
+        histograms and the sums are released (assumes secure aggregation).
       block_size: stream the synthetic axis in blocks of this many rows (bounded memory).
       mesh: shard the synthetic axis over all axes of this mesh
         (``wasp_jax.models.sharding.make_mesh``).
@@ -253,7 +270,7 @@ def vote_and_noise(
         the release is refused unless it equals the sensitivity of what is released.
 
     Returns:
-      NoisyVotes with (n_syn,) float32 noisy histograms.
+      NoisyVotes with (n_syn,) float32 noisy histograms, multiples of the lattice step.
 
     Raises:
       ValueError: bad shapes, dtypes, labels, norms or options (message names the field), or
@@ -272,14 +289,26 @@ def vote_and_noise(
         sigma=sigma, num_parties=num_parties, block_size=block_size, norm_tol=norm_tol,
     )  # fmt: skip
     n_syn = syn_emb.shape[0]
+    step, noise_units = None, None
+    if sigma > 0:
+        # One lattice step per release: a power of two dividing 2^-(q-1) (docs/method.md §2.5).
+        party_sigma = float(sigma) / np.sqrt(num_parties)
+        step = lattice_step(party_sigma, 2.0 ** -(int(q) - 1))
+        noise_units = [
+            noise.child(name).lattice_noise((n_syn,), scale=party_sigma / step, parties=num_parties)
+            for name in release
+        ]
 
     # Pad to buckets so that jit compiles once per bucket, not once per population size.
     syn = pad_synthetic(syn_emb, syn_label, syn_mask, multiple=1 if mesh is None else mesh.size)
     priv = group_parties(priv_emb, priv_label.astype(np.int32), priv_mask, party_id, num_parties, 1)
+    if noise_units is not None:
+        pad = syn[0].shape[0] - n_syn
+        noise_units = tuple(np.pad(x, (0, pad)) for x in noise_units)
     if block_size is not None and block_size >= syn[0].shape[0]:
         block_size = None
-    fn = _jitted(int(q), release, block_size, mesh)
-    noisy = fn(noise_key, np.float32(sigma), *priv, *syn)
+    fn = _jitted(int(q), release, block_size, mesh, step)
+    noisy = fn(noise_units, *priv, *syn)
     del priv, priv_emb, priv_label, priv_mask
     if mesh is not None and mesh.is_multi_process:
         noisy = tuple(np.asarray(h) for h in noisy)  # replicated: whole on every process
@@ -292,11 +321,13 @@ def vote_and_noise(
         l2_sensitivity=sens,
         release=release,
         adjacency=adjacency,
+        lattice_step=step,
+        private=noise.private,
     )
 
 
 def round_votes(
-    noise_key: jax.Array,
+    noise: NoiseSource,
     private: tuple[np.ndarray, np.ndarray, np.ndarray],
     syn_emb: np.ndarray,
     syn_label: np.ndarray,
@@ -309,7 +340,7 @@ def round_votes(
     """One round's release: Top-Q votes of the private set over the synthetic set, noised.
 
     Args:
-      noise_key: this round's key of the DP-noise stream.
+      noise: this round's noise source (``run_noise.child(f"r{t}")``).
       private: (embeddings (M, d) unit-norm, labels (M,), party ids (M,)) of the private set.
       syn_emb: (n, d) unit-norm synthetic embeddings; syn_label: (n,) int.
       syn_mask: (n,) bool, False for samples held out this round (they get no votes).
@@ -322,7 +353,7 @@ def round_votes(
     """
     priv_emb, priv_label, priv_party = private
     return vote_and_noise(
-        noise_key,
+        noise,
         np.asarray(priv_emb, np.float32),
         np.asarray(priv_label, np.int32),
         np.asarray(syn_emb, np.float32),

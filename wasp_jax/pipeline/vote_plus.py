@@ -8,16 +8,17 @@ computes, inside one jitted function, the clean statistics of the requested rele
 * ``per_plm``: those votes summed per PLM, one K-vector per histogram;
 * ``per_cluster``: summed per cluster of candidates (a public clustering of synthetic data);
 * ``usefulness``: per PLM, the number of private records the linear probe fitted on that PLM's
-  synthetic rows classifies correctly;
-* ``centroids``: per class, the sum of the private embeddings (clipped to norm 1).
+  synthetic rows classifies correctly.
 
-Each kind is noised with its own sigma (a ``BudgetSplit`` of the run's budget) from its own
-fold of the DP noise key, and each sigma is checked against the sensitivity derived for what
-is released. Clean values never leave the jitted function.
+Each kind is noised with its own sigma (a ``BudgetSplit`` of the run's budget): its clean
+values, multiples of 2^-(q-1) (votes) or integers (counts), move to a power-of-two lattice and
+get discrete Gaussian noise read from the kind's own child of the run's noise source
+(``kernels.noise``, docs/method.md §2.5). Each sigma is checked against the sensitivity
+derived for what is released. Clean values never leave the jitted function.
 
 Example::
 
-    out = aggregate_and_noise(key, e_priv, y_priv, e_syn, y_syn, q=8,
+    out = aggregate_and_noise(noise, e_priv, y_priv, e_syn, y_syn, q=8,
                               sigmas={"per_cluster": 4.1, "usefulness": 6.0},
                               syn_cluster=cluster_id, num_clusters=32, probes=(W, b))
     out.per_cluster          # (1, 32) noisy cluster totals of the nearest votes
@@ -30,11 +31,14 @@ from collections.abc import Mapping
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from wasp_jax.kernels.releases import class_sums, segment_totals, usefulness_counts
+from wasp_jax.kernels.noise import lattice_step
+from wasp_jax.kernels.releases import usefulness_counts
 from wasp_jax.kernels.voting import top_q_votes
-from wasp_jax.pipeline.vote_inputs import HISTOGRAMS, check_inputs, check_release, pad_synthetic
+from wasp_jax.pipeline.vote_inputs import check_inputs, check_release, pad_synthetic
+from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.privacy.release_kinds import KINDS, MEASURES, kind_sensitivity
 
 VOTE_KINDS = ("per_sample", "per_plm", "per_cluster")
@@ -49,28 +53,43 @@ class NoisyAggregates:
       per_plm: (H, K) noisy per-PLM vote totals.
       per_cluster: (H, n_clusters) noisy per-cluster vote totals.
       usefulness: (K,) noisy correct-counts of each PLM's probe on the private records.
-      centroids: (C, d) noisy per-class sums of clipped private embeddings.
       release: the histograms the vote kinds count ("nearest", "farthest").
       ledger: ((kind, sigma, sensitivity, what it measures), ...) of every release made.
+      steps: {kind: lattice step}; each released value is a multiple of its kind's step.
+      private: False when the noise came from a seeded (not DP) source.
     """
 
     per_sample: jax.Array | None = None
     per_plm: jax.Array | None = None
     per_cluster: jax.Array | None = None
     usefulness: jax.Array | None = None
-    centroids: jax.Array | None = None
     release: tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
     ledger: tuple[tuple[str, float, float, str], ...] = flax.struct.field(
         pytree_node=False, default=()
     )
+    steps: dict[str, float] = flax.struct.field(pytree_node=False, default_factory=dict)
+    private: bool = flax.struct.field(pytree_node=False, default=True)
 
 
-def _noise(key, x, sigma):
-    return x + sigma * jax.random.normal(key, x.shape, x.dtype)
+def _to_units(x, step):
+    """Clean values on the lattice ``step * Z`` as int32 units (exact: x is on it)."""
+    return jnp.round(x * (1.0 / step)).astype(jnp.int32)
 
 
-def _core(key, sigmas, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *, static):
-    kinds, q, release, num_plms, num_clusters, num_classes = static
+def _release(units, noise, step):
+    """Noisy lattice units back to release units (float32 multiples of ``step``)."""
+    return (units + noise).astype(jnp.float32) * step
+
+
+def _core(noise, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *, static):
+    """Clean statistics of the requested kinds -> lattice units + noise, noisy values out.
+
+    ``noise``: {kind: int32 noise in that kind's lattice units}; ``steps`` (static): {kind:
+    lattice step}. Votes are multiples of 2^-(q-1) and counts are integers, multiples of
+    every step chosen for them, so the conversion to units is exact.
+    """
+    kinds, q, release, num_plms, num_clusters, steps = static
+    steps = dict(steps)
     out = {}
     if any(k in VOTE_KINDS for k in kinds):
         near, far = top_q_votes(pe, pl, se, sl, q=q, priv_mask=pm, syn_mask=sm)
@@ -79,29 +98,21 @@ def _core(key, sigmas, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *,
         for kind in VOTE_KINDS:
             if kind not in kinds:
                 continue
-            kkey = jax.random.fold_in(key, KINDS.index(kind))
             rows = []
-            for name, h in zip(release, hists, strict=True):
-                if kind == "per_sample":
-                    clean = h
-                elif kind == "per_plm":
-                    clean = segment_totals(h, plm, sm, num_segments=num_plms)
-                else:
-                    clean = segment_totals(h, cluster, sm, num_segments=num_clusters)
-                hkey = jax.random.fold_in(kkey, HISTOGRAMS.index(name))
-                rows.append(_noise(hkey, clean, sigmas[kind]))
-                del clean
-            out[kind] = jax.numpy.stack(rows)
+            for h in hists:
+                units = jnp.where(sm, _to_units(h, steps[kind]), 0)
+                if kind == "per_plm":
+                    units = jax.ops.segment_sum(units, plm, num_segments=num_plms)
+                elif kind == "per_cluster":
+                    units = jax.ops.segment_sum(units, cluster, num_segments=num_clusters)
+                rows.append(units)
+                del units
+            out[kind] = _release(jnp.stack(rows), noise[kind], steps[kind])
         del hists
     if "usefulness" in kinds:
         clean = usefulness_counts(pe, pl, kernels, biases, pm)
-        out["usefulness"] = _noise(jax.random.fold_in(key, KINDS.index("usefulness")), clean,
-                                   sigmas["usefulness"])  # fmt: skip
-        del clean
-    if "centroids" in kinds:
-        clean = class_sums(pe, pl, pm, num_classes=num_classes)
-        out["centroids"] = _noise(jax.random.fold_in(key, KINDS.index("centroids")), clean,
-                                  sigmas["centroids"])  # fmt: skip
+        step = steps["usefulness"]
+        out["usefulness"] = _release(_to_units(clean, step), noise["usefulness"], step)
         del clean
     return out
 
@@ -109,6 +120,15 @@ def _core(key, sigmas, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *,
 @functools.lru_cache(maxsize=64)
 def _jitted(static):
     return jax.jit(functools.partial(_core, static=static))
+
+
+def _kind_shape(kind, *, num_histograms, n, num_plms, num_clusters) -> tuple[int, ...]:
+    return {
+        "per_sample": (num_histograms, n),
+        "per_plm": (num_histograms, num_plms),
+        "per_cluster": (num_histograms, num_clusters),
+        "usefulness": (num_plms,),
+    }[kind]
 
 
 def release_sensitivities(
@@ -125,7 +145,7 @@ def release_sensitivities(
 
 
 def aggregate_and_noise(
-    noise_key: jax.Array,
+    noise: NoiseSource,
     priv_emb,
     priv_label,
     syn_emb,
@@ -143,13 +163,12 @@ def aggregate_and_noise(
     syn_cluster=None,
     num_clusters: int = 1,
     probes: tuple[np.ndarray, np.ndarray] | None = None,
-    num_classes: int | None = None,
     norm_tol: float = 1e-3,
 ) -> NoisyAggregates:
     """The requested aggregated releases of the private set, noised.
 
     Args:
-      noise_key: typed key of the DP noise stream (each kind folds in its own index).
+      noise: the round's noise source; each kind reads its own child (``noise.child(kind)``).
       priv_emb, priv_label: (M, d) unit-norm private embeddings and (M,) int labels.
       syn_emb, syn_label: (n, d) unit-norm synthetic embeddings and (n,) int labels.
       q: votes per private record and histogram.
@@ -163,7 +182,6 @@ def aggregate_and_noise(
       syn_plm, num_plms: (n,) PLM of each candidate and K (per_plm; K also for usefulness).
       syn_cluster, num_clusters: (n,) cluster of each candidate and their number (per_cluster).
       probes: (kernels (K, d, C), biases (K, C)) of the per-PLM linear probes (usefulness).
-      num_classes: C (centroids; default max label + 1).
 
     Raises:
       ValueError: an unknown kind, a missing input of a requested kind, a negative sigma or a
@@ -198,27 +216,46 @@ def aggregate_and_noise(
     if "usefulness" in kinds and probes is None:
         raise ValueError("the usefulness release needs probes=(kernels, biases)")
     d = syn_emb.shape[1]
-    num_classes = int(num_classes or max(int(priv_label.max(initial=0)), 0) + 1)
     kernels, biases = probes if probes is not None else (np.zeros((1, d, 1)), np.zeros((1, 1)))
     se, sl, sm = pad_synthetic(np.asarray(syn_emb, np.float32), syn_label, syn_mask, multiple=1)
     pad = se.shape[0] - n
     plm, cluster = np.pad(plm, (0, pad)), np.pad(cluster, (0, pad))
-    static = (kinds, int(q), release, int(num_plms), int(num_clusters), num_classes)
+    steps, noise_units = {}, {}
+    for k in kinds:
+        natural = 1.0 if k == "usefulness" else 2.0 ** -(int(q) - 1)
+        shape = _kind_shape(
+            k, num_histograms=len(release), n=n, num_plms=num_plms, num_clusters=num_clusters
+        )
+        sigma = float(sigmas[k])
+        if sigma == 0:  # epsilon = inf: the clean values, not private
+            steps[k], units = natural, np.zeros(shape, np.int32)
+        else:
+            steps[k] = lattice_step(sigma, natural)
+            units = noise.child(k).lattice_noise(shape, scale=sigma / steps[k])
+        if k == "per_sample":
+            units = np.pad(units, ((0, 0), (0, pad)))
+        noise_units[k] = units
+    static = (kinds, int(q), release, int(num_plms), int(num_clusters), tuple(steps.items()))
     out = _jitted(static)(
-        noise_key,
-        {k: np.float32(sigmas[k]) for k in kinds},
+        noise_units,
         np.asarray(priv_emb, np.float32),
         priv_label.astype(np.int32),
         priv_mask,
-        se, sl, sm, plm, cluster,
+        se,
+        sl,
+        sm,
+        plm,
+        cluster,
         np.asarray(kernels, np.float32),
         np.asarray(biases, np.float32),
-    )  # fmt: skip
+    )
     del priv_emb, priv_label, priv_mask
     if "per_sample" in out:
         out["per_sample"] = out["per_sample"][:, :n]
     ledger = tuple((k, float(sigmas[k]), derived[k], MEASURES[k]) for k in kinds)
-    return NoisyAggregates(**out, release=release, ledger=ledger)
+    return NoisyAggregates(
+        **out, release=release, ledger=ledger, steps=steps, private=noise.private
+    )
 
 
 def _ids(name, ids, n, num, needed) -> np.ndarray:

@@ -28,11 +28,12 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 from scipy import stats
 
-from wasp_jax.config import ACCOUNTING_METHODS, ADJACENCIES
+from wasp_jax.config import ADJACENCIES
 from wasp_jax.privacy.sensitivity import check_choice as _check_choice
 from wasp_jax.privacy.sensitivity import check_int as _check_int
 
-METHODS = ACCOUNTING_METHODS
+#: Calibrations ``calibrate_sigma`` knows ("pld" is for continuous Gaussian noise only).
+METHODS = ("pld", "rdp", "classic")
 
 
 class PrivacyBudgetExceededError(ValueError):

@@ -1,7 +1,7 @@
 """One budget split over several kinds of Gaussian release, composed by one accountant.
 
 A run of WASP+ makes ``count[kind]`` releases of each kind (e.g. per-PLM usefulness once a
-round, per-cluster votes once a round, class centroids once). The run's (epsilon, delta) is
+round, per-cluster votes once a round). The run's (epsilon, delta) is
 shared by a configurable split: kind i receives the fraction ``f_i`` of the total privacy
 "precision" 1/z^2 of composed Gaussians (z = sigma / sensitivity), spread evenly over its
 ``n_i`` releases, so that
@@ -73,7 +73,7 @@ def calibrate_split(
     *,
     counts: dict[str, int],
     fractions: dict[str, float],
-    method: str = "pld",
+    method: str = "rdp",
 ) -> BudgetSplit:
     """Noise multipliers per kind so that all releases together are (epsilon, delta)-DP.
 
@@ -82,7 +82,8 @@ def calibrate_split(
       delta: total delta in (0, 1).
       counts: number of releases of each kind over the run.
       fractions: share of the budget of each kind (same keys, each in (0, 1], sum 1).
-      method: "pld" or "rdp", dp_accounting's accountant for the final check.
+      method: "rdp" (the releases' accountant: it covers discrete Gaussian noise) or "pld"
+        (continuous Gaussian noise only), dp_accounting's accountant for the final check.
     """
     epsilon = _check_epsilon(epsilon)
     delta = _check_delta(delta)

@@ -24,7 +24,7 @@ class PrivacyPlan:
     Attributes:
       epsilon, delta: the run's total budget (epsilon may be math.inf: no noise).
       adjacency: "add_remove" or "replace_one".
-      accounting: "pld", "rdp" or "classic".
+      accounting: "rdp" or "classic".
       sensitivity: the sensitivity sigma is calibrated for and the ledger records (the
         exact L2 sensitivity, or the original's Delta under "classic", or an override).
       l2_sensitivity: the exact L2 sensitivity of one round's release.
@@ -33,7 +33,13 @@ class PrivacyPlan:
       num_parties: L; each party adds sigma / sqrt(L).
       releases: the released histograms of every round (WASP+: the release kinds).
       kinds: WASP+ only: (kind, sigma, sensitivity) of each kind released every round.
+      noise: "secure" (from the run's secret: DP) or "seeded" (NOT DP: tests only).
     """
+
+    @property
+    def private(self) -> bool:
+        """Whether the releases are differentially private (noisy, from a secret)."""
+        return self.sigma > 0 and self.noise == "secure"
 
     epsilon: float
     delta: float
@@ -46,6 +52,7 @@ class PrivacyPlan:
     num_parties: int
     releases: tuple[str, ...]
     kinds: tuple[tuple[str, float, float], ...] = ()
+    noise: str = "secure"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self) | {
@@ -62,7 +69,7 @@ class PrivacyPlan:
 def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
     """Sensitivity and sigma for the configured release (None: no private data is used).
 
-    "pld"/"rdp": the exact L2 sensitivity of the released histograms under the chosen
+    "rdp": the exact L2 sensitivity of the released histograms under the chosen
     adjacency, calibrated with dp_accounting for T Gaussian releases. "classic": the
     original's Delta and formula (docs/method.md §6.5; sigma = 9.6896 at the paper's defaults).
     """
@@ -74,7 +81,7 @@ def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
         return PrivacyPlan(
             epsilon=p.epsilon, delta=p.delta, adjacency=p.adjacency, accounting=p.accounting,
             sensitivity=kinds[0][2], l2_sensitivity=kinds[0][2], sigma=kinds[0][1], rounds=T,
-            num_parties=1, releases=tuple(k[0] for k in kinds), kinds=kinds,
+            num_parties=1, releases=tuple(k[0] for k in kinds), kinds=kinds, noise=p.noise,
         )  # fmt: skip
     p, q, T = cfg.privacy, cfg.voting.q, cfg.generation.rounds
     nh = cfg.num_histograms
@@ -99,4 +106,5 @@ def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
         rounds=T,
         num_parties=cfg.data.num_parties,
         releases=tuple(cfg.voting.release),
+        noise=p.noise,
     )

@@ -28,8 +28,8 @@ def plus_kinds(cfg: WaspConfig) -> tuple[tuple[str, float, float], ...]:
     p, q, T = cfg.privacy, cfg.voting.q, cfg.generation.rounds
     if p.accounting == "classic" or p.sensitivity_override is not None or cfg.data.num_parties > 1:
         raise ValueError(
-            "method 'wasp_plus' is accounted with PLD or RDP, for one data party and the "
-            "derived sensitivities: set privacy.accounting=pld, no sensitivity override and "
+            "method 'wasp_plus' is accounted with RDP, for one data party and the derived "
+            "sensitivities: set privacy.accounting=rdp, no sensitivity override and "
             "data.num_parties=1"
         )
     fractions = cfg.plus.fractions()
@@ -42,6 +42,6 @@ def plus_kinds(cfg: WaspConfig) -> tuple[tuple[str, float, float], ...]:
     }  # fmt: skip
     split = calibrate_split(
         p.epsilon, p.delta, counts=dict.fromkeys(fractions, T), fractions=fractions,
-        method="rdp" if p.accounting == "rdp" else "pld",
+        method="rdp",
     )  # fmt: skip
     return tuple((k, float(split.sigma(k, sens[k])), float(sens[k])) for k in fractions)

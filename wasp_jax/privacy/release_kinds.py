@@ -8,12 +8,10 @@ One private record contributes, under add/remove adjacency:
   land in one segment, so sum(w) per histogram (the L1 norm bounds the L2 norm, with equality
   when one segment takes them all).
 * ``usefulness``: a 0/1 K-vector (probe k right or wrong on this record): sqrt(K).
-* ``centroids``: its embedding clipped to norm <= 1, in its class's row: 1.
 
 Histograms add in quadrature. Under replace-one, a record's contribution is swapped for
 another's: two non-negative vectors give ||u - v|| <= sqrt(2) max norm (vote kinds); two 0/1
-vectors differ by at most 1 per entry, so usefulness stays sqrt(K); two clipped embeddings
-differ by at most 2 (same class) or sqrt(2) (two class rows), so centroids take 2.
+vectors differ by at most 1 per entry, so usefulness stays sqrt(K).
 ``tests/test_release_kinds.py`` checks each bound by brute force over neighbouring datasets.
 """
 
@@ -27,7 +25,7 @@ from wasp_jax.config import ADJACENCIES
 from wasp_jax.kernels.voting import vote_weights
 from wasp_jax.privacy.sensitivity import check_choice, check_int, l2_sensitivity
 
-KINDS = ("per_sample", "per_plm", "per_cluster", "usefulness", "centroids")
+KINDS = ("per_sample", "per_plm", "per_cluster", "usefulness")
 
 #: What each release measures (written into the ledger).
 MEASURES = {
@@ -35,7 +33,6 @@ MEASURES = {
     "per_plm": "Top-Q votes summed per PLM (one K-vector per histogram)",
     "per_cluster": "Top-Q votes summed per k-means cluster of the synthetic candidates",
     "usefulness": "per PLM, private records its synthetic data's linear probe classifies right",
-    "centroids": "per class, the sum of the private embeddings clipped to norm 1",
 }
 
 
@@ -66,6 +63,4 @@ def kind_sensitivity(
         nh = check_int("num_histograms", num_histograms, 1)
         per_hist = float(np.sum(vote_weights(q)))
         return per_hist * math.sqrt(nh) * (math.sqrt(2.0) if replace else 1.0)
-    if kind == "usefulness":
-        return math.sqrt(check_int("num_plms", num_plms, 1))
-    return 2.0 if replace else 1.0
+    return math.sqrt(check_int("num_plms", num_plms, 1))  # usefulness
