@@ -30,7 +30,6 @@ import pathlib
 import sys
 import time
 
-import jax
 import numpy as np
 
 from experiments import imdb_pools
@@ -39,6 +38,7 @@ from experiments.table_imdb import pool_zeroshot
 from wasp_jax import config as config_lib
 from wasp_jax.pipeline import runner
 from wasp_jax.pipeline import vote_baselines as vb
+from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.stm import metrics
 from wasp_jax.stm.probe import train_probe
 
@@ -120,13 +120,13 @@ def cell(row: str, seed: int, ctx) -> dict:
         x = imdb_pools.embed_public(emb, [r["text"] for r in rows])
         return _probe_score(x, [r["label"] for r in rows], test) | {"n_train": len(rows)}
     px, py = ctx["private"]
-    key = jax.random.key(1000 + seed)
+    noise = NoiseSource.fresh()  # a new secret per cell: the spread is over noise draws
     if row == "dp-sgd-probe":
-        k, b, info = vb.dp_sgd_probe(key, px, py, num_classes=2, epsilon=EPS, delta=DELTA)
+        k, b, info = vb.dp_sgd_probe(noise, px, py, num_classes=2, epsilon=EPS, delta=DELTA)
         return _score((test[0] @ k + b).argmax(1), test[1]) | {"dp": info}
     if row == "dp-centroid":
         sums, sigma = vb.dp_centroid_classifier(
-            key, px, py, num_classes=2, epsilon=EPS, delta=DELTA
+            noise, px, py, num_classes=2, epsilon=EPS, delta=DELTA
         )
         return _score(vb.centroid_predict(sums, test[0]), test[1]) | {"sigma": sigma}
     return _probe_score(px, py, test) | {"n_train": len(py), "not_dp": True}

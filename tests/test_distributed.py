@@ -178,6 +178,7 @@ from wasp_jax import distributed as dist
 assert dist.initialize(dist.job_spec())
 import jax
 from wasp_jax.pipeline.vote import vote_and_noise
+from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.pipeline.spread import vote_mesh
 
 i, n = dist.process_index(), dist.process_count()
@@ -210,7 +211,7 @@ e_syn = rng.normal(size=(37, 16)).astype(np.float32)
 e_priv /= np.linalg.norm(e_priv, axis=1, keepdims=True)
 e_syn /= np.linalg.norm(e_syn, axis=1, keepdims=True)
 y_priv, y_syn = np.arange(9) % 2, np.arange(37) % 2
-key = jax.random.key(3)
+key = NoiseSource.seeded(3)
 kw = dict(q=3, sigma=1.5)
 mesh = vote_mesh(None)
 assert mesh.is_multi_process and mesh.size == 4

@@ -35,13 +35,19 @@ def test_classic_delta_and_classic_sigma():
 
 
 @pytest.mark.parametrize(
-    "adjacency,want",
-    [("add_remove", (12.184, 6.512, 3.531, 1.960)), ("replace_one", (17.231, 9.209, 4.994, 2.772))],
+    "adjacency,method,want",
+    [
+        ("add_remove", "rdp", (13.212, 7.019, 3.781, 2.083)),
+        ("replace_one", "rdp", (18.685, 9.926, 5.347, 2.945)),
+        ("add_remove", "pld", (12.184, 6.512, 3.531, 1.960)),
+        ("replace_one", "pld", (17.231, 9.209, 4.994, 2.772)),
+    ],
 )
-def test_pld_sigma_reference_values(adjacency, want):
+def test_sigma_reference_values(adjacency, method, want):
+    """RDP (the default: it covers the discrete Gaussian) and PLD (continuous noise only)."""
     sens = privacy.l2_sensitivity(8, adjacency=adjacency)
     got = [
-        privacy.calibrate_sigma(eps, 1e-5, num_rounds=4, l2_sensitivity=sens)
+        privacy.calibrate_sigma(eps, 1e-5, num_rounds=4, l2_sensitivity=sens, method=method)
         for eps in (1, 2, 4, 8)
     ]
     np.testing.assert_allclose(got, want, atol=1.5e-3)

@@ -35,7 +35,6 @@ import json
 import sys
 import time
 
-import jax
 import numpy as np
 from scipy import stats
 from wasp_jax.kernels.weights import plm_scores
@@ -46,6 +45,7 @@ from wasp_jax.pipeline import plus_select
 from wasp_jax.pipeline.vote_plus import aggregate_and_noise, release_sensitivities
 from wasp_jax.privacy import calibrate_sigma, l2_sensitivity
 from wasp_jax.privacy.composition import calibrate_split
+from wasp_jax.privacy.noise_source import NoiseSource
 
 EPSILONS = (1.0, 2.0, 4.0, 8.0)
 DELTA = 1e-5
@@ -128,13 +128,13 @@ def main(argv=None) -> None:
     )
     common = dict(
         release=BOTH, syn_plm=pool.plm, num_plms=K, syn_cluster=cluster,
-        num_clusters=C * kc, probes=(kern, bias), num_classes=C,
+        num_clusters=C * kc, probes=(kern, bias),
     )  # fmt: skip
-    kinds = ("per_sample", "per_plm", "per_cluster", "usefulness", "centroids")
+    kinds = ("per_sample", "per_plm", "per_cluster", "usefulness")
     call = lambda key, sig: aggregate_and_noise(
         key, priv_x, priv_y, pool.emb, pool.labels, q=Q, sigmas=sig, **common
     )
-    clean = call(jax.random.key(0), dict.fromkeys(kinds, 0.0))
+    clean = call(NoiseSource.fresh(), dict.fromkeys(kinds, 0.0))
     clean_near, clean_far = (np.asarray(h, np.float64) for h in clean.per_sample)
     wasp_score = lambda near: np.asarray(plm_scores(near, pool.plm, num_plms=K))
     clean_scores = {
@@ -215,7 +215,7 @@ def main(argv=None) -> None:
         },
         "results": {},
     }
-    root = jax.random.key(args.seed + 1)
+    root = NoiseSource.fresh()  # a study of the noise: each draw reads its own label
     for e_i, eps in enumerate(EPSILONS):
         for b_i, budget in enumerate(("one_release", "per_round")):
             sig = sigmas(eps, budget)
@@ -223,8 +223,7 @@ def main(argv=None) -> None:
             mass = {k: {"good": [], "bad": []} for k in picks_of}
             cmass = {"good": [], "bad": []}
             for d in range(args.draws):
-                key = jax.random.fold_in(jax.random.fold_in(root, e_i * 2 + b_i), d)
-                out = call(key, sig)
+                out = call(root.child(e_i, b_i, d), sig)
                 noisy = {
                     "per_sample": wasp_score(out.per_sample[0]),
                     "per_plm": np.asarray(out.per_plm[0]),

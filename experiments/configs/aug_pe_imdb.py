@@ -5,7 +5,7 @@ Diff from base.py: `config.with_method(base, "aug_pe")`: the first PLM only
 histogram), rephrase variations of the most-voted samples, no contrast, no PLM weighting. Same
 epsilon, delta, T, N and private data as base.py.
 
-Privacy: sigma = 2.162 (PLD, add/remove, L2 sensitivity 1 for one Top-1 histogram, T = 4).
+Privacy: sigma = 2.315 (RDP, add/remove, L2 sensitivity 1 for one Top-1 histogram, T = 4).
 
 Reproduce (from the repository root):
     wasp-jax run --config experiments/configs/aug_pe_imdb.py --workdir runs/aug_pe_imdb/s0

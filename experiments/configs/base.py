@@ -7,7 +7,7 @@ PROVENANCE.md), Q = 8, S = 8, epsilon = 4, delta = 1e-5, T = 4 rounds, N = 600 s
 samples (N_0 = N / (T + 1) = 120). Downstream test set: the 3,000 real reviews of
 `../shared/data/imdb/test.jsonl` (only present on the project's machines).
 
-Privacy: sigma = 3.531 per noisy histogram entry (PLD accounting, add/remove adjacency, L2
+Privacy: sigma = 3.781 per noisy histogram entry (RDP accounting, add/remove adjacency, L2
 sensitivity 1.633 for Q = 8 with both histograms, T = 4 releases).
 
 Reproduce (from the repository root):

@@ -7,7 +7,7 @@ private IMDb reviews, SmolLM2-135M + Gemma-3-270M, all-MiniLM-L6-v2, epsilon = 4
 delta = 1e-5), and no downstream evaluation (`--set eval.test_path=...` or `wasp-jax demo
 --eval` adds it on the bundled 500 real test reviews).
 
-Privacy: sigma = 2.497 (PLD, add/remove, L2 sensitivity 1.633, T = 2 releases).
+Privacy: sigma = 2.673 (RDP, add/remove, L2 sensitivity 1.633, T = 2 releases).
 
 Reproduce (from the repository root; both commands run the same config):
     make demo        # = wasp-jax demo --workdir runs/demo

@@ -8,7 +8,7 @@ delta = 1e-5. Each round draws the allocated number of not-yet-used candidates p
 class from its pool (file order) instead of generating, so no PLM is loaded; only the
 embedder runs. The pools are only present on the project's machines.
 
-Privacy: sigma = 3.531 (PLD, add/remove, L2 sensitivity 1.633, T = 4), as base.py.
+Privacy: sigma = 3.781 (RDP, add/remove, L2 sensitivity 1.633, T = 4), as base.py.
 
 Reproduce (from the repository root):
     wasp-jax run --config experiments/configs/replay_imdb.py --workdir runs/replay_imdb/s0

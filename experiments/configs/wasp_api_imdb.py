@@ -9,7 +9,7 @@ OPENAI_API_KEY (never written anywhere); the endpoint from OPENAI_BASE_URL or ap
 Answers are cached in <workdir>/api_cache (or generation.api_cache_dir): a resumed or repeated
 run pays only for requests it has not sent before.
 
-Privacy: as base.py (sigma = 3.531, PLD, add/remove, T = 4). The API models see only public
+Privacy: as base.py (sigma = 3.781, RDP, add/remove, T = 4). The API models see only public
 instructions and synthetic samples, never a private text.
 
 Reproduce (from the repository root):

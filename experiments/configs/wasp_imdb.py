@@ -3,7 +3,7 @@
 Diff from base.py: none; base.py is the WASP main line (Q = 8, S = 8, contrastive prompts,
 PLM weighting, epsilon = 4, delta = 1e-5, T = 4, N = 600, M = 100, corrected defaults).
 
-Privacy: sigma = 3.531 (PLD, add/remove, L2 sensitivity 1.633, T = 4), as base.py.
+Privacy: sigma = 3.781 (RDP, add/remove, L2 sensitivity 1.633, T = 4), as base.py.
 
 Reproduce (from the repository root):
     wasp-jax run --config experiments/configs/wasp_imdb.py --workdir runs/wasp_imdb/s0

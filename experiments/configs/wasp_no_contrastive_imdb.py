@@ -5,7 +5,7 @@ show S = 8 good examples only (the task's non-contrastive template), so only the
 histogram is released and the L2 sensitivity halves (the original's Delta = 2). PLM weighting
 stays on.
 
-Privacy: sigma = 2.497 (PLD, add/remove, L2 sensitivity 1.155 for the nearest histogram
+Privacy: sigma = 2.673 (RDP, add/remove, L2 sensitivity 1.155 for the nearest histogram
 only, T = 4).
 
 Reproduce (from the repository root):

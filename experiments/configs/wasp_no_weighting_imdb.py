@@ -4,7 +4,7 @@ Diff from base.py: `generation.plm_weighting=False`: every round's new budget is
 over the PLMs instead of by softmax(PLM score / tau). Votes, noise and contrastive prompts as
 base.py, so the privacy ledger is the same.
 
-Privacy: sigma = 3.531 (PLD, add/remove, L2 sensitivity 1.633, T = 4), as base.py.
+Privacy: sigma = 3.781 (RDP, add/remove, L2 sensitivity 1.633, T = 4), as base.py.
 
 Reproduce (from the repository root):
     wasp-jax run --config experiments/configs/wasp_no_weighting_imdb.py \

@@ -7,7 +7,7 @@ M = 300 private samples (the paper's size for L = 2, 4, 10): the first 300 lines
 Each party adds Gaussian noise with std sigma / sqrt(L) to its own histograms and only the sum
 is released: the guarantee assumes secure aggregation (the datasheet says so).
 
-Privacy: sigma = 3.531 for the summed histograms (PLD, add/remove, T = 4), i.e. 1.766 per
+Privacy: sigma = 3.781 for the summed histograms (RDP, add/remove, T = 4), i.e. 1.766 per
 party.
 
 Reproduce (from the repository root):

@@ -7,7 +7,7 @@ histograms, (1) per pool the number of the 100 private reviews that a linear pro
 that pool's current rows classifies correctly (a 6-vector, sensitivity sqrt(6)) and (2) the
 nearest and farthest Top-8 votes summed per k-means cluster of the candidates (16 clusters per
 class; sensitivity sqrt(2) * sum(w) = 2.817). The budget is split half and half over the 2 x 2
-releases (PLD, epsilon = 4, delta = 1e-5): sigma = 5.297 for usefulness, 6.092 for the cluster
+releases (RDP, epsilon = 4, delta = 1e-5): sigma = 5.671 for usefulness, 6.092 for the cluster
 totals. The next round's pool budgets are softmax(noisy counts / 5 records, about one noise
 std); each pool's rows are drawn by cluster quotas (the next 3 x quota unused rows, assigned to
 the nearest centre, taken in proportion to the positive noisy cluster totals); good and bad

@@ -31,8 +31,11 @@ def small_config(**changes):
         "selection.s": 4,
         "generation.num_prompt_variants": 3,
         "runtime.progress": False,
-        # RDP accounting is ~100x faster than PLD here; PLD runs in test_pld_ledger
         "privacy.accounting": "rdp",
+        # These tests compare resumed and uninterrupted runs byte for byte, which needs the
+        # noise of two workdirs to match: seeded noise (NOT DP). Secure mode, where every
+        # workdir draws its own secret, is pinned by its properties in test_secure_noise.py.
+        "privacy.noise": "seeded",
     }
     base.update(changes)
     return C.replace(C.base_config(), **base)
@@ -256,10 +259,13 @@ def test_replay(tmp_path):
     assert json.loads(read(tmp_path / "wd", "privacy.json"))["rounds_released"] == 2
 
 
-def test_pld_ledger_and_classic(tmp_path):
-    runner.run(small_config(**{"privacy.accounting": "pld"}), tmp_path / "pld", hooks=hooks())
-    ledger = json.loads(read(tmp_path / "pld", "privacy.json"))
-    assert ledger["accounting"] == "pld" and ledger["rounds_released"] == 2
+def test_rdp_ledger_and_classic(tmp_path):
+    with pytest.raises(C.ConfigError, match="discrete Gaussian"):
+        small_config(**{"privacy.accounting": "pld"})
+    runner.run(small_config(), tmp_path / "rdp", hooks=hooks())
+    ledger = json.loads(read(tmp_path / "rdp", "privacy.json"))
+    assert ledger["accounting"] == "rdp" and ledger["rounds_released"] == 2
+    assert "discrete Gaussian" in ledger["accountant"] and ledger["noise"] == "seeded"
     assert 3.9 < ledger["epsilon_spent"] <= 4.0 * (1 + 1e-6)  # tight calibration
     cfg = small_config(**{"privacy.accounting": "classic", "voting.q": 8, "generation.budget": 48})
     runner.run(cfg, tmp_path / "classic", hooks=hooks())

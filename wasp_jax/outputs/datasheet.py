@@ -20,6 +20,7 @@ from typing import Any
 from wasp_jax import data as data_io
 from wasp_jax.outputs import run_files as R
 from wasp_jax.outputs.api_usage import usage_section
+from wasp_jax.privacy.noise_source import SEEDED_NOTE
 
 #: Licence of each model the project can load (registry name -> licence); the datasheet
 #: names them because the synthetic texts are model outputs.
@@ -88,6 +89,7 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
         ("delta", R.field(ledger, "delta")),
         ("epsilon spent so far", R.field(ledger, "epsilon_spent")),
         ("accounting", R.field(ledger, "accounting")),
+        ("noise", R.field(ledger, "noise")),
         ("noise std sigma (aggregate)", R.field(ledger, "sigma")),
         ("L2 sensitivity", R.field(ledger, "sensitivity")),
         ("voting rounds T (planned)", R.field(ledger, "rounds")),
@@ -98,9 +100,9 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
     per_kind = R.field(ledger, "kinds")
     if per_kind:  # WASP+: one sigma and sensitivity per kind of release
         each = lambda f: ", ".join(f"{k['kind']} {k[f]:.4g}" for k in per_kind)
-        rows[6] = ("noise std sigma, per release kind", each("sigma"))
-        rows[7] = ("L2 sensitivity, per release kind", each("sensitivity"))
-        rows[10] = ("noisy releases per round", ", ".join(k["kind"] for k in per_kind))
+        rows[7] = ("noise std sigma, per release kind", each("sigma"))
+        rows[8] = ("L2 sensitivity, per release kind", each("sensitivity"))
+        rows[11] = ("noisy releases per round", ", ".join(k["kind"] for k in per_kind))
     text = R.md_table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
     if str(R.field(ledger, "epsilon")) in ("inf", "Infinity") or R.field(ledger, "sigma") == 0:
         return text + (
@@ -109,9 +111,18 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
             "weights and hence the synthetic texts depend on the private records without any "
             "formal protection. (The clean votes were kept in memory and never written.)\n"
         )
+    if R.field(ledger, "noise") == "seeded":
+        return text + (
+            f"\n**This data is NOT differentially private ({SEEDED_NOTE}).** The run was "
+            "configured with privacy.noise = 'seeded', so its noise was drawn from the public "
+            "seed: anyone who knows the seed can regenerate the noise and subtract it. Use such "
+            "runs for tests and replication only.\n"
+        )
     text += (
         "\nThe guarantee is (epsilon, delta)-DP with respect to the private records: the only "
-        "private-dependent values released are the Gaussian-noised vote histograms; the PLM "
+        "private-dependent values released are the noised vote histograms (discrete Gaussian "
+        "noise drawn from a secret the run took from the operating system's CSPRNG and never "
+        "wrote outside its private folder); the PLM "
         "weights, the selected examples, the prompts and every synthetic text are "
         "post-processing of those noisy histograms and public inputs. It protects records, not "
         "people: a person who contributed several records is protected at a weaker level.\n"

@@ -33,6 +33,7 @@ from wasp_jax.outputs.run_files import (
     mean_std,
     task_title,
 )
+from wasp_jax.privacy.noise_source import SEEDED_NOTE
 
 # ------------------------------------------------------------------------------ report
 
@@ -106,6 +107,11 @@ def _plots(run: Mapping[str, Any], names, plots: pathlib.Path) -> dict[str, Any]
 
 
 def _not_private_warning(ledger: Mapping[str, Any]) -> list[str]:
+    if field(ledger, "noise") == "seeded" and field(ledger, "sigma") != 0:
+        return [
+            f"**This data is NOT differentially private ({SEEDED_NOTE})**: the run had "
+            "privacy.noise = 'seeded', so anyone who knows its seed can subtract the noise.\n"
+        ]
     if field(ledger, "private", default=True) is False or field(ledger, "sigma") == 0:
         return [
             "**This data is NOT differentially private**: the run had epsilon = inf, so the "

@@ -1,8 +1,9 @@
 """Composition and calibration of the Gaussian vote releases, with dp_accounting (host side).
 
-* ``calibrate_sigma`` returns the noise std for T composed Gaussian releases: "pld" and "rdp"
-  through dp_accounting, "classic" the original's sigma = Delta sqrt(2 ln(1.25/delta)) sqrt(T)/eps
-  (with Delta from ``sensitivity.classic_delta``).
+* ``calibrate_sigma`` returns the noise std for T composed Gaussian releases: "rdp" (the
+  default, valid for the discrete Gaussian releases of the project, docs/method.md §2.5) and
+  "pld" (continuous Gaussians only) through dp_accounting, "classic" the original's
+  sigma = Delta sqrt(2 ln(1.25/delta)) sqrt(T)/eps (with Delta from ``sensitivity.classic_delta``).
 * ``epsilon_of`` is the epsilon at delta of composed releases with given noise multipliers.
   dp_accounting is always run in add/remove form; replace-one is folded into the sensitivity.
 * ``PrivacyLedger`` records every release, reports epsilon spent, refuses an over-budget release
@@ -11,7 +12,7 @@
 See docs/method.md §6.4. Example::
 
     sens = l2_sensitivity(8)                                     # 1.63298 (2 histograms)
-    sigma = calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=sens)   # ~3.531
+    sigma = calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=sens)   # ~3.781
     ledger = PrivacyLedger(epsilon=4.0, delta=1e-5)
     ledger.record(0, "votes", sigma=sigma, sensitivity=sens)
 """
@@ -159,7 +160,7 @@ def calibrate_sigma(
     *,
     num_rounds: int,
     l2_sensitivity: float,
-    method: str = "pld",
+    method: str = "rdp",
 ) -> float:
     """Gaussian noise std so that ``num_rounds`` releases are (epsilon, delta)-DP overall.
 
@@ -169,7 +170,9 @@ def calibrate_sigma(
       num_rounds: T, the number of releases composed, >= 1.
       l2_sensitivity: L2 sensitivity of one release (for "classic": the original's Delta,
         see ``classic_delta``), > 0.
-      method: "pld" (tight, dp_accounting), "rdp" (dp_accounting), or "classic" (the original's
+      method: "rdp" (dp_accounting's Renyi accountant: the one that covers the project's
+        discrete Gaussian releases), "pld" (tighter, for continuous Gaussian noise only), or
+        "classic" (the original's
         Delta sqrt(2 ln(1.25/delta)) sqrt(T) / epsilon).
 
     Returns:

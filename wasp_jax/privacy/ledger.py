@@ -150,23 +150,26 @@ class RunLedger:
             )
         else:
             out["l2_sensitivity"] = plan.l2_sensitivity
-            if plan.noise == "seeded" and plan.sigma > 0:
-                out["note"] = (
+            notes = []
+            if plan.sigma == 0:
+                notes.append(
+                    "epsilon = inf: the votes got no noise, so this output is NOT differentially "
+                    "private; the private records shaped it without any formal protection."
+                )
+            elif plan.noise == "seeded":
+                notes.append(
                     f"{SEEDED_NOTE}: privacy.noise = 'seeded' drew the noise from the public "
                     "seed, so anyone who knows it can subtract the noise; this output is NOT "
                     "differentially private (use it for tests and replication only)."
                 )
-            elif plan.sigma == 0:
-                out["note"] = (
-                    "epsilon = inf: the votes got no noise, so this output is NOT differentially "
-                    "private; the private records shaped it without any formal protection."
-                )
-            elif plan.num_parties > 1:
-                out["note"] = (
+            if plan.sigma > 0 and plan.num_parties > 1:
+                notes.append(
                     f"{plan.num_parties} parties each add noise sigma/sqrt(L) to their own "
                     "histograms and the server sums them; the guarantee holds for the sum and "
                     "assumes secure aggregation (or a trusted server)."
                 )
+            if notes:
+                out["note"] = " ".join(notes)
         if self.epsilon_spent_l2 is not None:
             out["epsilon_spent_l2"] = self.epsilon_spent_l2
         out["rounds_released"] = len({r["round"] for r in out["releases"]})
