@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init-task": ("wasp_jax.cli.task", "draft a task JSON from a labelled JSONL file"),
     "check-task": ("wasp_jax.cli.task", "check a task JSON against a labelled JSONL file"),
     "launch": ("wasp_jax.cli.launch", "run N local processes of one multi-process job"),
+    "audit": ("wasp_jax.cli.audit", "empirical lower bound on the epsilon of a config's releases"),
 }
 
 
