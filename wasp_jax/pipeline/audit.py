@@ -24,7 +24,7 @@ from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
 from wasp_jax.pipeline.audit_bugs import BUGS, MECHANISMS, Clean, applies, mechanism_sigma
 from wasp_jax.pipeline.audit_bugs import scores as mechanism_scores
-from wasp_jax.pipeline.audit_data import neighbours, releases
+from wasp_jax.pipeline.audit_data import Neighbours, Release, neighbours, releases
 from wasp_jax.privacy.audit_stats import release_epsilon, threshold_audit
 
 
@@ -35,6 +35,47 @@ def check_mechanisms(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def audit_release(
+    release: Release,
+    mechanism: str,
+    *,
+    trials: int,
+    delta: float,
+    blocks: int = 16,
+    confidence: float = 0.95,
+    select_fraction: float = 0.1,
+    nb: Neighbours | None = None,
+) -> tuple[dict, tuple]:
+    """Audits one release under one mechanism: (row of the result, (scores D, scores D',
+    bound)). ``nb``: the neighbours to use (default ``neighbours(release, blocks)``)."""
+    nb = neighbours(release, blocks) if nb is None else nb
+    clean = Clean(release, nb)
+    claimed = release_epsilon(release.sigma, release.sensitivity, delta)
+    t0 = time.perf_counter()
+    on_d = mechanism_scores(mechanism, release, nb, clean, "d", trials)
+    on_dp = mechanism_scores(mechanism, release, nb, clean, "d_prime", trials)
+    bound = threshold_audit(
+        on_d, on_dp, delta=delta, confidence=confidence, select_fraction=select_fraction
+    )
+    row = {
+        "kind": release.kind,
+        "mechanism": mechanism,
+        "planted_bug": mechanism in BUGS,
+        "sigma": mechanism_sigma(mechanism, release),
+        "plan_sigma": release.sigma,
+        "sensitivity": release.sensitivity,
+        "derived_sensitivity": release.derived_sensitivity(),
+        "canary_change": clean.norm,
+        "epsilon_claimed": claimed,
+        "trials": trials,
+        "trials_per_call": 1 if mechanism == "float32" else nb.coords.shape[0],
+        **bound.to_dict(),
+        "exceeds_claim": bound.eps_lb > claimed,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    return row, (on_d, on_dp, bound)
+
+
 def audit(
     cfg: WaspConfig,
     *,
@@ -42,7 +83,7 @@ def audit(
     mechanisms: Sequence[str] = ("secure",),
     bug_trials: int | None = None,
     confidence: float = 0.95,
-    select_fraction: float = 0.5,
+    select_fraction: float = 0.1,
     kinds: Sequence[str] | None = None,
     blocks: int = 16,
     progress: Callable[[str], None] | None = None,
@@ -65,7 +106,7 @@ def audit(
       bound)} for plotting.
     """
     mechanisms = check_mechanisms(mechanisms)
-    for name, n, low in (("trials", trials, 2), ("bug trials", bug_trials or trials, 2),
+    for name, n, low in (("trials", trials, 20), ("bug trials", bug_trials or trials, 20),
                          ("blocks", blocks, 1)):  # fmt: skip
         if isinstance(n, bool) or not isinstance(n, int) or n < low:
             raise UsageError(f"{name} must be an integer >= {low}, got {n!r}")
@@ -81,41 +122,20 @@ def audit(
     rows, kept = [], {}
     for rel in plan_releases:
         nb = neighbours(rel, blocks)
-        clean = Clean(rel, nb)
-        claimed = release_epsilon(rel.sigma, rel.sensitivity, p.delta)
         for mech in mechanisms:
             if not applies(mech, rel):
                 continue
             n = trials if mech == "secure" else (bug_trials or trials)
-            t0 = time.perf_counter()
-            on_d = mechanism_scores(mech, rel, nb, clean, "d", n)
-            on_dp = mechanism_scores(mech, rel, nb, clean, "d_prime", n)
-            bound = threshold_audit(
-                on_d, on_dp, delta=p.delta, confidence=confidence, select_fraction=select_fraction
-            )
-            seconds = time.perf_counter() - t0
-            row = {
-                "kind": rel.kind,
-                "mechanism": mech,
-                "planted_bug": mech in BUGS,
-                "sigma": mechanism_sigma(mech, rel),
-                "plan_sigma": rel.sigma,
-                "sensitivity": rel.sensitivity,
-                "derived_sensitivity": rel.derived_sensitivity(),
-                "canary_change": clean.norm,
-                "epsilon_claimed": claimed,
-                "trials": n,
-                "trials_per_call": blocks,
-                **bound.to_dict(),
-                "exceeds_claim": bound.eps_lb > claimed,
-                "seconds": round(seconds, 2),
-            }
+            row, kept[(rel.kind, mech)] = audit_release(
+                rel, mech, trials=n, delta=p.delta, confidence=confidence,
+                select_fraction=select_fraction, nb=nb,
+            )  # fmt: skip
             rows.append(row)
-            kept[(rel.kind, mech)] = (on_d, on_dp, bound)
             if progress:
                 progress(
-                    f"{rel.kind:>12} {mech:<15} eps_lb {bound.eps_lb:6.3f}  claimed "
-                    f"{claimed:6.3f}  ({n} trials per dataset, {seconds:.0f} s)"
+                    f"{rel.kind:>12} {mech:<15} eps_lb {row['eps_lb']:6.3f}  claimed "
+                    f"{row['epsilon_claimed']:6.3f}  ({n} trials per dataset, "
+                    f"{row['seconds']:.0f} s)"
                 )
     result = {
         "method": cfg.method,
@@ -127,8 +147,8 @@ def audit(
         "q": cfg.voting.q,
         "confidence": confidence,
         "threshold_choice": (
-            f"threshold and direction chosen on the first {select_fraction:g} of the trials, "
-            "the bound computed on the rest"
+            f"threshold and direction chosen on the first {select_fraction:g} of the trials "
+            "(normal fits, the best predicted bound), the bound computed on the rest"
         ),
         "claim": "epsilon_claimed: RDP epsilon at delta of one release with the plan's sigma "
         "and sensitivity (the run's epsilon_run covers all its releases)",

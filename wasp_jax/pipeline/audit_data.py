@@ -31,7 +31,10 @@ from wasp_jax.privacy.plus_plan import PLUS_HISTOGRAMS, num_plms
 from wasp_jax.privacy.release_kinds import KINDS, kind_sensitivity
 
 #: Embedding width, private records per class and clusters of the audit's dataset.
-DIM, PRIVATE_PER_CLASS, NUM_CLUSTERS = 16, 6, 8
+DIM, PRIVATE_PER_CLASS, NUM_CLUSTERS = 16, 3, 8
+#: Most blocks of a usefulness release (its K B probes each classify every record of every
+#: block, so a call costs blocks^3).
+USEFULNESS_BLOCKS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,10 +137,13 @@ def neighbours(release: Release, blocks: int = 1) -> Neighbours:
     ``blocks`` > 1 repeats the dataset on disjoint classes (2b, 2b + 1), clusters, PLMs and
     probes, with one canary per block: one release then holds ``blocks`` independent
     trials, block b's values depending only on block b's records (``coords`` says where).
+    A usefulness release takes at most ``USEFULNESS_BLOCKS``.
     """
+    if release.kind == "usefulness":
+        blocks = min(blocks, USEFULNESS_BLOCKS)
     rng = np.random.default_rng(0)
     q, k = release.q, release.num_plms
-    per_class = 4 * q  # the canary's q nearest and q farthest are distinct candidates
+    per_class = 2 * q + 2  # the canary's q nearest and q farthest are distinct candidates
     syn_emb = _unit(rng, 2 * per_class)
     canary, other = _unit(rng, 2)  # the canary (class 0) and its replacement (class 1)
     sims = syn_emb @ np.stack([canary, other]).T
