@@ -374,6 +374,7 @@ def test_locked_workdir_refused_at_once_and_left_untouched(baseline, tmp_path):
 
     wd = tmp_path / "w"
     runner.run(small_config(), wd, hooks=hooks())
+
     def files():
         return {
             str(p.relative_to(wd)): p.read_bytes()
