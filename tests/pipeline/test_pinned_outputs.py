@@ -49,8 +49,8 @@ def _strip(obj):
 
 
 def digests(workdir: pathlib.Path) -> tuple[str, str]:
-    synthetic = (workdir / "synthetic.jsonl").read_bytes()
-    ledger = _strip(json.loads((workdir / "privacy.json").read_text()))
+    synthetic = (workdir / "release" / "synthetic.jsonl").read_bytes()
+    ledger = _strip(json.loads((workdir / "release" / "privacy.json").read_text()))
     canonical = json.dumps(ledger, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(synthetic).hexdigest(), hashlib.sha256(canonical).hexdigest()
 
@@ -86,7 +86,7 @@ def pinned_config(tmp_path: pathlib.Path) -> C.WaspConfig:
 def test_pinned_outputs(tmp_path):
     cfg = pinned_config(tmp_path)
     runner.run(cfg, tmp_path / "wd")
-    rows = (tmp_path / "wd" / "synthetic.jsonl").read_text().splitlines()
+    rows = (tmp_path / "wd" / "release" / "synthetic.jsonl").read_text().splitlines()
     assert len(rows) > 0
     syn, led = digests(tmp_path / "wd")
     assert (syn, led) == (SYNTHETIC_SHA256, PRIVACY_SHA256), (syn, led)
