@@ -361,7 +361,7 @@ def test_orphaned_temp_files_are_swept_on_the_next_start(finished, tmp_path):
     planted = [
         wd / "release" / ".synthetic.jsonl.a1b2c3.tmp",
         wd / "release" / ".privacy.json.x9y8z7.tmp",
-        wd / "private" / ".secret.k4l5m6.tmp",
+        wd / "private" / ".noise_secret.k4l5m6.tmp",
         wd / "private" / "checkpoint" / ".state.json.q1w2e3.tmp",
     ]
     for p in planted:
@@ -426,7 +426,7 @@ def test_outputs_honour_the_umask(mask, mode, tmp_path):
     assert state.stat().st_mode & 0o777 == mode
     # the private part and the secret are closed whatever the umask
     assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
-    assert (tmp_path / "private" / "secret").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "private" / "noise_secret").stat().st_mode & 0o777 == 0o600
 
 
 def test_bytes_are_stable_across_a_resume(finished, tmp_path):
@@ -468,7 +468,7 @@ def test_changed_private_file_is_refused_on_resume(tmp_path):
 
 def test_private_fingerprint_lives_only_in_the_checkpoint(finished):
     wd, _ = finished
-    secret = (wd / "private" / "secret").read_bytes()
+    secret = (wd / "private" / "noise_secret").read_bytes()
     keyed = fingerprint.keyed_file_digest(PRIVATE, secret)
     plain = fingerprint.file_digest(PRIVATE)
     assert keyed != plain

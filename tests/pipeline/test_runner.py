@@ -383,7 +383,7 @@ def test_locked_workdir_refused_at_once_and_left_untouched(baseline, tmp_path):
         }
 
     before = files()
-    assert "private/secret" in before and "release/synthetic.jsonl" in before
+    assert "private/noise_secret" in before and "release/synthetic.jsonl" in before
     # Another process holds the lock (as a running run would), and a forced run with another
     # config starts: it must not clear or write anything.
     holder = subprocess.Popen(

@@ -2,7 +2,7 @@
 
 On a run's first start `load_or_create_secret` draws `SECRET_BYTES` (256 bits) from the
 operating system's CSPRNG (`secrets.token_bytes`) and writes them, atomically and with mode
-0600, to `private/secret`; a resume reads them back, so it draws the same releases. A
+0600, to `private/noise_secret`; a resume reads them back, so it draws the same releases. A
 `--force` rerun (which removes `private/`) or a new workdir draws a new one. The secret is
 never derived from the seed and never logged, printed or written anywhere else. In a
 multi-process job process 0 reads or draws it and `shared_secret` broadcasts it to the other
@@ -25,7 +25,7 @@ from wasp_jax.errors import DataError
 from wasp_jax.privacy.noise_source import SECRET_BYTES
 
 #: The secret's file name inside the workdir's private folder.
-SECRET_FILE = "secret"
+SECRET_FILE = "noise_secret"
 
 
 class SecretError(DataError):
