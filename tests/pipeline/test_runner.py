@@ -145,8 +145,8 @@ def test_resume_after_crash_at_every_stage(baseline, tmp_path):
 
 
 def test_crash_after_noise_before_checkpoint(baseline, tmp_path, monkeypatch):
-    """A crash after the votes were drawn but before the stage committed redraws the same
-    noise (same key) and records the release once."""
+    """A crash after the votes were drawn but before the stage committed reuses the
+    persisted release and records it once."""
     wd, _, _ = baseline
     real = rounds.selection.select_good_bad
     calls = {"n": 0}

@@ -3,8 +3,9 @@
 `RunContext.stage` wraps every stage: it skips a finished one, times it, and commits it:
 `release/privacy.json` first, then the checkpoint (`private/checkpoint/`: the stage's arrays,
 then `state.json`), then the other outputs (`release/`). A crash between two of these writes
-can leave a ledger that is ahead of the checkpoint (the resumed stage redraws the same noise
-and records the same release), never one that is behind it.
+can leave a ledger that is ahead of the checkpoint, never one that is behind it. A vote stage
+persists its noisy release before anything reads it, and a resumed stage reuses that file: a
+release is drawn once, whatever the resumed process computes from the private data.
 """
 
 from __future__ import annotations
