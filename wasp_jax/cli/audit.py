@@ -45,7 +45,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bug-trials", type=int, help="trials per dataset for the bugs")
     parser.add_argument("--kinds", help="comma list of release kinds to audit (default all)")
     parser.add_argument(
-        "--blocks", type=int, default=16, help="trials per release call (default 16; 1: one)"
+        "--blocks", type=int, default=32, help="trials per release call (default 32; 1: one)"
     )
     parser.add_argument(
         "--set",

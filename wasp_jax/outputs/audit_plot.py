@@ -54,7 +54,8 @@ def audit_plot(result: Mapping, scores: Mapping, path: pathlib.Path) -> pathlib.
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["eps_lb"] for r in rows], 0.4, label="lower bound")
     ax.bar(x + 0.2, [r["epsilon_claimed"] for r in rows], 0.4, label="claimed")
-    ax.set_xticks(x, [f"{r['kind']}\n{r['mechanism']}" for r in rows], fontsize=6, rotation=30)
+    labels = [f"{r['kind']}\n{r['mechanism']}" for r in rows]
+    ax.set_xticks(x, labels, fontsize=6, rotation=45, ha="right")
     ax.set_ylabel("epsilon", fontsize=8)
     ax.set_title(f"{result['confidence']:.0%} lower bounds vs claims", fontsize=9)
     ax.legend(fontsize=7)

@@ -7,7 +7,7 @@ audit runs ``trials`` independent releases on a dataset D and as many on its nei
 reports the Clopper-Pearson lower bound of the best threshold test
 (``wasp_jax.privacy.audit_stats.threshold_audit``) next to the epsilon the plan claims for
 that one release. A secure release must stay at or below its claim; a planted bug should
-exceed it. See docs/method.md, "The empirical privacy audit".
+exceed it. See docs/method.md §6.7.
 
 Example::
 
@@ -41,7 +41,7 @@ def audit_release(
     *,
     trials: int,
     delta: float,
-    blocks: int = 16,
+    blocks: int = 32,
     confidence: float = 0.95,
     select_fraction: float = 0.1,
     nb: Neighbours | None = None,
@@ -85,7 +85,7 @@ def audit(
     confidence: float = 0.95,
     select_fraction: float = 0.1,
     kinds: Sequence[str] | None = None,
-    blocks: int = 16,
+    blocks: int = 32,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[dict, dict]:
     """Audits every release kind of ``cfg`` under each mechanism.
@@ -119,11 +119,12 @@ def audit(
         plan_releases = [r for r in plan_releases if r.kind in kinds]
     p = cfg.privacy
     start = time.perf_counter()
-    rows, kept = [], {}
+    rows, kept, skipped = [], {}, []
     for rel in plan_releases:
         nb = neighbours(rel, blocks)
         for mech in mechanisms:
             if not applies(mech, rel):
+                skipped.append(f"{rel.kind}/{mech}")
                 continue
             n = trials if mech == "secure" else (bug_trials or trials)
             row, kept[(rel.kind, mech)] = audit_release(
@@ -153,6 +154,7 @@ def audit(
         "claim": "epsilon_claimed: RDP epsilon at delta of one release with the plan's sigma "
         "and sensitivity (the run's epsilon_run covers all its releases)",
         "releases": rows,
+        "not_applicable": skipped,
         "violations": [
             f"{r['kind']}/{r['mechanism']}"
             for r in rows
