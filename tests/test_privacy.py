@@ -253,9 +253,7 @@ def test_classic_defaults_are_refused_only_when_the_derived_epsilon_is_over_targ
 
     add = privacy_plan(_aug_pe_classic("add_remove"))  # Delta = L2 = 1: epsilon 3.80 (RDP)
     assert add.sensitivity == add.l2_sensitivity == 1.0
-    cfg = C.replace(
-        C.base_config(), **{"privacy.accounting": "classic", "generation.rounds": 4}
-    )
+    cfg = C.replace(C.base_config(), **{"privacy.accounting": "classic", "generation.rounds": 4})
     plan = privacy_plan(cfg)  # the paper's sigma: Delta = 4 >= L2 = 1.633
     assert plan.sigma == pytest.approx(9.6896, abs=1e-4) and plan.sensitivity == 4.0
     ledger = RunLedger.new(plan, method="wasp", adjacency="add_remove", num_parties=1,

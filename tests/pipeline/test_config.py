@@ -186,9 +186,7 @@ def test_sensitivity_override_below_the_derived_bound_is_refused(changes):
 
 def test_sensitivity_override_on_wasp_plus_and_public_methods():
     with pytest.raises(C.ConfigError, match="wasp_plus"):
-        C.replace(
-            C.base_config(), **{"method": "wasp_plus", "privacy.sensitivity_override": 10.0}
-        )
+        C.replace(C.base_config(), **{"method": "wasp_plus", "privacy.sensitivity_override": 10.0})
     # a method that reads no private data releases nothing: the override is inert
     zs = C.with_method(C.base_config(), "zerogen")
     assert C.replace(zs, **{"privacy.sensitivity_override": 0.1}).method == "zerogen"

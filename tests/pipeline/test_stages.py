@@ -11,7 +11,6 @@ import pytest
 from test_cli import run_cli
 
 from tests.private_files import first_private
-
 from wasp_jax import config as C
 from wasp_jax.budget import split_evenly
 from wasp_jax.data import DataError, bundled_path, read_labeled_jsonl
@@ -162,7 +161,9 @@ def test_prepare_private_writes_a_prefix_or_a_skewed_subsample(tmp_path, capsys)
     argv = ["prepare-private", "--task", "imdb", "--data", str(src), "--out", str(out)]
     rc, stdout, err = run_cli([*argv, "--class-skew-alpha", "0.3", "--seed", "1"], capsys)
     assert rc == 2 and "exists" in err  # no overwrite without --force
-    rc, stdout, err = run_cli([*argv, "--class-skew-alpha", "0.3", "--seed", "1", "--force"], capsys)
+    rc, stdout, err = run_cli(
+        [*argv, "--class-skew-alpha", "0.3", "--seed", "1", "--force"], capsys
+    )
     assert rc == 0, err
     assert [json.loads(x) for x in out.read_text().splitlines()] == [source[i] for i in skew]
     assert f"data.private_path={out}" in stdout and source[0]["text"][:30] not in stdout + err

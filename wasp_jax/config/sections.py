@@ -122,7 +122,8 @@ class PrivacyConfig:
         accounting: "rdp" (dp_accounting's Renyi accountant, which covers the discrete
             Gaussian releases: docs/method.md §2.5) or "classic" (sigma from the original
             formula with the original's Delta, reproducing sigma = 9.6896; the ledger still
-            states the epsilon of the derived sensitivity).
+            states the epsilon of the derived sensitivity, and a config whose epsilon by the
+            derived sensitivity exceeds the target is refused).
         noise: "secure" (noise from a secret the run draws from the OS's CSPRNG: DP) or
             "seeded" (noise reproducible from the seed, for tests and replication only: NOT
             differentially private, and marked so in every output).

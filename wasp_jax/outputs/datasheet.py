@@ -251,7 +251,8 @@ def _private_provenance(private_path: str, used: bool) -> str:
         )
     return text + (
         "No private text, and no statistic computed from it before the noise, is stored in "
-        "this workdir; config.json holds only the configured path and limits.\n"
+        "this workdir; config.json holds only the configured path. The run used every record "
+        "of that file, and the guarantee is stated for those records.\n"
     )
 
 
