@@ -363,7 +363,7 @@ def run_cell(
         text = res.synthetic_path.read_text(encoding="utf-8")
         train = read_rows(res.synthetic_path) if text.strip() else []
         info.update(epsilon=cfg.privacy.epsilon, sigma=res.sigma, method=cfg.method)
-        metrics = [json.loads(x) for x in (res.workdir / "metrics.jsonl").read_text().splitlines()]
+        metrics = [json.loads(x) for x in (res.release / "metrics.jsonl").read_text().splitlines()]
         info["plm_weights"] = [m["plm_weights"] for m in metrics]
         info["shortfall"] = sum(m.get("shortfall", 0) for m in metrics)
     t_data = time.perf_counter() - t0

@@ -107,8 +107,9 @@ def run_replay(method: str, seed: int, workroot: pathlib.Path) -> pathlib.Path:
 
 
 def _read_synthetic(workdir):
-    rows = [json.loads(x) for x in (workdir / "synthetic.jsonl").read_text().splitlines()]
-    spent = json.loads((workdir / "privacy.json").read_text())["epsilon_spent"]
+    release = workdir / "release"
+    rows = [json.loads(x) for x in (release / "synthetic.jsonl").read_text().splitlines()]
+    spent = json.loads((release / "privacy.json").read_text())["epsilon_spent"]
     return rows, spent
 
 

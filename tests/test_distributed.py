@@ -221,14 +221,26 @@ for name in ("nearest", "farthest"):
     a, b = np.asarray(getattr(spread, name)), np.asarray(getattr(local, name))
     assert a.shape == (37,) and np.array_equal(a, b), (name, a, b)
 dist.check_same("the noisy votes", np.asarray(spread.nearest), np.asarray(spread.farthest))
+# the run's noise secret: process 0 draws it into the private folder and broadcasts it
+import pathlib
+from wasp_jax.pipeline.secret import SECRET_FILE, shared_secret
+private = pathlib.Path(os.environ["WASP_TEST_PRIVATE"])
+secret = shared_secret(private)
+assert len(secret) == 32
+dist.check_same("the run's noise secret", secret)
+dist.barrier("secret written")
+assert sorted(os.listdir(private)) == [SECRET_FILE]
+assert (private / SECRET_FILE).read_bytes() == secret
+assert shared_secret(private, must_exist=True) == secret  # a resume: read back, not redrawn
 dist.barrier("end")
 print("worker", i, "ok", flush=True)
 """
 
 
 @pytest.mark.slow
-def test_collectives_and_the_global_vote_in_two_processes(monkeypatch, capfd):
+def test_collectives_and_the_global_vote_in_two_processes(monkeypatch, capfd, tmp_path):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("WASP_TEST_PRIVATE", str(tmp_path))
     monkeypatch.setenv(ENV.ENV_HEARTBEAT, "5")
     monkeypatch.setattr(launch, "ENTRY", WORKER)
     argv = ["launch", "--processes", "2", "--devices-per-process", "2", "--timeout", "300"]

@@ -175,12 +175,12 @@ def test_bruteforce_neighbours_respect_and_reach_sensitivity(q):
 def test_huge_epsilon_uses_exact_gdp_without_blowing_up():
     """A PLD grid for tiny noise would need GiBs; the exact mu-GDP formula is used instead."""
     sens = privacy.l2_sensitivity(8)
-    sigma = privacy.calibrate_sigma(1e5, 1e-5, num_rounds=4, l2_sensitivity=sens)
+    sigma = privacy.calibrate_sigma(1e5, 1e-5, num_rounds=4, l2_sensitivity=sens, method="pld")
     assert 0 < sigma < 0.05
-    spent = privacy.epsilon_of([sigma / sens] * 4, 1e-5)
+    spent = privacy.epsilon_of([sigma / sens] * 4, 1e-5, method="pld")
     assert 0.99e5 <= spent <= 1e5
     # The closed form agrees with dp_accounting's PLD where both are cheap.
-    z = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0)
+    z = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, method="pld")
     assert accounting._gdp_epsilon(2.0 / z, 1e-5) == pytest.approx(4.0, abs=1e-4)
 
 

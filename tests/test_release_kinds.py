@@ -259,7 +259,8 @@ def test_no_pre_noise_value_leaves_the_vote_place():
 
 def test_clean_kernel_outputs_are_not_returned_with_noise():
     """With sigma > 0, a released value equals its clean one only where the lattice noise drew
-    0 (probability about 1 / (sqrt(2 pi) 64) per value at 64 lattice units of noise)."""
+    0 (probability about 1 / (sqrt(2 pi) 64) per value at 64 lattice units of noise): at most
+    one such value per kind here, where a release without noise would match everywhere."""
     case = _case(6)
     e_priv, y_priv, e_syn, y_syn, plm, cluster, probes = case
     clean = _release(case, None, 3)
@@ -270,5 +271,5 @@ def test_clean_kernel_outputs_are_not_returned_with_noise():
     )  # fmt: skip
     for k in KINDS:
         same = np.isclose(np.asarray(getattr(noisy, k)).ravel(), clean[k], rtol=0, atol=1e-9)
-        assert same.mean() < 0.05, k
+        assert same.sum() <= max(1, 0.05 * same.size), (k, same.sum(), same.size)
     assert voting.vote_weights(3).sum() > 0

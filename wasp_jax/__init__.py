@@ -23,7 +23,7 @@ The names below are the public entry points; they are imported on first use, so 
         **{"task": "my_task.json", "data.private_path": "private.jsonl",
            "eval.test_path": "test.jsonl", "generation.budget": 192},
     )
-    result = wasp_jax.run(cfg, "runs/mine")               # resumable; writes the workdir
+    result = wasp_jax.run(cfg, "runs/mine")   # resumable; shareable outputs in runs/mine/release
     print(result.synthetic_path, result.epsilon_spent)
 
     gen = wasp_jax.load_generator("smollm2-135m-instruct")  # the pieces, one by one

@@ -232,13 +232,15 @@ def _current_umask() -> int:
     return mask
 
 
-def _atomic_write(path: PathLike, write_fn, *, binary: bool = False) -> pathlib.Path:
+def _atomic_write(
+    path: PathLike, write_fn, *, binary: bool = False, mode: int | None = None
+) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     # mkstemp makes 0600; a file the run writes gets what open() would give it: 0666 less
-    # the umask (0644 under the usual 022, 0600 under 077).
-    os.fchmod(fd, 0o666 & ~_current_umask())
+    # the umask (0644 under the usual 022, 0600 under 077), unless `mode` says otherwise.
+    os.fchmod(fd, (0o666 & ~_current_umask()) if mode is None else mode)
     mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": "\n"}
     try:
         with os.fdopen(fd, **mode) as fh:
@@ -283,9 +285,10 @@ def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
     return _atomic_write(path, lambda fh: fh.write(text))
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
-    """Binary counterpart of `atomic_write_text` (used for PNG plots)."""
-    return _atomic_write(path, lambda fh: fh.write(data), binary=True)
+def atomic_write_bytes(path: PathLike, data: bytes, *, mode: int | None = None) -> pathlib.Path:
+    """Binary counterpart of `atomic_write_text` (used for PNG plots); `mode` (e.g. 0o600)
+    replaces the umask's permissions and holds from the moment the file exists."""
+    return _atomic_write(path, lambda fh: fh.write(data), binary=True, mode=mode)
 
 
 def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2) -> pathlib.Path:

@@ -6,8 +6,8 @@ GPT-4-turbo and GPT-4o through chat completions); per-run caps on requests, toke
 prices per million prompt / completion tokens. The model names and prices are placeholders:
 edit them to what your provider offers and charges today. The key is read from the variable
 OPENAI_API_KEY (never written anywhere); the endpoint from OPENAI_BASE_URL or api.base_url.
-Answers are cached in <workdir>/api_cache (or generation.api_cache_dir): a resumed or repeated
-run pays only for requests it has not sent before.
+Answers are cached in <workdir>/private/api_cache (or generation.api_cache_dir): a resumed or
+repeated run pays only for requests it has not sent before.
 
 Privacy: as base.py (sigma = 3.781, RDP, add/remove, T = 4). The API models see only public
 instructions and synthetic samples, never a private text.

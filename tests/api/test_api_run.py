@@ -37,6 +37,8 @@ def mixed_config(base_url: str, cache: pathlib.Path, **changes):
         "selection.s": 2,
         "runtime.progress": False,
         "privacy.accounting": "rdp",
+        # two workdirs are compared byte for byte: seeded noise (NOT DP), as in test_runner
+        "privacy.noise": "seeded",
         "api.base_url": base_url,
         "api.prices": (f"{API_PLM}=0.5/1.5",),
     }
@@ -50,11 +52,11 @@ def hooks(on_stage=None):
 
 
 def rows(wd):
-    return [json.loads(x) for x in (wd / "synthetic.jsonl").read_text().splitlines()]
+    return [json.loads(x) for x in (wd / "release" / "synthetic.jsonl").read_text().splitlines()]
 
 
 def metrics(wd):
-    return [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(x) for x in (wd / "release" / "metrics.jsonl").read_text().splitlines()]
 
 
 def scan(root: pathlib.Path, text: str, needles: list[bytes]) -> int:
@@ -91,7 +93,7 @@ def test_mixed_run_with_a_real_server(llama_server, api_key, tmp_path, capsys, c
         assert usage["requests"] > 0 and usage["completion_tokens"] > 0
         assert usage["cost_usd"] > 0
     assert all(sum(m["plm_budgets"]) > 0 for m in ms[1:])
-    ledger = json.loads((wd / "privacy.json").read_text())
+    ledger = json.loads((wd / "release" / "privacy.json").read_text())
     assert ledger["rounds_released"] == 1
     # every cached request: public instructions and synthetic samples only
     entries = list(ResponseCache(cache).entries())
@@ -101,15 +103,15 @@ def test_mixed_run_with_a_real_server(llama_server, api_key, tmp_path, capsys, c
     scan(cache, "", private_windows())
     assert scan(wd, captured.out + captured.err + logs, [SENTINEL_KEY.encode()]) >= 6
     scan(cache, "", [SENTINEL_KEY.encode()])
-    assert SENTINEL_KEY not in (wd / "config.json").read_text()
+    assert SENTINEL_KEY not in (wd / "release" / "config.json").read_text()
     for doc in ("report.md", "datasheet.md"):
-        assert "## API usage" in (wd / doc).read_text()
+        assert "## API usage" in (wd / "release" / doc).read_text()
 
     # the same config in a fresh workdir, without a key: answered by the shared cache alone
     monkeypatch.delenv("OPENAI_API_KEY")
     wd2 = tmp_path / "run2"
     runner.run(cfg, wd2, hooks=hooks())
-    assert (wd2 / "synthetic.jsonl").read_bytes() == (wd / "synthetic.jsonl").read_bytes()
+    assert rows(wd2) == rows(wd)
     for m in metrics(wd2):
         usage = m["api_usage"][API_PLM]
         assert usage["requests"] == 0 and usage["cache_hits"] > 0
@@ -120,7 +122,7 @@ def test_killed_during_api_generation_resumes_exactly(stub, tmp_path, monkeypatc
     runner.run(base, tmp_path / "a", hooks=hooks())
     sent = len(stub.requests)
     assert sent > 0
-    want = (tmp_path / "a" / "synthetic.jsonl").read_bytes()
+    want = rows(tmp_path / "a")
 
     stub.requests.clear()
     calls = {"n": 0}
@@ -139,7 +141,7 @@ def test_killed_during_api_generation_resumes_exactly(stub, tmp_path, monkeypatc
         runner.run(cfg, tmp_path / "b", hooks=hooks())
     monkeypatch.setattr(ApiGenerator, "generate", real)
     runner.run(cfg, tmp_path / "b", hooks=hooks())
-    assert (tmp_path / "b" / "synthetic.jsonl").read_bytes() == want
+    assert rows(tmp_path / "b") == want
     # no request was sent twice: the resumed stage read the answers sent before the kill
     assert len(stub.requests) == sent
     hits = sum(m["api_usage"][API_PLM]["cache_hits"] for m in metrics(tmp_path / "b"))
@@ -151,7 +153,8 @@ def test_cap_stops_a_run_and_a_raised_cap_resumes_it(stub, tmp_path):
     with pytest.raises(SpendLimitError) as err:
         runner.run(cfg, tmp_path / "wd", hooks=hooks())
     assert "api.max_requests=3" in str(err.value)
-    assert not (tmp_path / "wd" / "synthetic.jsonl").exists() or len(rows(tmp_path / "wd")) < 32
+    done = (tmp_path / "wd" / "release" / "synthetic.jsonl").exists()
+    assert not done or len(rows(tmp_path / "wd")) < 32
     raised = C.replace(cfg, **{"api.max_requests": 10_000})
     runner.run(raised, tmp_path / "wd", hooks=hooks())
     assert len(rows(tmp_path / "wd")) == 32

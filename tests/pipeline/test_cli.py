@@ -4,6 +4,7 @@ test needs no models) and prints the summary."""
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import types
@@ -16,6 +17,7 @@ from wasp_jax import cli
 from wasp_jax.data import atomic_write_json, atomic_write_jsonl
 from wasp_jax.outputs import datasheet, report
 from wasp_jax.pipeline import workdir
+from wasp_jax.pipeline import workdir as workdir_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WASP_IMDB = str(REPO / "experiments" / "configs" / "wasp_imdb.py")
@@ -29,8 +31,8 @@ def fake_runner(monkeypatch):
 
     def run(cfg, workdir, *, force=False):
         calls.append({"cfg": cfg, "workdir": workdir, "force": force})
-        wd = pathlib.Path(workdir)
-        atomic_write_json(wd / "config.json", cfg.to_dict())
+        workdir_lib.prepare_workdir(cfg, pathlib.Path(workdir), force=force)  # + config.json
+        wd = workdir_lib.release_dir(workdir)
         atomic_write_json(
             wd / "privacy.json",
             {"epsilon": cfg.privacy.epsilon, "delta": cfg.privacy.delta, "sigma": 1.2345},
@@ -176,7 +178,8 @@ def test_demo_summary_resume_and_workdir_guard(tmp_path, capsys, fake_runner):
     assert "epsilon=4.0" in out and "sigma=1.234" in out
     assert "round 1: PLM weights smollm2-135m-instruct=0.25, gemma3-270m=0.75" in out
     for name in ("datasheet.md", "report.md", "plots/plm_weights.png"):
-        assert (wd / name).is_file(), name
+        assert (wd / "release" / name).is_file(), name
+    assert str((wd / "release").resolve()) in out and "never share" in out
     # same config again: resumes (no --force needed); result-neutral runtime keys may differ
     rc, _, _ = run_cli(["demo", "--workdir", wd, "--set", "runtime.progress=false"], capsys)
     assert rc == 0 and fake_runner[-1]["force"] is False
@@ -209,9 +212,18 @@ def test_run_with_config_file_and_eval_flag(tmp_path, capsys, fake_runner):
 
 def test_report_command(tmp_path, capsys, fake_runner):
     run_cli(["demo", "--workdir", tmp_path / "wd"], capsys)
-    (tmp_path / "wd" / "report.md").unlink()
+    release = tmp_path / "wd" / "release"
+    (release / "report.md").unlink()
     rc, out, _ = run_cli(["report", tmp_path / "wd"], capsys)
-    assert rc == 0 and (tmp_path / "wd" / "report.md").is_file() and "report.md" in out
+    assert rc == 0 and (release / "report.md").is_file() and "report.md" in out
+    # a copy of the release folder alone is enough
+    copy = tmp_path / "handed_over"
+    shutil.copytree(release, copy)
+    (copy / "report.md").unlink()
+    shutil.rmtree(copy / "plots")
+    rc, out, _ = run_cli(["report", copy], capsys)
+    assert rc == 0 and (copy / "report.md").is_file() and (copy / "plots").is_dir()
+    assert str(copy / "report.md") in out
     rc, _, err = run_cli(["report", tmp_path / "nothing"], capsys)
     assert rc == 2 and "does not exist" in err
     (tmp_path / "half").mkdir()
@@ -229,3 +241,22 @@ def test_cli_module_import_is_light():
     code = "import sys, wasp_jax.cli.pipeline; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_old_workdir_layout_is_refused_in_one_line(tmp_path, capsys, fake_runner):
+    """A workdir written before the release/private split: refused with the fix, untouched;
+    --force discards it and starts the new layout."""
+    wd = tmp_path / "old"
+    (wd / "checkpoint").mkdir(parents=True)
+    (wd / workdir.MARKER).write_text('{"tool": "wasp-jax", "format": 1}\n')
+    (wd / "checkpoint" / "state.json").write_text("{}")
+    (wd / "synthetic.jsonl").write_text("")
+    (wd / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in wd.rglob("*") if p.is_file()}
+    rc, _, err = run_cli(["demo", "--workdir", wd], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "older wasp-jax layout" in err and "new --workdir" in err and "--force" in err
+    assert not fake_runner and {p: p.read_bytes() for p in wd.rglob("*") if p.is_file()} == before
+    rc, _, err = run_cli(["demo", "--workdir", wd, "--force"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in wd.iterdir()) == ["notes.txt", "private", "release"]

@@ -94,7 +94,9 @@ def test_generate_quotas_counts_every_filter():
 def test_metrics_rows_carry_filter_counts(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "_finish", lambda r: None)
     runner.run(small_config(), tmp_path, hooks=hooks())
-    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x) for x in (tmp_path / "release" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert all(set(r["filtered"]) == set(filters.REASONS) for r in rows)
     # the fake generator writes "short" 15 % of the time: dropped as too short, and counted
     assert sum(r["filtered"]["too_short"] for r in rows) > 0

@@ -93,7 +93,7 @@ def one_process(config_file, tmp_path_factory) -> tuple[str, str]:
         start_new_session=True,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (workdir / "synthetic.jsonl").read_text().strip()
+    assert (workdir / "release" / "synthetic.jsonl").read_text().strip()
     return digests(workdir)
 
 
@@ -120,7 +120,7 @@ def test_two_processes_write_what_one_process_writes(config_file, one_process, t
     assert "global mesh over 4 devices" in out
     assert sum("run finished" in s for s in lines) == 1  # one summary: process 0's
     assert digests(workdir) == one_process
-    ledger = json.loads((workdir / "privacy.json").read_text())
+    ledger = json.loads((workdir / "release" / "privacy.json").read_text())
     assert ledger["epsilon_spent"] > 0
 
 
@@ -169,7 +169,7 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(
     assert code == 1 and waited < FAIL_FAST_S, (code, waited, rest[-2000:])
     assert "failed because another process of the job stopped" in rest, rest[-2000:]
     assert "rerun the same command to resume" in rest
-    state = json.loads((workdir / "checkpoint" / "state.json").read_text())
+    state = json.loads((workdir / "private" / "checkpoint" / "state.json").read_text())
     assert "init/0" in state["done"] and "r2/close" not in state["done"]
     # the same command again (here through the launcher) resumes to the same outputs
     p = _start(procs, _launch_args(config_file, workdir), _env())

@@ -174,7 +174,7 @@ def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch,
     assert {r["round"] for r in calls[1][4]} == {0} and len(calls[1][4]) == 12
     assert calls[0][3]["seeds"] == calls[1][3]["seeds"] == [0, 1, 2]
     assert calls[0][3]["max_test"] == calls[1][3]["max_test"] == 30
-    base = json.loads((wd / "eval_baselines.json").read_text())
+    base = json.loads((wd / "release" / "eval_baselines.json").read_text())
     assert base["zero-shot start"]["dp"] is True and base["zero-shot start"]["n_train"] == 12
     if only_private:
         assert calls[2][1] == 24 and calls[2][2] == 30  # the run's 24 private texts, same 30
@@ -184,7 +184,7 @@ def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch,
         )
     else:
         assert "OnlyPrivate (not DP)" not in base
-    text = (wd / "report.md").read_text()
+    text = (wd / "release" / "report.md").read_text()
     assert "zero-shot start" in text and "50.0 ± 10.0" in text
 
 

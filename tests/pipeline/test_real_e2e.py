@@ -44,20 +44,21 @@ def test_real_models_small_budget(tmp_path, capsys):
         },
     )
     res = runner.run(cfg, tmp_path)
-    rows = [json.loads(x) for x in (tmp_path / "synthetic.jsonl").read_text().splitlines()]
-    metrics = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    release = tmp_path / "release"
+    rows = [json.loads(x) for x in (release / "synthetic.jsonl").read_text().splitlines()]
+    metrics = [json.loads(x) for x in (release / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == res.n_synthetic
     assert len(rows) + sum(m["shortfall"] for m in metrics) == 16
     assert len(rows) >= 8  # SmolLM2 writes usable reviews
     assert all(len(r["text"].split()) >= 10 for r in rows)  # the task's min_words
     assert {r["round"] for r in rows} == {0, 1}
-    ledger = json.loads((tmp_path / "privacy.json").read_text())
+    ledger = json.loads((release / "privacy.json").read_text())
     assert ledger["rounds_released"] == 1 and ledger["epsilon_spent"] <= 4.0 + 1e-6
-    evaluation = json.loads((tmp_path / "eval.json").read_text())
+    evaluation = json.loads((release / "eval.json").read_text())
     assert 0.0 <= evaluation["accuracy"]["mean"] <= 1.0 and evaluation["mode"] == "probe"
     assert evaluation["test"]["num_used"] == 100
     for name in ("datasheet.md", "report.md", "config.json"):
-        assert (tmp_path / name).is_file()
+        assert (release / name).is_file()
     private = [r["text"] for r in read_labeled_jsonl(PRIVATE)][:20]
     out = capsys.readouterr()
     scan_for_private(tmp_path, out.out + out.err, private)

@@ -45,7 +45,8 @@ def finished(tmp_path_factory):
 
 def released_bytes(wd: pathlib.Path) -> dict[str, bytes]:
     """synthetic.jsonl and privacy.json as bytes; metrics.jsonl without its wall times."""
-    out = {n: (wd / n).read_bytes() for n in ("synthetic.jsonl", "privacy.json", "config.json")}
+    names = ("synthetic.jsonl", "privacy.json", "config.json")
+    out = {n: (wd / "release" / n).read_bytes() for n in names}
     rows = [json.loads(line) for line in read(wd, "metrics.jsonl").splitlines()]
     out["metrics keys"] = json.dumps([list(r) for r in rows]).encode()
     out["metrics"] = json.dumps([{**r, "stage_seconds": None} for r in rows]).encode()
@@ -106,10 +107,10 @@ def test_checkpoint_of_another_config_is_refused(finished, tmp_path):
     wd = tmp_path / "w"
     runner.run(small_config(), wd, hooks=hooks())
     other = small_config(**{"privacy.epsilon": 1.0})
-    (wd / "config.json").write_text(other.to_json() + "\n")
+    (wd / "release" / "config.json").write_text(other.to_json() + "\n")
     with pytest.raises(fingerprint.InputsChangedError, match="config changed"):
         runner.run(other, wd, hooks=hooks())
-    state = json.loads((wd / "checkpoint" / "state.json").read_text())
+    state = json.loads((wd / "private" / "checkpoint" / "state.json").read_text())
     assert state["fingerprints"]["config"] == fingerprint.config_fingerprint(small_config())
 
 
@@ -121,13 +122,16 @@ def test_force_unlinks_symlinks_and_keeps_their_targets(tmp_path):
     outside.mkdir()
     (outside / "keep.txt").write_text("mine")
     runner.run(small_config(), wd, hooks=hooks())
-    (wd / "report.md").unlink(missing_ok=True)
-    os.symlink(outside / "keep.txt", wd / "report.md")
-    os.symlink(outside, wd / "plots")
+    release = wd / "release"
+    (release / "report.md").unlink(missing_ok=True)
+    os.symlink(outside / "keep.txt", release / "report.md")
+    os.symlink(outside, release / "plots")
+    os.symlink(outside, wd / "private" / "embed_cache")
     (wd / "notes.txt").write_text("user file")  # not a name a run writes: left alone
     runner.run(small_config(**{"voting.q": 2}), wd, force=True, hooks=hooks())
     assert (outside / "keep.txt").read_text() == "mine"
-    assert not (wd / "plots").is_symlink() and not (wd / "report.md").is_symlink()
+    assert not (release / "plots").is_symlink() and not (release / "report.md").is_symlink()
+    assert not (wd / "private" / "embed_cache").exists()
     assert (wd / "notes.txt").read_text() == "user file"
 
 
@@ -149,7 +153,8 @@ def test_marker_is_written_first_and_recognised(tmp_path):
 
     with pytest.raises(Crash):
         runner.run(small_config(), wd, hooks=hooks(crash))  # before the first stage
-    assert (wd / workdir.MARKER).is_file() and (wd / "config.json").is_file()
+    assert (wd / "private" / workdir.MARKER).is_file()
+    assert (wd / "release" / "config.json").is_file()
     res = runner.run(small_config(), wd, hooks=hooks())
     assert res.resumed_stages == 0
 
@@ -185,9 +190,13 @@ def test_infinite_epsilon_ledger_report_and_resume(tmp_path, monkeypatch):
     assert not list(wd.rglob("votes_r*"))
 
 
-def test_noisy_ledger_is_marked_private(finished):
+def test_seeded_ledger_is_marked_not_private(finished):
+    """These runs use seeded noise (to compare bytes across workdirs): sigma > 0, but the
+    ledger must not call them private (tests/pipeline/test_secure_noise.py pins secure runs)."""
     wd, _ = finished
-    assert json.loads(read(wd, "privacy.json"))["private"] is True
+    ledger = json.loads(read(wd, "privacy.json"))
+    assert ledger["noise"] == "seeded" and ledger["private"] is False
+    assert "NOT DP: noise reproducible from the seed" in ledger["note"]
 
 
 # -------------------------------------------------------------------- 4. resources and disk
@@ -199,7 +208,7 @@ def test_too_little_disk_is_refused_before_any_work(tmp_path, monkeypatch):
     wd = tmp_path / "w"
     with pytest.raises(workdir.WorkdirConfigError, match=r"5 MiB free .* needs about \d+ MiB"):
         runner.run(small_config(), wd, hooks=hooks())
-    assert not (wd / "config.json").exists() and not (wd / "checkpoint").exists()
+    assert not (wd / "release").exists() and not (wd / "private").exists()
     assert workdir.disk_estimate(small_config(**{"generation.budget": 10**6})) > 2**30
 
 
@@ -243,8 +252,8 @@ def test_embedder_that_fails_to_load_stops_the_run_before_generation(tmp_path):
     h = runner.Hooks(load_generator=gen, load_embedder=broken)
     with pytest.raises(context.ModelLoadError, match="embedder.name: cannot load"):
         runner.run(small_config(), tmp_path, hooks=h)
-    state = tmp_path / "checkpoint" / "state.json"
-    assert not state.exists() and not (tmp_path / "synthetic.jsonl").exists()
+    state = tmp_path / "private" / "checkpoint" / "state.json"
+    assert not state.exists() and not (tmp_path / "release" / "synthetic.jsonl").exists()
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "proc"])
@@ -270,9 +279,9 @@ def test_read_only_workdir(tmp_path, capsys, cli_fakes):
 def test_finished_run_does_not_rewrite_config(finished, tmp_path):
     wd = tmp_path / "w"
     runner.run(small_config(), wd, hooks=hooks())
-    before = (wd / "config.json").stat().st_mtime_ns
+    before = (wd / "release" / "config.json").stat().st_mtime_ns
     runner.run(small_config(**{"runtime.progress": False}), wd, hooks=hooks())
-    assert (wd / "config.json").stat().st_mtime_ns == before
+    assert (wd / "release" / "config.json").stat().st_mtime_ns == before
 
 
 def test_full_disk_is_one_line_and_resume_is_exact(finished, tmp_path, capsys, cli_fakes,
@@ -302,7 +311,7 @@ def test_full_disk_is_one_line_and_resume_is_exact(finished, tmp_path, capsys, c
 def test_damaged_checkpoint_is_one_line_and_force_recovers(damage, tmp_path, capsys, cli_fakes):
     wd = tmp_path / "w"
     assert demo(wd, capsys)[0] == 0
-    ckpt = wd / "checkpoint"
+    ckpt = wd / "private" / "checkpoint"
     if damage == "truncated_state":
         text = (ckpt / "state.json").read_text()
         (ckpt / "state.json").write_text(text[: len(text) // 2])
@@ -350,9 +359,10 @@ def test_orphaned_temp_files_are_swept_on_the_next_start(finished, tmp_path):
     wd = tmp_path / "w"
     runner.run(small_config(), wd, hooks=hooks())
     planted = [
-        wd / ".synthetic.jsonl.a1b2c3.tmp",
-        wd / ".privacy.json.x9y8z7.tmp",
-        wd / "checkpoint" / ".state.json.q1w2e3.tmp",
+        wd / "release" / ".synthetic.jsonl.a1b2c3.tmp",
+        wd / "release" / ".privacy.json.x9y8z7.tmp",
+        wd / "private" / ".noise_secret.k4l5m6.tmp",
+        wd / "private" / "checkpoint" / ".state.json.q1w2e3.tmp",
     ]
     for p in planted:
         p.write_text("half")
@@ -395,7 +405,8 @@ def test_ledger_is_never_behind_the_checkpoint(finished, tmp_path, monkeypatch):
     with pytest.raises(Crash):
         runner.run(small_config(), wd, hooks=hooks())
     on_disk = json.loads(read(wd, "privacy.json"))["rounds_released"]
-    in_ckpt = len(json.loads(read(wd, "checkpoint/state.json"))["ledger"]["releases"])
+    state = (wd / "private" / "checkpoint" / "state.json").read_text()
+    in_ckpt = len(json.loads(state)["ledger"]["releases"])
     assert on_disk == 2 and in_ckpt == 1
     monkeypatch.setattr(context.Checkpoint, "save", real_save)
     runner.run(small_config(), wd, hooks=hooks())
@@ -409,8 +420,13 @@ def test_outputs_honour_the_umask(mask, mode, tmp_path):
         runner.run(small_config(), tmp_path, hooks=hooks())
     finally:
         os.umask(old)
-    for name in ("synthetic.jsonl", "privacy.json", "config.json", "checkpoint/state.json"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    for name in ("synthetic.jsonl", "privacy.json", "config.json"):
+        assert (tmp_path / "release" / name).stat().st_mode & 0o777 == mode, name
+    state = tmp_path / "private" / "checkpoint" / "state.json"
+    assert state.stat().st_mode & 0o777 == mode
+    # the private part and the secret are closed whatever the umask
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "private" / "noise_secret").stat().st_mode & 0o777 == 0o600
 
 
 def test_bytes_are_stable_across_a_resume(finished, tmp_path):
@@ -452,9 +468,15 @@ def test_changed_private_file_is_refused_on_resume(tmp_path):
 
 def test_private_fingerprint_lives_only_in_the_checkpoint(finished):
     wd, _ = finished
-    digest = fingerprint.file_digest(PRIVATE)
-    holders = [p for p in wd.rglob("*") if p.is_file() and digest.encode() in p.read_bytes()]
-    assert holders == [wd / "checkpoint" / "state.json"]
+    secret = (wd / "private" / "noise_secret").read_bytes()
+    keyed = fingerprint.keyed_file_digest(PRIVATE, secret)
+    plain = fingerprint.file_digest(PRIVATE)
+    assert keyed != plain
+    files = [p for p in wd.rglob("*") if p.is_file()]
+    assert [p for p in files if keyed.encode() in p.read_bytes()] == [
+        wd / "private" / "checkpoint" / "state.json"
+    ]
+    assert not [p for p in files if plain.encode() in p.read_bytes()]
 
 
 def test_model_fingerprint_follows_the_files(tmp_path):

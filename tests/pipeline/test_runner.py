@@ -55,7 +55,8 @@ def hooks(on_stage=None):
 
 
 def read(workdir, name):
-    return (pathlib.Path(workdir) / name).read_text()
+    """A shareable output of the run in `workdir` (in its release/ folder)."""
+    return (pathlib.Path(workdir) / "release" / name).read_text()
 
 
 def outputs(workdir):
@@ -73,13 +74,15 @@ def baseline(tmp_path_factory):
 
 def test_report_and_datasheet_written(tmp_path):
     runner.run(small_config(), tmp_path, hooks=hooks())
-    assert (tmp_path / "report.md").is_file() and (tmp_path / "datasheet.md").is_file()
+    release = tmp_path / "release"
+    assert (release / "report.md").is_file() and (release / "datasheet.md").is_file()
+    assert (release / "plots" / "plm_weights.png").is_file()
 
 
 def test_outputs(baseline):
     wd, res, events = baseline
     for name in ("synthetic.jsonl", "privacy.json", "metrics.jsonl", "config.json"):
-        assert (wd / name).is_file(), name
+        assert (wd / "release" / name).is_file(), name
     rows = [json.loads(x) for x in read(wd, "synthetic.jsonl").splitlines()]
     assert len(rows) == res.n_synthetic == 36
     assert {r["plm"] for r in rows} == {"fake-a", "fake-b"}
@@ -143,8 +146,8 @@ def test_resume_after_crash_at_every_stage(baseline, tmp_path):
 
 
 def test_crash_after_noise_before_checkpoint(baseline, tmp_path, monkeypatch):
-    """A crash after the votes were drawn but before the stage committed redraws the same
-    noise (same key) and records the release once."""
+    """A crash after the votes were drawn but before the stage committed reuses the
+    persisted release and records it once."""
     wd, _, _ = baseline
     real = rounds.selection.select_good_bad
     calls = {"n": 0}
@@ -377,7 +380,16 @@ def test_locked_workdir_refused_at_once_and_left_untouched(baseline, tmp_path):
 
     wd = tmp_path / "w"
     runner.run(small_config(), wd, hooks=hooks())
-    before = {p.name: p.read_bytes() for p in wd.iterdir() if p.is_file()}
+
+    def files():
+        return {
+            str(p.relative_to(wd)): p.read_bytes()
+            for p in wd.rglob("*")
+            if p.is_file() and p.name != LOCK_FILE
+        }
+
+    before = files()
+    assert "private/noise_secret" in before and "release/synthetic.jsonl" in before
     # Another process holds the lock (as a running run would), and a forced run with another
     # config starts: it must not clear or write anything.
     holder = subprocess.Popen(
@@ -394,8 +406,7 @@ def test_locked_workdir_refused_at_once_and_left_untouched(baseline, tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    after = {p.name: p.read_bytes() for p in wd.iterdir() if p.is_file() and p.name != LOCK_FILE}
-    assert after == {k: v for k, v in before.items() if k != LOCK_FILE}
+    assert files() == before
     # The OS released the killed holder's lock: the workdir is usable again, and within one
     # process the lock is exclusive too.
     with workdir_lock(wd):
@@ -416,3 +427,4 @@ def test_folder_that_never_held_a_run_is_not_cleared_or_overwritten(tmp_path, fo
     assert (wd / "checkpoint" / "model_weights.bin").read_bytes() == b"precious"
     assert (wd / "metrics.jsonl").read_text() == "my own metrics\n"
     assert not (wd / "config.json").exists()
+    assert not (wd / "release").exists() and not (wd / "private").exists()

@@ -57,7 +57,7 @@ def read_jsonl(path):
 def test_live_run_ledgers_every_release_within_budget(tmp_path):
     cfg = plus_config()
     res = runner.run(cfg, tmp_path, hooks=hooks())
-    ledger = json.loads((tmp_path / "privacy.json").read_text())
+    ledger = json.loads((tmp_path / "release" / "privacy.json").read_text())
     plan = privacy_plan(cfg)
     kinds = [(k, s, e) for k, s, e in plan.kinds]
     assert [k for k, _, _ in kinds] == ["usefulness", "per_cluster"]
@@ -67,18 +67,21 @@ def test_live_run_ledgers_every_release_within_budget(tmp_path):
     assert all(r["measures"] == MEASURES[r["what"][0]] for r in ledger["releases"])
     assert kinds[0][2] == pytest.approx(math.sqrt(2))  # usefulness over K = 2 PLMs
     assert 3.9 < ledger["epsilon_spent"] <= 4.0 and res.epsilon_spent == ledger["epsilon_spent"]
-    rows = read_jsonl(tmp_path / "synthetic.jsonl")
+    rows = read_jsonl(tmp_path / "release" / "synthetic.jsonl")
     assert len(rows) == res.n_synthetic
     w = np.array([r["weight"] for r in rows])
     assert w.min() > 0 and w.mean() == pytest.approx(1.0)
-    metrics = read_jsonl(tmp_path / "metrics.jsonl")
+    metrics = read_jsonl(tmp_path / "release" / "metrics.jsonl")
     assert len(metrics[1]["noisy_vote_summary"]["usefulness"]) == 2
     assert sum(metrics[1]["plm_budgets"]) == cfg.generation.round_increment(0)
     good, bad = metrics[1]["selected"]["good"], metrics[1]["selected"]["bad"]
     assert all(len(g) == 3 and not set(g) & set(b) for g, b in zip(good, bad))
-    # the checkpoint holds public arrays only: synthetic embeddings, centres, weights
-    saved = {p.stem for p in (tmp_path / "checkpoint").glob("*.npy")}
-    assert saved <= {"syn_emb", "plus_centres_r1", "plus_centres_r2", "sample_weights"}
+    # the checkpoint holds public arrays only: synthetic embeddings, centres, weights and the
+    # noisy releases (persisted before use, so a resume reuses them instead of redrawing)
+    saved = {p.stem for p in (tmp_path / "private" / "checkpoint").glob("*.npy")}
+    released = {f"plus_{k}_r{t}" for k, _, _ in kinds for t in (1, 2)}
+    assert released <= saved
+    assert saved <= {"syn_emb", "plus_centres_r1", "plus_centres_r2", "sample_weights"} | released
 
 
 def test_resume_after_a_crash_gives_the_same_data(tmp_path):
@@ -93,7 +96,8 @@ def test_resume_after_a_crash_gives_the_same_data(tmp_path):
         runner.run(cfg, tmp_path / "b", hooks=hooks(crash))
     runner.run(cfg, tmp_path / "b", hooks=hooks())
     for name in ("synthetic.jsonl", "privacy.json"):
-        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+        a, b = (tmp_path / x / "release" / name for x in "ab")
+        assert a.read_text() == b.read_text()
 
 
 def test_replay_draws_pool_rows_by_cluster_quotas(tmp_path):
@@ -113,16 +117,16 @@ def test_replay_draws_pool_rows_by_cluster_quotas(tmp_path):
     cfg = plus_config(**{"replay.pools": tuple(pools)})
     assert cfg.is_replay
     res = runner.run(cfg, tmp_path / "wd", hooks=hooks())
-    rows = read_jsonl(tmp_path / "wd" / "synthetic.jsonl")
+    rows = read_jsonl(tmp_path / "wd" / "release" / "synthetic.jsonl")
     assert len(rows) == res.n_synthetic == 48
     pool_texts = {json.loads(x)["text"] for p in pools for x in open(p)}
     assert {r["text"] for r in rows} <= pool_texts
-    ledger = json.loads((tmp_path / "wd" / "privacy.json").read_text())
+    ledger = json.loads((tmp_path / "wd" / "release" / "privacy.json").read_text())
     assert ledger["rounds_released"] == 2 and len(ledger["releases"]) == 4
     assert [k["kind"] for k in ledger["kinds"]] == ["usefulness", "per_cluster"]
     assert ledger["releases"][0]["sensitivity"] == (pytest.approx(math.sqrt(3)))
     datasheet.write_datasheet(tmp_path / "wd")
-    sheet = (tmp_path / "wd" / "datasheet.md").read_text()
+    sheet = (tmp_path / "wd" / "release" / "datasheet.md").read_text()
     assert "| noisy releases per round | usefulness, per_cluster |" in sheet
     # sigma and epsilon of every kind, from the plan of each (not the first kind's for all)
     plan = privacy_plan(cfg)

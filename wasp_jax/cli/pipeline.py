@@ -5,7 +5,8 @@
 closest valid one), checks every input before anything is written, and calls
 `wasp_jax.pipeline.runner.run`, which resumes an interrupted run in the same workdir. `demo`
 does the same for the embedded default (bundled private IMDb reviews, offline models). `report`
-rebuilds `datasheet.md`, `report.md` and the plots of a finished run.
+rebuilds `datasheet.md`, `report.md` and the plots of a finished run from its shareable part
+(`release/`) alone, so it also works on a copy of that folder.
 
 Bad input (a config value out of range, an unknown key or model, an unreadable or malformed
 data file, a workdir that holds a different config) raises `UsageError`: one line on stderr,
@@ -17,7 +18,7 @@ Example:
     wasp-jax run --config experiments/configs/wasp_imdb.py --workdir runs/wasp_imdb \\
         --set privacy.epsilon=1.0 --set seed=1
     wasp-jax demo --workdir runs/demo
-    wasp-jax report runs/demo
+    wasp-jax report runs/demo            # or a copy of runs/demo/release
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import difflib
 import json
 import logging
 import os
-import pathlib
 import re
 import sys
 import time
@@ -43,7 +43,7 @@ from wasp_jax.config.api import api_kind
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
 from wasp_jax.pipeline import sizing
-from wasp_jax.pipeline.workdir import check_workdir, describe_os_error
+from wasp_jax.pipeline.workdir import check_workdir, describe_os_error, private_dir, release_dir
 from wasp_jax.tasks import load_task
 
 # ------------------------------------------------------------------------------ parsers
@@ -96,7 +96,9 @@ def register_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def register_report(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("workdir", help="the workdir of a finished run")
+    parser.add_argument(
+        "workdir", help="the workdir of a finished run, or a copy of its release/ folder"
+    )
 
 
 # ------------------------------------------------------------------------------ commands
@@ -359,8 +361,11 @@ def check_model(spec: str, key: str, kind: str) -> None:
 
 def summary(workdir: str, wall_s: float, *, title: str = "run") -> str:
     """A few lines for the console: where the outputs are, (epsilon, sigma), PLM weights."""
-    path = pathlib.Path(workdir)
-    lines = [f"{title} finished in {wall_s:.1f} s; outputs in {path.resolve()}"]
+    path = release_dir(workdir)
+    lines = [
+        f"{title} finished in {wall_s:.1f} s; outputs in {path.resolve()} (shareable; "
+        f"never share {private_dir(workdir).resolve()})"
+    ]
     with contextlib.suppress(OSError, ValueError):
         ledger = json.loads((path / "privacy.json").read_text(encoding="utf-8"))
         lines.append(

@@ -227,7 +227,7 @@ class GenerationConfig:
         chat: wrap prompts in the PLM's chat template (None = the model's default).
         max_attempts: generation passes per quota before a shortfall is recorded.
         api_cache_dir: response cache of API PLMs (`wasp_jax.models.api`); "" = the
-            workdir's ``api_cache``. A shared folder lets other runs reuse the answers.
+            workdir's ``private/api_cache``. A shared folder lets other runs reuse the answers.
     """
 
     plms: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")

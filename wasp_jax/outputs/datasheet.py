@@ -8,7 +8,7 @@ as configured, and known limitations. Built only from the run's public outputs (
 
 Example:
     from wasp_jax.outputs import datasheet
-    datasheet.write_datasheet("runs/demo")   # -> runs/demo/datasheet.md
+    datasheet.write_datasheet("runs/demo")   # -> runs/demo/release/datasheet.md
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ from wasp_jax import data as data_io
 from wasp_jax.outputs import run_files as R
 from wasp_jax.outputs.api_usage import usage_section
 from wasp_jax.privacy.noise_source import SEEDED_NOTE
+
+#: What may be handed to others (also in the README).
+SHARING = (
+    "Only the run's `release/` folder (this datasheet's folder) may be handed to others; the "
+    "workdir's `private/` folder (checkpoint, secret, caches) must never leave the machine."
+)
 
 #: Licence of each model the project can load (registry name -> licence); the datasheet
 #: names them because the synthetic texts are model outputs.
@@ -176,7 +182,8 @@ def _models_section(cfg: Mapping[str, Any]) -> str:
 
 
 def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
-    """Writes `<workdir>/datasheet.md`: what a consumer of the synthetic data must know.
+    """Writes `datasheet.md`, what a consumer of the synthetic data must know, into the
+    release folder of `workdir` (a workdir, or a copy of its release folder).
 
     Returns:
       The datasheet's path.
@@ -184,8 +191,8 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
     Raises:
       DataError: the workdir is not a finished run.
     """
-    workdir = pathlib.Path(workdir)
     run = R.load_run(workdir)
+    workdir = R.release_folder(workdir)
     cfg, syn = run["config"], run["synthetic"]
     names = R.label_names(run)
     method = cfg.get("method", "wasp")
@@ -198,6 +205,7 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
         f"`synthetic.jsonl` holds **{len(syn)}** labelled synthetic texts "
         "(`text`, `label`, `label_name`, `plm`, `round`). "
         f"Classes: {', '.join(f'{i} = {n}' for i, n in enumerate(names))}.\n",
+        SHARING + "\n",
         "## Privacy guarantee\n",
         _privacy_section(run),
         "## Method\n",
@@ -251,8 +259,8 @@ def _private_provenance(private_path: str, used: bool) -> str:
         )
     return text + (
         "No private text, and no statistic computed from it before the noise, is stored in "
-        "this workdir; config.json holds only the configured path. The run used every record "
-        "of that file, and the guarantee is stated for those records.\n"
+        "the release folder; config.json holds only the configured path. The run used every "
+        "record of that file, and the guarantee is stated for those records.\n"
     )
 
 

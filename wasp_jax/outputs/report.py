@@ -1,17 +1,19 @@
 """Human-readable outputs of a run: `datasheet.md`, `report.md` and its PNG plots.
 
-Both documents are rebuilt from the files the runner leaves in the workdir (`config.json`,
-`privacy.json`, `metrics.jsonl`, `synthetic.jsonl` and, once evaluated, `eval.json`). Those
-files hold only public inputs, post-noise values and synthetic data, and this module reads
-nothing else: it never opens the private data file (it only names it, as configured). All
-files are written atomically; plots go to `<workdir>/plots/` (`wasp_jax.outputs.plots`).
+Both documents are rebuilt from the shareable files the runner leaves in `<workdir>/release/`
+(`config.json`, `privacy.json`, `metrics.jsonl`, `synthetic.jsonl` and, once evaluated,
+`eval.json`), so a copy of that folder alone is enough. Those files hold only public inputs,
+post-noise values and synthetic data, and this module reads nothing else: never the
+workdir's `private/` part, nor the private data file (it only names it, as configured). All
+files are written atomically into the release folder; plots go to its `plots/`
+(`wasp_jax.outputs.plots`).
 The datasheet is `wasp_jax.outputs.datasheet`; both read the run through
 `wasp_jax.outputs.run_files`.
 
 Example:
     from wasp_jax.outputs import datasheet, report
-    datasheet.write_datasheet("runs/demo")   # -> runs/demo/datasheet.md
-    report.write_report("runs/demo")         # -> runs/demo/report.md, runs/demo/plots/*.png
+    datasheet.write_datasheet("runs/demo")   # -> runs/demo/release/datasheet.md
+    report.write_report("runs/demo")         # -> runs/demo/release/report.md, plots/*.png
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from wasp_jax.outputs.run_files import (
     load_run,
     md_table,
     mean_std,
+    release_folder,
     task_title,
 )
 from wasp_jax.privacy.noise_source import SEEDED_NOTE
@@ -39,7 +42,8 @@ from wasp_jax.privacy.noise_source import SEEDED_NOTE
 
 
 def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
-    """Writes `<workdir>/report.md` and its plots under `<workdir>/plots/`.
+    """Writes `report.md` and its plots (`plots/`) into the release folder of `workdir`
+    (a workdir, or a copy of its release folder).
 
     Returns:
       The report's path.
@@ -47,8 +51,8 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
     Raises:
       DataError: the workdir is not a finished run.
     """
-    workdir = pathlib.Path(workdir)
     run = load_run(workdir)
+    workdir = release_folder(workdir)
     metrics, syn, names = run["metrics"], run["synthetic"], label_names(run)
     made = _plots(run, names, workdir / "plots")
     parts = _head(run)

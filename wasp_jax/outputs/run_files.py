@@ -1,7 +1,8 @@
 """Reading a finished run's files, and the markdown helpers the report and datasheet share.
 
-Only the files the runner writes are read (`config.json`, `privacy.json`, `metrics.jsonl`,
-`synthetic.jsonl`, `eval.json`): public inputs, post-noise values and synthetic data.
+Only the shareable files the runner writes into `<workdir>/release/` are read (`config.json`,
+`privacy.json`, `metrics.jsonl`, `synthetic.jsonl`, `eval.json`, `eval_baselines.json`):
+public inputs, post-noise values and synthetic data. A copy of that folder alone is enough.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 from wasp_jax import data as data_io
 from wasp_jax.data import DataError
 
+#: The shareable part of a workdir: everything in it may be handed to others.
+RELEASE_DIR = "release"
+
 # ------------------------------------------------------------------------------ loading
 
 
@@ -26,8 +30,15 @@ def field(mapping: Mapping[str, Any] | None, *names: str, default: Any = None) -
     return default
 
 
+def release_folder(path: str | pathlib.Path) -> pathlib.Path:
+    """The folder of a run's shareable files: `<path>/release/` for a workdir, else `path`
+    itself (a copy of a release folder)."""
+    path = pathlib.Path(path)
+    return path / RELEASE_DIR if (path / RELEASE_DIR).is_dir() else path
+
+
 def load_run(workdir: str | pathlib.Path) -> dict[str, Any]:
-    """Reads a run's output files.
+    """Reads a run's shareable files, from a workdir or from a copy of its release folder.
 
     Returns:
       {"config", "privacy", "metrics", "synthetic", "eval", "baselines"}; `eval` and
@@ -36,9 +47,9 @@ def load_run(workdir: str | pathlib.Path) -> dict[str, Any]:
     Raises:
       DataError: the folder or one of its required files is missing or malformed.
     """
-    workdir = pathlib.Path(workdir)
-    if not workdir.is_dir():
+    if not pathlib.Path(workdir).is_dir():
         raise DataError(f"workdir {str(workdir)!r} does not exist; pass the --workdir of a run")
+    workdir = release_folder(workdir)
     for name in ("config.json", "privacy.json", "metrics.jsonl", "synthetic.jsonl"):
         if not (workdir / name).is_file():
             raise DataError(

@@ -1,11 +1,13 @@
 """Crash-safe run state: one JSON state file plus NumPy arrays, all written atomically.
 
-Layout under `<workdir>/checkpoint/`: `state.json` (the `RunState`: completed stages,
+Layout under `<workdir>/private/checkpoint/`: `state.json` (the `RunState`: completed stages,
 population, ledger, round plans, metrics) and `*.npy` arrays (synthetic embeddings, each
 round's noisy votes). Arrays are written before the state that refers to them, and `state.json` is
 replaced in one `os.replace`, so after a crash the state on disk is always the last complete
 stage. Only public values are stored: synthetic texts and their embeddings, post-noise
-votes, the ledger. Nothing private and nothing pre-noise is ever passed here.
+votes, the ledger, and the inputs' fingerprints (the private file's keyed with the run's
+secret). Nothing private and nothing pre-noise is ever passed here. The checkpoint is in the
+workdir's private part all the same: it is never released.
 
 This uses plain JSON/NPY rather than orbax: the state is a small host-side record of lists,
 and a single atomic file replace is the simplest way to make "stage done" and "ledger
@@ -22,7 +24,7 @@ import numpy as np
 
 from wasp_jax import data as data_io
 from wasp_jax.pipeline.state import RunState
-from wasp_jax.pipeline.workdir import CHECKPOINT_DIR
+from wasp_jax.pipeline.workdir import CHECKPOINT_DIR, private_dir
 
 STATE_VERSION = 2
 
@@ -31,7 +33,7 @@ class Checkpoint:
     """Reads and writes the run state of one workdir."""
 
     def __init__(self, workdir: str | pathlib.Path):
-        self.dir = pathlib.Path(workdir) / CHECKPOINT_DIR
+        self.dir = private_dir(workdir) / CHECKPOINT_DIR
 
     @property
     def state_path(self) -> pathlib.Path:

@@ -1,10 +1,11 @@
 """One run's context: config, task, keys, lazily loaded models and data, and the typed state.
 
 `RunContext.stage` wraps every stage: it skips a finished one, times it, and commits it:
-`privacy.json` first, then the checkpoint (the stage's arrays, then `state.json`), then the
-other outputs. A crash between two of these writes can leave a ledger that is ahead of the
-checkpoint (the resumed stage redraws the same noise and records the same release), never
-one that is behind it.
+`release/privacy.json` first, then the checkpoint (`private/checkpoint/`: the stage's arrays,
+then `state.json`), then the other outputs (`release/`). A crash between two of these writes
+can leave a ledger that is ahead of the checkpoint, never one that is behind it. A vote stage
+persists its noisy release before anything reads it, and a resumed stage reuses that file: a
+release is drawn once, whatever the resumed process computes from the private data.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import dataclasses
 import errno
 import logging
 import pathlib
-import secrets
 import time
 from collections.abc import Callable
 
@@ -33,8 +33,10 @@ from wasp_jax.pipeline.fingerprint import check_unchanged, input_fingerprints
 from wasp_jax.pipeline.keys import generation_root, run_noise
 from wasp_jax.pipeline.population import Population
 from wasp_jax.pipeline.private import load_private
+from wasp_jax.pipeline.secret import shared_secret
 from wasp_jax.pipeline.spread import checkpoint, vote_mesh
 from wasp_jax.pipeline.state import RunState
+from wasp_jax.pipeline.workdir import private_dir, release_dir
 from wasp_jax.privacy.ledger import RunLedger
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.tasks import TaskSpec, load_task
@@ -99,12 +101,11 @@ class RunContext:
         self.cfg, self.workdir, self.hooks = cfg, workdir, hooks
         self.task: TaskSpec = load_task(cfg.task)
         self.writer = dist.is_writer()  # the one process that writes the workdir
+        #: the shareable outputs (release/) and the private state (private/) of the workdir
+        self.release, self.private_dir = release_dir(workdir), private_dir(workdir)
         self.ckpt: Checkpoint = checkpoint(workdir)
         self.plan = privacy_plan(cfg)
         self.gen_root = generation_root(cfg.seed)
-        self.secret = secrets.token_bytes(32)
-        #: the run's DP noise (secret-keyed; seeded only under privacy.noise = "seeded")
-        self.noise = run_noise(cfg, self.secret)
         self.mesh = mesh_for(cfg.runtime.mesh)
         self.vote_mesh = vote_mesh(self.mesh)
         if cfg.is_replay:
@@ -112,7 +113,11 @@ class RunContext:
         else:
             self.plm_names = list(cfg.generation.plms)
         saved = self.ckpt.load()
-        fingerprints = input_fingerprints(cfg, self.task)
+        #: drawn from the OS CSPRNG on first start, kept in private/ (never logged or released)
+        self.secret = shared_secret(self.private_dir, must_exist=saved is not None)
+        #: the run's DP noise (secret-keyed; seeded only under privacy.noise = "seeded")
+        self.noise = run_noise(cfg, self.secret)
+        fingerprints = input_fingerprints(cfg, self.task, self.secret)
         if saved is not None:
             check_unchanged(saved.fingerprints, fingerprints, f"the run in {workdir}")
         self.state: RunState = saved or RunState(
@@ -164,7 +169,7 @@ class RunContext:
                 self._generators[k] = api_plm.load_api_generator(
                     self.plm_names[k],
                     api=self.cfg.api,
-                    cache_dir=self.cfg.generation.api_cache_dir or self.workdir / "api_cache",
+                    cache_dir=self.cfg.generation.api_cache_dir or self.private_dir / "api_cache",
                     spend=self.api_spend(),
                 )
                 return self._generators[k]
@@ -201,7 +206,7 @@ class RunContext:
                     cache_dir=self.cfg.runtime.cache_dir or None,
                     batch_size=e.batch_size,
                     cache_path=(
-                        str(self.workdir / "embed_cache")
+                        str(self.private_dir / "embed_cache")
                         if e.cache_synthetic and self.writer
                         else None
                     ),
@@ -278,7 +283,7 @@ class RunContext:
     def write_ledger(self) -> None:
         if not self.writer:
             return
-        data_io.atomic_write_json(self.workdir / "privacy.json", self.state.ledger.report())
+        data_io.atomic_write_json(self.release / "privacy.json", self.state.ledger.report())
 
     def write_outputs(self, *, ledger: bool = True) -> None:
         if not self.writer:
@@ -288,8 +293,8 @@ class RunContext:
         rows = self.pop.rows(self.task, self.plm_names)
         if self.sample_weights is not None and len(self.sample_weights) == len(rows):
             rows = [row | {"weight": float(w)} for row, w in zip(rows, self.sample_weights)]
-        data_io.atomic_write_jsonl(self.workdir / "synthetic.jsonl", rows)
-        data_io.atomic_write_jsonl(self.workdir / "metrics.jsonl", self.state.metrics)
+        data_io.atomic_write_jsonl(self.release / "synthetic.jsonl", rows)
+        data_io.atomic_write_jsonl(self.release / "metrics.jsonl", self.state.metrics)
 
     def close_round(self, round_: int, weights, budgets, summary, selected) -> None:
         """Appends round `round_`'s metrics row (once) and commits it."""

@@ -1,6 +1,7 @@
 """The end-of-run evaluation: the synthetic set, and what it is compared against.
 
-With `eval.test_path` set, a small task model (STM) is trained per seed on
+With `eval.test_path` set, a small task model (STM) is trained per seed on (files in the
+workdir's `release/`)
 
 * the synthetic set (`synthetic.jsonl` -> `eval.json`);
 * the zero-shot start, the run's round-0 samples (`zero_shot_start.jsonl` ->
@@ -47,7 +48,7 @@ def evaluate_run(r) -> None:
     if not r.cfg.eval.test_path:
         return
     if r.writer:
-        _evaluate(r, r.workdir)
+        _evaluate(r, r.release)
         return
     with tempfile.TemporaryDirectory(prefix="wasp-jax-eval-") as tmp:
         tmp = pathlib.Path(tmp)

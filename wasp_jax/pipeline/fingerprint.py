@@ -6,10 +6,13 @@ replay pool, and the source of every PLM and of the embedder. A resume recompute
 refuses to go on when one differs, naming what changed, because one privacy ledger must
 cover one dataset and one synthetic set must come from one set of models.
 
-The private data's digest is a SHA-256 of the file's bytes. It is the only value derived
-from private data that is stored outside memory, and it lives only in the checkpoint: no
+The private data's digest is an HMAC-SHA256 of the file's bytes keyed with the run's secret
+(`wasp_jax.pipeline.secret`), not a plain hash: without the secret nobody can test a guess of
+the file against it (a plain SHA-256 would let someone who knows every record but one
+confirm the missing one). It is the only value derived from private data that is stored
+outside memory, and it lives only in the checkpoint, in the workdir's private part: no
 released file (synthetic.jsonl, privacy.json, metrics.jsonl, the datasheet, the report)
-carries it. It can confirm a guess of the entire file and reveals nothing else.
+carries it.
 
 A model given as a path is fingerprinted by its files' names and sizes and the bytes of its
 small files (configs, tokenizers) plus the first and last MiB of the large ones, which is
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import importlib.metadata
 import json
 import os
@@ -48,6 +52,15 @@ def _sha(data: bytes) -> str:
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_EDGE), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def keyed_file_digest(path: str | os.PathLike, key: bytes) -> str:
+    """HMAC-SHA256 of a file's bytes under `key` (read in 1 MiB blocks)."""
+    h = hmac.new(key, digestmod=hashlib.sha256)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_EDGE), b""):
             h.update(block)
@@ -109,11 +122,13 @@ def task_fingerprint(task: TaskSpec) -> str:
     return _sha(json.dumps(dataclasses.asdict(task), sort_keys=True, default=str).encode())
 
 
-def input_fingerprints(cfg: WaspConfig, task: TaskSpec) -> dict[str, str]:
-    """Input name (as a user would fix it) -> digest; see the module docstring."""
+def input_fingerprints(cfg: WaspConfig, task: TaskSpec, secret: bytes) -> dict[str, str]:
+    """Input name (as a user would fix it) -> digest; the private data's is keyed with the
+    run's `secret`. See the module docstring."""
     out = {"config": config_fingerprint(cfg), f"task {cfg.task!r}": task_fingerprint(task)}
     if cfg.uses_private_data and cfg.data.private_path:
-        out[f"private data {cfg.data.private_path!r}"] = file_digest(cfg.data.private_path)
+        path = cfg.data.private_path
+        out[f"private data {path!r}"] = keyed_file_digest(path, secret)
     if cfg.is_replay:
         for path in cfg.replay.pools:
             out[f"replay pool {path!r}"] = file_digest(path)

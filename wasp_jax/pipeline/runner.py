@@ -13,7 +13,8 @@ run draws exactly what an uninterrupted one draws. The noisy votes of a round ar
 from the noise key of that round only, recorded in the ledger and saved in the same
 checkpoint before use; a resume reuses them, so privacy is never spent twice.
 
-Outputs in the workdir (all written atomically): `config.json` (resolved config),
+Outputs in the workdir's shareable part, `release/` (all written atomically; only this folder
+may be handed to others, `wasp_jax.pipeline.workdir`): `config.json` (resolved config),
 `synthetic.jsonl` (text, label, label_name, plm, round; round 0 = zero-shot start),
 `privacy.json` (the ledger), `metrics.jsonl` (one object per round: round, plm_names,
 plm_weights, plm_budgets, class_counts, stage_seconds, noisy_vote_summary (post-noise only),
@@ -21,7 +22,9 @@ selected (round's good/bad sample indices into synthetic.jsonl), shortfall, filt
 filter of `wasp_jax.pipeline.filters`), n_synthetic),
 then, with `eval.test_path`, the downstream evaluation of the synthetic set and its baselines
 (`wasp_jax.pipeline.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
-`datasheet.md` / `report.md` from `wasp_jax.outputs`.
+`datasheet.md` / `report.md` (and `plots/`) from `wasp_jax.outputs`. The private part,
+`private/` (mode 0700), holds the run's noise secret (`wasp_jax.pipeline.secret`), its
+checkpoint and its caches; nothing there is ever released.
 
 In a multi-process job (`wasp_jax.distributed`) every process runs this loop on the same
 inputs (`wasp_jax.pipeline.spread` splits the work); process 0 alone holds the workdir lock
@@ -48,7 +51,12 @@ from wasp_jax.outputs import datasheet, report
 from wasp_jax.pipeline import evaluation, generation, rounds, sizing, spread
 from wasp_jax.pipeline.context import Hooks, RunContext
 from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
-from wasp_jax.pipeline.workdir import WorkdirConfigError, check_writable, prepare_workdir
+from wasp_jax.pipeline.workdir import (
+    WorkdirConfigError,
+    check_writable,
+    prepare_workdir,
+    release_dir,
+)
 from wasp_jax.tasks import load_task
 
 __all__ = ["Hooks", "RunResult", "WorkdirConfigError", "WorkdirLockedError", "run"]
@@ -68,8 +76,13 @@ class RunResult:
     seconds: float
 
     @property
+    def release(self) -> pathlib.Path:
+        """The shareable outputs: the only folder of the run that may be handed to others."""
+        return release_dir(self.workdir)
+
+    @property
     def synthetic_path(self) -> pathlib.Path:
-        return self.workdir / "synthetic.jsonl"
+        return self.release / "synthetic.jsonl"
 
 
 def _enable_compile_cache(cache_dir: str) -> None:
@@ -169,5 +182,5 @@ def _finish(r: RunContext) -> None:
     """The optional evaluation (with its baselines), then the datasheet and the report."""
     evaluation.evaluate_run(r)  # every process: the STM trains data parallel over all
     if r.writer:
-        datasheet.write_datasheet(r.workdir)
-        report.write_report(r.workdir)
+        datasheet.write_datasheet(r.release)
+        report.write_report(r.release)

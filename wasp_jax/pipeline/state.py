@@ -5,8 +5,9 @@ resume: the finished stages, the synthetic population, the privacy ledger, each 
 `RoundPlan` (the post-noise selection and the next budgets), the metrics rows written so far,
 the progress of the open round, for replay the next unused pool row per (PLM, class), and
 the fingerprints of the run's inputs (`wasp_jax.pipeline.fingerprint`). Everything in it is
-public (synthetic text, post-noise values, the ledger) except one value: the SHA-256 of the
-private data file, which is why the checkpoint is never released (docs/method.md).
+public (synthetic text, post-noise values, the ledger) except one value: the HMAC of the
+private data file keyed with the run's secret, which is one reason the checkpoint lives in
+the workdir's private part and is never released (docs/method.md).
 """
 
 from __future__ import annotations

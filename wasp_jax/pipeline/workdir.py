@@ -1,14 +1,25 @@
-"""The workdir of a run: refuse one that holds another run, start one afresh with force.
+"""The workdir of a run: its two parts, refusing one that holds another run, force.
 
-A workdir holds one run: a marker file (`MARKER`, the first thing a run writes), its resolved
-`config.json`, the outputs and `checkpoint/`. Re-running the same config resumes it; a
-different config is refused (the keys under `runtime.` do not change results and may differ)
-unless `force`, which discards that run. A folder without the marker that holds files under
-a run's names is someone else's: it is refused, forced or not, and nothing in it is touched.
-`--force` removes only the names a run writes, and a symlink among them is unlinked, never
-followed. The command line calls `check_workdir` before it loads any model; the runner calls
-`prepare_workdir` under the workdir lock, which checks again, sweeps the temp files of an
-interrupted write and writes the marker and `config.json`.
+A workdir holds one run in two folders:
+
+* `release/` (`RELEASE_DIR`), the shareable part: the resolved `config.json`,
+  `synthetic.jsonl`, `privacy.json`, `metrics.jsonl` (post-noise values and the API usage),
+  `eval.json`, `eval_baselines.json`, `zero_shot_start.jsonl`, `datasheet.md`, `report.md`
+  and `plots/`. Only this folder may be handed to others.
+* `private/` (`PRIVATE_DIR`, mode 0700), what must never leave the machine: the marker
+  (`MARKER`, the first thing a run writes), the run's noise secret (`wasp_jax.pipeline.secret`),
+  `checkpoint/` (which holds the inputs' fingerprints), the embedding cache and, unless
+  `generation.api_cache_dir` names another folder, the API response cache.
+
+Re-running the same config resumes the run; a different config is refused (the keys under
+`runtime.` do not change results and may differ) unless `force`, which removes both parts
+(and so draws a new secret). A folder without the marker that holds files under a run's
+names is someone else's: it is refused, forced or not, and nothing in it is touched. A
+workdir of the older layout (the marker, config.json and outputs at its top level) is
+refused with the fix, and `--force` clears it. A symlink among the names `--force` removes
+is unlinked, never followed. The command line calls `check_workdir` before it loads any
+model; the runner calls `prepare_workdir` under the workdir lock, which checks again, sweeps
+the temp files of an interrupted write and writes the marker and `config.json`.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from wasp_jax import data as data_io
 from wasp_jax.config import WaspConfig
 from wasp_jax.config.api import RESULT_NEUTRAL as API_RESULT_NEUTRAL
 from wasp_jax.errors import DataError
+from wasp_jax.outputs import run_files
 
 #: Config keys that do not change results; a workdir may be resumed with other values.
 #: Config keys a resume may change: runtime settings, and the API caps, keys and cache folder
@@ -34,18 +46,24 @@ RESULT_NEUTRAL_PREFIXES = (
     *(f"api.{name}" for name in API_RESULT_NEUTRAL),
 )
 
-#: The folder of the run state (`wasp_jax.pipeline.checkpoint`).
+#: The shareable part of a workdir (see the module docstring).
+RELEASE_DIR = run_files.RELEASE_DIR
+#: The private part of a workdir, mode 0700.
+PRIVATE_DIR = "private"
+
+#: The folder of the run state (`wasp_jax.pipeline.checkpoint`), under private/.
 CHECKPOINT_DIR = "checkpoint"
 
-#: Outputs a forced restart removes (with checkpoint/).
+#: Outputs, under release/.
 OUTPUTS = ("synthetic.jsonl", "privacy.json", "metrics.jsonl", "eval.json", "datasheet.md",
            "report.md", "eval_baselines.json", "zero_shot_start.jsonl")  # fmt: skip
 
-#: Folders of outputs a forced restart removes.
-OUTPUT_DIRS = (CHECKPOINT_DIR, "plots")
-
-#: Written first into a workdir: it marks the folder as a wasp-jax run's.
+#: Written first into a workdir (under private/): it marks the folder as a wasp-jax run's.
 MARKER = ".wasp-jax-run"
+
+#: What a run of the older layout kept at the workdir's top level (cleared by --force).
+OLD_LAYOUT = (MARKER, "config.json", *OUTPUTS, CHECKPOINT_DIR, "plots", "embed_cache",
+              "api_cache")  # fmt: skip
 
 #: Bytes kept free beyond a run's estimate (state rewrites, the report's plots).
 DISK_SLACK = 32 * 2**20
@@ -72,8 +90,32 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [k for k in sorted(b) if a.get(k) != b[k] and not k.startswith(RESULT_NEUTRAL_PREFIXES)]
 
 
+def release_dir(workdir: str | pathlib.Path) -> pathlib.Path:
+    """The shareable part of `workdir`."""
+    return pathlib.Path(workdir) / RELEASE_DIR
+
+
+def private_dir(workdir: str | pathlib.Path) -> pathlib.Path:
+    """The private part of `workdir` (see `make_private_dir`)."""
+    return pathlib.Path(workdir) / PRIVATE_DIR
+
+
+def make_private_dir(workdir: str | pathlib.Path) -> pathlib.Path:
+    """Creates the private part of `workdir` (if needed) with mode 0700, and keeps it so."""
+    path = private_dir(workdir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        path.chmod(0o700)
+    return path
+
+
 def _is_run_folder(path: pathlib.Path) -> bool:
-    """Holds the marker, or (written before the marker existed) a wasp-jax config.json."""
+    """Holds the marker of a run in this layout."""
+    return (path / PRIVATE_DIR / MARKER).is_file()
+
+
+def _is_old_run_folder(path: pathlib.Path) -> bool:
+    """Holds a run of the older layout: the marker or a wasp-jax config.json at the top."""
     if (path / MARKER).is_file():
         return True
     try:
@@ -140,30 +182,39 @@ def check_free_space(cfg: WaspConfig, workdir: str | pathlib.Path) -> None:
 
 def check_workdir(cfg: WaspConfig, workdir: str | pathlib.Path, *, force: bool) -> None:
     """Refuses a workdir that cannot be written, lacks the disk space of the run, holds a run
-    of a different config, or holds files under a run's output names without being a
-    wasp-jax workdir (never cleared, even forced).
+    of a different config or of the older layout, or holds files under a run's names without
+    being a wasp-jax workdir (never cleared, even forced).
 
     Raises:
-      WorkdirConfigError: a foreign folder, an unwritable path, too little disk, or
-        (unless `force`, which starts the run there afresh) another config's run.
+      WorkdirConfigError: a foreign folder, an unwritable path, too little disk, or (unless
+        `force`, which starts the run there afresh) another config's run or an old layout.
     """
     path = pathlib.Path(workdir)
     check_writable(path)
-    old_path = path / "config.json"
+    if _is_old_run_folder(path) and not _is_run_folder(path):
+        if not force:
+            raise WorkdirConfigError(
+                f"workdir {str(workdir)!r} holds a run of an older wasp-jax layout (its "
+                f"outputs at the top, not in {RELEASE_DIR}/ and {PRIVATE_DIR}/); choose a new "
+                "--workdir, or pass --force to discard that run"
+            )
+        check_free_space(cfg, path)
+        return
     if not _is_run_folder(path):
         # The marker is the first thing a run writes: without it, files under the names a run
         # writes (or --force removes) belong to someone else and are left alone.
-        names = (*OUTPUT_DIRS, *OUTPUTS, "config.json")
+        names = (RELEASE_DIR, PRIVATE_DIR, *OLD_LAYOUT)
         clash = sorted(n for n in names if (path / n).exists() or (path / n).is_symlink())
         if clash:
             raise WorkdirConfigError(
                 f"workdir {str(workdir)!r} holds {', '.join(clash)} but no wasp-jax run "
-                f"(no {MARKER} marker), so a run would overwrite or --force would delete "
-                "files it did not write; choose another --workdir"
+                f"(no {PRIVATE_DIR}/{MARKER} marker), so a run would mix its files with, or "
+                "--force would delete, files it did not write; choose another --workdir"
             )
         check_free_space(cfg, path)
         return
     check_free_space(cfg, path)
+    old_path = release_dir(path) / "config.json"
     if force or not old_path.exists():
         return
     try:
@@ -191,20 +242,23 @@ def _remove(path: pathlib.Path) -> None:
 
 
 def prepare_workdir(cfg: WaspConfig, workdir: pathlib.Path, *, force: bool) -> None:
-    """Checks the workdir, clears it under `force`, sweeps temp files left by an interrupted
-    write, and writes the marker and the resolved config.json (only when it changes, so a
-    finished run in a read-only folder can still be looked at)."""
+    """Checks the workdir, clears it under `force` (both parts, or an old layout's files),
+    creates `private/` (0700) and `release/`, sweeps temp files left by an interrupted write,
+    and writes the marker and the resolved config.json (only when it changes, so a finished
+    run in a read-only folder can still be looked at)."""
     check_workdir(cfg, workdir, force=force)
     if force:
-        for name in (*OUTPUT_DIRS, *OUTPUTS):
+        old = _is_old_run_folder(workdir) and not _is_run_folder(workdir)
+        for name in (*OLD_LAYOUT,) if old else (RELEASE_DIR, PRIVATE_DIR):
             _remove(workdir / name)
-    workdir.mkdir(parents=True, exist_ok=True)
-    for folder in (workdir, workdir / CHECKPOINT_DIR, workdir / "plots"):
+    private, release = make_private_dir(workdir), release_dir(workdir)
+    release.mkdir(exist_ok=True)
+    for folder in (release, release / "plots", private, private / CHECKPOINT_DIR):
         data_io.sweep_temp_files(folder)
-    if not (workdir / MARKER).is_file():
-        data_io.atomic_write_json(workdir / MARKER, {"tool": "wasp-jax", "format": 1})
+    if not (private / MARKER).is_file():
+        data_io.atomic_write_json(private / MARKER, {"tool": "wasp-jax", "format": 2})
     text = cfg.to_json() + "\n"
-    config_path = workdir / "config.json"
+    config_path = release / "config.json"
     try:
         same = config_path.read_text(encoding="utf-8") == text
     except (OSError, UnicodeDecodeError):

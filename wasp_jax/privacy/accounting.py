@@ -99,7 +99,7 @@ def _gdp_epsilon(mu: float, delta: float) -> float:
     return hi
 
 
-def epsilon_of(noise_multipliers, delta: float, *, method: str = "pld") -> float:
+def epsilon_of(noise_multipliers, delta: float, *, method: str = "rdp") -> float:
     """Epsilon at ``delta`` of composed Gaussian releases with these sigma/sensitivity ratios."""
     _check_choice("method", method, ("pld", "rdp"))
     delta = _check_delta(delta)
