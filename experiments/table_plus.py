@@ -82,6 +82,18 @@ def _finetune_score(texts, y, test_rows, weights=None) -> dict:
             "stm": "finetune", "recipe": recipe}  # fmt: skip
 
 
+def baseline_adjacency() -> str:
+    """The neighbouring relation of the replay runs the DP baselines sit beside (both
+    configs state the same one), so that every private row of the table means the same DP."""
+    found = {
+        config_lib.load_config(str(CONFIGS / f"{name}.py")).privacy.adjacency
+        for name in ("replay_imdb", "wasp_plus_replay_imdb")
+    }
+    if len(found) != 1:
+        raise ValueError(f"the replay configs state different adjacencies {sorted(found)}")
+    return found.pop()
+
+
 def run_replay(method: str, seed: int, workroot: pathlib.Path) -> pathlib.Path:
     name = "replay_imdb" if method == "wasp" else "wasp_plus_replay_imdb"
     cfg = config_lib.load_config(str(CONFIGS / f"{name}.py"))
@@ -122,14 +134,16 @@ def cell(row: str, seed: int, ctx) -> dict:
         return _probe_score(x, [r["label"] for r in rows], test) | {"n_train": len(rows)}
     px, py = ctx["private"]
     noise = NoiseSource.fresh()  # a new secret per cell: the spread is over noise draws
+    dp = dict(num_classes=2, epsilon=EPS, delta=DELTA, adjacency=baseline_adjacency())
     if row == "dp-sgd-probe":
-        k, b, info = vb.dp_sgd_probe(noise, px, py, num_classes=2, epsilon=EPS, delta=DELTA)
+        k, b, info = vb.dp_sgd_probe(noise, px, py, **dp)
         return _score((test[0] @ k + b).argmax(1), test[1]) | {"dp": info}
     if row == "dp-centroid":
-        sums, sigma = vb.dp_centroid_classifier(
-            noise, px, py, num_classes=2, epsilon=EPS, delta=DELTA
-        )
-        return _score(vb.centroid_predict(sums, test[0]), test[1]) | {"sigma": sigma}
+        sums, sigma = vb.dp_centroid_classifier(noise, px, py, **dp)
+        return _score(vb.centroid_predict(sums, test[0]), test[1]) | {
+            "sigma": sigma,
+            "adjacency": dp["adjacency"],
+        }
     return _probe_score(px, py, test) | {"n_train": len(py), "not_dp": True}
 
 

@@ -21,6 +21,8 @@ Example::
     nearest, farthest = top_q_votes(priv_emb, priv_label, syn_emb, syn_label, q=8)
 """
 
+import math
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -38,6 +40,22 @@ def vote_weights(q: int) -> np.ndarray:
     if isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 1:
         raise ValueError(f"q must be an integer >= 1, got {q!r}")
     return 2.0 ** -np.arange(int(q), dtype=np.float64)
+
+
+def vote_l2_sensitivity(q: int, num_histograms: int = 2, *, replace_one: bool = False) -> float:
+    """L2 norm of what one private record can change in ``num_histograms`` vote histograms.
+
+    The record adds ``vote_weights(q)`` to each histogram (||w||_2 each, added in quadrature
+    over the histograms); replace-one swaps two such non-negative contributions, at worst
+    disjoint: sqrt(2) times more. ``wasp_jax.privacy.sensitivity.l2_sensitivity`` and the
+    config's check of a sensitivity override both use this one formula.
+    """
+    w = vote_weights(q)
+    bad = isinstance(num_histograms, bool) or not isinstance(num_histograms, int | np.integer)
+    if bad or num_histograms < 1:
+        raise ValueError(f"num_histograms must be an integer >= 1, got {num_histograms!r}")
+    per_hist = float(np.sqrt(np.sum(w * w)))
+    return per_hist * math.sqrt(int(num_histograms)) * (math.sqrt(2.0) if replace_one else 1.0)
 
 
 def _label_layout(syn_label, syn_mask):

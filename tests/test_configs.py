@@ -2,6 +2,7 @@
 
 import pathlib
 import re
+import runpy
 
 import pytest
 
@@ -68,6 +69,10 @@ def test_diffs_from_base():
     assert not _load("wasp_no_weighting_imdb").generation.plm_weighting
     parties = _load("wasp_parties_imdb")
     assert parties.data.num_parties == 4 and parties.data.party_alpha > 0
+    # M = 300: a prepared file, and the docstring says how to write it
+    doc = (CONFIG_DIR / "wasp_parties_imdb.py").read_text()
+    assert "wasp-jax prepare-private --task imdb" in doc and "--num 300" in doc
+    assert parties.data.private_path.endswith("imdb_train_first300.jsonl")
     compat = _load("compat_paper")
     assert compat.privacy.accounting == "classic" and compat.selection.compat_sign_flip
     # every diff keeps the base's privacy target
@@ -81,7 +86,10 @@ def test_replay_pools_exist_on_project_machines(shared_data):
     assert cfg.method == "replay" and len(cfg.replay.pools) == 6
     for pool in cfg.replay.pools:
         assert pathlib.Path(pool).is_file(), pool
-    assert pathlib.Path(_load("wasp_parties_imdb").data.private_path).is_file()
+    # the parties run's private file is prepared from this source (its docstring says how)
+    parties = runpy.run_path(str(CONFIG_DIR / "wasp_parties_imdb.py"))
+    assert parties["SOURCE"].is_file()
+    assert _load("wasp_parties_imdb").data.private_path == str(parties["PRIVATE"])
     assert pathlib.Path(_load("base").eval.test_path).is_file()
 
 

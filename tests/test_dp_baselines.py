@@ -78,3 +78,58 @@ def test_dp_centroid_classifier_sigma_adjacency_and_prediction():
     with pytest.raises(ValueError, match="adjacency"):
         vb.dp_centroid_classifier(src, x, y, num_classes=3, epsilon=4.0, delta=1e-5,
                                   adjacency="bogus")  # fmt: skip
+
+
+def test_the_baselines_sensitivity_covers_their_adjacency_by_brute_force():
+    """Each baseline is calibrated for 1 (add/remove) or 2 (replace-one) times its per-record
+    bound; every neighbour of either kind, a record moved across classes or replaced by its
+    opposite, stays within it, and replace-one reaches well beyond the add/remove bound (so a
+    baseline calibrated for add/remove under replace-one would be wrong)."""
+    rng = np.random.default_rng(4)
+    x = unit_rows(rng, 30, 6).astype(np.float32)
+    y = rng.integers(0, 3, 30).astype(np.int32)
+    step = 2.0**-10
+    sums = jax.jit(vb._noisy_sums, static_argnames=("num_classes", "step"))
+    zero = np.zeros((3, 6), np.int32)
+    base = np.asarray(sums(zero, x, y, num_classes=3, step=step), np.float64)
+    worst = {"add_remove": 0.0, "replace_one": 0.0}
+    for i in range(30):
+        keep = np.arange(30) != i
+        out = np.asarray(sums(zero, x[keep], y[keep], num_classes=3, step=step), np.float64)
+        worst["add_remove"] = max(worst["add_remove"], np.linalg.norm(base - out))
+        for x_new, y_new in ((-x[i], y[i]), (x[i], (y[i] + 1) % 3)):
+            x2, y2 = x.copy(), y.copy()
+            x2[i], y2[i] = x_new, y_new
+            out = np.asarray(sums(zero, x2, y2, num_classes=3, step=step), np.float64)
+            worst["replace_one"] = max(worst["replace_one"], np.linalg.norm(base - out))
+    for adjacency, bound in worst.items():
+        assert bound <= vb._adjacency_factor(adjacency) + 1e-9, adjacency
+    assert worst["replace_one"] > 1.9 and worst["add_remove"] > 0.99
+    # the DP-SGD gradient sum, the same way: clip per record, 2 clip under replace-one
+    params = (jnp.asarray(rng.standard_normal((6, 3)), jnp.float32), jnp.zeros(3))
+    grads = jax.jit(vb.clipped_grad_units, static_argnames=("step",))
+    g0 = np.asarray(grads(params, x * 4, y, 0.5, step=2.0**-8), np.float64)
+    moved = 0.0
+    for i in range(30):
+        x2, y2 = x.copy() * 4, y.copy()
+        y2[i] = (y[i] + 1) % 3
+        g = np.asarray(grads(params, x2, y2, 0.5, step=2.0**-8), np.float64)
+        moved = max(moved, float(np.linalg.norm((g0 - g) * 2.0**-8)))
+    assert 0.5 < moved <= 2 * 0.5 + 1e-6
+
+
+def test_the_centroid_release_depends_on_the_sums_only_not_the_count():
+    """The release is a noisy sum: a record with a zero embedding changes the number of private
+    records but not the sums, and leaves the release (same noise) unchanged; a record added
+    twice moves its class's sum by its rounded embedding again."""
+    rng = np.random.default_rng(5)
+    x = unit_rows(rng, 10, 4).astype(np.float32)
+    y = rng.integers(0, 2, 10)
+    run = lambda xs, ys, eps: vb.dp_centroid_classifier(
+        NoiseSource.seeded(0), xs, ys, num_classes=2, epsilon=eps, delta=1e-5
+    )[0]
+    more_x, more_y = np.concatenate([x, np.zeros((3, 4), np.float32)]), np.r_[y, [0, 1, 1]]
+    chex.assert_trees_all_equal(run(x, y, 4.0), run(more_x, more_y, 4.0))
+    two = run(np.concatenate([x, x[:1]]), np.r_[y, y[:1]], np.inf)
+    rounded = np.asarray(vb._grid_units(jnp.asarray(x[:1]), vb.GRID))[0] * vb.GRID
+    chex.assert_trees_all_close(two[y[0]] - run(x, y, np.inf)[y[0]], rounded, atol=1e-6)

@@ -182,3 +182,86 @@ def test_huge_epsilon_uses_exact_gdp_without_blowing_up():
     # The closed form agrees with dp_accounting's PLD where both are cheap.
     z = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, method="pld")
     assert accounting._gdp_epsilon(2.0 / z, 1e-5) == pytest.approx(4.0, abs=1e-4)
+
+
+def _aug_pe_classic(adjacency: str, rounds: int = 4):
+    from wasp_jax import config as C
+
+    cfg = C.with_method(C.base_config(), "aug_pe")
+    return C.replace(
+        cfg,
+        **{
+            "data.private_path": "private.jsonl",  # not read: the plan needs only its shape
+            "generation.rounds": rounds,
+            "privacy.accounting": "classic",
+            "privacy.adjacency": adjacency,
+        },
+    )
+
+
+def test_classic_ledger_states_the_epsilon_of_the_derived_sensitivity():
+    """Classic accounting calibrates sigma with the original's Delta, but the ledger accounts
+    each release with the derived L2 sensitivity. Aug-PE (Q = 1, one histogram) under
+    replace-one has Delta = 1 but L2 = sqrt(2): sigma = 2.4224 over T = 4 rounds at a target
+    of 4 is really epsilon 5.24 (PLD; 5.66 by the ledger's RDP accountant), not the 3.51 that
+    Delta gives."""
+    from wasp_jax.errors import ConfigError
+    from wasp_jax.privacy.ledger import RunLedger
+    from wasp_jax.privacy.plan import PrivacyPlan, privacy_plan
+
+    sigma = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, method="classic")
+    l2 = privacy.l2_sensitivity(1, num_histograms=1, adjacency="replace_one")
+    assert l2 == pytest.approx(math.sqrt(2))
+    true_pld = accounting.epsilon_of([sigma / l2] * 4, 1e-5, method="pld")
+    stated_pld = accounting.epsilon_of([sigma / 1.0] * 4, 1e-5, method="pld")
+    assert true_pld == pytest.approx(5.24, abs=0.01) and stated_pld == pytest.approx(3.51, abs=0.01)
+    true_rdp = accounting.epsilon_of([sigma / l2] * 4, 1e-5, method="rdp")
+    # the plan refuses such a config before any release, naming the true figure and the fix
+    with pytest.raises(ConfigError, match="privacy.accounting='rdp'") as err:
+        privacy_plan(_aug_pe_classic("replace_one"))
+    assert f"{true_rdp:.4g}" in str(err.value) and "> the target 4" in str(err.value)
+    # a ledger given that calibration states the true epsilon, and refuses the round beyond it
+    plan = PrivacyPlan(
+        epsilon=4.0, delta=1e-5, adjacency="replace_one", accounting="classic",
+        sensitivity=1.0, l2_sensitivity=l2, sigma=sigma, rounds=4, num_parties=1,
+        releases=("nearest",), noise="secure",
+    )  # fmt: skip
+    ledger = RunLedger.new(
+        plan, method="aug_pe", adjacency="replace_one", num_parties=1, num_histograms=1
+    )
+    spent = []
+    with pytest.raises(PrivacyBudgetExceededError, match="budget 4") as err:
+        for t in range(4):
+            ledger.record(t)
+            spent.append(ledger.epsilon_spent)
+    done = len(spent)
+    assert 1 <= done < 4
+    want = [accounting.epsilon_of([sigma / l2] * (t + 1), 1e-5, method="rdp") for t in range(done)]
+    np.testing.assert_allclose(spent, want, rtol=1e-12)
+    over = accounting.epsilon_of([sigma / l2] * (done + 1), 1e-5, method="rdp")
+    assert f"{over:.6g}" in str(err.value)
+    report = ledger.report()
+    assert report["sensitivity"] == l2 and report["calibration_sensitivity"] == 1.0
+    assert all(r["sensitivity"] == l2 for r in report["releases"])
+    assert "epsilon_spent_l2" not in report
+
+
+def test_classic_defaults_are_refused_only_when_the_derived_epsilon_is_over_target():
+    from wasp_jax import config as C
+    from wasp_jax.privacy.ledger import RunLedger
+    from wasp_jax.privacy.plan import privacy_plan
+
+    add = privacy_plan(_aug_pe_classic("add_remove"))  # Delta = L2 = 1: epsilon 3.80 (RDP)
+    assert add.sensitivity == add.l2_sensitivity == 1.0
+    cfg = C.replace(C.base_config(), **{"privacy.accounting": "classic", "generation.rounds": 4})
+    plan = privacy_plan(cfg)  # the paper's sigma: Delta = 4 >= L2 = 1.633
+    assert plan.sigma == pytest.approx(9.6896, abs=1e-4) and plan.sensitivity == 4.0
+    ledger = RunLedger.new(plan, method="wasp", adjacency="add_remove", num_parties=1,
+                           num_histograms=2)  # fmt: skip
+    for t in range(4):
+        ledger.record(t)
+    want = accounting.epsilon_of([plan.sigma / plan.l2_sensitivity] * 4, 1e-5, method="rdp")
+    assert ledger.epsilon_spent == pytest.approx(want, rel=1e-12)
+    assert ledger.epsilon_spent == pytest.approx(1.404, abs=1e-3)  # far below the stated 4
+    again = RunLedger.from_state(ledger.to_state())
+    assert again.epsilon_spent == ledger.epsilon_spent and again.releases == ledger.releases

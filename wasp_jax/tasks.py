@@ -192,26 +192,32 @@ DRAFT_STYLES = (
 PLACEHOLDERS = ("label_word", "subject", "style", "sample")
 
 
+#: The typical text length (words) a drafted task assumes when none is given.
+DRAFT_TYPICAL_WORDS = 50
+
+
 def draft_task(
     *,
     name: str,
     description: str,
     labels: Sequence[str],
-    median_words: float,
+    typical_words: float | None = None,
     label_field: str = "label",
     label_offset: int = 0,
 ) -> dict[str, Any]:
     """A task spec dict for `labels` written from generic templates around `description`.
 
     Every prompt names the class by its label word (the label itself) and the kind of text
-    by `description` ("Yelp business reviews"). Lengths follow the data's median length m in
-    words: min_words = max(3, m / 5), max_new_tokens = clip(2 m, 32, 400) (about 1.3 tokens
-    per word, with room for longer texts), min_new_tokens = clip(m / 3, 4, 64).
-    `label_field` and `label_offset` say how a record's label becomes a class id.
+    by `description` ("Yelp business reviews"). Lengths follow a typical text length m in
+    words, a public figure (what the description implies; `DRAFT_TYPICAL_WORDS` by default),
+    never one measured on private texts: min_words = max(3, m / 5), max_new_tokens =
+    clip(2 m, 32, 400) (about 1.3 tokens per word, with room for longer texts), min_new_tokens
+    = clip(m / 3, 4, 64). `label_field` and `label_offset` say how a record's label becomes a
+    class id.
     """
     what = description.strip().rstrip(".")
     cat = 'the category "{label_word}"'
-    m = max(float(median_words), 1.0)
+    m = max(float(DRAFT_TYPICAL_WORDS if typical_words is None else typical_words), 1.0)
     max_new = int(min(400, max(32, round(2 * m))))
     return {
         "name": name,

@@ -9,10 +9,10 @@ reviews (for the pools' true usefulness). Every release goes through the vote st
 (``wasp_jax.pipeline.vote_plus.aggregate_and_noise``): once with sigma 0 (the noise-free
 reference, kept in memory) and ``--draws`` times per epsilon with fresh noise keys.
 
-Two budgets per epsilon (delta = 1e-5, PLD): ``one_release`` gives each kind the whole epsilon
+Two budgets per epsilon (delta = 1e-5, RDP): ``one_release`` gives each kind the whole epsilon
 in a single release; ``per_round`` is what one round of each method gets: WASP's per-sample
 nearest + farthest histograms at T = 4 (the paper's replay config) and WASP+'s split over
-T = 2 rounds (usefulness 0.5, per-cluster nearest + farthest 0.3, centroids 0.2).
+T = 2 rounds (usefulness 0.5, per-cluster nearest + farthest 0.5: the default shares).
 
 Reported per epsilon, budget and kind (mean and 5/50/95 percentiles over draws):
 
@@ -22,8 +22,7 @@ Reported per epsilon, budget and kind (mean and 5/50/95 percentiles over draws):
   the real test set (a probe fitted on the pool's rows).
 * ``good_mass`` / ``bad_mass``: clean nearest (farthest) vote mass on the S picks per class,
   over the clean mass of the clean top-S per class: per_sample picks the top noisy counts,
-  per_cluster takes members of the highest-voted clusters (nearest their centre first),
-  centroids the candidates nearest (farthest from) the noisy class centroid.
+  per_cluster takes members of the highest-voted clusters (nearest their centre first).
 * ``good_cluster_mass`` / ``bad_cluster_mass`` (per_cluster): the clean vote mass of the
   clusters the picks come from, over that of as many clusters with the largest clean totals.
 """
@@ -52,7 +51,7 @@ DELTA = 1e-5
 Q = 8
 S = 8
 BOTH = ("nearest", "farthest")
-SPLIT = {"usefulness": 0.5, "per_cluster": 0.3, "centroids": 0.2}
+SPLIT = {"usefulness": 0.5, "per_cluster": 0.5}
 
 
 def private_embeddings(emb):
@@ -175,10 +174,6 @@ def main(argv=None) -> None:
             )
             for h in (0, 1)
         ),  # fmt: skip
-        "centroids": lambda out: (
-            plus_select.centroid_picks(out.centroids, pool.emb, pool.labels, mask, s=S),
-            plus_select.centroid_picks(out.centroids, pool.emb, pool.labels, mask, s=S, far=True),
-        ),
     }
     clean_picks = {k: fn(clean) for k, fn in picks_of.items()}
     result = {

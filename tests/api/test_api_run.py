@@ -13,6 +13,7 @@ import pytest
 
 from tests.api.conftest import SENTINEL_KEY
 from tests.pipeline.pipeline_fakes import loaders
+from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
 from wasp_jax.models.api import ApiGenerator, ResponseCache, SpendLimitError
@@ -24,8 +25,7 @@ API_PLM = "openai-completions:smollm2"
 
 def mixed_config(base_url: str, cache: pathlib.Path, **changes):
     base = {
-        "data.private_path": str(PRIVATE),
-        "data.num_private": 24,
+        "data.private_path": first_private(24),
         "generation.plms": ("fake-a", API_PLM),
         "generation.budget": 32,
         "generation.rounds": 2,

@@ -153,3 +153,50 @@ def test_budgets_and_token_limits_are_bounded_before_any_work(override, message)
 def test_nan_is_named_as_such():
     with pytest.raises(C.ConfigError, match="privacy.epsilon: nan is not a value here"):
         C.apply_overrides(C.base_config(), ["privacy.epsilon=nan"])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # q = 8, both histograms: 1.633
+        {"privacy.adjacency": "replace_one"},
+        {"voting.q": 1, "voting.release": ("nearest",), "generation.contrastive": False},
+    ],
+)
+def test_sensitivity_override_below_the_derived_bound_is_refused(changes):
+    """Calibrating for less than the release's L2 sensitivity would understate epsilon (at
+    Q = 8 with both histograms, an override of 1.0 at a target of 4 is really epsilon 7.06)."""
+    from wasp_jax.privacy.sensitivity import l2_sensitivity
+
+    cfg = C.replace(C.base_config(), **changes)
+    bound = l2_sensitivity(
+        cfg.voting.q, num_histograms=cfg.num_histograms, adjacency=cfg.privacy.adjacency
+    )
+    below = bound * (1 - 1e-9)
+    with pytest.raises(C.ConfigError, match="privacy.sensitivity_override") as err:
+        C.replace(cfg, **{"privacy.sensitivity_override": below})
+    msg = str(err.value)
+    assert repr(below) in msg and repr(bound) in msg  # the value, the derived bound
+    assert "remove the override" in msg and f">= {bound!r}" in msg  # the fix
+    with pytest.raises(C.ConfigError, match="below"):
+        C.apply_overrides(cfg, [f"privacy.sensitivity_override={below!r}"])
+    assert C.replace(cfg, **{"privacy.sensitivity_override": bound}).privacy.sensitivity_override
+    assert C.replace(cfg, **{"privacy.sensitivity_override": 4.0}).privacy.sensitivity_override
+
+
+def test_sensitivity_override_on_wasp_plus_and_public_methods():
+    with pytest.raises(C.ConfigError, match="wasp_plus"):
+        C.replace(C.base_config(), **{"method": "wasp_plus", "privacy.sensitivity_override": 10.0})
+    # a method that reads no private data releases nothing: the override is inert
+    zs = C.with_method(C.base_config(), "zerogen")
+    assert C.replace(zs, **{"privacy.sensitivity_override": 0.1}).method == "zerogen"
+
+
+def test_plus_centroid_share_is_refused_with_the_fix():
+    with pytest.raises(C.ConfigError, match="plus.centroid_share is not a setting") as err:
+        C.replace(C.base_config(), **{"plus.centroid_share": 0.2})
+    assert "plus.usefulness_share" in str(err.value) and "plus.cluster_share" in str(err.value)
+    d = C.base_config().to_dict()
+    assert C.WaspConfig.from_dict(d | {"plus": d["plus"] | {"centroid_share": 0.0}})
+    assert "plus.centroid_share" not in C.valid_keys()
+    assert set(C.base_config().plus.fractions()) == {"usefulness", "per_cluster"}

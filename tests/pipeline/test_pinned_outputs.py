@@ -12,8 +12,8 @@ import pathlib
 import pytest
 
 import wasp_jax
+from tests.private_files import first_private
 from wasp_jax import config as C
-from wasp_jax.data import bundled_path
 from wasp_jax.pipeline import runner
 
 # Re-pinned when the sampler moved from Gumbel-max draws to inverse-CDF draws (one uniform
@@ -65,8 +65,7 @@ def pinned_config(tmp_path: pathlib.Path) -> C.WaspConfig:
         **{
             "task": _tiny_task(tmp_path),
             "seed": 7,
-            "data.private_path": str(bundled_path("imdb", "private.jsonl")),
-            "data.num_private": 16,
+            "data.private_path": first_private(16),  # the first 16 records
             "generation.plms": ("tiny-llama", "tiny-gemma3"),
             "embedder.name": "tiny-bert",
             "generation.budget": 16,

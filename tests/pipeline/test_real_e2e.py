@@ -7,6 +7,7 @@ import json
 import pytest
 from test_runner import PRIVATE, scan_for_private
 
+from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
 from wasp_jax.pipeline import runner
@@ -27,7 +28,7 @@ def test_real_models_small_budget(tmp_path, capsys):
     cfg = C.replace(
         C.demo_config(),
         **{
-            "data.num_private": 20,
+            "data.private_path": first_private(20),
             "generation.plms": ("smollm2-135m-instruct",),
             "generation.budget": 16,
             "generation.rounds": 1,

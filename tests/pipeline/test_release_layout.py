@@ -21,13 +21,12 @@ import numpy as np
 import pytest
 from test_runner import Crash, hooks, small_config
 
-from wasp_jax.data import bundled_path
 from wasp_jax.errors import UsageError
 from wasp_jax.outputs import datasheet, report
 from wasp_jax.pipeline import runner, workdir
 from wasp_jax.pipeline.secret import SECRET_FILE, SecretError, load_or_create_secret
 
-PRIVATE = bundled_path("imdb", "private.jsonl")
+PRIVATE = pathlib.Path(small_config().data.private_path)  # the file the runs here read
 FINGERPRINT = f"private data {str(PRIVATE)!r}"
 
 

@@ -15,15 +15,15 @@ import pytest
 from pipeline_fakes import FakeGenerator, loaders
 from test_runner import Crash, hooks, read, small_config
 
+from tests.private_files import first_private
 from wasp_jax import class_checks, cli
 from wasp_jax import config as C
 from wasp_jax import data as data_io
-from wasp_jax.data import bundled_path
 from wasp_jax.errors import DataError, DataWarning
 from wasp_jax.models import cache as cache_lib
 from wasp_jax.pipeline import context, fingerprint, runner, workdir
 
-PRIVATE = bundled_path("imdb", "private.jsonl")
+PRIVATE = pathlib.Path(first_private(24))  # the private file of every run here
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,7 @@ def cli_fakes(monkeypatch):
 
 
 SMALL = {
-    "data.num_private": 24,
+    "data.private_path": str(PRIVATE),
     "generation.plms": "tiny-llama,tiny-gemma3",
     "embedder.name": "tiny-bert",
     "generation.budget": 36,

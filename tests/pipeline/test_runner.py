@@ -11,18 +11,19 @@ import pytest
 from pipeline_fakes import FakeEmbedder, loaders
 
 import wasp_jax
+from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
 from wasp_jax.models import sharding
 from wasp_jax.pipeline import context, rounds, runner, vote
+from wasp_jax.privacy.accounting import epsilon_of
 
 PRIVATE = bundled_path("imdb", "private.jsonl")
 
 
 def small_config(**changes):
     base = {
-        "data.private_path": str(PRIVATE),
-        "data.num_private": 24,
+        "data.private_path": first_private(24),
         "generation.plms": ("fake-a", "fake-b"),
         "generation.budget": 36,
         "generation.rounds": 2,
@@ -273,9 +274,14 @@ def test_rdp_ledger_and_classic(tmp_path):
     cfg = small_config(**{"privacy.accounting": "classic", "voting.q": 8, "generation.budget": 48})
     runner.run(cfg, tmp_path / "classic", hooks=hooks())
     ledger = json.loads(read(tmp_path / "classic", "privacy.json"))
-    assert ledger["sensitivity"] == 4.0  # the original's Delta for Q = 8, contrastive
+    assert ledger["calibration_sensitivity"] == 4.0  # the original's Delta, Q = 8 contrastive
     assert ledger["sigma"] == pytest.approx(4 * (2 * np.log(1.25e5)) ** 0.5 * 2**0.5 / 4)
-    assert ledger["epsilon_spent_l2"] < ledger["epsilon_spent"] < 4.0
+    # accounted with the derived sensitivity, never with Delta
+    l2 = ledger["l2_sensitivity"]
+    assert ledger["sensitivity"] == l2 == pytest.approx(1.632981, abs=1e-6)
+    want = epsilon_of([ledger["sigma"] / l2] * 2, 1e-5, method="rdp")
+    assert ledger["epsilon_spent"] == pytest.approx(want, rel=1e-12) and want < 4.0
+    assert "epsilon_spent_l2" not in ledger
 
 
 def test_parties(tmp_path):

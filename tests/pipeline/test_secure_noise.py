@@ -16,12 +16,10 @@ import pytest
 from pipeline_fakes import FakeEmbedder, loaders
 
 from kernels import noise as lattice
+from tests.private_files import first_private
 from wasp_jax import config as C
-from wasp_jax.data import bundled_path
 from wasp_jax.pipeline import rounds, runner
 from wasp_jax.privacy.plan import privacy_plan
-
-PRIVATE = bundled_path("imdb", "private.jsonl")
 
 
 class Crash(Exception):
@@ -30,8 +28,7 @@ class Crash(Exception):
 
 def secure_config(**changes) -> C.WaspConfig:
     base = {
-        "data.private_path": str(PRIVATE),
-        "data.num_private": 24,
+        "data.private_path": first_private(24),
         "generation.plms": ("fake-a", "fake-b"),
         "generation.budget": 36,
         "generation.rounds": 2,

@@ -4,14 +4,17 @@ retries and shortfalls, private data loading and splits, selection, allocation, 
 import json
 import math
 
+import chex
 import jax
 import numpy as np
 import pytest
+from test_cli import run_cli
 
+from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.budget import split_evenly
-from wasp_jax.data import DataError, bundled_path
-from wasp_jax.pipeline import generation, private, selection
+from wasp_jax.data import DataError, bundled_path, read_labeled_jsonl
+from wasp_jax.pipeline import generation, prepare, private, selection
 from wasp_jax.pipeline import prompts as P
 from wasp_jax.pipeline.population import Population
 from wasp_jax.pipeline.state import RoundPlan, RunState
@@ -102,20 +105,70 @@ def _load_private(cfg, task):
     return private.load_private(cfg.data, task, seed=cfg.seed, method=cfg.method)
 
 
-def test_load_private_subsample_skew_and_parties():
-    path = str(bundled_path("imdb", "private.jsonl"))
-    cfg = C.replace(C.base_config(), **{"data.private_path": path, "data.num_private": 40})
+def test_load_private_reads_every_record_and_splits_parties():
+    path = first_private(40)
+    cfg = C.replace(C.base_config(), **{"data.private_path": path})
     texts, labels, party = _load_private(cfg, TASK)
-    assert len(texts) == 40 and labels.dtype == np.int32 and (party == 0).all()
+    want = read_labeled_jsonl(path, label_names=TASK.labels)
+    assert texts == [r["text"] for r in want] and len(texts) == 40  # every record, in order
+    assert labels.dtype == np.int32 and (party == 0).all()
     cfg2 = C.replace(cfg, **{"data.num_parties": 4, "data.party_alpha": 0.5})
     t2, l2, p2 = _load_private(cfg2, TASK)
     assert t2 == texts and set(p2.tolist()) <= {0, 1, 2, 3}
     assert (_load_private(cfg2, TASK)[2] == p2).all()  # deterministic
-    cfg3 = C.replace(cfg, **{"data.class_skew_alpha": 0.3, "data.num_private": 0})
-    _, l3, _ = _load_private(cfg3, TASK)
-    assert 0 < len(l3) <= 100
     even = private.split_parties(np.zeros(10, np.int32), 3, 0.0, np.random.default_rng(0))
     assert sorted(np.bincount(even).tolist()) == [3, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "flag"),
+    [("data.num_private", 40, "--num"), ("data.class_skew_alpha", 0.3, "--class-skew-alpha")],
+)
+def test_data_dependent_subsampling_is_not_a_run_setting(key, value, flag):
+    """A prefix or a class-skewed subsample of the private file is a new file, written before
+    the run; a config that still asks the run for one is refused with what to do instead."""
+    with pytest.raises(C.ConfigError, match=f"{key} is not a setting") as err:
+        C.replace(C.base_config(), **{key: value})
+    assert "wasp-jax prepare-private" in str(err.value) and flag in str(err.value)
+    assert "data.private_path" in str(err.value)
+    with pytest.raises(C.ConfigError, match=key):
+        C.apply_overrides(C.base_config(), [f"{key}={value}"])
+    section, leaf = key.split(".")
+    d = C.base_config().to_dict()
+    with pytest.raises(C.ConfigError, match=key):
+        C.WaspConfig.from_dict(d | {section: d[section] | {leaf: value}})
+    # an older config.json holds the neutral value (the file as it is): it still loads
+    assert C.WaspConfig.from_dict(d | {section: d[section] | {leaf: 0}}) == C.base_config()
+    assert key not in C.valid_keys()
+
+
+def test_prepare_private_writes_a_prefix_or_a_skewed_subsample(tmp_path, capsys):
+    src = bundled_path("imdb", "private.jsonl")
+    source = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
+    out = tmp_path / "first.jsonl"
+    assert prepare.prepare_private(src, out, task=TASK, num=30) == 30
+    assert [json.loads(x) for x in out.read_text().splitlines()] == source[:30]  # verbatim
+    labels = np.array([r["label"] for r in read_labeled_jsonl(src, label_names=TASK.labels)])
+    skew = prepare.subsample(labels, num_classes=2, class_skew_alpha=0.3, seed=1)
+    again = prepare.subsample(labels, num_classes=2, class_skew_alpha=0.3, seed=1)
+    chex.assert_trees_all_equal(skew, again)  # seeded
+    assert 0 < len(skew) <= len(labels) and len(set(skew.tolist())) == len(skew)
+    other = prepare.subsample(labels, num_classes=2, class_skew_alpha=0.3, seed=2)
+    assert not np.array_equal(np.sort(skew), np.sort(other))
+    cut = prepare.subsample(labels, num_classes=2, class_skew_alpha=0.3, seed=1, num=5)
+    chex.assert_trees_all_equal(cut, skew[:5])
+    # the command line: writes the file, says what to set, never a text
+    argv = ["prepare-private", "--task", "imdb", "--data", str(src), "--out", str(out)]
+    rc, stdout, err = run_cli([*argv, "--class-skew-alpha", "0.3", "--seed", "1"], capsys)
+    assert rc == 2 and "exists" in err  # no overwrite without --force
+    rc, stdout, err = run_cli(
+        [*argv, "--class-skew-alpha", "0.3", "--seed", "1", "--force"], capsys
+    )
+    assert rc == 0, err
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [source[i] for i in skew]
+    assert f"data.private_path={out}" in stdout and source[0]["text"][:30] not in stdout + err
+    rc, _, err = run_cli([*argv[:-2], "--out", str(tmp_path / "x.jsonl")], capsys)
+    assert rc == 2 and "--num" in err and not (tmp_path / "x.jsonl").exists()
 
 
 def test_load_private_errors_and_label_field(tmp_path):

@@ -60,8 +60,8 @@ def test_init_task_then_check_task(tmp_path, capsys, string_labels):
     prompt = prompts.zero_shot_prompt(task, 2)
     assert f'"{want[2]}"' in prompt and "{" not in prompt and prompt.endswith('"')
     assert len(task.aug_pe_styles) >= 4
-    # median 14 words: min_words = max(3, 14 / 5), new tokens clip(14 / 3, 4, 64)-clip(28, 32, 400)
-    assert (task.min_words, task.min_new_tokens, task.max_new_tokens) == (3, 5, 32)
+    # the default typical length, 50 words: min_words = 50 / 5, new tokens 50 / 3 - 2 * 50
+    assert (task.min_words, task.min_new_tokens, task.max_new_tokens) == (10, 17, 100)
     assert "0 = 'Bars': 5 samples" in stdout
     rc, stdout2, err2 = run_cli(["check-task", out, "--data", data], capsys)
     assert rc == 0, err2
@@ -70,6 +70,40 @@ def test_init_task_then_check_task(tmp_path, capsys, string_labels):
         assert f"    {kind}: " in stdout2
     assert f"3 = {want[3]!r} (label word {want[3]!r}): 5" in stdout2
     assert SECRET not in stdout + err + stdout2 + err2
+
+
+def test_init_task_reads_labels_only(tmp_path, capsys, monkeypatch):
+    """The data may be the private set: the drafted task is the same whatever its texts are,
+    and its lengths come from --typical-words (public) or the default, never from the texts."""
+    import statistics
+
+    def no_statistics(*args, **kwargs):
+        raise AssertionError("init-task computed a statistic of the texts")
+
+    monkeypatch.setattr(statistics, "median", no_statistics)
+    monkeypatch.setattr(statistics, "mean", no_statistics)
+    short = four_class(tmp_path)
+    long = write_lines(
+        tmp_path / "long.jsonl",
+        [
+            json.dumps(json.loads(line) | {"text": f"{SECRET} " + "word " * (400 * (i + 1))})
+            for i, line in enumerate(short.read_text().splitlines())
+        ],
+    )
+    specs = []
+    for data, out in ((short, "a.json"), (long, "b.json")):
+        rc, stdout, err = init(tmp_path, capsys, data, out=out)
+        assert rc == 0, err
+        assert "typical text 50 words (the default; set --typical-words)" in stdout
+        assert SECRET not in stdout + err
+        specs.append(json.loads((tmp_path / out).read_text()) | {"name": "x"})
+    assert specs[0] == specs[1]
+    rc, stdout, err = init(tmp_path, capsys, long, "--typical-words", "300", out="c.json")
+    assert rc == 0, err
+    task = tasks.load_task(str(tmp_path / "c.json"))
+    assert (task.min_words, task.min_new_tokens, task.max_new_tokens) == (60, 64, 400)
+    rc, _, err = init(tmp_path, capsys, long, "--typical-words", "0", out="d.json")
+    assert rc == 2 and "--typical-words" in err and not (tmp_path / "d.json").exists()
 
 
 def test_int_ids_from_one_become_an_offset(tmp_path, capsys):
@@ -145,7 +179,7 @@ def test_init_task_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         (_bad(tmp_path, "mix.jsonl", [{"text": t, "label": 0}, {"text": t, "label": "b"}]), (),
          "mixes int ids and class names"),
         (_bad(tmp_path, "blank.jsonl", [{"text": " ", "label": 0}, {"text": t, "label": 1}]), (),
-         'non-empty string "text"'),
+         '"text" is empty'),
         (_bad(tmp_path, "float.jsonl", [{"text": t, "label": 0.5}, {"text": t, "label": 1}]), (),
          "must be an int id or a class name"),
         (_bad(tmp_path, "names.jsonl", [{"text": t, "label": 0, "label_name": "a"},
@@ -166,7 +200,7 @@ def test_init_task_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
 
 
 def _write_spec(tmp_path, **changes):
-    spec = tasks.draft_task(name="x", description="reviews", labels=NAMES, median_words=14)
+    spec = tasks.draft_task(name="x", description="reviews", labels=NAMES, typical_words=14)
     for key, value in changes.items():
         section, _, field = key.partition(".")
         if field:

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from pipeline_fakes import loaders
 
+from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path
 from wasp_jax.outputs import datasheet
 from wasp_jax.pipeline import runner
+from wasp_jax.privacy.accounting import epsilon_of
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.privacy.release_kinds import MEASURES
 
@@ -21,8 +23,7 @@ PRIVATE = bundled_path("imdb", "private.jsonl")
 def plus_config(**changes):
     base = {
         "method": "wasp_plus",
-        "data.private_path": str(PRIVATE),
-        "data.num_private": 24,
+        "data.private_path": first_private(24),
         "generation.plms": ("fake-a", "fake-b"),
         "generation.budget": 48,
         "generation.rounds": 2,
@@ -127,6 +128,16 @@ def test_replay_draws_pool_rows_by_cluster_quotas(tmp_path):
     datasheet.write_datasheet(tmp_path / "wd")
     sheet = (tmp_path / "wd" / "release" / "datasheet.md").read_text()
     assert "| noisy releases per round | usefulness, per_cluster |" in sheet
+    # sigma and epsilon of every kind, from the plan of each (not the first kind's for all)
+    plan = privacy_plan(cfg)
+    assert "noise std sigma (aggregate)" not in sheet
+    assert len({s for _, s, _ in plan.kinds}) == 2  # the kinds differ: one row each
+    for (kind, sigma, sens), entry in zip(plan.kinds, ledger["kinds"]):
+        eps = epsilon_of([sigma / sens] * 2, cfg.privacy.delta, method="rdp")
+        assert entry["sigma"] == sigma and entry["releases"] == 2
+        assert entry["epsilon"] == pytest.approx(eps, rel=1e-12) and 0 < eps < 4.0
+        row = f"| {kind} | {MEASURES[kind]} | {sigma:.4g} | {sens:.4g} | 2 | {eps:.4g} |"
+        assert row in sheet, row
     assert "pool-z" in sheet and "fake-a" not in sheet
     # later rounds take rows beyond the file-order prefix (the window is drawn by quotas)
     later = [r for r in rows if r["round"] > 0]
@@ -141,4 +152,6 @@ def test_config_and_plan_refusals():
         plus_config(**{"plus.clusters": 0})
     with pytest.raises(ValueError, match="accounted with RDP"):
         privacy_plan(plus_config(**{"privacy.accounting": "classic"}))
+    with pytest.raises(C.ConfigError, match="no class-centroid release"):
+        plus_config(**{"plus.centroid_share": 0.2})
     assert [k for k, _, _ in privacy_plan(plus_config()).kinds] == ["usefulness", "per_cluster"]

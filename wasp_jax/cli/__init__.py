@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("wasp_jax.cli.evaluate", "train the small task model and test it"),
     "init-task": ("wasp_jax.cli.task", "draft a task JSON from a labelled JSONL file"),
     "check-task": ("wasp_jax.cli.task", "check a task JSON against a labelled JSONL file"),
+    "prepare-private": (
+        "wasp_jax.cli.prepare",
+        "write a new private file: the first N records or a class-skewed subsample",
+    ),
     "launch": ("wasp_jax.cli.launch", "run N local processes of one multi-process job"),
     "audit": ("wasp_jax.cli.audit", "empirical lower bound on the epsilon of a config's releases"),
 }

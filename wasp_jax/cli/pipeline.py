@@ -280,6 +280,10 @@ def check_inputs(cfg) -> None:
     """
     with _usage_errors():
         task = load_task(cfg.task)
+        if cfg.uses_private_data:  # a calibration that would understate epsilon is refused
+            from wasp_jax.privacy.plan import privacy_plan  # here: dp_accounting is slow to import
+
+            privacy_plan(cfg)
     read = dict(
         label_names=task.labels, label_field=task.label_field, label_offset=task.label_offset
     )
@@ -291,7 +295,7 @@ def check_inputs(cfg) -> None:
                     f"method {cfg.method!r} needs private data; set data.private_path=FILE.jsonl"
                 )
             rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
-            class_checks.warn_missing_classes(rows[: cfg.data.num_private or None], task.labels)
+            class_checks.warn_missing_classes(rows, task.labels)
             del rows  # private: only validated here, the runner reads it again
         if not cfg.is_replay:
             with _usage_errors():

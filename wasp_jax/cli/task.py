@@ -2,8 +2,10 @@
 
 `init-task --data X.jsonl --description "..." --out t.json` drafts a task spec
 (`wasp_jax.tasks.draft_task`): the labels come from the data, every prompt is filled from a
-generic template around the description, and the lengths follow the data's median length.
-Class order, so that the data file validates against the task as it is:
+generic template around the description, and the lengths follow `--typical-words` (a public
+figure: what the description implies) or a default. Only the labels of the data are read, since
+it may be the private set: nothing in the task is computed from its texts. Class order, so
+that the data file validates against the task as it is:
 
 * int labels: ascending id. The ids must be consecutive (k .. k+C-1); the task reads them
   with `label_offset = -k`, so 0-based ids map to themselves and 1-5 stars to 0-4. With the
@@ -45,6 +47,13 @@ def register_init_task(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the task JSON to write")
     parser.add_argument("--name", help="the task's name (default: the --out file's stem)")
     parser.add_argument(
+        "--typical-words",
+        type=float,
+        default=None,
+        help="typical length of one text in words, as known from what the texts are (not "
+        f"measured on the data); sets the task's lengths (default {tasks.DRAFT_TYPICAL_WORDS})",
+    )
+    parser.add_argument(
         "--label-field", default="label", help="the record field holding the class (label)"
     )
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -65,27 +74,26 @@ class LabelScan:
     labels: list[str]
     offset: int  # the task's label_offset
     counts: list[int]  # samples per class
-    words: list[int]  # whitespace words per record
     unnamed: list[int]  # classes whose name is a stand-in ("label 3")
 
 
 def scan_labels(path: str, field: str = "label") -> LabelScan:
-    """Reads a labelled JSONL file and orders its classes for a task.
+    """Reads the labels of a labelled JSONL file and orders its classes for a task.
+
+    Only the label fields (`field`, `label_name`) are read; the texts are left alone (the
+    file may be the private set).
 
     Raises:
-        DataError: unreadable or empty file, a record without text or label, labels of two
-            kinds, gaps between int ids, an id with two names, fewer than two classes.
-            Messages name lines and labels, never texts.
+        DataError: unreadable or empty file, a record without a label, labels of two kinds,
+            gaps between int ids, an id with two names, fewer than two classes. Messages name
+            lines and labels, never texts.
     """
     numbered = data_io.read_jsonl_numbered(path, what="data")
     if not numbered:
         raise DataError(f"data file {path!r} holds no records; it needs one JSON object a line")
-    values, words, names, all_named = [], [], {}, True
+    values, names, all_named = [], {}, True
     for line, row in numbered:
         where = f"data file {path!r}, line {line}"
-        text = row.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f'{where}: needs a non-empty string "text"')
         if field not in row:
             raise DataError(f"{where}: no {field!r} field; --label-field names the class field")
         value = row[field]
@@ -109,7 +117,6 @@ def scan_labels(path: str, field: str = "label") -> LabelScan:
                     f"on line {first[1]}; give each label id one label_name"
                 )
         values.append(value)
-        words.append(len(text.split()))
     if len({type(v) for v in values}) > 1:
         raise DataError(f"data file {path!r}: {field!r} mixes int ids and class names; use one")
     if isinstance(values[0], str):
@@ -147,7 +154,7 @@ def scan_labels(path: str, field: str = "label") -> LabelScan:
             f"data file {path!r}: only one class ({labels[0]!r}); a task needs at least two"
         )
     counts = collections.Counter(ids)
-    return LabelScan(labels, offset, [counts[i] for i in range(len(labels))], words, unnamed)
+    return LabelScan(labels, offset, [counts[i] for i in range(len(labels))], unnamed)
 
 
 def main_init_task(args: argparse.Namespace) -> int:
@@ -163,13 +170,14 @@ def main_init_task(args: argparse.Namespace) -> int:
         raise UsageError("--out is the data file itself; choose another path for the task")
     if args.label_field == "text":
         raise UsageError("--label-field text names the texts; give the field holding the class")
+    if args.typical_words is not None and not 1 <= args.typical_words <= 10_000:
+        raise UsageError(f"--typical-words must be in [1, 10000], got {args.typical_words:g}")
     scan = scan_labels(args.data, args.label_field)
-    median = statistics.median(scan.words)
     spec = tasks.draft_task(
         name=args.name or out.stem,
         description=description,
         labels=scan.labels,
-        median_words=median,
+        typical_words=args.typical_words,
         label_field=args.label_field,
         label_offset=scan.offset,
     )
@@ -189,8 +197,10 @@ def main_init_task(args: argparse.Namespace) -> int:
     for i, name in enumerate(scan.labels):
         print(f"  {i} = {name!r}: {scan.counts[i]} samples")
     shift = f" {scan.offset:+d}" if scan.offset else ""
+    typical = args.typical_words or tasks.DRAFT_TYPICAL_WORDS
+    given = "--typical-words" if args.typical_words else "the default; set --typical-words"
     print(
-        f"  class id = {args.label_field}{shift}; median text {median:g} words -> "
+        f"  class id = {args.label_field}{shift}; typical text {typical:g} words ({given}) -> "
         f"min_words {spec['min_words']}, new tokens {spec['min_new_tokens']}-"
         f"{spec['max_new_tokens']}"
     )

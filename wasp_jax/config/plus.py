@@ -2,9 +2,9 @@
 
 WASP+ releases aggregated statistics instead of per-sample vote histograms (docs/method.md
 §9): per-PLM usefulness (the correct-counts of a linear probe fitted on each PLM's synthetic
-data), per-cluster vote totals over a public k-means clustering of the candidates, and
-optionally DP class centroids. The run's (epsilon, delta) is split between them by the shares
-below (each over its T releases; `wasp_jax.privacy.composition`).
+data) and per-cluster vote totals over a public k-means clustering of the candidates. The run's
+(epsilon, delta) is split between the two by the shares below (each over its T releases;
+`wasp_jax.privacy.composition`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ class PlusConfig:
         clusters: k-means clusters per class over each round's candidates, >= 1.
         temperature: softmax temperature of the PLM budgets over the noisy usefulness counts,
             in private records (> 0; larger is flatter).
-        usefulness_share, cluster_share, centroid_share: the budget's split between the
-            usefulness, per-cluster (nearest and farthest) and class-centroid releases; each in
-            [0, 1], summing to 1; 0 = that release is not made (usefulness and clusters > 0).
+        usefulness_share, cluster_share: the budget's split between the usefulness and the
+            per-cluster (nearest and farthest) releases; each in (0, 1], summing to 1.
         sample_weights: write a training weight per synthetic row (from the last round's
             noisy cluster totals) into synthetic.jsonl.
         replay_window: in replay, candidate rows looked at per row drawn (>= 1): the next
@@ -36,7 +35,6 @@ class PlusConfig:
     temperature: float = 5.0
     usefulness_share: float = 0.5
     cluster_share: float = 0.5
-    centroid_share: float = 0.0
     sample_weights: bool = True
     replay_window: int = 3
 
@@ -44,23 +42,15 @@ class PlusConfig:
         _check(self.clusters >= 1, "plus.clusters", f"must be >= 1, got {self.clusters}")
         _check(self.temperature > 0, "plus.temperature", f"must be > 0, got {self.temperature}")
         _check(self.replay_window >= 1, "plus.replay_window", "must be >= 1")
-        shares = (self.usefulness_share, self.cluster_share, self.centroid_share)
-        for name, v in zip(("usefulness_share", "cluster_share", "centroid_share"), shares):
-            _check(0 <= v <= 1, f"plus.{name}", f"must be in [0, 1], got {v}")
-        _check(
-            self.usefulness_share > 0 and self.cluster_share > 0,
-            "plus.usefulness_share",
-            "the usefulness and cluster shares must both be > 0",
-        )
+        shares = (self.usefulness_share, self.cluster_share)
+        for name, v in zip(("usefulness_share", "cluster_share"), shares):
+            _check(0 < v <= 1, f"plus.{name}", f"must be in (0, 1], got {v}")
         _check(
             math.isclose(sum(shares), 1.0, abs_tol=1e-9),
             "plus.usefulness_share",
-            f"the three shares must sum to 1, got {sum(shares)!r}",
+            f"plus.usefulness_share + plus.cluster_share must sum to 1, got {sum(shares)!r}",
         )
 
     def fractions(self) -> dict[str, float]:
-        """{release kind: budget share} of the kinds released (share > 0)."""
-        out = {"usefulness": self.usefulness_share, "per_cluster": self.cluster_share}
-        if self.centroid_share > 0:
-            out["centroids"] = self.centroid_share
-        return out
+        """{release kind: budget share} of the kinds released."""
+        return {"usefulness": self.usefulness_share, "per_cluster": self.cluster_share}

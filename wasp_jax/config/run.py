@@ -31,6 +31,26 @@ from wasp_jax.config.sections import (
 )
 from wasp_jax.errors import ConfigError
 
+#: Keys that are not settings (any more): each names what to do instead. A key at its neutral
+#: value (0: the file as it is, no centroid release) is accepted and ignored, so that an
+#: older config.json still loads.
+_PREPARE = (
+    "the run uses every record of data.private_path and its guarantee is stated for the "
+    "records of that file; to run on {what}, write it to a new file first (wasp-jax "
+    "prepare-private --task TASK --data FILE --out NEW.jsonl {flag} VALUE) and set "
+    "data.private_path to NEW.jsonl"
+)
+REMOVED_KEYS = {
+    "data.num_private": _PREPARE.format(what="the first N records", flag="--num"),
+    "data.class_skew_alpha": _PREPARE.format(
+        what="a class-skewed subsample", flag="--class-skew-alpha"
+    ),
+    "plus.centroid_share": (
+        "WASP+ makes no class-centroid release (nothing would use it); remove the key and "
+        "split the budget between plus.usefulness_share and plus.cluster_share (sum 1)"
+    ),
+}
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WaspConfig:
@@ -78,6 +98,7 @@ class WaspConfig:
                 "voting.release",
                 "contrastive prompts need the 'farthest' histogram (or set contrastive=False)",
             )
+        self._check_override()
         if self.method in ("wasp", "replay", "wasp_plus") and gen.rounds > 0:
             _check(
                 gen.budget - gen.initial_size >= gen.rounds,
@@ -85,6 +106,30 @@ class WaspConfig:
                 f"budget {gen.budget} leaves fewer than one new sample per round "
                 f"(initial {gen.initial_size}, rounds {gen.rounds})",
             )
+
+    def _check_override(self) -> None:
+        """A sensitivity override below the derived L2 bound would understate epsilon."""
+        p = self.privacy
+        if p.sensitivity_override is None or not self.uses_private_data:
+            return
+        _check(
+            self.method != "wasp_plus",
+            "privacy.sensitivity_override",
+            "method 'wasp_plus' derives the sensitivity of each release kind; remove the override",
+        )
+        # here, not at the top: the kernels import jax, which a plain config load does not need
+        from wasp_jax.kernels.voting import vote_l2_sensitivity
+
+        q, nh = self.voting.q, self.num_histograms
+        bound = vote_l2_sensitivity(q, nh, replace_one=p.adjacency == "replace_one")
+        _check(
+            p.sensitivity_override >= bound,
+            "privacy.sensitivity_override",
+            f"{p.sensitivity_override!r} is below {bound!r}, the derived L2 sensitivity of "
+            f"this release (q={q}, {nh} histogram(s), {p.adjacency}): noise calibrated for it "
+            "would spend more epsilon than the run states; remove the override (the derived "
+            f"value is used) or set it >= {bound!r}",
+        )
 
     @property
     def uses_private_data(self) -> bool:
@@ -133,6 +178,15 @@ def valid_keys(cls=WaspConfig, prefix: str = "") -> list[str]:
         else:
             out.append(prefix + f.name)
     return out
+
+
+def _removed(key: str, value: Any) -> bool:
+    """True for a removed key at its neutral value (ignored); raises for any other value."""
+    if key not in REMOVED_KEYS:
+        return False
+    if value in (0, 0.0, None) and not isinstance(value, bool):
+        return True
+    raise ConfigError(f"{key} is not a setting: {REMOVED_KEYS[key]}")
 
 
 def _unknown_key(key: str) -> ConfigError:
@@ -186,6 +240,8 @@ def _build(cls, d: Mapping[str, Any], prefix: str):
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in d.items():
+        if k not in names and _removed(prefix + k, v):
+            continue
         if k not in names:
             raise _unknown_key(prefix + k)
         tp = hints[k]
@@ -206,6 +262,8 @@ def replace(cfg: WaspConfig, **changes: Any) -> WaspConfig:
     d = cfg.to_dict()
     keys = set(valid_keys())
     for key, value in changes.items():
+        if key not in keys and _removed(key, value):
+            continue
         if key not in keys:
             raise _unknown_key(key)
         node = d
@@ -251,6 +309,8 @@ def apply_overrides(cfg: WaspConfig, overrides: Sequence[str]) -> WaspConfig:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. voting.q=4)")
         key, raw = item.split("=", 1)
         key = key.strip()
+        if key not in hints and _removed(key, _parse_value(raw, None)):
+            continue
         if key not in hints:
             raise _unknown_key(key)
         changes[key] = _parse_value(raw, hints[key])

@@ -87,15 +87,15 @@ def _check_choice(value: Any, field: str, choices: Sequence[str]) -> None:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """Private data: where it is, how much of it, and how it is split over parties.
+    """Private data: where it is and how it is split over parties.
+
+    The run uses every record of `private_path`, and the privacy guarantee is stated for the
+    records of that file. To run on a prefix or a class-skewed subsample, write it to a new
+    file first (`wasp-jax prepare-private`, docs/method.md §5.2) and pass that file.
 
     Attributes:
         private_path: JSONL file of private samples ({"text", "label"}); required by the
             methods that use private data, ignored by the others.
-        num_private: use the first `num_private` samples (0 = all).
-        class_skew_alpha: if > 0, subsample the private set so that class proportions follow
-            Dirichlet(alpha) (docs/method.md §5.2; the original's `--unbalance_gold`); 0 = keep
-            the file's balance.
         num_parties: number of data parties L (§2.5); each adds noise sigma/sqrt(L)
             and the server sums, which assumes secure aggregation.
         party_alpha: Dirichlet concentration of the per-class split over parties; 0 = an even
@@ -103,18 +103,10 @@ class DataConfig:
     """
 
     private_path: str = ""
-    num_private: int = 0
-    class_skew_alpha: float = 0.0
     num_parties: int = 1
     party_alpha: float = 0.0
 
     def __post_init__(self):
-        _check(
-            self.num_private >= 0,
-            "data.num_private",
-            f"must be >= 0 (0 = all), got {self.num_private}",
-        )
-        _check(self.class_skew_alpha >= 0, "data.class_skew_alpha", "must be >= 0 (0 = off)")
         _check(self.num_parties >= 1, "data.num_parties", f"must be >= 1, got {self.num_parties}")
         _check(self.party_alpha >= 0, "data.party_alpha", "must be >= 0 (0 = even split)")
 
@@ -130,12 +122,15 @@ class PrivacyConfig:
         accounting: "rdp" (dp_accounting's Renyi accountant, which covers the discrete
             Gaussian releases: docs/method.md §2.5) or "classic" (sigma from the original
             formula with the original's Delta, reproducing sigma = 9.6896; the ledger still
-            states the epsilon of the derived sensitivity).
+            states the epsilon of the derived sensitivity, and a config whose epsilon by the
+            derived sensitivity exceeds the target is refused).
         noise: "secure" (noise from a secret the run draws from the OS's CSPRNG: DP) or
             "seeded" (noise reproducible from the seed, for tests and replication only: NOT
             differentially private, and marked so in every output).
-        sensitivity_override: if set, use this sensitivity instead of the derived one
-            (compat: reproduce an ablation's Delta).
+        sensitivity_override: if set, calibrate sigma for this sensitivity instead of the
+            derived one (compat: reproduce an ablation's Delta). It must be at least the
+            derived L2 sensitivity of the release (checked by `WaspConfig`); the ledger
+            always accounts with the derived one.
     """
 
     epsilon: float = 4.0

@@ -104,12 +104,13 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
         ("data parties L", parties),
     ]
     per_kind = R.field(ledger, "kinds")
-    if per_kind:  # WASP+: one sigma and sensitivity per kind of release
-        each = lambda f: ", ".join(f"{k['kind']} {k[f]:.4g}" for k in per_kind)
-        rows[7] = ("noise std sigma, per release kind", each("sigma"))
-        rows[8] = ("L2 sensitivity, per release kind", each("sensitivity"))
+    if per_kind:  # WASP+: sigma, sensitivity and epsilon come from each kind's plan (below)
+        rows[7] = ("noise std sigma", "per release kind, see the table below")
+        rows[8] = ("L2 sensitivity", "per release kind, see the table below")
         rows[11] = ("noisy releases per round", ", ".join(k["kind"] for k in per_kind))
     text = R.md_table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
+    if per_kind:
+        text += "\n" + _kinds_table(per_kind)
     if str(R.field(ledger, "epsilon")) in ("inf", "Infinity") or R.field(ledger, "sigma") == 0:
         return text + (
             "\n**This data is NOT differentially private.** The run was configured with "
@@ -141,6 +142,27 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
             "noise, so seeing it alone would give a much weaker guarantee.\n"
         )
     return text
+
+
+def _kinds_table(per_kind) -> str:
+    """One row per release kind of the plan: its noise, sensitivity and epsilon."""
+    rows = [
+        (
+            k.get("kind"),
+            k.get("measures", "-"),
+            k.get("sigma", "-"),
+            k.get("sensitivity", "-"),
+            k.get("releases", "-"),
+            k.get("epsilon", "-"),
+        )
+        for k in per_kind
+        if isinstance(k, Mapping)
+    ]
+    head = ("release kind", "measures", "sigma", "L2 sensitivity", "releases", "epsilon alone")
+    return R.md_table(head, rows) + (
+        "\nEach kind's epsilon is that of its own releases alone (RDP, at the run's delta); "
+        "all kinds together compose to the epsilon spent above.\n"
+    )
 
 
 def _models_section(cfg: Mapping[str, Any]) -> str:
@@ -237,7 +259,8 @@ def _private_provenance(private_path: str, used: bool) -> str:
         )
     return text + (
         "No private text, and no statistic computed from it before the noise, is stored in "
-        "the release folder; config.json holds only the configured path and limits.\n"
+        "the release folder; config.json holds only the configured path. The run used every "
+        "record of that file, and the guarantee is stated for those records.\n"
     )
 
 

@@ -8,7 +8,6 @@ privacy (docs/method.md §9).
   ``kmeans2``, k-means++ start, a seeded generator); cluster ``c * k + j`` is class c's j-th.
 * ``cluster_picks``: per class, S candidates from the clusters with the highest noisy totals
   (members nearest their cluster centre first).
-* ``centroid_picks``: per class, the S candidates nearest the noisy class centroid.
 * ``useful_shares``: softmax(noisy usefulness counts / temperature), the PLM budget shares.
 * ``cluster_weights``: a per-sample training weight from the noisy cluster totals.
 """
@@ -91,20 +90,6 @@ def cluster_picks(
             if len(picks) >= s:
                 break
         out.append([int(i) for i in picks])
-    return out
-
-
-def centroid_picks(noisy_centroids, emb, labels, mask, *, s: int, far: bool = False):
-    """Per class, the S masked candidates with the highest (``far``: lowest) cosine to the
-    noisy class centroid."""
-    emb, labels = np.asarray(emb, np.float64), np.asarray(labels)
-    mask = np.asarray(mask, bool)
-    out = []
-    for c, cent in enumerate(np.asarray(noisy_centroids, np.float64)):
-        rows = np.flatnonzero((labels == c) & mask)
-        score = emb[rows] @ (cent / max(np.linalg.norm(cent), 1e-12))
-        order = np.argsort(score if far else -score, kind="stable")
-        out.append([int(i) for i in rows[order[:s]]])
     return out
 
 

@@ -1,7 +1,9 @@
-"""The private data: read, subsampled and split over data parties, in memory only.
+"""The private data: read and split over data parties, in memory only.
 
-Nothing here logs, prints or writes a private text; the texts go to the embedder and their
-embeddings to the vote stage (docs/method.md §5.2, §6.6).
+Every record of the file is used: the guarantee is stated for the records of the file the user
+passes (a prefix or a class-skewed subsample is a new file, written before the run by
+`wasp_jax.pipeline.prepare`). Nothing here logs, prints or writes a private text; the texts go
+to the embedder and their embeddings to the vote stage (docs/method.md §5.2, §6.6).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from wasp_jax.tasks import TaskSpec
 def load_private(
     data: DataConfig, task: TaskSpec, *, seed: int, method: str
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Reads, subsamples and party-splits the private data (never logged or written).
+    """Reads and party-splits the private data (never logged or written).
 
     Returns:
         (texts, labels (M,) int32, party (M,) int32).
@@ -41,26 +43,10 @@ def load_private(
     )
     rng = host_rng(seed, "data")
     labels = np.array([r["label"] for r in rows], np.int32)
-    keep = np.arange(len(rows))
-    if data.class_skew_alpha > 0:
-        keep = _dirichlet_subsample(labels, task.num_classes, data.class_skew_alpha, rng)
-    if data.num_private:
-        keep = keep[: data.num_private]
-    texts = [rows[i]["text"] for i in keep]
-    labels = labels[keep]
+    texts = [r["text"] for r in rows]
     class_checks.warn_missing_classes([{"label": y} for y in labels], task.labels)
     party = split_parties(labels, data.num_parties, data.party_alpha, rng)
     return texts, labels, party
-
-
-def _dirichlet_subsample(labels, num_classes, alpha, rng) -> np.ndarray:
-    """Indices whose class proportions follow one Dirichlet(alpha) draw (docs/method.md §5.2)."""
-    props = rng.dirichlet(np.full(num_classes, alpha))
-    counts = np.bincount(labels, minlength=num_classes)
-    total = int(min(counts[c] / max(props[c], 1e-12) for c in range(num_classes)))
-    want = allocate_budget(props, min(total, len(labels)))
-    picks = [rng.permutation(np.flatnonzero(labels == c))[: want[c]] for c in range(num_classes)]
-    return rng.permutation(np.concatenate(picks)).astype(np.int64)
 
 
 def split_parties(labels: np.ndarray, num_parties: int, alpha: float, rng) -> np.ndarray:

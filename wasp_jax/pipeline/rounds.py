@@ -136,12 +136,13 @@ def vote(r, t: int) -> dict:
         )
         syn_emb = _embed_new(r)
         noise = r.noise.child(f"r{t}")
+        votes = _saved_votes(r, t)
+        private = r.private() if votes is None else None
+        if votes is None:
+            log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, n, r.plan.sigma)
         spread.check_vote_inputs(t, noise, pop.texts, pop.labels, mask)
         r.state.ledger.record(t)  # recorded before the release is drawn
-        votes = _saved_votes(r, t)
         if votes is None:
-            private = r.private()
-            log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, n, r.plan.sigma)
             votes = round_votes(
                 noise,
                 private,

@@ -12,6 +12,7 @@ here comes from the run's `PrivacyPlan`. See docs/method.md §6.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -40,8 +41,9 @@ class RunLedger:
       adjacency, num_parties, num_histograms, rounds: the release's shape, for the report
         (taken from the plan when there is one).
       accountant: the releases and their composition (None without a plan).
-      epsilon_spent: epsilon of the recorded releases, computed once per release.
-      epsilon_spent_l2: under "classic" accounting, epsilon for the exact L2 sensitivity.
+      epsilon_spent: epsilon of the recorded releases, computed once per release, always
+        with the derived L2 sensitivity of each (under "classic" accounting and with a
+        sensitivity override too, whatever sigma was calibrated for).
     """
 
     method: str
@@ -52,7 +54,6 @@ class RunLedger:
     rounds: int
     accountant: PrivacyLedger | None = None
     epsilon_spent: float = 0.0
-    epsilon_spent_l2: float | None = None
 
     @classmethod
     def new(
@@ -98,15 +99,14 @@ class RunLedger:
         if plan is None or acc is None:
             raise ValueError(f"method {self.method!r} has no privacy plan: it releases nothing")
         n_before = len(acc.releases)
-        items = plan.kinds or (("+".join(plan.releases), plan.sigma, plan.sensitivity),)
+        # the derived sensitivity, not the one sigma was calibrated for (classic's Delta, an
+        # override): the epsilon spent is the true one
+        items = plan.kinds or (("+".join(plan.releases), plan.sigma, plan.l2_sensitivity),)
         for what, sigma, sensitivity in items:  # WASP+: one release per kind
             acc.record(int(round_), what, sigma=sigma, sensitivity=sensitivity)
         if len(acc.releases) == n_before:
             return  # already recorded (a resumed stage): nothing new is spent
         self.epsilon_spent = float(acc.epsilon_spent())
-        if plan.accounting == "classic":
-            zs = [r.sigma / plan.l2_sensitivity for r in acc.releases]
-            self.epsilon_spent_l2 = float(epsilon_of(zs, plan.delta, method="rdp"))
 
     # -- serialisation ------------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ class RunLedger:
             "accounting": plan.accounting if plan else None,
             "accountant": ACCOUNTANT if plan else None,
             "sigma": plan.sigma if plan else None,
-            "sensitivity": plan.sensitivity if plan else None,
+            "sensitivity": plan.l2_sensitivity if plan else None,
             "rounds": self.rounds,
             "num_parties": self.num_parties,
             "num_histograms": self.num_histograms,
@@ -150,6 +150,8 @@ class RunLedger:
             )
         else:
             out["l2_sensitivity"] = plan.l2_sensitivity
+            if plan.sensitivity != plan.l2_sensitivity:  # classic's Delta or an override
+                out["calibration_sensitivity"] = plan.sensitivity
             notes = []
             if plan.sigma == 0:
                 notes.append(
@@ -170,12 +172,18 @@ class RunLedger:
                 )
             if notes:
                 out["note"] = " ".join(notes)
-        if self.epsilon_spent_l2 is not None:
-            out["epsilon_spent_l2"] = self.epsilon_spent_l2
         out["rounds_released"] = len({r["round"] for r in out["releases"]})
         if plan is not None and plan.kinds:  # WASP+: several kinds of release per round
             out["kinds"] = [
-                {"kind": k, "sigma": sig, "sensitivity": sens, "measures": MEASURES[k]}
+                {
+                    "kind": k,
+                    "sigma": sig,
+                    "sensitivity": sens,
+                    "releases": plan.rounds,
+                    # this kind's T releases alone; together they compose to epsilon
+                    "epsilon": _finite(_kind_epsilon(sig / sens, plan.rounds, plan.delta)),
+                    "measures": MEASURES[k],
+                }
                 for k, sig, sens in plan.kinds
             ]
         return {k: _finite(v) for k, v in out.items()}
@@ -190,7 +198,6 @@ class RunLedger:
             "rounds": self.rounds,
             "releases": [dataclasses.asdict(r) for r in self.releases],
             "epsilon_spent": _finite(self.epsilon_spent),
-            "epsilon_spent_l2": self.epsilon_spent_l2,
         }
         return d
 
@@ -208,8 +215,13 @@ class RunLedger:
         if led.accountant is not None:
             led.accountant.releases.extend(Release(**r) for r in d["releases"])
         led.epsilon_spent = float(d["epsilon_spent"])
-        led.epsilon_spent_l2 = d["epsilon_spent_l2"]
         return led
+
+
+@functools.lru_cache(maxsize=64)
+def _kind_epsilon(noise_multiplier: float, rounds: int, delta: float) -> float:
+    """Epsilon at delta of one release kind's T releases alone (RDP, as the ledger)."""
+    return float(epsilon_of([noise_multiplier] * rounds, delta, method="rdp"))
 
 
 def _finite(v: Any) -> Any:

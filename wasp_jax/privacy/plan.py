@@ -3,8 +3,10 @@
 `privacy_plan(cfg)` resolves the configured release (Q, the released histograms, the
 adjacency, the number of rounds T and of data parties L) into a frozen `PrivacyPlan`. The vote
 stage noises with `plan.sigma` and checks `plan.l2_sensitivity` against what it releases; the
-ledger records `plan.sigma` and `plan.sensitivity` for every release; the outputs read epsilon
-and delta from the plan. See docs/method.md §6.3-§6.5.
+ledger records `plan.sigma` and the derived `plan.l2_sensitivity` for every release (whatever
+sigma was calibrated for), so the epsilon it states is the true one; the outputs read epsilon
+and delta from the plan. A plan whose derived epsilon exceeds the target (possible only under
+"classic" accounting) is refused. See docs/method.md §6.3-§6.5.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 
 from wasp_jax.config import WaspConfig
-from wasp_jax.privacy.accounting import calibrate_sigma
+from wasp_jax.errors import ConfigError
+from wasp_jax.privacy.accounting import calibrate_sigma, epsilon_of
 from wasp_jax.privacy.plus_plan import plus_kinds
 from wasp_jax.privacy.sensitivity import classic_delta, l2_sensitivity
 
@@ -25,9 +28,10 @@ class PrivacyPlan:
       epsilon, delta: the run's total budget (epsilon may be math.inf: no noise).
       adjacency: "add_remove" or "replace_one".
       accounting: "rdp" or "classic".
-      sensitivity: the sensitivity sigma is calibrated for and the ledger records (the
-        exact L2 sensitivity, or the original's Delta under "classic", or an override).
-      l2_sensitivity: the exact L2 sensitivity of one round's release.
+      sensitivity: the sensitivity sigma is calibrated for (the exact L2 sensitivity, or
+        the original's Delta under "classic", or an override of at least the L2 one).
+      l2_sensitivity: the exact L2 sensitivity of one round's release: the ledger accounts
+        every release with it.
       sigma: std of the noise on every released entry.
       rounds: T, the number of releases.
       num_parties: L; each party adds sigma / sqrt(L).
@@ -95,6 +99,7 @@ def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
     sigma = calibrate_sigma(
         p.epsilon, p.delta, num_rounds=T, l2_sensitivity=sens, method=p.accounting
     )
+    _check_true_epsilon(p, sigma, l2, T, sens)
     return PrivacyPlan(
         epsilon=p.epsilon,
         delta=p.delta,
@@ -108,3 +113,24 @@ def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
         releases=tuple(cfg.voting.release),
         noise=p.noise,
     )
+
+
+def _check_true_epsilon(p, sigma: float, l2: float, rounds: int, sens: float) -> None:
+    """Refuses a calibration whose epsilon at the derived sensitivity exceeds the target.
+
+    RDP calibration for a sensitivity >= the derived one is within budget by construction;
+    the original's formula ("classic") is not: its Delta can be below the derived L2
+    sensitivity (replace-one with Q = 1: Delta 1, L2 sqrt(2)), and its bound is proved for
+    epsilon < 1 only.
+    """
+    if sigma == 0 or p.accounting != "classic":
+        return  # RDP for a sensitivity >= the derived one is within budget by construction
+    true = epsilon_of([sigma / l2] * rounds, p.delta, method="rdp")
+    if true > p.epsilon * (1.0 + 1e-9):
+        raise ConfigError(
+            f"privacy.accounting: {p.accounting!r} calibrates sigma = {sigma:.6g} for "
+            f"sensitivity {sens:.6g}, but the release's derived L2 sensitivity is {l2:.6g}: "
+            f"its T = {rounds} releases spend epsilon = {true:.4g} > the target "
+            f"{p.epsilon:g}; use privacy.accounting='rdp' (calibrated for the derived "
+            "sensitivity) or a target this formula meets"
+        )

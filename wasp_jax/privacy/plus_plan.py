@@ -1,7 +1,7 @@
 """The privacy plan of a WASP+ run: one budget split over its release kinds.
 
 Every round releases each configured kind once (usefulness, per-cluster nearest + farthest
-totals, optionally class centroids), so over T rounds kind i is released T times with the
+totals), so over T rounds kind i is released T times with the
 share ``cfg.plus.fractions()[i]`` of the budget (`wasp_jax.privacy.composition`). Each kind's
 sigma is its noise multiplier times its sensitivity (`release_kinds.kind_sensitivity`).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 
 from wasp_jax.config import WaspConfig
+from wasp_jax.errors import ConfigError
 from wasp_jax.privacy.composition import calibrate_split
 from wasp_jax.privacy.release_kinds import kind_sensitivity
 
@@ -27,7 +28,7 @@ def plus_kinds(cfg: WaspConfig) -> tuple[tuple[str, float, float], ...]:
     """(kind, sigma, sensitivity) of every kind a WASP+ round releases, usefulness first."""
     p, q, T = cfg.privacy, cfg.voting.q, cfg.generation.rounds
     if p.accounting == "classic" or p.sensitivity_override is not None or cfg.data.num_parties > 1:
-        raise ValueError(
+        raise ConfigError(
             "method 'wasp_plus' is accounted with RDP, for one data party and the derived "
             "sensitivities: set privacy.accounting=rdp, no sensitivity override and "
             "data.num_parties=1"

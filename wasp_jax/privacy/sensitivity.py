@@ -11,12 +11,10 @@ force over neighbouring datasets. See docs/method.md §6.3.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from wasp_jax.config import ADJACENCIES
-from wasp_jax.kernels.voting import vote_weights
+from wasp_jax.kernels.voting import vote_l2_sensitivity, vote_weights
 
 
 def check_int(name: str, value, low: int) -> int:
@@ -45,10 +43,7 @@ def l2_sensitivity(q: int, *, num_histograms: int = 2, adjacency: str = "add_rem
     q = check_int("q", q, 1)
     num_histograms = check_int("num_histograms", num_histograms, 1)
     check_choice("adjacency", adjacency, ADJACENCIES)
-    w = vote_weights(q)
-    per_hist = float(np.sqrt(np.sum(w * w)))
-    factor = math.sqrt(2.0) if adjacency == "replace_one" else 1.0
-    return per_hist * math.sqrt(num_histograms) * factor
+    return vote_l2_sensitivity(q, num_histograms, replace_one=adjacency == "replace_one")
 
 
 def classic_delta(q: int, *, contrastive: bool = True) -> float:
