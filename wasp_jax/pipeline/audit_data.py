@@ -43,7 +43,8 @@ class Release:
 
     Attributes:
       kind: "votes" (WASP vote histograms) or a WASP+ kind (``release_kinds.KINDS``).
-      sigma: the plan's noise std; sensitivity: the sensitivity the plan calibrated for.
+      sigma: the plan's noise std; sensitivity: the sensitivity the ledger accounts the
+        release with (the derived one), from which the claimed epsilon follows.
       q, histograms, adjacency, num_parties, num_plms: the release's shape.
     """
 
@@ -80,7 +81,8 @@ def releases(cfg: WaspConfig) -> list[Release]:
     q, adj = cfg.voting.q, plan.adjacency
     if cfg.method != "wasp_plus":
         hist = tuple(cfg.voting.release)
-        return [Release("votes", plan.sigma, plan.sensitivity, q, hist, adj, plan.num_parties)]
+        # the ledger accounts every release with the derived sensitivity: the claim is that
+        return [Release("votes", plan.sigma, plan.l2_sensitivity, q, hist, adj, plan.num_parties)]
     unknown = [k for k, _, _ in plan.kinds if k not in KINDS]
     if unknown:
         raise UsageError(f"release kinds {unknown} have no release function to audit")
