@@ -176,14 +176,16 @@ def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch,
     assert calls[0][3]["max_test"] == calls[1][3]["max_test"] == 30
     base = json.loads((wd / "release" / "eval_baselines.json").read_text())
     assert base["zero-shot start"]["dp"] is True and base["zero-shot start"]["n_train"] == 12
+    # OnlyPrivate is a statistic of the private data without noise: private/ only
+    assert "OnlyPrivate (not DP)" not in base
+    assert not any("OnlyPrivate" in p.read_text() for p in (wd / "release").glob("*.json"))
+    only = wd / "private" / "eval_only_private.json"
     if only_private:
         assert calls[2][1] == 24 and calls[2][2] == 30  # the run's 24 private texts, same 30
-        assert (
-            base["OnlyPrivate (not DP)"]["dp"] is False
-            and "runs" not in base["OnlyPrivate (not DP)"]
-        )
+        row = json.loads(only.read_text())["OnlyPrivate (not DP)"]
+        assert row["dp"] is False and "runs" not in row
     else:
-        assert "OnlyPrivate (not DP)" not in base
+        assert not only.exists()
     text = (wd / "release" / "report.md").read_text()
     assert "zero-shot start" in text and "50.0 ± 10.0" in text
 

@@ -8,9 +8,10 @@ workdir's `release/`)
   `eval_baselines.json`), unless `eval.baselines` is off: the same PLMs without any private
   data, so the difference is what the private data added;
 * with `eval.only_private` (opt-in), the private texts themselves (OnlyPrivate ->
-  `eval_baselines.json`). That score is computed from the private data without noise: it is
-  NOT differentially private and is labelled so. The private texts are used in memory only;
-  nothing about them but the test scores is written.
+  `private/eval_only_private.json`). That score is computed from the private data without
+  noise: it is NOT differentially private, so it goes to the workdir's private part, never
+  to `release/`. The private texts are used in memory only; nothing about them but the test
+  scores is written.
 
 Every one is tested on the same real test rows (the same `eval.max_test` subset) with the
 same seeds; the report shows mean and std over the seeds.
@@ -33,6 +34,8 @@ log = logging.getLogger("wasp_jax")
 
 #: The file of the baselines' scores (the synthetic set's stay in eval.json).
 BASELINES = "eval_baselines.json"
+#: OnlyPrivate's scores, in the workdir's private part (not DP: never in release/).
+ONLY_PRIVATE = "eval_only_private.json"
 
 #: Methods whose round 0 is the zero-shot start of a run that then uses private data.
 _WITH_ROUNDS = ("wasp", "aug_pe", "random_control", "replay", "wasp_plus")
@@ -77,11 +80,16 @@ def _evaluate(r, wd: pathlib.Path) -> None:
         log.info("evaluating the zero-shot start (%d round-0 samples)", len(rows))
         res = evaluate_files(path, ev.test_path, **common)
         out["zero-shot start"] = _row(res, len(rows), dp=True, note="round 0 of this run")
-    if ev.only_private and cfg.uses_private_data:
-        log.info("evaluating OnlyPrivate (an STM on the private texts: NOT DP)")
-        out["OnlyPrivate (not DP)"] = _only_private(r, common)
     if out and r.writer:
         data_io.atomic_write_json(wd / BASELINES, out)
+    if ev.only_private and cfg.uses_private_data:
+        log.info("evaluating OnlyPrivate (an STM on the private texts: NOT DP)")
+        only = {"OnlyPrivate (not DP)": _only_private(r, common)}
+        if r.writer:
+            # a statistic of the private data without noise: the private part only
+            path = r.private_dir / ONLY_PRIVATE
+            data_io.atomic_write_json(path, only)
+            log.info("OnlyPrivate's score (NOT DP) is in %s, not in release/: never share it", path)
 
 
 def _row(res: dict, n_train: int, *, dp: bool, note: str) -> dict:
