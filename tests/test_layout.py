@@ -55,8 +55,10 @@ def _modules() -> dict[str, pathlib.Path]:
 MODULES = _modules()
 
 
-def _imports(path: pathlib.Path, name: str) -> set[str]:
-    """Every wasp_jax module `path` imports, at the top or inside a function."""
+def _imports(path: pathlib.Path, name: str, known=None, prefix: str = "wasp_jax") -> set[str]:
+    """Every module of `known` (default: the library's) under `prefix` that `path` imports,
+    at the top or inside a function."""
+    known = MODULES if known is None else known
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -68,14 +70,14 @@ def _imports(path: pathlib.Path, name: str) -> set[str]:
                 base = ".".join([*pkg, base] if base else pkg)
             # `from pkg import mod` imports pkg.mod; `from pkg import name` imports pkg
             names = [
-                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
             ]
         else:
             continue
         for n in names:
-            while n and n not in MODULES:
+            while n and n not in known:
                 n = n.rpartition(".")[0]
-            if n.startswith("wasp_jax") and n != name:
+            if n.startswith(prefix) and n != name:
                 found.add(n)
     return found
 
@@ -106,13 +108,13 @@ def test_imports_run_one_way():
     assert not bad, "\n".join(sorted(bad))
 
 
-def test_no_import_cycles():
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
     state, cycles = {}, []
 
     def visit(node, stack):
         state[node] = "open"
         stack.append(node)
-        for nxt in GRAPH.get(node, ()):
+        for nxt in graph.get(node, ()):
             if state.get(nxt) == "open":
                 cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
@@ -120,9 +122,25 @@ def test_no_import_cycles():
         stack.pop()
         state[node] = "done"
 
-    for node in GRAPH:
+    for node in graph:
         if node not in state:
             visit(node, [])
+    return cycles
+
+
+def test_no_import_cycles():
+    cycles = _cycles(GRAPH)
+    assert not cycles, "\n".join(cycles)
+
+
+def test_experiments_have_no_import_cycles():
+    known = {}
+    for path in sorted((REPO / "experiments").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        known[".".join(p for p in parts if p != "__init__")] = path
+    graph = {name: _imports(path, name, known, "experiments") for name, path in known.items()}
+    assert graph["experiments.bench.voting"], "the graph should see the benchmark's imports"
+    cycles = _cycles(graph)
     assert not cycles, "\n".join(cycles)
 
 

@@ -29,6 +29,7 @@ import sys
 import time
 
 from experiments.bench import machine, voting_multi
+from experiments.bench.voting_blocks import auto_block
 
 DEFAULT_SIZES = ("100x5400x384", "1000x100000x384", "2000x1000000x384")
 GIB = 2.0**30
@@ -63,13 +64,6 @@ def _unit_rows(key, n, d, chunk):
     return jax.jit(lambda ks: jax.lax.map(one, ks).reshape(n, d))(keys)
 
 
-def _auto_block(n_priv, n_syn):
-    # Stream when the (n_priv, n_syn) similarity matrix would exceed ~64 MiB.
-    if n_priv * n_syn * 4 <= 64 * 2**20:
-        return None
-    return max(1024, (16 * 2**20 // (4 * n_priv)) // 16 * 16)
-
-
 def run_child(size, reps, block_size, floor_chunk, profile_dir):
     import jax
     import jax.numpy as jnp
@@ -77,7 +71,7 @@ def run_child(size, reps, block_size, floor_chunk, profile_dir):
     from wasp_jax.pipeline import vote
 
     n_priv, n_syn, d = (int(v) for v in size.split("x"))
-    block = _auto_block(n_priv, n_syn) if block_size is None else block_size
+    block = auto_block(n_priv, n_syn) if block_size is None else block_size
     k_priv, k_syn, k_lab = jax.random.split(jax.random.key(0), 3)
     chunk = next(c for c in (10000, 5000, 4000, 1000, 100, 1) if n_syn % c == 0 and c <= n_syn)
     syn = jax.block_until_ready(_unit_rows(k_syn, n_syn, d, chunk))

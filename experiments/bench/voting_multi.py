@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+from experiments.bench.voting_blocks import auto_block
 from wasp_jax import distributed as dist
 
 Q = 8
@@ -57,7 +58,6 @@ def run_child(size: str, reps: int, block_size: int | None) -> None:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from experiments.bench.voting import _auto_block
     from wasp_jax.models.sharding import make_mesh
     from wasp_jax.pipeline import vote
 
@@ -65,7 +65,7 @@ def run_child(size: str, reps: int, block_size: int | None) -> None:
     mesh = make_mesh(devices=jax.devices())  # every device of every process
     g = mesh.size
     n_pad = -(-n_syn // (16 * g)) * 16 * g
-    block = _auto_block(n_priv, n_pad // g) if block_size is None else block_size
+    block = auto_block(n_priv, n_pad // g) if block_size is None else block_size
     axes = tuple(mesh.axis_names)
     rows, repl = NamedSharding(mesh, P(axes)), NamedSharding(mesh, P())
 
