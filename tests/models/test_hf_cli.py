@@ -17,6 +17,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("WASP_JAX_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["opt", "t5-gated"])
 def test_cli_generate_greedy_prints_the_recorded_text(name, capsys):
     meta, _ = ref_of(name)

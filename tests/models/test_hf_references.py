@@ -24,6 +24,8 @@ from wasp_jax.models import generator as plm
 from wasp_jax.models import sharding
 from wasp_jax.models.loading import load_causal_lm
 
+pytestmark = pytest.mark.slow  # tiny HF folders against transformers' own models
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 HF = FIXTURES / "hf"
 LOGIT_TOL = 2e-4

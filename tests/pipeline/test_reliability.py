@@ -23,6 +23,8 @@ from wasp_jax.errors import DataError, DataWarning
 from wasp_jax.models import cache as cache_lib
 from wasp_jax.pipeline import context, fingerprint, runner, workdir
 
+pytestmark = pytest.mark.slow  # pipeline runs interrupted, resumed and broken on purpose
+
 PRIVATE = pathlib.Path(first_private(24))  # the private file of every run here
 
 

@@ -18,6 +18,8 @@ from wasp_jax.models import sharding
 from wasp_jax.pipeline import context, rounds, runner, vote
 from wasp_jax.privacy.accounting import epsilon_of
 
+pytestmark = pytest.mark.slow  # end-to-end pipeline runs on the tiny models
+
 PRIVATE = bundled_path("imdb", "private.jsonl")
 
 

@@ -21,6 +21,8 @@ from wasp_jax import config as C
 from wasp_jax.pipeline import rounds, runner
 from wasp_jax.privacy.plan import privacy_plan
 
+pytestmark = pytest.mark.slow  # pipeline runs with secret noise
+
 
 class Crash(Exception):
     pass

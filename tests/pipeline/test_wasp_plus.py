@@ -17,6 +17,8 @@ from wasp_jax.privacy.accounting import epsilon_of
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.privacy.release_kinds import MEASURES
 
+pytestmark = pytest.mark.slow  # WASP+ pipeline runs
+
 PRIVATE = bundled_path("imdb", "private.jsonl")
 
 
