@@ -99,3 +99,16 @@ def loaders():
         return FakeEmbedder()
 
     return load_generator, load_embedder
+
+
+def fail_on_call(real, n: int, error: Exception):
+    """`real`, except that its n-th call raises `error` (a crash at a chosen point)."""
+    calls = {"n": 0}
+
+    def wrapped(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise error
+        return real(*a, **k)
+
+    return wrapped

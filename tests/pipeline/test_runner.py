@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from pipeline_fakes import FakeEmbedder, loaders
+from pipeline_fakes import FakeEmbedder, fail_on_call, loaders
 
 import wasp_jax
 from tests.private_files import first_private
@@ -152,14 +152,7 @@ def test_crash_after_noise_before_checkpoint(baseline, tmp_path, monkeypatch):
     persisted release and records it once."""
     wd, _, _ = baseline
     real = rounds.selection.select_good_bad
-    calls = {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Crash("in round 2 vote")
-        return real(*a, **k)
-
+    flaky = fail_on_call(real, 2, Crash("in round 2 vote"))
     monkeypatch.setattr(rounds.selection, "select_good_bad", flaky)
     with pytest.raises(Crash):
         runner.run(small_config(), tmp_path, hooks=hooks())

@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from pipeline_fakes import FakeEmbedder, loaders
+from pipeline_fakes import FakeEmbedder, fail_on_call, loaders
 
 from kernels import noise as lattice
 from tests.private_files import first_private
@@ -122,14 +122,7 @@ def test_crash_after_the_release_then_resume_on_other_inputs_releases_once(tmp_p
     resume embeds the private set differently; it must reuse the persisted release, never
     draw round 2's noise on the new embeddings."""
     real = rounds.selection.select_good_bad
-    calls = {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Crash("after round 2's release, before its commit")
-        return real(*a, **k)
-
+    flaky = fail_on_call(real, 2, Crash("after round 2's release, before its commit"))
     monkeypatch.setattr(rounds.selection, "select_good_bad", flaky)
     with pytest.raises(Crash):
         runner.run(secure_config(), tmp_path, hooks=hooks())

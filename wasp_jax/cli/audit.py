@@ -25,6 +25,7 @@ import sys
 import time
 
 from wasp_jax import config as config_lib
+from wasp_jax.cli.pipeline import add_overrides
 from wasp_jax.errors import ConfigError, UsageError
 
 
@@ -47,14 +48,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--blocks", type=int, default=32, help="trials per release call (default 32; 1: one)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set generation.rounds=1 (repeatable)",
-    )
+    add_overrides(parser, "generation.rounds=1")
     parser.add_argument("--out", default="runs/audit", help="output folder (default runs/audit)")
 
 

@@ -49,15 +49,20 @@ from wasp_jax.tasks import load_task
 # ------------------------------------------------------------------------------ parsers
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_overrides(parser: argparse.ArgumentParser, example: str = "privacy.epsilon=1.0") -> None:
+    """The repeatable `--set KEY=VALUE` flag (parsed into `args.overrides`)."""
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set privacy.epsilon=1.0 (repeatable)",
+        help=f"override a config value, e.g. --set {example} (repeatable)",
     )
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    add_overrides(parser)
     parser.add_argument(
         "--force",
         action="store_true",
