@@ -7,7 +7,7 @@ generation seed at a time, so a partial table already holds every row) and write
 cell, its result JSON under ``<out>/imdb_table_runs/`` and the rebuilt ``imdb_table.md`` /
 ``imdb_table.csv``. Re-running skips the finished cells (delete a cell's JSON to redo it).
 
-Live rows go through `wasp_jax.pipeline.runner.run` with the configs of
+Live rows go through `wasp_jax.pipeline.run.runner.run` with the configs of
 ``experiments/configs/`` and a CPU-sized budget; the two PLMs are loaded once and shared by
 every run of the process, and identical generate calls (the zero-shot start is the same for
 every WASP-family run of one seed) are answered from an in-memory memo, which returns exactly
@@ -39,7 +39,7 @@ from wasp_jax import data as data_io
 from wasp_jax import stm
 from wasp_jax.models.embedder import load_embedder
 from wasp_jax.models.generator import load_generator
-from wasp_jax.pipeline import runner
+from wasp_jax.pipeline.run import runner
 from wasp_jax.stm.evaluate import PROBE_HPARAMS, evaluate_texts
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ Rows (epsilon = 4, delta = 1e-5 wherever private data is used):
   with its per-row weights and, as an ablation, without them;
 * ``multi-zeroshot`` and ``zerogen[flan-t5-xl]``: the first rows of the pools, equal class
   quotas, no private data (as `experiments.table_imdb.pool_zeroshot`);
-* ``dp-sgd-probe`` and ``dp-centroid``: the DP baselines of `wasp_jax.pipeline.vote_baselines`
+* ``dp-sgd-probe`` and ``dp-centroid``: the DP baselines of
+  `wasp_jax.pipeline.stages.vote_baselines`
   trained on the 100 bundled private reviews; ``only-private``: the probe on those reviews
   without noise (NOT DP).
 
@@ -36,8 +37,8 @@ from experiments import imdb_pools
 from experiments.bench.signal import private_embeddings
 from experiments.table_imdb import pool_zeroshot
 from wasp_jax import config as config_lib
-from wasp_jax.pipeline import runner
-from wasp_jax.pipeline import vote_baselines as vb
+from wasp_jax.pipeline.run import runner
+from wasp_jax.pipeline.stages import vote_baselines as vb
 from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.stm import metrics
 from wasp_jax.stm.probe import train_probe

@@ -1,7 +1,7 @@
 """Clean statistics that WASP+ releases after aggregation (docs/method.md §9).
 
 Every function here maps private rows to a small vector that sums one bounded contribution per
-private record; the vote stage (``wasp_jax.pipeline.vote_plus``) noises it before it leaves.
+private record; the vote stage (``wasp_jax.pipeline.stages.vote_plus``) noises it before it leaves.
 
 * ``segment_totals``: a per-sample vote histogram summed per segment of candidates (the PLM
   that wrote each candidate, or its cluster). One record moves at most sum(w) votes into one

@@ -1,5 +1,5 @@
 """Private files for tests: the first n records of the bundled demo file, written once per
-test process by the project's own preparation step (`wasp_jax.pipeline.prepare`)."""
+test process by the project's own preparation step (`wasp_jax.pipeline.stages.prepare`)."""
 
 import atexit
 import functools
@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 from wasp_jax.data import bundled_path
-from wasp_jax.pipeline.prepare import prepare_private
+from wasp_jax.pipeline.stages.prepare import prepare_private
 from wasp_jax.tasks import load_task
 
 

@@ -15,16 +15,16 @@ import pytest
 from scipy import stats
 
 from wasp_jax import config as config_lib
-from wasp_jax.cli import main as cli_main
-from wasp_jax.pipeline.audit import audit, audit_release
-from wasp_jax.pipeline.audit_bugs import (
+from wasp_jax.audit.bugs import (
     Clean,
     _normals,
     applies,
     float32_normal_values,
     scores,
 )
-from wasp_jax.pipeline.audit_data import Release, neighbours, releases
+from wasp_jax.audit.data import Release, neighbours, releases
+from wasp_jax.audit.runner import audit, audit_release
+from wasp_jax.cli import main as cli_main
 from wasp_jax.privacy.accounting import calibrate_sigma
 from wasp_jax.privacy.audit_stats import cp_lower, cp_upper, release_epsilon, threshold_audit
 from wasp_jax.privacy.plus_plan import PLUS_HISTOGRAMS

@@ -177,9 +177,9 @@ import numpy as np
 from wasp_jax import distributed as dist
 assert dist.initialize(dist.job_spec())
 import jax
-from wasp_jax.pipeline.vote import vote_and_noise
+from wasp_jax.pipeline.stages.vote import vote_and_noise
 from wasp_jax.privacy.noise_source import NoiseSource
-from wasp_jax.pipeline.spread import vote_mesh
+from wasp_jax.pipeline.run.spread import vote_mesh
 
 i, n = dist.process_index(), dist.process_count()
 assert (n, jax.local_device_count(), jax.device_count()) == (2, 2, 4)
@@ -223,7 +223,7 @@ for name in ("nearest", "farthest"):
 dist.check_same("the noisy votes", np.asarray(spread.nearest), np.asarray(spread.farthest))
 # the run's noise secret: process 0 draws it into the private folder and broadcasts it
 import pathlib
-from wasp_jax.pipeline.secret import SECRET_FILE, shared_secret
+from wasp_jax.pipeline.run.secret import SECRET_FILE, shared_secret
 private = pathlib.Path(os.environ["WASP_TEST_PRIVATE"])
 secret = shared_secret(private)
 assert len(secret) == 32
@@ -256,7 +256,7 @@ import numpy as np
 from wasp_jax import distributed as dist
 assert dist.initialize(dist.job_spec())
 import jax
-from wasp_jax.pipeline.spread import stm_mesh
+from wasp_jax.pipeline.run.spread import stm_mesh
 from wasp_jax.stm.classifier import STMConfig
 from wasp_jax.stm.finetune import train_classifier
 
@@ -318,7 +318,7 @@ def test_a_failed_warming_says_what_failed(tmp_path):
 def test_api_plms_are_refused_in_a_multi_process_job(monkeypatch, tmp_path):
     from wasp_jax import config as C
     from wasp_jax.errors import ConfigError
-    from wasp_jax.pipeline import runner
+    from wasp_jax.pipeline.run import runner
 
     cfg = C.replace(C.demo_config(), **{"generation.plms": ("tiny-llama", "openai-completions:m")})
     monkeypatch.setattr(dist, "is_multi", lambda: True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.kernels._reference import unit_rows
-from wasp_jax.pipeline import vote_baselines as vb
+from wasp_jax.pipeline.stages import vote_baselines as vb
 from wasp_jax.privacy import calibrate_sigma
 from wasp_jax.privacy.noise_source import NoiseSource
 

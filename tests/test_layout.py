@@ -1,6 +1,8 @@
-"""The package's layers: imports run one way (CLI -> pipeline -> task model and outputs ->
-privacy and models -> shared leaves -> kernels), there are no import cycles, no library
-module is over 400 lines, and the installed project claims no top-level name but its own."""
+"""The package's layers: imports run one way (CLI -> audit -> pipeline -> task model and
+outputs -> privacy and models -> shared leaves -> kernels); inside the pipeline, the runner ->
+methods -> stages -> run infrastructure; there are no import cycles (in the library or in
+experiments/), no library module is over 400 lines, and the installed project claims no
+top-level name but its own."""
 
 import ast
 import importlib.util
@@ -14,7 +16,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 #: Rank of each part of the package: a module may import a lower rank, or its own part.
 RANKS = {
-    "cli": 6,
+    "cli": 7,
+    "audit": 6,
     "pipeline": 5,
     "stm": 4,
     "outputs": 4,
@@ -108,6 +111,41 @@ def test_imports_run_one_way():
     assert not bad, "\n".join(sorted(bad))
 
 
+#: Rooms of the pipeline, lowest first: a module may import its own room or a lower one.
+PIPELINE_ROOMS = {"run": 1, "stages": 2, "methods": 3, "runner": 4}
+
+
+def _room(module: str) -> int:
+    parts = module.split(".")
+    if module == "wasp_jax.pipeline.run.runner":
+        return PIPELINE_ROOMS["runner"]
+    return PIPELINE_ROOMS.get(parts[2], PIPELINE_ROOMS["runner"]) if len(parts) > 2 else 0
+
+
+def test_pipeline_rooms_run_one_way():
+    """Methods may use stages and the run infrastructure; stages never import a method; only
+    the runner sees the methods."""
+    bad = []
+    for src, targets in GRAPH.items():
+        if _part(src) != "pipeline":
+            continue
+        for dst in targets:
+            if _part(dst) == "pipeline" and _room(dst) > _room(src):
+                bad.append(f"{src} imports {dst}")
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_every_pipeline_module_is_in_a_room():
+    loose = [
+        m
+        for m in MODULES
+        if _part(m) == "pipeline"
+        and len(m.split(".")) == 3
+        and m.split(".")[2] not in PIPELINE_ROOMS
+    ]
+    assert loose == [], f"modules outside run/, stages/ and methods/: {loose}"
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[str]:
     state, cycles = {}, []
 
@@ -180,7 +218,7 @@ def test_public_entry_points():
     from wasp_jax import embed, plm
     from wasp_jax.models.embedder import load_embedder
     from wasp_jax.models.generator import load_generator
-    from wasp_jax.pipeline.vote import vote_and_noise
+    from wasp_jax.pipeline.stages.vote import vote_and_noise
     from wasp_jax.privacy.accounting import calibrate_sigma
 
     assert plm.load_generator is load_generator and embed.load_embedder is load_embedder

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.kernels._reference import unit_rows
-from wasp_jax.pipeline.vote import vote_and_noise
+from wasp_jax.pipeline.stages.vote import vote_and_noise
 from wasp_jax.privacy.noise_source import NoiseSource
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tests.kernels._reference import unit_rows
-from wasp_jax.pipeline import plus_round, plus_select
+from wasp_jax.pipeline.methods import plus_round
+from wasp_jax.pipeline.stages import plus_select
 
 
 def _data(seed=0, n=120, d=5):

@@ -15,7 +15,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from wasp_jax.kernels import releases, voting
 
 from tests.kernels._reference import reference_votes, unit_rows
-from wasp_jax.pipeline import vote_plus
+from wasp_jax.pipeline.stages import vote_plus
 from wasp_jax.privacy.composition import calibrate_split
 from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.privacy.release_kinds import KINDS, kind_sensitivity
@@ -223,9 +223,9 @@ def test_split_validation_and_infinite_epsilon():
 
 #: The only library modules that may call the kernels computing clean private statistics.
 VOTE_PLACE = {
-    "wasp_jax/pipeline/vote.py",
-    "wasp_jax/pipeline/vote_plus.py",
-    "wasp_jax/pipeline/vote_baselines.py",
+    "wasp_jax/pipeline/stages/vote.py",
+    "wasp_jax/pipeline/stages/vote_plus.py",
+    "wasp_jax/pipeline/stages/vote_baselines.py",
 }
 CLEAN_KERNELS = {
     "top_q_votes",

@@ -9,7 +9,7 @@ from wasp_jax.kernels import voting
 from tests.kernels._reference import reference_votes, unit_rows
 from wasp_jax import privacy
 from wasp_jax.models.sharding import make_mesh
-from wasp_jax.pipeline import vote
+from wasp_jax.pipeline.stages import vote
 from wasp_jax.privacy.noise_source import NoiseSource
 
 

@@ -44,11 +44,11 @@ _PUBLIC = {
     "load_config": "wasp_jax.config",
     "replace": "wasp_jax.config",
     "apply_overrides": "wasp_jax.config",
-    "run": "wasp_jax.pipeline.runner",
+    "run": "wasp_jax.pipeline.run.runner",
     "evaluate_files": "wasp_jax.stm.evaluate",
     "load_generator": "wasp_jax.models.generator",
     "load_embedder": "wasp_jax.models.embedder",
-    "vote_and_noise": "wasp_jax.pipeline.vote",
+    "vote_and_noise": "wasp_jax.pipeline.stages.vote",
     "calibrate_sigma": "wasp_jax.privacy.accounting",
     "privacy_plan": "wasp_jax.privacy.plan",
 }

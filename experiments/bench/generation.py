@@ -55,7 +55,7 @@ def _read_jsonl(path: pathlib.Path) -> list[dict]:
 
 def wasp_prompt(rng: np.random.Generator) -> str:
     """The contrastive positive-class prompt from 8 short real positive IMDb train reviews."""
-    from wasp_jax.pipeline.prompts import contrastive_prompts
+    from wasp_jax.pipeline.stages.prompts import contrastive_prompts
     from wasp_jax.tasks import load_task
 
     rows = _read_jsonl(DATA / "train.jsonl")

@@ -6,7 +6,7 @@ Data: the six WASP IMDb pools (the first ``--per-pool`` rows of each, half per c
 embedded through ``experiments.imdb_pools``' cache), the 100 bundled private reviews
 (``wasp_jax/data/imdb/private.jsonl``, embedded in memory only) and the first 1,000 IMDb test
 reviews (for the pools' true usefulness). Every release goes through the vote stage
-(``wasp_jax.pipeline.vote_plus.aggregate_and_noise``): once with sigma 0 (the noise-free
+(``wasp_jax.pipeline.stages.vote_plus.aggregate_and_noise``): once with sigma 0 (the noise-free
 reference, kept in memory) and ``--draws`` times per epsilon with fresh noise keys.
 
 Two budgets per epsilon (delta = 1e-5, RDP): ``one_release`` gives each kind the whole epsilon
@@ -40,8 +40,8 @@ from wasp_jax.kernels.weights import plm_scores
 
 from experiments import imdb_pools
 from wasp_jax import data as data_io
-from wasp_jax.pipeline import plus_select
-from wasp_jax.pipeline.vote_plus import aggregate_and_noise, release_sensitivities
+from wasp_jax.pipeline.stages import plus_select
+from wasp_jax.pipeline.stages.vote_plus import aggregate_and_noise, release_sensitivities
 from wasp_jax.privacy import calibrate_sigma, l2_sensitivity
 from wasp_jax.privacy.composition import calibrate_split
 from wasp_jax.privacy.noise_source import NoiseSource

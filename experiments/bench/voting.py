@@ -6,7 +6,8 @@
 
 For each (n_priv, n_syn, d) a fresh subprocess (so peak RSS is per size) builds random unit
 embeddings on the device (2 classes), jits ``top_q_votes`` (q = 8, nearest and farthest) as
-``wasp_jax.pipeline.vote`` does, and reports compile seconds, the median seconds of the compiled
+``wasp_jax.pipeline.stages.vote`` does, and
+reports compile seconds, the median seconds of the compiled
 kernel, the peak RSS of that phase, and the floor: the (n_priv x d) @ (d x n_syn) float32
 product alone, timed in the same process both jitted with XLA and with NumPy (OpenBLAS), the
 faster of the two being the machine's floor (on column chunks of at most ``--floor-chunk``
@@ -68,7 +69,7 @@ def run_child(size, reps, block_size, floor_chunk, profile_dir):
     import jax
     import jax.numpy as jnp
 
-    from wasp_jax.pipeline import vote
+    from wasp_jax.pipeline.stages import vote
 
     n_priv, n_syn, d = (int(v) for v in size.split("x"))
     block = auto_block(n_priv, n_syn) if block_size is None else block_size

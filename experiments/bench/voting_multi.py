@@ -1,6 +1,6 @@
 """Multi-process mode of the voting benchmark (`experiments.bench.voting --processes N`).
 
-For each size it times the vote's sharded path (``wasp_jax.pipeline.vote``'s ``shard_map``:
+For each size it times the vote's sharded path (``wasp_jax.pipeline.stages.vote``'s ``shard_map``:
 every device searches its synthetic rows, only the (n_priv, q) candidates are all-gathered)
 twice on the same number of devices G = N x D:
 
@@ -59,7 +59,7 @@ def run_child(size: str, reps: int, block_size: int | None) -> None:
     from jax.sharding import PartitionSpec as P
 
     from wasp_jax.models.sharding import make_mesh
-    from wasp_jax.pipeline import vote
+    from wasp_jax.pipeline.stages import vote
 
     n_priv, n_syn, d = (int(v) for v in size.split("x"))
     mesh = make_mesh(devices=jax.devices())  # every device of every process

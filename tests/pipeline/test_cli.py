@@ -16,8 +16,8 @@ import wasp_jax.cli.pipeline as pipeline_cli
 from wasp_jax import cli
 from wasp_jax.data import atomic_write_json, atomic_write_jsonl
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import workdir
-from wasp_jax.pipeline import workdir as workdir_lib
+from wasp_jax.pipeline.run import workdir
+from wasp_jax.pipeline.run import workdir as workdir_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WASP_IMDB = str(REPO / "experiments" / "configs" / "wasp_imdb.py")
@@ -26,7 +26,7 @@ NO_EVAL = ["--set", "eval.test_path="]  # the base's test set lives in ../shared
 
 @pytest.fixture
 def fake_runner(monkeypatch):
-    """Replaces wasp_jax.pipeline.runner by a fake that writes a small finished run."""
+    """Replaces wasp_jax.pipeline.run.runner by a fake that writes a small finished run."""
     calls = []
 
     def run(cfg, workdir, *, force=False):
@@ -49,9 +49,9 @@ def fake_runner(monkeypatch):
         datasheet.write_datasheet(wd)
         report.write_report(wd)
 
-    fake = types.ModuleType("wasp_jax.pipeline.runner")
+    fake = types.ModuleType("wasp_jax.pipeline.run.runner")
     fake.run = run
-    monkeypatch.setitem(sys.modules, "wasp_jax.pipeline.runner", fake)
+    monkeypatch.setitem(sys.modules, "wasp_jax.pipeline.run.runner", fake)
     monkeypatch.setattr(wasp_jax.pipeline, "runner", fake, raising=False)
     return calls
 

@@ -9,7 +9,8 @@ import pytest
 from test_runner import hooks, small_config
 
 from wasp_jax import config as C
-from wasp_jax.pipeline import filters, generation, runner
+from wasp_jax.pipeline.run import runner
+from wasp_jax.pipeline.stages import filters, generation
 from wasp_jax.tasks import load_task
 
 TASK = load_task("imdb")

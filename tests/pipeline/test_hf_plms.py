@@ -9,7 +9,7 @@ from test_runner import read, scan_for_private, small_config
 
 import wasp_jax
 from wasp_jax.data import bundled_path, read_labeled_jsonl
-from wasp_jax.pipeline import runner
+from wasp_jax.pipeline.run import runner
 
 HF = pathlib.Path(__file__).parents[1] / "models" / "fixtures" / "hf"
 PRIVATE = bundled_path("imdb", "private.jsonl")

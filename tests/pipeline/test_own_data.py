@@ -12,7 +12,7 @@ from test_runner import hooks, small_config
 
 from wasp_jax import config as C
 from wasp_jax.errors import ConfigError, DataWarning
-from wasp_jax.pipeline import runner, sizing
+from wasp_jax.pipeline.run import runner, sizing
 
 
 def four_class_data(tmp_path, n_per_class=25):
@@ -143,7 +143,7 @@ def test_values_overriding_the_task_are_logged_once(tmp_path, caplog, monkeypatc
 @pytest.mark.parametrize("only_private", [False, True])
 def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch, only_private):
     from wasp_jax.data import atomic_write_jsonl, bundled_path, read_labeled_jsonl
-    from wasp_jax.pipeline import evaluation
+    from wasp_jax.pipeline.stages import evaluation
 
     calls = []
     score = {"mean": 0.5, "std": 0.1, "per_seed": [0.4, 0.5, 0.6]}

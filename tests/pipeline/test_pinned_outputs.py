@@ -20,7 +20,7 @@ import pytest
 import wasp_jax
 from tests.private_files import first_private
 from wasp_jax import config as C
-from wasp_jax.pipeline import runner
+from wasp_jax.pipeline.run import runner
 
 # Re-pinned when the sampler moved from Gumbel-max draws to inverse-CDF draws (one uniform
 # per row and step): the same distribution, other samples. The ledger did not change then;

@@ -1,9 +1,11 @@
-"""Tests for wasp_jax.pipeline.prompts: contrastive/plain/Aug-PE prompts and post-processing."""
+"""Tests for wasp_jax.pipeline.stages.prompts:
+contrastive/plain/Aug-PE prompts and post-processing."""
 
 import numpy as np
 import pytest
 
-from wasp_jax.pipeline import prompts as P
+from wasp_jax.pipeline.run.population import normalize
+from wasp_jax.pipeline.stages import prompts as P
 from wasp_jax.tasks import load_task
 
 TASK = load_task("imdb")
@@ -71,4 +73,4 @@ def test_clean_generation(raw, expected):
 def test_clean_generation_max_words_and_normalize():
     text = " ".join(f"w{i}" for i in range(30)) + "."
     assert P.clean_generation(text, min_words=1, max_words=5) == "w0 w1 w2 w3 w4"
-    assert P.normalize("  Hello\n  World ") == P.normalize("hello world")
+    assert normalize("  Hello\n  World ") == normalize("hello world")

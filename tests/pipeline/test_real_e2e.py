@@ -10,7 +10,7 @@ from tests import installed
 from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
-from wasp_jax.pipeline import runner
+from wasp_jax.pipeline.run import runner
 
 pytestmark = [pytest.mark.real_models, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from test_runner import Crash, hooks, small_config
 
 from wasp_jax.errors import UsageError
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import runner, workdir
-from wasp_jax.pipeline.secret import SECRET_FILE, SecretError, load_or_create_secret
+from wasp_jax.pipeline.run import runner, workdir
+from wasp_jax.pipeline.run.secret import SECRET_FILE, SecretError, load_or_create_secret
 
 pytestmark = pytest.mark.slow  # pipeline runs that check what each folder receives
 

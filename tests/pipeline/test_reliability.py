@@ -21,7 +21,7 @@ from wasp_jax import config as C
 from wasp_jax import data as data_io
 from wasp_jax.errors import DataError, DataWarning
 from wasp_jax.models import cache as cache_lib
-from wasp_jax.pipeline import context, fingerprint, runner, workdir
+from wasp_jax.pipeline.run import context, fingerprint, runner, workdir
 
 pytestmark = pytest.mark.slow  # pipeline runs interrupted, resumed and broken on purpose
 

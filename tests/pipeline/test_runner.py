@@ -15,7 +15,9 @@ from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
 from wasp_jax.models import sharding
-from wasp_jax.pipeline import context, rounds, runner, vote
+from wasp_jax.pipeline.methods import rounds
+from wasp_jax.pipeline.run import context, runner
+from wasp_jax.pipeline.stages import vote
 from wasp_jax.privacy.accounting import epsilon_of
 
 pytestmark = pytest.mark.slow  # end-to-end pipeline runs on the tiny models
@@ -371,7 +373,7 @@ def test_locked_workdir_refused_at_once_and_left_untouched(baseline, tmp_path):
     import subprocess
     import sys
 
-    from wasp_jax.pipeline.lock import LOCK_FILE, WorkdirLockedError, workdir_lock
+    from wasp_jax.pipeline.run.lock import LOCK_FILE, WorkdirLockedError, workdir_lock
 
     wd = tmp_path / "w"
     runner.run(small_config(), wd, hooks=hooks())

@@ -18,7 +18,8 @@ from pipeline_fakes import FakeEmbedder, fail_on_call, loaders
 from kernels import noise as lattice
 from tests.private_files import first_private
 from wasp_jax import config as C
-from wasp_jax.pipeline import rounds, runner
+from wasp_jax.pipeline.methods import rounds
+from wasp_jax.pipeline.run import runner
 from wasp_jax.privacy.plan import privacy_plan
 
 pytestmark = pytest.mark.slow  # pipeline runs with secret noise

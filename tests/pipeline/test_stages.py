@@ -14,11 +14,11 @@ from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.budget import split_evenly
 from wasp_jax.data import DataError, bundled_path, read_labeled_jsonl
-from wasp_jax.pipeline import generation, prepare, private, selection
-from wasp_jax.pipeline import prompts as P
-from wasp_jax.pipeline.population import Population
-from wasp_jax.pipeline.state import RoundPlan, RunState
-from wasp_jax.pipeline.vote import NoisyVotes
+from wasp_jax.pipeline.run import private
+from wasp_jax.pipeline.run.population import Population, normalize
+from wasp_jax.pipeline.run.state import RoundPlan, RunState
+from wasp_jax.pipeline.stages import generation, prepare, selection
+from wasp_jax.pipeline.stages.vote import NoisyVotes
 from wasp_jax.privacy.ledger import RunLedger
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.tasks import load_task
@@ -80,7 +80,7 @@ def test_generate_quotas_retries_dedups_and_never_pads():
 def test_generate_quotas_respects_seen_and_builders():
     cfg = C.base_config()
     gen = Scripted([[W("x")]] * 4)
-    seen = {P.normalize(W("x"))}
+    seen = {normalize(W("x"))}
     res = generation.generate_quotas(
         gen, [["p"]], [1], generation=cfg.generation, task=TASK, key=jax.random.key(0),
         rng=np.random.default_rng(0), seen=seen,

@@ -10,7 +10,7 @@ from test_cli import run_cli, write_lines
 
 from wasp_jax import tasks
 from wasp_jax.data import bundled_path, read_labeled_jsonl
-from wasp_jax.pipeline import prompts
+from wasp_jax.pipeline.stages import prompts
 
 NAMES = ["Bars", "Beauty & Spas", "Hotels & Travel", "Shopping"]
 SECRET = "zq-secret-marker"

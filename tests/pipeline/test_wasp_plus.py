@@ -12,7 +12,7 @@ from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path
 from wasp_jax.outputs import datasheet
-from wasp_jax.pipeline import runner
+from wasp_jax.pipeline.run import runner
 from wasp_jax.privacy.accounting import epsilon_of
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.privacy.release_kinds import MEASURES

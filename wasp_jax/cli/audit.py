@@ -4,7 +4,7 @@ Runs the real release function of each release kind of one round of the config m
 on a small dataset D and on its neighbour D' (one worst-case canary record apart under
 ``privacy.adjacency``), with sigma from the config's privacy plan, and reports a Clopper-
 Pearson lower bound on epsilon of the best threshold test next to the epsilon the plan
-claims for that release (`wasp_jax.pipeline.audit`, docs/method.md). ``--bugs`` adds the
+claims for that release (`wasp_jax.audit.runner`, docs/method.md). ``--bugs`` adds the
 planted-bug mechanisms, which the audit must catch. Writes ``audit.json`` and ``audit.png``
 into ``--out`` once everything has run.
 
@@ -53,7 +53,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _mechanisms(bugs: str) -> list[str]:
-    from wasp_jax.pipeline.audit_bugs import BUGS
+    from wasp_jax.audit.bugs import BUGS
 
     if bugs == "all":
         return ["secure", *BUGS]
@@ -75,8 +75,8 @@ def main(args: argparse.Namespace) -> int:
             cfg = config_lib.replace(cfg, **{"privacy.epsilon": float(args.epsilon)})
     except ConfigError as err:
         raise UsageError(str(err)) from None
+    from wasp_jax.audit.runner import audit
     from wasp_jax.outputs.audit_plot import audit_plot
-    from wasp_jax.pipeline.audit import audit
 
     start = time.perf_counter()
     result, scores = audit(

@@ -3,7 +3,7 @@
 `run` loads a config file (`experiments/configs/*.py` exposing `get_config()`, or a run's
 `config.json`), applies `--set key=value` overrides (type-checked; an unknown key names the
 closest valid one), checks every input before anything is written, and calls
-`wasp_jax.pipeline.runner.run`, which resumes an interrupted run in the same workdir. `demo`
+`wasp_jax.pipeline.run.runner.run`, which resumes an interrupted run in the same workdir. `demo`
 does the same for the embedded default (bundled private IMDb reviews, offline models). `report`
 rebuilds `datasheet.md`, `report.md` and the plots of a finished run from its shareable part
 (`release/`) alone, so it also works on a copy of that folder.
@@ -42,8 +42,8 @@ from wasp_jax.cli.launch import add_job_flags, join_job
 from wasp_jax.config.api import api_kind
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
-from wasp_jax.pipeline import sizing
-from wasp_jax.pipeline.workdir import check_workdir, describe_os_error, private_dir, release_dir
+from wasp_jax.pipeline.run import sizing
+from wasp_jax.pipeline.run.workdir import check_workdir, describe_os_error, private_dir, release_dir
 from wasp_jax.tasks import load_task
 
 # ------------------------------------------------------------------------------ parsers
@@ -234,7 +234,7 @@ def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None)
     _console_logging()
     # before anything touches a device
     multi = args is not None and join_job(args, before=lambda: _warm_models(cfg))
-    from wasp_jax.pipeline import runner  # heavy: jax and the models
+    from wasp_jax.pipeline.run import runner  # heavy: jax and the models
 
     with _usage_errors(), _os_errors(workdir), warnings.catch_warnings(), _job_errors(multi):
         warnings.showwarning = _show_warning

@@ -4,7 +4,7 @@
 
 A run uses every record of `data.private_path`, and its guarantee is stated for the records
 of that file; this step writes the smaller file the run is then given
-(`wasp_jax.pipeline.prepare`). It prints how many records it wrote, never a text.
+(`wasp_jax.pipeline.stages.prepare`). It prints how many records it wrote, never a text.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def register_prepare_private(parser: argparse.ArgumentParser) -> None:
 
 
 def main_prepare_private(args: argparse.Namespace) -> int:
-    from wasp_jax.pipeline.prepare import prepare_private  # here: keeps --help fast
+    from wasp_jax.pipeline.stages.prepare import prepare_private  # here: keeps --help fast
     from wasp_jax.tasks import load_task
 
     out = pathlib.Path(args.out)

@@ -270,22 +270,26 @@ def _render(task: tasks.TaskSpec, median: float) -> tuple[list[str], list[str]]:
     import numpy as np  # here, not at the top: keeps `wasp-jax --help` fast
 
     from wasp_jax.config import SelectionConfig
-    from wasp_jax.pipeline import prompts as P  # rendering only: no models
+    from wasp_jax.pipeline.stages import prompts as prompt_text  # rendering only: no models
 
     s = SelectionConfig().s
     sample = " ".join(["word"] * max(1, round(median)))
     examples = [sample] * s
     rng = np.random.default_rng(0)
     kinds = {
-        "zero-shot": lambda c: P.zero_shot_prompt(task, c),
-        "contrastive": lambda c: P.contrastive_prompts(
+        "zero-shot": lambda c: prompt_text.zero_shot_prompt(task, c),
+        "contrastive": lambda c: prompt_text.contrastive_prompts(
             task, c, examples, examples, s=s, num_variants=1, rng=rng
         )[0],
-        "non-contrastive": lambda c: P.plain_prompts(task, c, examples, num_variants=1, rng=rng)[0],
-        "aug-pe": lambda c: P.aug_pe_prompts(task, c, [sample], task.aug_pe_styles[0])[0],
+        "non-contrastive": lambda c: prompt_text.plain_prompts(
+            task, c, examples, num_variants=1, rng=rng
+        )[0],
+        "aug-pe": lambda c: prompt_text.aug_pe_prompts(task, c, [sample], task.aug_pe_styles[0])[0],
     }
     if task.subject_prompt:
-        kinds["zero-shot with subject"] = lambda c: P.zero_shot_prompt(task, c, "Some Subject")
+        kinds["zero-shot with subject"] = lambda c: prompt_text.zero_shot_prompt(
+            task, c, "Some Subject"
+        )
     problems = []
     lines = [f"  prompts for every class ({s} dummy examples of {max(1, round(median))} words):"]
     for kind, render in kinds.items():

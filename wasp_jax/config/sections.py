@@ -17,7 +17,7 @@ Methods (`WaspConfig.method`):
 * ``random_control``: WASP's prompts built from random same-class synthetic samples; no votes,
   no private data, no privacy spent.
 * ``replay``: DP voting and selection over pre-generated candidate pools read from files
-  (`replay.pools`); no live generation (see `wasp_jax.pipeline.rounds`).
+  (`replay.pools`); no live generation (see `wasp_jax.pipeline.methods.rounds`).
 * ``wasp_plus``: WASP+ (`wasp_jax.config.plus`): aggregated releases (per-PLM usefulness,
   per-cluster votes) instead of per-sample histograms; live, or over `replay.pools` if set.
 """

@@ -24,7 +24,7 @@ def audit_plot(result: Mapping, scores: Mapping, path: pathlib.Path) -> pathlib.
     """Writes the PNG (atomically) and returns its path.
 
     Args:
-      result: ``wasp_jax.pipeline.audit.audit``'s result (its "releases" rows).
+      result: ``wasp_jax.audit.runner.audit``'s result (its "releases" rows).
       scores: {(kind, mechanism): (scores on D, scores on D', bound)} from the same call.
     """
     from matplotlib.figure import Figure

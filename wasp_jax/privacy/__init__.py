@@ -1,7 +1,7 @@
 """Privacy: the sensitivity of the vote release, the noise calibration, the plan and the ledger.
 
 Host-side NumPy and dp_accounting only; the noise itself is drawn in the vote stage
-(`wasp_jax.pipeline.vote`). See docs/method.md §6.
+(`wasp_jax.pipeline.stages.vote`). See docs/method.md §6.
 
 * `sensitivity`: the L2 sensitivity of a round's release (and the original's Delta);
 * `accounting`: composition, sigma calibration and the release accountant;

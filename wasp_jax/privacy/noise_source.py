@@ -1,7 +1,7 @@
 """Where the DP noise comes from: a run's secret, expanded into uniform words per release.
 
 A run draws a 256-bit secret from the operating system's CSPRNG (``secrets``) the first time
-it starts and keeps it only in its private folder (``wasp_jax.pipeline.secret``). Every
+it starts and keeps it only in its private folder (``wasp_jax.pipeline.run.secret``). Every
 noise draw of the run is read from SHAKE-256 keyed by that secret and by the release's label
 (round, kind, histogram, party), so the words of two releases are independent, a resume that
 reaches the same release reads the same words, and nobody without the secret can regenerate

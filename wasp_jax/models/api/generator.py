@@ -13,7 +13,7 @@
 * Requests run in parallel, up to `concurrency` at a time; the shared `Spend` admits each
   one before it is sent (the per-run caps). Cache entries are written by the calling thread.
 * A malformed or empty answer is asked again, then its samples come back as "" and are counted
-  as failed (the quota loop of `wasp_jax.pipeline.generation` asks for replacements).
+  as failed (the quota loop of `wasp_jax.pipeline.stages.generation` asks for replacements).
 * The completions endpoint gets the prompt as is; the chat endpoint gets it as one user
   message, after `system_message` if one is set. Texts are cut before the first stop string
   (also where a server returns it). `min_new_tokens` has no API counterpart and is not sent;

@@ -7,27 +7,27 @@
         D_k    <- D_k + generate(P_k, contrastive prompts(G, B), a_k)     stage r<t>/gen/k
 
 After every stage the typed `RunState` (population, round plans, ledger, metrics) is
-checkpointed (`wasp_jax.pipeline.checkpoint`), and re-running on the same workdir skips the
-finished stages. Keys come from `wasp_jax.pipeline.keys`: no RNG state is saved and a resumed
+checkpointed (`wasp_jax.pipeline.run.checkpoint`), and re-running on the same workdir skips the
+finished stages. Keys come from `wasp_jax.pipeline.run.keys`: no RNG state is saved and a resumed
 run draws exactly what an uninterrupted one draws. The noisy votes of a round are computed
 from the noise key of that round only, recorded in the ledger and saved in the same
 checkpoint before use; a resume reuses them, so privacy is never spent twice.
 
 Outputs in the workdir's shareable part, `release/` (all written atomically; only this folder
-may be handed to others, `wasp_jax.pipeline.workdir`): `config.json` (resolved config),
+may be handed to others, `wasp_jax.pipeline.run.workdir`): `config.json` (resolved config),
 `synthetic.jsonl` (text, label, label_name, plm, round; round 0 = zero-shot start),
 `privacy.json` (the ledger), `metrics.jsonl` (one object per round: round, plm_names,
 plm_weights, plm_budgets, class_counts, stage_seconds, noisy_vote_summary (post-noise only),
 selected (round's good/bad sample indices into synthetic.jsonl), shortfall, filtered (counts per
-filter of `wasp_jax.pipeline.filters`), n_synthetic),
+filter of `wasp_jax.pipeline.stages.filters`), n_synthetic),
 then, with `eval.test_path`, the downstream evaluation of the synthetic set and its baselines
-(`wasp_jax.pipeline.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
+(`wasp_jax.pipeline.stages.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
 `datasheet.md` / `report.md` (and `plots/`) from `wasp_jax.outputs`. The private part,
-`private/` (mode 0700), holds the run's noise secret (`wasp_jax.pipeline.secret`), its
+`private/` (mode 0700), holds the run's noise secret (`wasp_jax.pipeline.run.secret`), its
 checkpoint and its caches; nothing there is ever released.
 
 In a multi-process job (`wasp_jax.distributed`) every process runs this loop on the same
-inputs (`wasp_jax.pipeline.spread` splits the work); process 0 alone holds the workdir lock
+inputs (`wasp_jax.pipeline.run.spread` splits the work); process 0 alone holds the workdir lock
 and writes the files above.
 """
 
@@ -48,15 +48,17 @@ from wasp_jax.config import WaspConfig
 from wasp_jax.config.api import api_kind
 from wasp_jax.errors import ConfigError
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline import evaluation, generation, rounds, sizing, spread
-from wasp_jax.pipeline.context import Hooks, RunContext
-from wasp_jax.pipeline.lock import WorkdirLockedError, workdir_lock
-from wasp_jax.pipeline.workdir import (
+from wasp_jax.pipeline.methods import rounds
+from wasp_jax.pipeline.run import sizing, spread
+from wasp_jax.pipeline.run.context import Hooks, RunContext
+from wasp_jax.pipeline.run.lock import WorkdirLockedError, workdir_lock
+from wasp_jax.pipeline.run.workdir import (
     WorkdirConfigError,
     check_writable,
     prepare_workdir,
     release_dir,
 )
+from wasp_jax.pipeline.stages import evaluation, generation
 from wasp_jax.tasks import load_task
 
 __all__ = ["Hooks", "RunResult", "WorkdirConfigError", "WorkdirLockedError", "run"]

@@ -20,11 +20,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from wasp_jax.audit.bugs import BUGS, MECHANISMS, Clean, applies, mechanism_sigma
+from wasp_jax.audit.bugs import scores as mechanism_scores
+from wasp_jax.audit.data import Neighbours, Release, neighbours, releases
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
-from wasp_jax.pipeline.audit_bugs import BUGS, MECHANISMS, Clean, applies, mechanism_sigma
-from wasp_jax.pipeline.audit_bugs import scores as mechanism_scores
-from wasp_jax.pipeline.audit_data import Neighbours, Release, neighbours, releases
 from wasp_jax.privacy.audit_stats import release_epsilon, threshold_audit
 
 

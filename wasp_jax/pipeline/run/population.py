@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from wasp_jax.pipeline.prompts import normalize
 from wasp_jax.tasks import TaskSpec
+
+_WS = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Whitespace-collapsed, lower-cased form used for de-duplication."""
+    return _WS.sub(" ", text).strip().lower()
 
 
 @dataclasses.dataclass

@@ -1,6 +1,7 @@
 """The vote stage's aggregated releases (WASP+): private embeddings in, noisy small vectors out.
 
-Part of the one vote-and-noise place (with ``wasp_jax.pipeline.vote``): ``aggregate_and_noise``
+Part of the one vote-and-noise place (with ``wasp_jax.pipeline.stages.vote``):
+``aggregate_and_noise``
 computes, inside one jitted function, the clean statistics of the requested release kinds
 (``wasp_jax.privacy.release_kinds.KINDS``) and returns only their noised values:
 
@@ -37,7 +38,7 @@ import numpy as np
 from wasp_jax.kernels.noise import lattice_step
 from wasp_jax.kernels.releases import usefulness_counts
 from wasp_jax.kernels.voting import top_q_votes
-from wasp_jax.pipeline.vote_inputs import check_inputs, check_release, pad_synthetic
+from wasp_jax.pipeline.stages.vote_inputs import check_inputs, check_release, pad_synthetic
 from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.privacy.release_kinds import KINDS, MEASURES, kind_sensitivity
 

@@ -2,7 +2,8 @@
 
 Every record of the file is used: the guarantee is stated for the records of the file the user
 passes (a prefix or a class-skewed subsample is a new file, written before the run by
-`wasp_jax.pipeline.prepare`). Nothing here logs, prints or writes a private text; the texts go
+`wasp_jax.pipeline.stages.prepare`).
+Nothing here logs, prints or writes a private text; the texts go
 to the embedder and their embeddings to the vote stage (docs/method.md §5.2, §6.6).
 """
 
@@ -14,7 +15,7 @@ from wasp_jax import class_checks
 from wasp_jax import data as data_io
 from wasp_jax.budget import allocate_budget
 from wasp_jax.config import DataConfig
-from wasp_jax.pipeline.keys import host_rng
+from wasp_jax.pipeline.run.keys import host_rng
 from wasp_jax.tasks import TaskSpec
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from wasp_jax import data as data_io
 from wasp_jax.budget import allocate_budget
 from wasp_jax.errors import DataError
-from wasp_jax.pipeline.keys import host_rng
+from wasp_jax.pipeline.run.keys import host_rng
 from wasp_jax.tasks import TaskSpec
 
 

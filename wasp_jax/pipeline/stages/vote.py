@@ -33,8 +33,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec
 
 from wasp_jax.config import VotingConfig
 from wasp_jax.kernels.noise import lattice_step
@@ -45,7 +44,7 @@ from wasp_jax.kernels.voting import (
     top_q_votes,
     top_q_votes_parties,
 )
-from wasp_jax.pipeline.vote_inputs import (
+from wasp_jax.pipeline.stages.vote_inputs import (
     HISTOGRAMS,
     check_inputs,
     check_release,
@@ -124,12 +123,12 @@ def _sharded_votes(
 
         return jax.vmap(per_party)(pe, pl, pm)
 
-    rows = P(axes)
+    rows = PartitionSpec(axes)
     return jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(P(), P(), P(), rows, rows, rows),
-        out_specs=(P(None, axes), P(None, axes)),
+        in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(), rows, rows, rows),
+        out_specs=(PartitionSpec(None, axes), PartitionSpec(None, axes)),
         check_vma=False,
     )(priv_emb, priv_label, priv_mask, syn_emb, syn_label, syn_mask)
 
@@ -197,8 +196,8 @@ def _jitted(q, release, block_size, mesh, step):
     fn = functools.partial(_core, q=q, release=release, block_size=block_size, mesh=mesh, step=step)
     if mesh is None:
         return jax.jit(fn)
-    repl = NamedSharding(mesh, P())
-    rows = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+    repl = NamedSharding(mesh, PartitionSpec())
+    rows = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
     noise_shard = None if step is None else tuple(rows for _ in release)
     if mesh.is_multi_process:
         # Every process passes the same host arrays: the private ones enter replicated, each

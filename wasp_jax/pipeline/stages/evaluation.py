@@ -26,8 +26,8 @@ import tempfile
 import numpy as np
 
 from wasp_jax import data as data_io
-from wasp_jax.pipeline import spread
-from wasp_jax.pipeline.private import load_private
+from wasp_jax.pipeline.run import spread
+from wasp_jax.pipeline.run.private import load_private
 from wasp_jax.stm.evaluate import evaluate_files, evaluate_texts, read_examples
 
 log = logging.getLogger("wasp_jax")

@@ -8,7 +8,7 @@ never derived from the seed and never logged, printed or written anywhere else. 
 multi-process job process 0 reads or draws it and `shared_secret` broadcasts it to the other
 processes of the job, and nowhere else.
 
-It also keys the fingerprint of the private data file (`wasp_jax.pipeline.fingerprint`).
+It also keys the fingerprint of the private data file (`wasp_jax.pipeline.run.fingerprint`).
 """
 
 from __future__ import annotations

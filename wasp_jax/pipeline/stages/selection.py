@@ -14,8 +14,8 @@ from wasp_jax.config import SelectionConfig, VotingConfig
 from wasp_jax.kernels.selection import select_contrastive
 from wasp_jax.kernels.weights import plm_scores as _plm_scores
 from wasp_jax.kernels.weights import plm_shares
-from wasp_jax.pipeline.keys import host_rng
-from wasp_jax.pipeline.vote import NoisyVotes
+from wasp_jax.pipeline.run.keys import host_rng
+from wasp_jax.pipeline.stages.vote import NoisyVotes
 
 
 def train_mask(voting: VotingConfig, seed: int, n: int, round_: int) -> np.ndarray:

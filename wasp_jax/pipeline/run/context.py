@@ -28,15 +28,15 @@ from wasp_jax.models import api as api_plm
 from wasp_jax.models.embedder import load_embedder
 from wasp_jax.models.generator import load_generator
 from wasp_jax.models.sharding import make_mesh
-from wasp_jax.pipeline.checkpoint import Checkpoint
-from wasp_jax.pipeline.fingerprint import check_unchanged, input_fingerprints
-from wasp_jax.pipeline.keys import generation_root, run_noise
-from wasp_jax.pipeline.population import Population
-from wasp_jax.pipeline.private import load_private
-from wasp_jax.pipeline.secret import shared_secret
-from wasp_jax.pipeline.spread import checkpoint, vote_mesh
-from wasp_jax.pipeline.state import RunState
-from wasp_jax.pipeline.workdir import private_dir, release_dir
+from wasp_jax.pipeline.run.checkpoint import Checkpoint
+from wasp_jax.pipeline.run.fingerprint import check_unchanged, input_fingerprints
+from wasp_jax.pipeline.run.keys import generation_root, run_noise
+from wasp_jax.pipeline.run.population import Population
+from wasp_jax.pipeline.run.private import load_private
+from wasp_jax.pipeline.run.secret import shared_secret
+from wasp_jax.pipeline.run.spread import checkpoint, vote_mesh
+from wasp_jax.pipeline.run.state import RunState
+from wasp_jax.pipeline.run.workdir import private_dir, release_dir
 from wasp_jax.privacy.ledger import RunLedger
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.tasks import TaskSpec, load_task

@@ -7,7 +7,7 @@ refuses to go on when one differs, naming what changed, because one privacy ledg
 cover one dataset and one synthetic set must come from one set of models.
 
 The private data's digest is an HMAC-SHA256 of the file's bytes keyed with the run's secret
-(`wasp_jax.pipeline.secret`), not a plain hash: without the secret nobody can test a guess of
+(`wasp_jax.pipeline.run.secret`), not a plain hash: without the secret nobody can test a guess of
 the file against it (a plain SHA-256 would let someone who knows every record but one
 confirm the missing one). It is the only value derived from private data that is stored
 outside memory, and it lives only in the checkpoint, in the workdir's private part: no

@@ -15,11 +15,14 @@ import numpy as np
 
 from wasp_jax import class_checks
 from wasp_jax.models.api.spend import add_usage
-from wasp_jax.pipeline import filters, generation, plus_round, selection, spread
-from wasp_jax.pipeline.keys import host_rng
-from wasp_jax.pipeline.prompts import normalize, round_prompts
-from wasp_jax.pipeline.state import RoundPlan
-from wasp_jax.pipeline.vote import NoisyVotes, round_votes
+from wasp_jax.pipeline.methods import plus_round
+from wasp_jax.pipeline.run import spread
+from wasp_jax.pipeline.run.keys import host_rng
+from wasp_jax.pipeline.run.population import normalize
+from wasp_jax.pipeline.run.state import RoundPlan
+from wasp_jax.pipeline.stages import filters, generation, selection
+from wasp_jax.pipeline.stages.prompts import round_prompts
+from wasp_jax.pipeline.stages.vote import NoisyVotes, round_votes
 
 log = logging.getLogger("wasp_jax")
 

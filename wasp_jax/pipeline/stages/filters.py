@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from wasp_jax.pipeline import prompts as P
+from wasp_jax.pipeline.run.population import normalize
+from wasp_jax.pipeline.stages.prompts import clean_generation
 from wasp_jax.tasks import TaskSpec
 
 #: The reasons, in the order they are tested.
@@ -59,7 +60,7 @@ def leak_markers(task: TaskSpec) -> list[str]:
                 if piece in ("subject", "style", "sample", "label_word"):
                     continue
                 for part in re.split(r"[.\n!?]+", piece):
-                    key = near_key(P.normalize(part))
+                    key = near_key(normalize(part))
                     if len(key.split(" ")) >= LEAK_WORDS:
                         out.add(key)
     return sorted(out, key=len, reverse=True)
@@ -78,12 +79,12 @@ class TextFilter:
     def reason(self, text: str) -> tuple[str | None, str | None]:
         """(the cleaned text, None) to keep, or (None, why) to drop."""
         task = self.task
-        clean = P.clean_generation(text, min_words=0, max_words=task.max_words)
+        clean = clean_generation(text, min_words=0, max_words=task.max_words)
         if clean is None:
             return None, "empty"
         if len(clean.split(" ")) < max(task.min_words, 1):
             return None, "too_short"
-        norm = P.normalize(clean)
+        norm = normalize(clean)
         near = near_key(norm)
         padded = f" {near} "
         if any(f" {m} " in padded for m in self.markers):
@@ -100,8 +101,8 @@ class TextFilter:
         if clean is None:
             self.counts[why] += 1
             return None
-        self.seen.add(P.normalize(clean))
-        self.seen_near.add(near_key(P.normalize(clean)))
+        self.seen.add(normalize(clean))
+        self.seen_near.add(near_key(normalize(clean)))
         return clean
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from wasp_jax.pipeline.keys import host_rng
+from wasp_jax.pipeline.run.keys import host_rng
 from wasp_jax.tasks import TaskSpec
 
 _WS = re.compile(r"\s+")
@@ -90,11 +90,6 @@ def aug_pe_prompts(task: TaskSpec, label: int, seeds: Sequence[str], style: str)
     """One Aug-PE rephrase prompt per seed sample, all with the round's `style` (§4)."""
     word = task.label_words[label]
     return [fill(task.aug_pe_prompt, label_word=word, style=style, sample=t) for t in seeds]
-
-
-def normalize(text: str) -> str:
-    """Whitespace-collapsed, lower-cased form used for de-duplication."""
-    return _WS.sub(" ", text).strip().lower()
 
 
 def clean_generation(text: str, *, min_words: int, max_words: int = 0) -> str | None:

@@ -1,10 +1,10 @@
 """The run state: what a run has done so far, typed, and serialised only at checkpoint time.
 
-`RunState` is what `wasp_jax.pipeline.checkpoint` writes after every stage and reads back on
+`RunState` is what `wasp_jax.pipeline.run.checkpoint` writes after every stage and reads back on
 resume: the finished stages, the synthetic population, the privacy ledger, each round's
 `RoundPlan` (the post-noise selection and the next budgets), the metrics rows written so far,
 the progress of the open round, for replay the next unused pool row per (PLM, class), and
-the fingerprints of the run's inputs (`wasp_jax.pipeline.fingerprint`). Everything in it is
+the fingerprints of the run's inputs (`wasp_jax.pipeline.run.fingerprint`). Everything in it is
 public (synthetic text, post-noise values, the ledger) except one value: the HMAC of the
 private data file keyed with the run's secret, which is one reason the checkpoint lives in
 the workdir's private part and is never released (docs/method.md).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from wasp_jax.pipeline.population import Population
+from wasp_jax.pipeline.run.population import Population
 from wasp_jax.privacy.ledger import RunLedger
 
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
-from wasp_jax.pipeline.vote import release_sensitivity, vote_and_noise
-from wasp_jax.pipeline.vote_plus import aggregate_and_noise
+from wasp_jax.pipeline.stages.vote import release_sensitivity, vote_and_noise
+from wasp_jax.pipeline.stages.vote_plus import aggregate_and_noise
 from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.privacy.plus_plan import PLUS_HISTOGRAMS, num_plms
 from wasp_jax.privacy.release_kinds import KINDS, kind_sensitivity

@@ -23,8 +23,8 @@ import pathlib
 import numpy as np
 
 from wasp_jax import data as data_io
-from wasp_jax.pipeline.state import RunState
-from wasp_jax.pipeline.workdir import CHECKPOINT_DIR, private_dir
+from wasp_jax.pipeline.run.state import RunState
+from wasp_jax.pipeline.run.workdir import CHECKPOINT_DIR, private_dir
 
 STATE_VERSION = 2
 

@@ -23,10 +23,11 @@ import numpy as np
 
 from wasp_jax.budget import allocate_budget
 from wasp_jax.config import PlusConfig
-from wasp_jax.pipeline import plus_select, spread
-from wasp_jax.pipeline.prompts import normalize
-from wasp_jax.pipeline.state import RoundPlan
-from wasp_jax.pipeline.vote_plus import aggregate_and_noise
+from wasp_jax.pipeline.run import spread
+from wasp_jax.pipeline.run.population import normalize
+from wasp_jax.pipeline.run.state import RoundPlan
+from wasp_jax.pipeline.stages import plus_select
+from wasp_jax.pipeline.stages.vote_plus import aggregate_and_noise
 from wasp_jax.privacy.plus_plan import PLUS_HISTOGRAMS
 
 log = logging.getLogger("wasp_jax")

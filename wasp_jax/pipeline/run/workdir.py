@@ -7,7 +7,7 @@ A workdir holds one run in two folders:
   `eval.json`, `eval_baselines.json`, `zero_shot_start.jsonl`, `datasheet.md`, `report.md`
   and `plots/`. Only this folder may be handed to others.
 * `private/` (`PRIVATE_DIR`, mode 0700), what must never leave the machine: the marker
-  (`MARKER`, the first thing a run writes), the run's noise secret (`wasp_jax.pipeline.secret`),
+  (`MARKER`, the first thing a run writes), the run's noise secret (`wasp_jax.pipeline.run.secret`),
   `checkpoint/` (which holds the inputs' fingerprints), the embedding cache and, unless
   `generation.api_cache_dir` names another folder, the API response cache.
 
@@ -51,7 +51,7 @@ RELEASE_DIR = run_files.RELEASE_DIR
 #: The private part of a workdir, mode 0700.
 PRIVATE_DIR = "private"
 
-#: The folder of the run state (`wasp_jax.pipeline.checkpoint`), under private/.
+#: The folder of the run state (`wasp_jax.pipeline.run.checkpoint`), under private/.
 CHECKPOINT_DIR = "checkpoint"
 
 #: Outputs, under release/.

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 from wasp_jax.config import GenerationConfig
-from wasp_jax.pipeline import prompts as P
-from wasp_jax.pipeline.filters import TextFilter
+from wasp_jax.pipeline.stages import prompts as prompt_text
+from wasp_jax.pipeline.stages.filters import TextFilter
 from wasp_jax.tasks import TaskSpec
 
 
@@ -79,7 +79,7 @@ def generate_quotas(
     `(attempt, rows, rng) -> prompts`, `rows` = chunks x batch_size prompts with one
     continuation each. The shapes are the same every time, so they compile once; surplus
     continuations are discarded. Continuations pass the counted filters of
-    `wasp_jax.pipeline.filters` (cleaning, length, prompt leaks, exact and near duplicates
+    `wasp_jax.pipeline.stages.filters` (cleaning, length, prompt leaks, exact and near duplicates
     against `seen`, which is updated). Missing samples are generated again, up to
     `generation.max_attempts` attempts; what is still missing is the class's `shortfall`
     (never padded by repetition). All classes must use the same kind of `variants`.
@@ -138,7 +138,7 @@ def zero_shot_variants(
     prompt.
     """
     if not task.subject_prompt:
-        return [P.zero_shot_prompt(task, label)]
+        return [prompt_text.zero_shot_prompt(task, label)]
 
     def build(attempt: int, rows: int, rng: np.random.Generator) -> list[str]:
         subjects = generator.generate(
@@ -150,6 +150,6 @@ def zero_shot_variants(
             stop=('"', "\n"),
             key=jax.random.fold_in(jax.random.fold_in(key, 1_000_003), attempt),
         )[0]
-        return [P.zero_shot_prompt(task, label, s.strip() or None) for s in subjects]
+        return [prompt_text.zero_shot_prompt(task, label, s.strip() or None) for s in subjects]
 
     return build

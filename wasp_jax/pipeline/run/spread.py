@@ -22,7 +22,7 @@ import numpy as np
 
 from wasp_jax import distributed as dist
 from wasp_jax.models.sharding import make_mesh
-from wasp_jax.pipeline.checkpoint import Checkpoint
+from wasp_jax.pipeline.run.checkpoint import Checkpoint
 
 
 def vote_mesh(local_mesh):

@@ -1,7 +1,7 @@
 """WASP+ after the noise: public clusters, good/bad picks, PLM budgets and sample weights.
 
 Everything here reads public synthetic data (texts, embeddings, labels, PLM ids) and the
-noisy releases of ``wasp_jax.pipeline.vote_plus``; it is post-processing and costs no
+noisy releases of ``wasp_jax.pipeline.stages.vote_plus``; it is post-processing and costs no
 privacy (docs/method.md §9).
 
 * ``class_clusters``: k-means inside each class over the synthetic embeddings (scipy's

@@ -1,7 +1,7 @@
 """Mechanisms the privacy audit runs: the real release, and planted bugs it must catch.
 
 Each mechanism maps (release, neighbours, which dataset, trials) to one score per trial; the
-auditor (``wasp_jax.pipeline.audit``) thresholds the scores. Every trial is an independent
+auditor (``wasp_jax.audit.runner``) thresholds the scores. Every trial is an independent
 run of a release; the score is what an attacker computes from the released values:
 
 * ``secure``: the real release function with a fresh 256-bit secret per trial
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wasp_jax.pipeline.audit_data import Neighbours, Release, release_vector
+from wasp_jax.audit.data import Neighbours, Release, release_vector
 from wasp_jax.privacy.noise_source import NoiseSource
 
 MECHANISMS = ("secure", "seeded", "sigma_halved", "q1_sensitivity", "float32")
