@@ -159,7 +159,15 @@ def test_noise_is_keyed_per_kind_and_has_sigma():
 
 def test_result_holds_only_post_noise_fields():
     fields = {f.name for f in dataclasses.fields(vote_plus.NoisyAggregates)}
-    assert fields == {*KINDS, "release", "ledger", "steps", "private"}
+    assert fields == {"released", "release", "ledger", "steps", "private"}
+    e_priv, y_priv, e_syn, y_syn, plm, cluster, probes = _case(4)
+    out = vote_plus.aggregate_and_noise(
+        KEY, e_priv, y_priv, e_syn, y_syn, q=2, sigmas={"per_plm": 1.0}, syn_plm=plm, num_plms=3
+    )
+    assert set(out.released) == {"per_plm"}  # only what was asked for, each noised
+    assert out.per_sample is None and out.per_plm is out.released["per_plm"]
+    with pytest.raises(AttributeError, match="no_such_kind"):
+        _ = out.no_such_kind
 
 
 def test_refusals_name_the_problem():
@@ -226,6 +234,8 @@ VOTE_PLACE = {
     "wasp_jax/pipeline/stages/vote.py",
     "wasp_jax/pipeline/stages/vote_plus.py",
     "wasp_jax/pipeline/stages/vote_baselines.py",
+    # the kinds' statistics: traced only inside vote_plus's jitted function (checked below)
+    "wasp_jax/privacy/release_kinds.py",
 }
 CLEAN_KERNELS = {
     "top_q_votes",
@@ -255,6 +265,22 @@ def test_no_pre_noise_value_leaves_the_vote_place():
     # the voting benchmark times the kernel through the stage's re-export, on public data
     offenders = [o for o in offenders if not o.startswith("experiments/bench/voting.py")]
     assert offenders == []
+
+
+def test_kind_statistics_are_called_only_by_the_vote_place():
+    """The registry's statistic functions compute clean values: only vote_plus calls them."""
+    callers = []
+    for path in [*(REPO / "wasp_jax").rglob("*.py"), *(REPO / "experiments").rglob("*.py")]:
+        rel = path.relative_to(REPO).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "statistic"
+                and isinstance(node.func.value, ast.Subscript)  # KINDS[kind].statistic(...)
+            ):
+                callers.append(rel)
+    assert set(callers) == {"wasp_jax/pipeline/stages/vote_plus.py"}, callers
 
 
 def test_clean_kernel_outputs_are_not_returned_with_noise():

@@ -519,7 +519,7 @@ def test_class_warning_is_said_once(tmp_path, capsys):
     cfg = C.replace(C.demo_config(), **{"data.private_path": str(only_neg)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pipeline_cli.check_inputs(cfg)
+        pipeline_cli.check_run_inputs(cfg)
         class_checks.warn_missing_classes([{"label": 0}], ("negative", "positive"))
     err = capsys.readouterr().err
     assert err.count("no samples of class 1") == 1

@@ -15,7 +15,7 @@ from wasp_jax.outputs import datasheet
 from wasp_jax.pipeline.run import runner
 from wasp_jax.privacy.accounting import epsilon_of
 from wasp_jax.privacy.plan import privacy_plan
-from wasp_jax.privacy.release_kinds import MEASURES
+from wasp_jax.privacy.release_kinds import measures
 
 pytestmark = pytest.mark.slow  # WASP+ pipeline runs
 
@@ -66,7 +66,7 @@ def test_live_run_ledgers_every_release_within_budget(tmp_path):
     want = [(t, k, s, e) for t in (1, 2) for k, s, e in kinds]
     got = [(r["round"], r["what"][0], r["sigma"], r["sensitivity"]) for r in ledger["releases"]]
     assert got == want
-    assert all(r["measures"] == MEASURES[r["what"][0]] for r in ledger["releases"])
+    assert all(r["measures"] == measures(r["what")[0]] for r in ledger["releases"])
     assert kinds[0][2] == pytest.approx(math.sqrt(2))  # usefulness over K = 2 PLMs
     assert 3.9 < ledger["epsilon_spent"] <= 4.0 and res.epsilon_spent == ledger["epsilon_spent"]
     rows = read_jsonl(tmp_path / "release" / "synthetic.jsonl")
@@ -138,7 +138,7 @@ def test_replay_draws_pool_rows_by_cluster_quotas(tmp_path):
         eps = epsilon_of([sigma / sens] * 2, cfg.privacy.delta, method="rdp")
         assert entry["sigma"] == sigma and entry["releases"] == 2
         assert entry["epsilon"] == pytest.approx(eps, rel=1e-12) and 0 < eps < 4.0
-        row = f"| {kind} | {MEASURES[kind]} | {sigma:.4g} | {sens:.4g} | 2 | {eps:.4g} |"
+        row = f"| {kind} | {measures(kind)} | {sigma:.4g} | {sens:.4g} | 2 | {eps:.4g} |"
         assert row in sheet, row
     assert "pool-z" in sheet and "fake-a" not in sheet
     # later rounds take rows beyond the file-order prefix (the window is drawn by quotas)

@@ -229,7 +229,7 @@ def _os_errors(workdir: str):
 
 def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None) -> int:
     """Checks the inputs, runs (or resumes) and prints the summary; wall time from `start`."""
-    check_inputs(cfg)
+    check_run_inputs(cfg)
     check_workdir(cfg, workdir, force=force)
     _console_logging()
     # before anything touches a device
@@ -276,7 +276,7 @@ def _console_logging() -> None:
         logger.propagate = False  # a library may configure the root logger later: no doubles
 
 
-def check_inputs(cfg) -> None:
+def check_run_inputs(cfg) -> None:
     """Checks everything a run reads, before anything is written or any model is loaded.
 
     Raises:

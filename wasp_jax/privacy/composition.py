@@ -56,7 +56,7 @@ def _check_split(counts: dict, fractions: dict) -> None:
         )
     for kind, n in counts.items():
         if kind not in KINDS:
-            raise ValueError(f"unknown release kind {kind!r}; choose from {KINDS}")
+            raise ValueError(f"unknown release kind {kind!r}; choose from {tuple(KINDS)}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"counts[{kind!r}] must be an integer >= 1, got {n!r}")
         f = fractions[kind]

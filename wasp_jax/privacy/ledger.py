@@ -19,7 +19,7 @@ from typing import Any
 from wasp_jax.privacy.accounting import PrivacyLedger, Release, epsilon_of
 from wasp_jax.privacy.noise_source import SEEDED_NOTE
 from wasp_jax.privacy.plan import PrivacyPlan
-from wasp_jax.privacy.release_kinds import MEASURES
+from wasp_jax.privacy.release_kinds import KINDS
 
 #: How every release is accounted (written into privacy.json).
 ACCOUNTANT = (
@@ -138,7 +138,7 @@ class RunLedger:
                     "sensitivity": r.sensitivity,
                     "adjacency": r.adjacency,
                 }
-                | ({"measures": MEASURES[r.what]} if r.what in MEASURES else {})
+                | ({"measures": KINDS[r.what].measures} if r.what in KINDS else {})
                 for r in self.releases
             ],
             "epsilon_spent": self.epsilon_spent,
@@ -182,7 +182,7 @@ class RunLedger:
                     "releases": plan.rounds,
                     # this kind's T releases alone; together they compose to epsilon
                     "epsilon": _finite(_kind_epsilon(sig / sens, plan.rounds, plan.delta)),
-                    "measures": MEASURES[k],
+                    "measures": KINDS[k].measures,
                 }
                 for k, sig, sens in plan.kinds
             ]

@@ -46,8 +46,8 @@ from wasp_jax.kernels.voting import (
 )
 from wasp_jax.pipeline.stages.vote_inputs import (
     HISTOGRAMS,
-    check_inputs,
-    check_release,
+    vote_arrays,
+    release_histograms,
     group_parties,
     pad_synthetic,
 )
@@ -90,7 +90,7 @@ class NoisyVotes:
 
 def release_sensitivity(q: int, *, release=HISTOGRAMS, adjacency: str = "add_remove") -> float:
     """L2 sensitivity of what ``vote_and_noise`` releases with these options (calibrate with it)."""
-    release = check_release(release)
+    release = release_histograms(release)
     return _l2_sensitivity(q, num_histograms=len(release), adjacency=adjacency)
 
 
@@ -275,7 +275,7 @@ def vote_and_noise(
       ValueError: bad shapes, dtypes, labels, norms or options (message names the field), or
         an ``l2_sensitivity`` that is not the release's.
     """
-    release = check_release(release)
+    release = release_histograms(release)
     sens = release_sensitivity(q, release=release, adjacency=adjacency)
     if l2_sensitivity is not None and not np.isclose(l2_sensitivity, sens, rtol=1e-9, atol=0):
         raise ValueError(
@@ -283,7 +283,7 @@ def vote_and_noise(
             f"({sens!r} for q={q}, release={release}, adjacency={adjacency!r}); recalibrate "
             "sigma for what is released"
         )
-    priv_label, syn_label, priv_mask, syn_mask, party_id = check_inputs(
+    priv_label, syn_label, priv_mask, syn_mask, party_id = vote_arrays(
         priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, party_id,
         sigma=sigma, num_parties=num_parties, block_size=block_size, norm_tol=norm_tol,
     )  # fmt: skip

@@ -13,7 +13,7 @@ from wasp_jax.kernels.padding import bucket_size, pad_rows
 HISTOGRAMS = ("nearest", "farthest")
 
 
-def check_release(release) -> tuple[str, ...]:
+def release_histograms(release) -> tuple[str, ...]:
     release = (release,) if isinstance(release, str) else tuple(release)
     if not release or len(set(release)) != len(release) or not set(release) <= set(HISTOGRAMS):
         raise ValueError(f"release must be a non-empty subset of {HISTOGRAMS}, got {release!r}")
@@ -70,7 +70,7 @@ def group_parties(priv_emb, priv_label, priv_mask, party_id, num_parties, multip
     return emb, label, mask
 
 
-def check_inputs(
+def vote_arrays(
     priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, party_id,
     *, sigma, num_parties, block_size, norm_tol,
 ):  # fmt: skip

@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 
@@ -36,34 +37,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from wasp_jax.kernels.noise import lattice_step
-from wasp_jax.kernels.releases import usefulness_counts
 from wasp_jax.kernels.voting import top_q_votes
-from wasp_jax.pipeline.stages.vote_inputs import check_inputs, check_release, pad_synthetic
+from wasp_jax.pipeline.stages.vote_inputs import pad_synthetic, release_histograms, vote_arrays
 from wasp_jax.privacy.noise_source import NoiseSource
-from wasp_jax.privacy.release_kinds import KINDS, MEASURES, kind_sensitivity
-
-VOTE_KINDS = ("per_sample", "per_plm", "per_cluster")
+from wasp_jax.privacy.release_kinds import KINDS, Dims, Statistic, kind_sensitivity
 
 
 @flax.struct.dataclass
 class NoisyAggregates:
-    """Post-noise releases of one call (None: not released). Holds nothing before the noise.
+    """Post-noise releases of one call. Holds nothing computed before the noise.
+
+    A released kind reads as an attribute (``out.per_cluster``); a kind that was not
+    requested reads as None.
 
     Attributes:
-      per_sample: (H, n_syn) noisy Top-Q histograms (H = len(release)).
-      per_plm: (H, K) noisy per-PLM vote totals.
-      per_cluster: (H, n_clusters) noisy per-cluster vote totals.
-      usefulness: (K,) noisy correct-counts of each PLM's probe on the private records.
+      released: {kind: noisy array}, e.g. per_sample (H, n_syn), per_plm (H, K), per_cluster
+        (H, n_clusters), usefulness (K,) (H = len(release)).
       release: the histograms the vote kinds count ("nearest", "farthest").
       ledger: ((kind, sigma, sensitivity, what it measures), ...) of every release made.
       steps: {kind: lattice step}; each released value is a multiple of its kind's step.
       private: False when the noise came from a seeded (not DP) source.
     """
 
-    per_sample: jax.Array | None = None
-    per_plm: jax.Array | None = None
-    per_cluster: jax.Array | None = None
-    usefulness: jax.Array | None = None
+    released: dict = flax.struct.field(default_factory=dict)
     release: tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
     ledger: tuple[tuple[str, float, float, str], ...] = flax.struct.field(
         pytree_node=False, default=()
@@ -71,10 +67,10 @@ class NoisyAggregates:
     steps: dict[str, float] = flax.struct.field(pytree_node=False, default_factory=dict)
     private: bool = flax.struct.field(pytree_node=False, default=True)
 
-
-def _to_units(x, step):
-    """Clean values on the lattice ``step * Z`` as int32 units (exact: x is on it)."""
-    return jnp.round(x * (1.0 / step)).astype(jnp.int32)
+    def __getattr__(self, name: str):
+        if name in KINDS:
+            return self.__dict__.get("released", {}).get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 def _release(units, noise, step):
@@ -89,32 +85,20 @@ def _core(noise, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *, stati
     lattice step}. Votes are multiples of 2^-(q-1) and counts are integers, multiples of
     every step chosen for them, so the conversion to units is exact.
     """
-    kinds, q, release, num_plms, num_clusters, steps = static
+    kinds, release, dims, steps = static
     steps = dict(steps)
-    out = {}
-    if any(k in VOTE_KINDS for k in kinds):
-        near, far = top_q_votes(pe, pl, se, sl, q=q, priv_mask=pm, syn_mask=sm)
-        hists = [{"nearest": near, "farthest": far}[name] for name in release]
+    votes = None
+    if any(KINDS[k].counts_votes for k in kinds):
+        near, far = top_q_votes(pe, pl, se, sl, q=dims.q, priv_mask=pm, syn_mask=sm)
+        votes = tuple({"nearest": near, "farthest": far}[name] for name in release)
         del near, far
-        for kind in VOTE_KINDS:
-            if kind not in kinds:
-                continue
-            rows = []
-            for h in hists:
-                units = jnp.where(sm, _to_units(h, steps[kind]), 0)
-                if kind == "per_plm":
-                    units = jax.ops.segment_sum(units, plm, num_segments=num_plms)
-                elif kind == "per_cluster":
-                    units = jax.ops.segment_sum(units, cluster, num_segments=num_clusters)
-                rows.append(units)
-                del units
-            out[kind] = _release(jnp.stack(rows), noise[kind], steps[kind])
-        del hists
-    if "usefulness" in kinds:
-        clean = usefulness_counts(pe, pl, kernels, biases, pm)
-        step = steps["usefulness"]
-        out["usefulness"] = _release(_to_units(clean, step), noise["usefulness"], step)
-        del clean
+    stat = Statistic(votes, sm, plm, cluster, pe, pl, pm, (kernels, biases), dims)
+    out = {}
+    for kind in kinds:
+        units = KINDS[kind].statistic(stat, steps[kind])
+        out[kind] = _release(units, noise[kind], steps[kind])
+        del units
+    del votes, stat
     return out
 
 
@@ -123,20 +107,11 @@ def _jitted(static):
     return jax.jit(functools.partial(_core, static=static))
 
 
-def _kind_shape(kind, *, num_histograms, n, num_plms, num_clusters) -> tuple[int, ...]:
-    return {
-        "per_sample": (num_histograms, n),
-        "per_plm": (num_histograms, num_plms),
-        "per_cluster": (num_histograms, num_clusters),
-        "usefulness": (num_plms,),
-    }[kind]
-
-
 def release_sensitivities(
     kinds, *, q: int, release, num_plms: int, adjacency: str = "add_remove"
 ) -> dict[str, float]:
     """{kind: L2 sensitivity} of what ``aggregate_and_noise`` releases for each kind."""
-    release = check_release(release)
+    release = release_histograms(release)
     return {
         k: kind_sensitivity(
             k, q=q, num_histograms=len(release), num_plms=num_plms, adjacency=adjacency
@@ -188,55 +163,49 @@ def aggregate_and_noise(
       ValueError: an unknown kind, a missing input of a requested kind, a negative sigma or a
         sensitivity that is not the release's.
     """
-    kinds = tuple(k for k in KINDS if k in sigmas)
-    unknown = set(sigmas) - set(KINDS)
-    if unknown or not kinds:
-        raise ValueError(f"sigmas must name release kinds from {KINDS}, got {sorted(sigmas)}")
-    release = check_release(release)
-    if "usefulness" in kinds and probes is not None:
-        num_plms = int(np.asarray(probes[0]).shape[0])
-    derived = release_sensitivities(
-        kinds, q=q, release=release, num_plms=num_plms, adjacency=adjacency
+    kinds, release, derived, num_plms = _check_request(
+        sigmas,
+        sensitivities,
+        q=q,
+        release=release,
+        adjacency=adjacency,
+        num_plms=num_plms,
+        probes=probes,
     )
-    for k in kinds:
-        s = float(sigmas[k])
-        if not np.isfinite(s) or s < 0:
-            raise ValueError(f"sigmas[{k!r}] must be a finite number >= 0, got {s!r}")
-        if sensitivities is not None and not np.isclose(sensitivities[k], derived[k], rtol=1e-9):
-            raise ValueError(
-                f"the plan's sensitivity {sensitivities[k]!r} for {k!r} is not that of this "
-                f"release ({derived[k]!r}); recalibrate sigma for what is released"
-            )
-    priv_label, syn_label, priv_mask, syn_mask, _ = check_inputs(
-        priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, None,
-        sigma=0.0, num_parties=1, block_size=None, norm_tol=norm_tol,
-    )  # fmt: skip
+    priv_label, syn_label, priv_mask, syn_mask, _ = vote_arrays(
+        priv_emb,
+        priv_label,
+        syn_emb,
+        syn_label,
+        priv_mask,
+        syn_mask,
+        None,
+        sigma=0.0,
+        num_parties=1,
+        block_size=None,
+        norm_tol=norm_tol,
+    )
     n = syn_emb.shape[0]
-    plm = _ids("syn_plm", syn_plm, n, num_plms, "per_plm" in kinds)
-    cluster = _ids("syn_cluster", syn_cluster, n, num_clusters, "per_cluster" in kinds)
-    if "usefulness" in kinds and probes is None:
-        raise ValueError("the usefulness release needs probes=(kernels, biases)")
+    needs = {need for k in kinds for need in KINDS[k].needs}
+    plm = _ids("syn_plm", syn_plm, n, num_plms, "plm" in needs)
+    cluster = _ids("syn_cluster", syn_cluster, n, num_clusters, "cluster" in needs)
+    if "probes" in needs and probes is None:
+        raise ValueError(f"the release of {sorted(kinds)} needs probes=(kernels, biases)")
     d = syn_emb.shape[1]
     kernels, biases = probes if probes is not None else (np.zeros((1, d, 1)), np.zeros((1, 1)))
     se, sl, sm = pad_synthetic(np.asarray(syn_emb, np.float32), syn_label, syn_mask, multiple=1)
     pad = se.shape[0] - n
     plm, cluster = np.pad(plm, (0, pad)), np.pad(cluster, (0, pad))
-    steps, noise_units = {}, {}
-    for k in kinds:
-        natural = 1.0 if k == "usefulness" else 2.0 ** -(int(q) - 1)
-        shape = _kind_shape(
-            k, num_histograms=len(release), n=n, num_plms=num_plms, num_clusters=num_clusters
-        )
-        sigma = float(sigmas[k])
-        if sigma == 0:  # epsilon = inf: the clean values, not private
-            steps[k], units = natural, np.zeros(shape, np.int32)
-        else:
-            steps[k] = lattice_step(sigma, natural)
-            units = noise.child(k).lattice_noise(shape, scale=sigma / steps[k])
-        if k == "per_sample":
-            units = np.pad(units, ((0, 0), (0, pad)))
-        noise_units[k] = units
-    static = (kinds, int(q), release, int(num_plms), int(num_clusters), tuple(steps.items()))
+    dims = Dims(
+        q=int(q),
+        num_histograms=len(release),
+        n=n,
+        num_plms=int(num_plms),
+        num_clusters=int(num_clusters),
+        adjacency=adjacency,
+    )
+    steps, noise_units = _noise_units(noise, kinds, sigmas, dims, n_padded=n + pad)
+    static = (kinds, release, dataclasses.replace(dims, n=n + pad), tuple(steps.items()))
     out = _jitted(static)(
         noise_units,
         np.asarray(priv_emb, np.float32),
@@ -251,12 +220,56 @@ def aggregate_and_noise(
         np.asarray(biases, np.float32),
     )
     del priv_emb, priv_label, priv_mask
-    if "per_sample" in out:
-        out["per_sample"] = out["per_sample"][:, :n]
-    ledger = tuple((k, float(sigmas[k]), derived[k], MEASURES[k]) for k in kinds)
+    out = {k: v[tuple(slice(0, m) for m in KINDS[k].shape(dims))] for k, v in out.items()}
+    ledger = tuple((k, float(sigmas[k]), derived[k], KINDS[k].measures) for k in kinds)
     return NoisyAggregates(
-        **out, release=release, ledger=ledger, steps=steps, private=noise.private
+        released=out, release=release, ledger=ledger, steps=steps, private=noise.private
     )
+
+
+def _check_request(sigmas, sensitivities, *, q, release, adjacency, num_plms, probes):
+    """The requested kinds in registry order, the histograms, the derived sensitivities and
+    K; refuses unknown kinds, bad sigmas and a calibration for another sensitivity."""
+    kinds = tuple(k for k in KINDS if k in sigmas)
+    unknown = set(sigmas) - set(KINDS)
+    if unknown or not kinds:
+        raise ValueError(
+            f"sigmas must name release kinds from {tuple(KINDS)}, got {sorted(sigmas)}"
+        )
+    release = release_histograms(release)
+    if probes is not None and any("probes" in KINDS[k].needs for k in kinds):
+        num_plms = int(np.asarray(probes[0]).shape[0])
+    derived = release_sensitivities(
+        kinds, q=q, release=release, num_plms=num_plms, adjacency=adjacency
+    )
+    for k in kinds:
+        s = float(sigmas[k])
+        if not np.isfinite(s) or s < 0:
+            raise ValueError(f"sigmas[{k!r}] must be a finite number >= 0, got {s!r}")
+        if sensitivities is not None and not np.isclose(sensitivities[k], derived[k], rtol=1e-9):
+            raise ValueError(
+                f"the plan's sensitivity {sensitivities[k]!r} for {k!r} is not that of this "
+                f"release ({derived[k]!r}); recalibrate sigma for what is released"
+            )
+    return kinds, release, derived, num_plms
+
+
+def _noise_units(noise, kinds, sigmas, dims: Dims, *, n_padded: int):
+    """{kind: lattice step} and {kind: int32 noise in lattice units}, padded like the
+    candidates (the padding is sliced off the release)."""
+    steps, units_of = {}, {}
+    padded = dataclasses.replace(dims, n=n_padded)
+    for k in kinds:
+        kind, sigma = KINDS[k], float(sigmas[k])
+        shape = kind.shape(dims)
+        if sigma == 0:  # epsilon = inf: the clean values, not private
+            steps[k], units = kind.natural_step(dims.q), np.zeros(shape, np.int32)
+        else:
+            steps[k] = lattice_step(sigma, kind.natural_step(dims.q))
+            units = noise.child(k).lattice_noise(shape, scale=sigma / steps[k])
+        widths = [(0, full - m) for m, full in zip(shape, kind.shape(padded), strict=True)]
+        units_of[k] = np.pad(units, widths)
+    return steps, units_of
 
 
 def _ids(name, ids, n, num, needed) -> np.ndarray:
