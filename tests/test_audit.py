@@ -22,12 +22,12 @@ from wasp_jax.audit.bugs import (
     float32_normal_values,
     scores,
 )
-from wasp_jax.audit.data import Release, neighbours, releases
+from wasp_jax.audit.data import AuditedRelease, neighbours, releases
 from wasp_jax.audit.runner import audit, audit_release
 from wasp_jax.cli import main as cli_main
+from wasp_jax.pipeline.methods.wasp_plus import PLUS_HISTOGRAMS
 from wasp_jax.privacy.accounting import calibrate_sigma
 from wasp_jax.privacy.audit_stats import cp_lower, cp_upper, release_epsilon, threshold_audit
-from wasp_jax.privacy.plus_plan import PLUS_HISTOGRAMS
 from wasp_jax.privacy.release_kinds import kind_sensitivity
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_bad_scores_are_refused():
 
 def _release(kind, adjacency, q=8, num_plms=3):
     hist = ("nearest", "farthest")
-    rel = Release(kind, 1.0, 1.0, q, hist, adjacency, 1, num_plms)
+    rel = AuditedRelease(kind, 1.0, 1.0, q, hist, adjacency, 1, num_plms)
     return rel
 
 
@@ -144,10 +144,10 @@ def test_exact_attacks_are_caught_with_few_trials(bug):
     assert row["eps_lb"] > 6.0 and row["exceeds_claim"], row
 
 
-def _per_cluster_release(claim: float) -> Release:
+def _per_cluster_release(claim: float) -> AuditedRelease:
     sens = kind_sensitivity("per_cluster", q=8, num_histograms=2)
     sigma = calibrate_sigma(claim, 1e-5, num_rounds=1, l2_sensitivity=sens)
-    return Release("per_cluster", sigma, sens, 8, PLUS_HISTOGRAMS, "add_remove")
+    return AuditedRelease("per_cluster", sigma, sens, 8, PLUS_HISTOGRAMS, "add_remove")
 
 
 @pytest.mark.parametrize("bug", ["sigma_halved", "q1_sensitivity"])

@@ -50,7 +50,8 @@ _PUBLIC = {
     "load_embedder": "wasp_jax.models.embedder",
     "vote_and_noise": "wasp_jax.pipeline.stages.vote",
     "calibrate_sigma": "wasp_jax.privacy.accounting",
-    "privacy_plan": "wasp_jax.privacy.plan",
+    "privacy_plan": "wasp_jax.pipeline.methods",
+    "with_method": "wasp_jax.pipeline.methods",
 }
 
 __all__ = ["__version__", *_PUBLIC]

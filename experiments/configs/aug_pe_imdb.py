@@ -1,6 +1,6 @@
 """aug_pe_imdb: the Aug-PE baseline inside the same machinery (docs/method.md §4).
 
-Diff from base.py: `config.with_method(base, "aug_pe")`: the first PLM only
+Diff from base.py: `with_method(base, "aug_pe")`: the first PLM only
 (SmolLM2-135M-Instruct), Q = 1, only the nearest histogram is released (sensitivity of one
 histogram), rephrase variations of the most-voted samples, no contrast, no PLM weighting. Same
 epsilon, delta, T, N and private data as base.py.
@@ -16,8 +16,9 @@ Expected runtime: an estimated 0.5-1 h on the 2-core dev CPU (one small PLM; est
 import pathlib
 
 from wasp_jax import config
+from wasp_jax.pipeline.methods import with_method
 
 
 def get_config() -> config.WaspConfig:
     base = config.load_config(str(pathlib.Path(__file__).with_name("base.py")))
-    return config.with_method(base, "aug_pe")
+    return with_method(base, "aug_pe")

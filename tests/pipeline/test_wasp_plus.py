@@ -66,7 +66,7 @@ def test_live_run_ledgers_every_release_within_budget(tmp_path):
     want = [(t, k, s, e) for t in (1, 2) for k, s, e in kinds]
     got = [(r["round"], r["what"][0], r["sigma"], r["sensitivity"]) for r in ledger["releases"]]
     assert got == want
-    assert all(r["measures"] == measures(r["what")[0]] for r in ledger["releases"])
+    assert all(r["measures"] == measures(r["what"][0]) for r in ledger["releases"])
     assert kinds[0][2] == pytest.approx(math.sqrt(2))  # usefulness over K = 2 PLMs
     assert 3.9 < ledger["epsilon_spent"] <= 4.0 and res.epsilon_spent == ledger["epsilon_spent"]
     rows = read_jsonl(tmp_path / "release" / "synthetic.jsonl")

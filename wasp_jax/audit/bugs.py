@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wasp_jax.audit.data import Neighbours, Release, release_vector
+from wasp_jax.audit.data import AuditedRelease, Neighbours, release_vector
 from wasp_jax.privacy.noise_source import NoiseSource
 
 MECHANISMS = ("secure", "seeded", "sigma_halved", "q1_sensitivity", "float32")
@@ -38,14 +38,14 @@ BUGS = MECHANISMS[1:]
 _CHUNK = 4096
 
 
-def applies(mechanism: str, release: Release) -> bool:
+def applies(mechanism: str, release: AuditedRelease) -> bool:
     """Whether a planted bug changes this release (Q = 1 changes nothing for counts or Q=1)."""
     if mechanism == "q1_sensitivity":
         return release.kind != "usefulness" and release.q > 1
     return True
 
 
-def mechanism_sigma(mechanism: str, release: Release) -> float:
+def mechanism_sigma(mechanism: str, release: AuditedRelease) -> float:
     """The noise std the mechanism adds (the plan's, halved, or calibrated for Q = 1)."""
     if mechanism == "sigma_halved":
         return release.sigma / 2.0
@@ -58,7 +58,7 @@ class Clean:
     """The clean outputs of D and D' (sigma = 0) and, per block, the centre and direction of
     the projection (the unit difference of the two clean outputs)."""
 
-    def __init__(self, release: Release, nb: Neighbours):
+    def __init__(self, release: AuditedRelease, nb: Neighbours):
         src = NoiseSource.seeded(0)  # unused: sigma = 0 draws no noise
         self.d = release_vector(release, src, nb, nb.d, sigma=0.0)
         self.d_prime = release_vector(release, src, nb, nb.d_prime, sigma=0.0)
@@ -78,7 +78,7 @@ class Clean:
 
 
 def scores(
-    mechanism: str, release: Release, nb: Neighbours, clean: Clean, which: str, trials: int
+    mechanism: str, release: AuditedRelease, nb: Neighbours, clean: Clean, which: str, trials: int
 ) -> np.ndarray:
     """(trials,) attacker scores of independent runs of ``mechanism`` on D or D' (``which``).
 

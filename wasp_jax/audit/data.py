@@ -24,10 +24,9 @@ import numpy as np
 
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
+from wasp_jax.pipeline.methods import resolve
 from wasp_jax.pipeline.stages.vote import release_sensitivity, vote_and_noise
 from wasp_jax.pipeline.stages.vote_plus import aggregate_and_noise
-from wasp_jax.privacy.plan import privacy_plan
-from wasp_jax.privacy.plus_plan import PLUS_HISTOGRAMS, num_plms
 from wasp_jax.privacy.release_kinds import KINDS, kind_sensitivity
 
 #: Embedding width, private records per class and clusters of the audit's dataset.
@@ -38,7 +37,7 @@ USEFULNESS_BLOCKS = 16
 
 
 @dataclasses.dataclass(frozen=True)
-class Release:
+class AuditedRelease:
     """One release kind of a round, as the config's privacy plan calibrates it.
 
     Attributes:
@@ -63,31 +62,37 @@ class Release:
         if self.kind == "votes":
             return release_sensitivity(q, release=self.histograms, adjacency=self.adjacency)
         return kind_sensitivity(
-            self.kind, q=q, num_histograms=len(self.histograms), num_plms=self.num_plms,
+            self.kind,
+            q=q,
+            num_histograms=len(self.histograms),
+            num_plms=self.num_plms,
             adjacency=self.adjacency,
-        )  # fmt: skip
+        )
 
 
-def releases(cfg: WaspConfig) -> list[Release]:
+def releases(cfg: WaspConfig) -> list[AuditedRelease]:
     """The releases of one round of ``cfg`` (raises UsageError if there is nothing to audit)."""
     try:
-        plan = privacy_plan(cfg)
+        method = resolve(cfg)
+        request = method.release_request(cfg)
+        plan = method.privacy_plan(cfg)
     except ValueError as err:
         raise UsageError(f"the config's privacy plan is refused: {err}") from err
     if plan is None:
         raise UsageError(f"method {cfg.method!r} releases nothing about private data to audit")
     if not plan.sigma > 0 or not np.isfinite(plan.epsilon):
         raise UsageError("privacy.epsilon is inf (no noise): set a finite privacy.epsilon")
-    q, adj = cfg.voting.q, plan.adjacency
-    if cfg.method != "wasp_plus":
-        hist = tuple(cfg.voting.release)
+    q, adj, hist = request.q, plan.adjacency, request.histograms
+    if not plan.kinds:  # one kind, the per-sample votes, takes the whole budget
         # the ledger accounts every release with the derived sensitivity: the claim is that
-        return [Release("votes", plan.sigma, plan.l2_sensitivity, q, hist, adj, plan.num_parties)]
+        return [
+            AuditedRelease("votes", plan.sigma, plan.l2_sensitivity, q, hist, adj, plan.num_parties)
+        ]
     unknown = [k for k, _, _ in plan.kinds if k not in KINDS]
     if unknown:
         raise UsageError(f"release kinds {unknown} have no release function to audit")
-    k = num_plms(cfg)
-    return [Release(n, s, e, q, PLUS_HISTOGRAMS, adj, 1, k) for n, s, e in plan.kinds]
+    k = request.num_plms
+    return [AuditedRelease(n, s, e, q, hist, adj, 1, k) for n, s, e in plan.kinds]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +126,7 @@ def _arrange(sims, q, near_id, far_id, others):
     return ids
 
 
-def _coords(release: Release, blocks: int, per_block_syn: int, k: int) -> np.ndarray:
+def _coords(release: AuditedRelease, blocks: int, per_block_syn: int, k: int) -> np.ndarray:
     """(blocks, m) positions of each block's values in the flattened release."""
     b = np.arange(blocks)[:, None]
     if release.kind == "usefulness":
@@ -133,7 +138,7 @@ def _coords(release: Release, blocks: int, per_block_syn: int, k: int) -> np.nda
     )
 
 
-def neighbours(release: Release, blocks: int = 1) -> Neighbours:
+def neighbours(release: AuditedRelease, blocks: int = 1) -> Neighbours:
     """A fixed small dataset D holding the canary and its neighbour D' (module docstring).
 
     ``blocks`` > 1 repeats the dataset on disjoint classes (2b, 2b + 1), clusters, PLMs and
@@ -198,7 +203,7 @@ def neighbours(release: Release, blocks: int = 1) -> Neighbours:
 
 
 def release_vector(
-    release: Release, noise, nb: Neighbours, private, *, sigma: float, check: bool = True
+    release: AuditedRelease, noise, nb: Neighbours, private, *, sigma: float, check: bool = True
 ) -> np.ndarray:
     """One call of the real release function on ``private``, flattened (float64).
 

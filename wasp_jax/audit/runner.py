@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from wasp_jax.audit.bugs import BUGS, MECHANISMS, Clean, applies, mechanism_sigma
 from wasp_jax.audit.bugs import scores as mechanism_scores
-from wasp_jax.audit.data import Neighbours, Release, neighbours, releases
+from wasp_jax.audit.data import AuditedRelease, Neighbours, neighbours, releases
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import UsageError
 from wasp_jax.privacy.audit_stats import release_epsilon, threshold_audit
@@ -36,7 +36,7 @@ def check_mechanisms(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def audit_release(
-    release: Release,
+    release: AuditedRelease,
     mechanism: str,
     *,
     trials: int,

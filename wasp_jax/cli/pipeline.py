@@ -151,8 +151,10 @@ def own_data_config(config: str | None, *, task=None, private=None, test=None):
 
 def _sized(cfg):
     """Raises the budget to the smallest whose first vote fills S good and S bad per class."""
+    from wasp_jax.pipeline.methods import resolve  # here: the methods import jax
+
     task = load_task(cfg.task)
-    budget = sizing.sized_budget(cfg, task.num_classes)
+    budget = sizing.sized_budget(cfg, task.num_classes, resolve(cfg).first_vote_need(cfg))
     if budget != cfg.generation.budget:
         print(
             f"wasp-jax: generation.budget={budget} (raised from {cfg.generation.budget} so that "
@@ -249,8 +251,10 @@ def _run(cfg, workdir: str, *, force: bool, title: str, start: float, args=None)
 def _warm_models(cfg) -> None:
     """Converts the run's models into this host's cache before it joins a job."""
     from wasp_jax.cli.warm import warm_cache
+    from wasp_jax.pipeline.methods import resolve
 
-    models = [] if cfg.method == "replay" else [("plm", p) for p in cfg.generation.plms]
+    replays = resolve(cfg).replays(cfg)
+    models = [] if replays else [("plm", p) for p in cfg.generation.plms]
     models.append(("encoder", cfg.embedder.name))
     if cfg.eval.test_path:
         models.append(("stm", ""))
@@ -283,18 +287,18 @@ def check_run_inputs(cfg) -> None:
       UsageError: unknown task or model, unreadable/malformed private data, replay pools or
         test file (the data errors are `wasp_jax.data.DataError`, a UsageError).
     """
-    with _usage_errors():
-        task = load_task(cfg.task)
-        if cfg.uses_private_data:  # a calibration that would understate epsilon is refused
-            from wasp_jax.privacy.plan import privacy_plan  # here: dp_accounting is slow to import
+    from wasp_jax.pipeline.methods import resolve  # here: the methods import jax
 
-            privacy_plan(cfg)
+    with _usage_errors():
+        method = resolve(cfg)  # the method checks that the config suits it
+        task = load_task(cfg.task)
+        method.privacy_plan(cfg)  # a calibration that would understate epsilon is refused
     read = dict(
         label_names=task.labels, label_field=task.label_field, label_offset=task.label_offset
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", data_io.DataWarning)
-        if cfg.uses_private_data:
+        if method.reads_private_data:
             if not cfg.data.private_path:
                 raise UsageError(
                     f"method {cfg.method!r} needs private data; set data.private_path=FILE.jsonl"
@@ -302,16 +306,17 @@ def check_run_inputs(cfg) -> None:
             rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
             class_checks.warn_missing_classes(rows, task.labels)
             del rows  # private: only validated here, the runner reads it again
-        if not cfg.is_replay:
+        need = method.first_vote_need(cfg)
+        if need is not None:
             with _usage_errors():
-                sizing.check_sizing(cfg, task.num_classes)
+                sizing.check_sizing(cfg, task.num_classes, need)
     for warning in caught:  # one clean console line each (names classes only)
         print(f"wasp-jax: warning: {warning.message}", file=sys.stderr)
         # the runner checks these again when it starts: say each once
         warnings.filterwarnings(
             "ignore", message=re.escape(str(warning.message)), category=data_io.DataWarning
         )
-    if cfg.is_replay:
+    if method.replays(cfg):
         counts = [0] * task.num_classes
         for pool in cfg.replay.pools:
             rows = data_io.read_labeled_jsonl(pool, what="replay pool", **read)

@@ -10,16 +10,14 @@ are in `presets`.
 
 from wasp_jax.config.api import ApiConfig
 from wasp_jax.config.plus import PlusConfig
-from wasp_jax.config.presets import base_config, demo_config, load_config, with_method
+from wasp_jax.config.presets import base_config, demo_config, load_config
 from wasp_jax.config.run import WaspConfig, apply_overrides, replace, valid_keys
 from wasp_jax.config.sections import (
     ACCOUNTING_METHODS,
     ADJACENCIES,
     EVAL_MODES,
     MESH_CHOICES,
-    METHODS,
     PLM_SCORES,
-    PRIVATE_METHODS,
     RELEASES,
     DataConfig,
     EmbedderConfig,
@@ -38,9 +36,7 @@ __all__ = [
     "ADJACENCIES",
     "EVAL_MODES",
     "MESH_CHOICES",
-    "METHODS",
     "PLM_SCORES",
-    "PRIVATE_METHODS",
     "RELEASES",
     "ApiConfig",
     "ConfigError",
@@ -61,5 +57,4 @@ __all__ = [
     "load_config",
     "replace",
     "valid_keys",
-    "with_method",
 ]

@@ -1,4 +1,5 @@
-"""Preset configs: the WASP main line, the per-method switch, the demo, and config files."""
+"""Preset configs: the WASP main line, the demo, and config files (the per-method switch is
+`wasp_jax.pipeline.methods.with_method`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pathlib
 from importlib import resources
 
 from wasp_jax.config.run import WaspConfig, replace
-from wasp_jax.config.sections import METHODS, _check_choice
 from wasp_jax.errors import ConfigError
 
 # ----------------------------------------------------------------------------- presets
@@ -17,27 +17,6 @@ from wasp_jax.errors import ConfigError
 def base_config() -> WaspConfig:
     """The WASP main line with corrected defaults, at a laptop-sized budget."""
     return WaspConfig()
-
-
-def with_method(cfg: WaspConfig, method: str) -> WaspConfig:
-    """Switches `cfg` to `method`, adjusting the fields that method fixes (docs/method.md §4).
-
-    aug_pe: first PLM only, q = 1, only the nearest histogram, no contrast, no weighting.
-    zerogen / multi_zeroshot: rounds = 0 (first PLM only for zerogen).
-    random_control: no votes; prompts still contrastive (random same-class samples).
-    """
-    _check_choice(method, "method", METHODS)
-    d = cfg.to_dict()
-    d["method"] = method
-    gen, vote = d["generation"], d["voting"]
-    if method == "aug_pe":
-        gen.update(plms=gen["plms"][:1], contrastive=False, plm_weighting=False)
-        vote.update(q=1, release=["nearest"])
-    elif method in ("zerogen", "multi_zeroshot"):
-        gen.update(rounds=0, initial=None)
-        if method == "zerogen":
-            gen["plms"] = gen["plms"][:1]
-    return WaspConfig.from_dict(d)
 
 
 def demo_config() -> WaspConfig:

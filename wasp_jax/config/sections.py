@@ -8,18 +8,9 @@ dotted helper `replace(cfg, **{"voting.q": 1})`. `apply_overrides(cfg, ["voting.
 applies command-line `--set` strings with a type check against the field's declared type; an
 unknown key is an error naming the closest valid key.
 
-Methods (`WaspConfig.method`):
-
-* ``wasp``: several PLMs, Top-Q nearest+farthest votes, contrastive prompts, PLM weighting.
-* ``aug_pe``: one PLM, Q = 1, one (nearest) histogram, rephrase variations (docs/method.md §4).
-* ``zerogen``: one PLM, zero-shot only, no private data, no privacy spent.
-* ``multi_zeroshot``: several PLMs, zero-shot only, no private data, no privacy spent.
-* ``random_control``: WASP's prompts built from random same-class synthetic samples; no votes,
-  no private data, no privacy spent.
-* ``replay``: DP voting and selection over pre-generated candidate pools read from files
-  (`replay.pools`); no live generation (see `wasp_jax.pipeline.methods.rounds`).
-* ``wasp_plus``: WASP+ (`wasp_jax.config.plus`): aggregated releases (per-PLM usefulness,
-  per-cluster votes) instead of per-sample histograms; live, or over `replay.pools` if set.
+`WaspConfig.method` names a method plug-in of `wasp_jax.pipeline.methods` (wasp, aug_pe,
+zerogen, multi_zeroshot, random_control, replay, wasp_plus); the method checks that the
+sections suit it.
 """
 
 from __future__ import annotations
@@ -30,11 +21,6 @@ from typing import Any
 
 from wasp_jax.errors import ConfigError
 
-METHODS = (
-    "wasp", "aug_pe", "zerogen", "multi_zeroshot", "random_control", "replay", "wasp_plus",
-)  # fmt: skip
-#: Methods that read private data and spend privacy.
-PRIVATE_METHODS = ("wasp", "aug_pe", "replay", "wasp_plus")
 ADJACENCIES = ("add_remove", "replace_one")
 ACCOUNTING_METHODS = ("rdp", "classic")
 NOISE_SOURCES = ("secure", "seeded")

@@ -44,29 +44,13 @@ MODEL_LICENCES = {
     "flan-t5-xl": "Apache-2.0 (google/flan-t5-xl)",
 }
 
-METHOD_TEXT = {
-    "wasp": "WASP: zero-shot start from several PLMs, then per round Top-Q nearest and farthest "
-    "votes of the private samples over the synthetic pool, Gaussian noise, PLM weighting of the "
-    "next budget and contrastive (bad/good) few-shot prompts built from the noisy votes.",
-    "aug_pe": "Aug-PE: one PLM, Top-1 nearest-neighbour votes (one histogram), Gaussian noise, "
-    "rephrase variations of the most-voted samples.",
-    "zerogen": "ZeroGen: one PLM prompted zero-shot with the class; no private data is used.",
-    "multi_zeroshot": "Multi-PLM zero-shot: several PLMs prompted zero-shot with the class; no "
-    "private data is used.",
-    "random_control": "Random in-class control: WASP's prompts built from random same-class "
-    "synthetic samples, with no votes; no private data is used.",
-    "replay": "Replay: WASP's DP voting and selection over pre-generated candidate pools read "
-    "from files; no live generation.",
-    "wasp_plus": "WASP+: aggregated DP releases (per-PLM probe usefulness, per-cluster vote "
-    "totals) set the PLM budgets, the good/bad examples and the sample weights.",
-}
-
 
 def _uses_private_data(run: Mapping[str, Any]) -> bool:
     used = R.field(run["privacy"], "private_data_used")
     if used is not None:
         return bool(used)
-    return run["config"].get("method", "wasp") in ("wasp", "aug_pe", "replay", "wasp_plus")
+    # a ledger without the flag: whether the run planned any release
+    return R.field(run["privacy"], "sigma") is not None
 
 
 def _privacy_section(run: Mapping[str, Any]) -> str:
@@ -165,13 +149,10 @@ def _kinds_table(per_kind) -> str:
     )
 
 
-def _models_section(cfg: Mapping[str, Any]) -> str:
-    gen = cfg.get("generation", {})
+def _models_section(cfg: Mapping[str, Any], described: Mapping[str, Any]) -> str:
     emb = R.field(cfg.get("embedder"), "name", default="-")
-    plms = list(gen.get("plms", []))
-    pools = R.field(cfg.get("replay"), "pools", default=[])
-    if cfg.get("method") == "replay" or (cfg.get("method") == "wasp_plus" and pools):
-        plms = [pathlib.Path(p).stem for p in R.field(cfg.get("replay"), "pools", default=[])]
+    # the candidate sources the method states (replayed pools by file stem), else the PLMs
+    plms = list(described.get("sources") or cfg.get("generation", {}).get("plms", []))
     rows = [("generator (PLM)", p, MODEL_LICENCES.get(p, "see the model's card")) for p in plms]
     rows.append(("embedder", emb, MODEL_LICENCES.get(emb, "see the model's card")))
     text = R.md_table(("role", "model", "licence"), rows)
@@ -209,9 +190,10 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
         "## Privacy guarantee\n",
         _privacy_section(run),
         "## Method\n",
-        METHOD_TEXT.get(method, method) + f" Seed {cfg.get('seed', '-')}.\n",
+        (run["method"].get("summary") or f"Method `{method}`.")
+        + f" Seed {cfg.get('seed', '-')}.\n",
         "## Models\n",
-        _models_section(cfg),
+        _models_section(cfg, run["method"]),
         *usage_section(run["metrics"]),
         "## Sizes and class balance\n",
         R.md_table(

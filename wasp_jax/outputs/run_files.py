@@ -41,8 +41,9 @@ def load_run(workdir: str | pathlib.Path) -> dict[str, Any]:
     """Reads a run's shareable files, from a workdir or from a copy of its release folder.
 
     Returns:
-      {"config", "privacy", "metrics", "synthetic", "eval", "baselines"}; `eval` and
-      `baselines` (eval_baselines.json) are None when absent.
+      {"config", "privacy", "metrics", "synthetic", "eval", "baselines", "method"}; `eval`
+      and `baselines` (eval_baselines.json) are None when absent; `method` is the method's
+      description (method.json, written by the runner; {} for a run that has none).
 
     Raises:
       DataError: the folder or one of its required files is missing or malformed.
@@ -65,6 +66,9 @@ def load_run(workdir: str | pathlib.Path) -> dict[str, Any]:
     }
     if (workdir / "eval.json").is_file():
         run["eval"] = _read_json(workdir / "eval.json")
+    run["method"] = {}
+    if (workdir / "method.json").is_file():
+        run["method"] = _read_json(workdir / "method.json")
     run["baselines"] = None
     if (workdir / "eval_baselines.json").is_file():
         run["baselines"] = _read_json(workdir / "eval_baselines.json")

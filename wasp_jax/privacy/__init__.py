@@ -19,7 +19,7 @@ from wasp_jax.privacy.accounting import (
     epsilon_of,
 )
 from wasp_jax.privacy.ledger import RunLedger
-from wasp_jax.privacy.plan import PrivacyPlan, privacy_plan
+from wasp_jax.privacy.plan import PrivacyPlan, ReleaseRequest, plan_releases
 from wasp_jax.privacy.sensitivity import classic_delta, l2_sensitivity
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "classic_delta",
     "epsilon_of",
     "l2_sensitivity",
-    "privacy_plan",
+    "plan_releases",
+    "ReleaseRequest",
 ]

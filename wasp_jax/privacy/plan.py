@@ -1,7 +1,11 @@
 """The privacy plan: the one place a run's sigma, sensitivity and epsilon are decided.
 
-`privacy_plan(cfg)` resolves the configured release (Q, the released histograms, the
-adjacency, the number of rounds T and of data parties L) into a frozen `PrivacyPlan`. The vote
+`plan_releases(cfg, request)` resolves what a method releases (a `ReleaseRequest`: its release
+kinds, Q, the histograms, T rounds) under the configured budget, adjacency and data parties L
+into a frozen `PrivacyPlan`. One kind takes the whole budget (WASP's per-sample votes, with
+"rdp" or "classic" accounting and an optional sensitivity override); several kinds split it
+by their shares (RDP, one party, the derived sensitivities; `wasp_jax.privacy.composition`).
+The vote
 stage noises with `plan.sigma` and checks `plan.l2_sensitivity` against what it releases; the
 ledger records `plan.sigma` and the derived `plan.l2_sensitivity` for every release (whatever
 sigma was calibrated for), so the epsilon it states is the true one; the outputs read epsilon
@@ -16,8 +20,40 @@ import dataclasses
 from wasp_jax.config import WaspConfig
 from wasp_jax.errors import ConfigError
 from wasp_jax.privacy.accounting import calibrate_sigma, epsilon_of
-from wasp_jax.privacy.plus_plan import plus_kinds
-from wasp_jax.privacy.sensitivity import classic_delta, l2_sensitivity
+from wasp_jax.privacy.composition import calibrate_split
+from wasp_jax.privacy.release_kinds import KINDS, kind_sensitivity
+from wasp_jax.privacy.sensitivity import classic_delta
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseRequest:
+    """What a method releases about the private data: each kind once per round.
+
+    Attributes:
+      kinds: registered release kinds (`wasp_jax.privacy.release_kinds.KINDS`).
+      rounds: T, the number of rounds that release them.
+      q: votes per private record and histogram.
+      histograms: the vote histograms counted ("nearest", "farthest").
+      num_plms: K (kinds measured per PLM).
+      shares: {kind: share of the budget} when several kinds split it (sum 1); None when one
+        kind takes it all.
+    """
+
+    kinds: tuple[str, ...]
+    rounds: int
+    q: int
+    histograms: tuple[str, ...]
+    num_plms: int = 1
+    shares: dict[str, float] | None = None
+
+    def sensitivity(self, kind: str, adjacency: str) -> float:
+        return kind_sensitivity(
+            kind,
+            q=self.q,
+            num_histograms=len(self.histograms),
+            num_plms=self.num_plms,
+            adjacency=adjacency,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,26 +106,30 @@ class PrivacyPlan:
         return cls(**(dict(d) | {"releases": tuple(d["releases"]), "kinds": kinds}))
 
 
-def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
-    """Sensitivity and sigma for the configured release (None: no private data is used).
+def plan_releases(cfg: WaspConfig, request: ReleaseRequest | None) -> PrivacyPlan | None:
+    """Sensitivity and sigma for what `request` releases (None: nothing private is released).
 
-    "rdp": the exact L2 sensitivity of the released histograms under the chosen
-    adjacency, calibrated with dp_accounting for T Gaussian releases. "classic": the
-    original's Delta and formula (docs/method.md §6.5; sigma = 9.6896 at the paper's defaults).
+    One kind: "rdp" calibrates for its exact L2 sensitivity under the chosen adjacency with
+    dp_accounting over T Gaussian releases; "classic" uses the original's Delta and formula
+    (docs/method.md §6.5; sigma = 9.6896 at the paper's defaults). Several kinds: one RDP
+    budget split by their shares (`split_plan`).
+
+    Raises:
+      ConfigError: a kind that is not registered, or a calibration that would spend more
+        epsilon than the target.
     """
-    if not cfg.uses_private_data:
+    if request is None:
         return None
-    p, T = cfg.privacy, cfg.generation.rounds
-    if cfg.method == "wasp_plus":
-        kinds = plus_kinds(cfg)
-        return PrivacyPlan(
-            epsilon=p.epsilon, delta=p.delta, adjacency=p.adjacency, accounting=p.accounting,
-            sensitivity=kinds[0][2], l2_sensitivity=kinds[0][2], sigma=kinds[0][1], rounds=T,
-            num_parties=1, releases=tuple(k[0] for k in kinds), kinds=kinds, noise=p.noise,
-        )  # fmt: skip
-    p, q, T = cfg.privacy, cfg.voting.q, cfg.generation.rounds
-    nh = cfg.num_histograms
-    l2 = l2_sensitivity(q, num_histograms=nh, adjacency=p.adjacency)
+    unknown = [k for k in request.kinds if k not in KINDS]
+    if unknown or not request.kinds:
+        raise ConfigError(f"release kinds {unknown or '()'} are not registered: {tuple(KINDS)}")
+    if request.shares is not None:
+        return split_plan(cfg, request)
+    if len(request.kinds) != 1:
+        raise ConfigError(f"release kinds {request.kinds} need budget shares (one per kind)")
+    p, q, T = cfg.privacy, request.q, request.rounds
+    nh = len(request.histograms)
+    l2 = request.sensitivity(request.kinds[0], p.adjacency)
     if p.sensitivity_override is not None:
         sens = p.sensitivity_override
     elif p.accounting == "classic":
@@ -110,7 +150,40 @@ def privacy_plan(cfg: WaspConfig) -> PrivacyPlan | None:
         sigma=float(sigma),
         rounds=T,
         num_parties=cfg.data.num_parties,
-        releases=tuple(cfg.voting.release),
+        releases=tuple(request.histograms),
+        noise=p.noise,
+    )
+
+
+def split_plan(cfg: WaspConfig, request: ReleaseRequest) -> PrivacyPlan:
+    """Several kinds, each released every round with its share of one RDP budget; each
+    kind's sigma is its noise multiplier times its derived sensitivity."""
+    p, T = cfg.privacy, request.rounds
+    if p.accounting == "classic" or p.sensitivity_override is not None or cfg.data.num_parties > 1:
+        raise ConfigError(
+            f"releases of several kinds ({', '.join(request.kinds)}) are accounted with RDP, "
+            "for one data party and the derived sensitivities: set privacy.accounting=rdp, no "
+            "sensitivity override and data.num_parties=1"
+        )
+    shares = dict(request.shares)
+    sens = {k: request.sensitivity(k, p.adjacency) for k in shares}
+    split = calibrate_split(
+        p.epsilon, p.delta, counts=dict.fromkeys(shares, T), fractions=shares, method="rdp"
+    )
+    kinds = tuple((k, float(split.sigma(k, sens[k])), float(sens[k])) for k in shares)
+    first = kinds[0]
+    return PrivacyPlan(
+        epsilon=p.epsilon,
+        delta=p.delta,
+        adjacency=p.adjacency,
+        accounting=p.accounting,
+        sensitivity=first[2],
+        l2_sensitivity=first[2],
+        sigma=first[1],
+        rounds=T,
+        num_parties=1,
+        releases=tuple(k for k, _, _ in kinds),
+        kinds=kinds,
         noise=p.noise,
     )
 

@@ -1,0 +1,35 @@
+"""The methods: one module per way of building the synthetic set, each a `base.Method`.
+
+`registry` maps the config's `method` name to its plug-in; importing this package registers
+the built-in ones (wasp, aug_pe, zerogen, multi_zeroshot, random_control, replay, wasp_plus).
+"""
+
+from wasp_jax.pipeline.methods import (  # noqa: F401  (each module registers its method)
+    aug_pe,
+    random_control,
+    replay,
+    wasp,
+    wasp_plus,
+    zero_shot,
+)
+from wasp_jax.pipeline.methods.base import Method
+from wasp_jax.pipeline.methods.registry import (
+    get,
+    names,
+    privacy_plan,
+    register,
+    resolve,
+    unregister,
+    with_method,
+)
+
+__all__ = [
+    "Method",
+    "get",
+    "names",
+    "privacy_plan",
+    "register",
+    "resolve",
+    "unregister",
+    "with_method",
+]

@@ -122,20 +122,24 @@ def task_fingerprint(task: TaskSpec) -> str:
     return _sha(json.dumps(dataclasses.asdict(task), sort_keys=True, default=str).encode())
 
 
-def input_fingerprints(cfg: WaspConfig, task: TaskSpec, secret: bytes) -> dict[str, str]:
+def input_fingerprints(
+    cfg: WaspConfig, task: TaskSpec, secret: bytes, *, reads_private: bool, pools: bool
+) -> dict[str, str]:
     """Input name (as a user would fix it) -> digest; the private data's is keyed with the
-    run's `secret`. See the module docstring."""
+    run's `secret`. `reads_private`: the method reads the private data (and the embedder);
+    `pools`: its candidates come from `replay.pools`, not from the PLMs. See the module
+    docstring."""
     out = {"config": config_fingerprint(cfg), f"task {cfg.task!r}": task_fingerprint(task)}
-    if cfg.uses_private_data and cfg.data.private_path:
+    if reads_private and cfg.data.private_path:
         path = cfg.data.private_path
         out[f"private data {path!r}"] = keyed_file_digest(path, secret)
-    if cfg.is_replay:
+    if pools:
         for path in cfg.replay.pools:
             out[f"replay pool {path!r}"] = file_digest(path)
     else:
         for spec in cfg.generation.plms:
             out[f"PLM {spec!r}"] = model_fingerprint(spec)
-    if cfg.uses_private_data:
+    if reads_private:
         out[f"embedder {cfg.embedder.name!r}"] = model_fingerprint(cfg.embedder.name)
     return out
 

@@ -20,7 +20,7 @@ from wasp_jax.tasks import TaskSpec
 
 
 def load_private(
-    data: DataConfig, task: TaskSpec, *, seed: int, method: str
+    data: DataConfig, task: TaskSpec, *, seed: int
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Reads and party-splits the private data (never logged or written).
 
@@ -33,7 +33,7 @@ def load_private(
     path = data.private_path
     if not path:
         raise data_io.DataError(
-            f"method {method!r} needs private data: set data.private_path to a JSONL file"
+            "this run reads private data: set data.private_path to a JSONL file"
         )
     rows = data_io.read_labeled_jsonl(
         path,

@@ -1,4 +1,7 @@
-"""`run(config, workdir)`: the WASP loop, resumable, with its outputs (docs/method.md §2.0).
+"""`run(config, workdir)`: a method's rounds, resumable, with their outputs (docs/method.md §2.0).
+
+The runner is the same for every method; the method (a plug-in of `wasp_jax.pipeline.methods`)
+supplies each stage's body. For WASP:
 
     D_k <- zero-shot samples of every PLM k (exact per-class quotas)        stage init/k
     for t = 1..T:
@@ -16,7 +19,8 @@ checkpoint before use; a resume reuses them, so privacy is never spent twice.
 Outputs in the workdir's shareable part, `release/` (all written atomically; only this folder
 may be handed to others, `wasp_jax.pipeline.run.workdir`): `config.json` (resolved config),
 `synthetic.jsonl` (text, label, label_name, plm, round; round 0 = zero-shot start),
-`privacy.json` (the ledger), `metrics.jsonl` (one object per round: round, plm_names,
+`privacy.json` (the ledger), `method.json` (how the method describes itself),
+`metrics.jsonl` (one object per round: round, plm_names,
 plm_weights, plm_budgets, class_counts, stage_seconds, noisy_vote_summary (post-noise only),
 selected (round's good/bad sample indices into synthetic.jsonl), shortfall, filtered (counts per
 filter of `wasp_jax.pipeline.stages.filters`), n_synthetic),
@@ -38,20 +42,23 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import Callable
 
 import jax
 
+from wasp_jax import data as data_io
 from wasp_jax import distributed as dist
 from wasp_jax.budget import split_evenly
 from wasp_jax.config import WaspConfig
 from wasp_jax.config.api import api_kind
 from wasp_jax.errors import ConfigError
+from wasp_jax.models.cache import cache_root
 from wasp_jax.outputs import datasheet, report
-from wasp_jax.pipeline.methods import rounds
+from wasp_jax.pipeline.methods import resolve
 from wasp_jax.pipeline.run import sizing, spread
-from wasp_jax.pipeline.run.context import Hooks, RunContext
+from wasp_jax.pipeline.run.commit import Committer
+from wasp_jax.pipeline.run.inputs import Hooks, RunInputs, open_run
 from wasp_jax.pipeline.run.lock import WorkdirLockedError, workdir_lock
+from wasp_jax.pipeline.run.state import RunState
 from wasp_jax.pipeline.run.workdir import (
     WorkdirConfigError,
     check_writable,
@@ -88,18 +95,18 @@ class RunResult:
 
 
 def _enable_compile_cache(cache_dir: str) -> None:
-    """Turns on JAX's persistent compilation cache unless the user configured one."""
-    if jax.config.jax_compilation_cache_dir:
+    """Turns on JAX's persistent compilation cache unless the user configured one, or
+    ``WASP_JAX_COMPILE_CACHE=0`` turns it off (the test suite does)."""
+    if jax.config.jax_compilation_cache_dir or os.environ.get("WASP_JAX_COMPILE_CACHE") == "0":
         return
-    root = cache_dir or os.environ.get("WASP_JAX_CACHE") or "~/.cache/wasp_jax"
-    path = pathlib.Path(root).expanduser() / "xla"
+    path = cache_root(cache_dir or None) / "xla"
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
 
 
-def _check_job(config: WaspConfig) -> None:
+def _check_job(config: WaspConfig, method) -> None:
     """Refuses what a multi-process job does not do yet (API PLMs: their cache is per host)."""
-    if not dist.is_multi() or config.is_replay:
+    if not dist.is_multi() or method.replays(config):
         return
     remote = [p for p in config.generation.plms if api_kind(p)]
     if remote:
@@ -115,74 +122,105 @@ def run(
     """Runs (or resumes) `config` in `workdir` and writes the outputs listed in the module doc.
 
     Raises:
+        ConfigError: the config does not suit its method (checked before anything is read).
         WorkdirLockedError: another run holds the workdir (nothing there is touched).
         WorkdirConfigError: the workdir holds a different config and `force` is False.
         wasp_jax.errors.DataError: unreadable or malformed data files.
     """
-    if not config.is_replay:
-        sizing.check_sizing(config, load_task(config.task).num_classes)
-    _check_job(config)
+    method = resolve(config)
+    need = method.first_vote_need(config)
+    if need is not None:
+        sizing.check_sizing(config, load_task(config.task).num_classes, need)
+    _check_job(config, method)
+    workdir = pathlib.Path(workdir)
     if not dist.is_writer():  # a multi-process run: process 0 holds the lock and writes
-        return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
+        return _run_locked(config, method, workdir, force=force, hooks=hooks)
     check_writable(workdir)
     with workdir_lock(workdir):
-        return _run_locked(config, pathlib.Path(workdir), force=force, hooks=hooks)
+        return _run_locked(config, method, workdir, force=force, hooks=hooks)
 
 
-def _run_locked(config: WaspConfig, workdir: pathlib.Path, *, force: bool, hooks) -> RunResult:
+def _run_locked(config, method, workdir: pathlib.Path, *, force: bool, hooks) -> RunResult:
     t_start = time.perf_counter()
     if dist.is_writer():
         prepare_workdir(config, workdir, force=force)
     dist.barrier("workdir ready")
     if config.runtime.compile_cache:
         _enable_compile_cache(config.runtime.cache_dir)
-    r = RunContext(config, workdir, hooks or Hooks())
-    if r.plan is not None and r.plan.sigma == 0:
+    inputs, state = open_run(config, method, workdir, hooks or Hooks())
+    if inputs.writer:  # how the method describes itself (read by the datasheet)
+        data_io.atomic_write_json(inputs.release / "method.json", method.describe(config))
+    if inputs.plan is not None and inputs.plan.sigma == 0:
         log.warning(
             "privacy.epsilon is inf: the votes get no noise, so this run is NOT differentially "
             "private; its clean votes are kept in memory only, never written"
         )
-    for line in generation.task_overrides(config.generation, r.task):
+    for line in generation.task_overrides(config.generation, inputs.task):
         log.info("%s", line)
-    r.preload()
-    K = len(r.plm_names)
-    # round 0: zero-shot start (or the first pool rows), uniform over PLMs
-    init_budgets = split_evenly(config.generation.initial_size, K)
-    for k in range(K):
-        r.stage(f"init/{k}", "generate", _bind(rounds.initial, r, k, init_budgets[k]))
-    r.close_round(0, [1.0 / K] * K, init_budgets, None, None)
-    # rounds 1..T: DP vote -> selection + PLM allocation -> generation per PLM
-    for t in range(1, config.generation.rounds + 1):
-        r.stage(f"r{t}/vote", "vote", _bind(rounds.vote, r, t))
-        plan = r.state.plans[t]
-        for k in range(K):
-            r.stage(f"r{t}/gen/{k}", "generate", _bind(rounds.generate, r, t, k))
-        r.close_round(t, plan.weights, plan.budgets, plan.summary, plan.selected)
-    if config.method == "wasp_plus" and config.plus.sample_weights:
-        r.stage("plus/weights", "vote", _bind(rounds.finalize_plus, r))
-    spread.check_population("the final synthetic population", r.pop)
-    r.write_outputs()
-    _finish(r)
+    _preload(inputs, state)
+    runner = Committer(inputs, state)
+    _rounds(inputs, state, runner)
+    spread.check_population("the final synthetic population", state.population)
+    runner.write_outputs()
+    _finish(inputs, state)
     dist.barrier("run finished")
-    ledger = r.state.ledger
-    log.info("done: %d synthetic samples, epsilon spent %.4g", len(r.pop), ledger.epsilon_spent)
+    ledger, n = state.ledger, len(state.population)
+    log.info("done: %d synthetic samples, epsilon spent %.4g", n, ledger.epsilon_spent)
     return RunResult(
         workdir=workdir,
-        n_synthetic=len(r.pop),
+        n_synthetic=n,
         epsilon_spent=float(ledger.epsilon_spent),
         sigma=None if ledger.plan is None else ledger.plan.sigma,
-        resumed_stages=r.resumed,
+        resumed_stages=runner.resumed,
         seconds=time.perf_counter() - t_start,
     )
 
 
-def _bind(fn: Callable, *args) -> Callable[[], dict | None]:
-    return lambda: fn(*args)
+def _rounds(inputs: RunInputs, state: RunState, runner: Committer) -> None:
+    """Round 0 (uniform over the PLMs), then rounds 1..T: decide, then draw per PLM."""
+    cfg, method, K = inputs.cfg, inputs.method, len(inputs.plm_names)
+    budgets = split_evenly(cfg.generation.initial_size, K)
+    for k in range(K):
+        runner.stage(
+            f"init/{k}", "generate", lambda k=k: method.initial(inputs, state, k, budgets[k])
+        )
+    runner.close_round(0, [1.0 / K] * K, budgets, None, None)
+    releases = inputs.plan is not None
+    for t in range(1, cfg.generation.rounds + 1):
+        runner.stage(
+            f"r{t}/vote",
+            "vote",
+            lambda t=t: method.decide(inputs, state, t),
+            releases_round=t if releases else None,
+        )
+        decision = state.decisions[t]
+        for k in range(K):
+            runner.stage(
+                f"r{t}/gen/{k}", "generate", lambda t=t, k=k: method.draw(inputs, state, t, k)
+            )
+        runner.close_round(
+            t, decision.weights, decision.budgets, decision.summary, decision.selected
+        )
+    if method.weights_rows(cfg):
+        runner.stage("final/weights", "vote", lambda: method.row_weights(inputs, state))
 
 
-def _finish(r: RunContext) -> None:
+def _preload(inputs: RunInputs, state: RunState) -> None:
+    """Loads every model the unfinished stages need before any of them runs, so that a model
+    that cannot be loaded stops the run at its start, not after generation."""
+    cfg, T = inputs.cfg, inputs.cfg.generation.rounds
+    if f"r{T}/close" in state.done:
+        return
+    if not inputs.method.replays(cfg):
+        for k in range(len(inputs.plm_names)):
+            inputs.models.generator(k)
+    if T > 0 and inputs.method.embeds(cfg) and f"r{T}/vote" not in state.done:
+        inputs.models.embedder()
+
+
+def _finish(inputs: RunInputs, state: RunState) -> None:
     """The optional evaluation (with its baselines), then the datasheet and the report."""
-    evaluation.evaluate_run(r)  # every process: the STM trains data parallel over all
-    if r.writer:
-        datasheet.write_datasheet(r.release)
-        report.write_report(r.release)
+    evaluation.evaluate_run(inputs, state)  # every process: the STM trains data parallel
+    if inputs.writer:
+        datasheet.write_datasheet(inputs.release)
+        report.write_report(inputs.release)

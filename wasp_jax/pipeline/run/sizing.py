@@ -24,9 +24,6 @@ from wasp_jax.config import WaspConfig
 from wasp_jax.config.sections import GENERATION_LIMITS
 from wasp_jax.errors import ConfigError, DataWarning
 
-#: Methods whose rounds select good (and bad) examples from the population.
-SELECTING = ("wasp", "aug_pe", "random_control")
-
 
 @dataclasses.dataclass(frozen=True)
 class Need:
@@ -38,15 +35,14 @@ class Need:
     why_soft: str
 
 
-def need(cfg: WaspConfig) -> Need | None:
-    """What the first round needs per class, or None when nothing is selected."""
-    if cfg.generation.rounds == 0 or cfg.method not in SELECTING:
-        return None
+def selection_need(cfg: WaspConfig, *, votes: bool, pairs: bool) -> Need:
+    """What a selecting method's first round needs per class.
+
+    Args:
+      votes: the selection reads Top-Q votes (else it draws at random).
+      pairs: its prompts pair S good with S bad examples (else S good ones only).
+    """
     q, s = cfg.voting.q, cfg.selection.s
-    votes = cfg.method != "random_control"
-    pairs = cfg.generation.contrastive and cfg.method != "aug_pe"
-    if votes and pairs and "farthest" not in cfg.voting.release:
-        pairs = False
     hard = q if votes else 1
     soft = max(hard, 2 * s if pairs else s)
     why_soft = f"S={s} good and S={s} bad examples, disjoint" if pairs else f"S={s} good examples"
@@ -83,17 +79,17 @@ def _raise_hint(cfg: WaspConfig, num_classes: int, per_class: int) -> str:
     return "no budget within the limits gives it"
 
 
-def check_sizing(cfg: WaspConfig, num_classes: int) -> int:
+def check_sizing(cfg: WaspConfig, num_classes: int, n: Need | None) -> int:
     """Refuses a config whose first vote cannot work; warns when it degenerates.
 
-    Returns the candidates per class of the first vote (0 when nothing is selected).
+    `n` is what the method's first round needs (`Method.first_vote_need`; None: it selects
+    nothing). Returns the candidates per class of the first vote (0 when nothing is selected).
 
     Raises:
       ConfigError: fewer candidates per class than voting.q, naming the smallest budget.
     Warns:
       DataWarning: fewer than the 2 S (or S) a full, disjoint good/bad selection needs.
     """
-    n = need(cfg)
     if n is None:
         return 0
     have = first_vote_per_class(cfg, num_classes)
@@ -120,9 +116,9 @@ def check_sizing(cfg: WaspConfig, num_classes: int) -> int:
     return have
 
 
-def sized_budget(cfg: WaspConfig, num_classes: int) -> int:
-    """The config's budget, raised to the smallest one whose first vote does not degenerate."""
-    n = need(cfg)
+def sized_budget(cfg: WaspConfig, num_classes: int, n: Need | None) -> int:
+    """The config's budget, raised to the smallest one whose first vote does not degenerate
+    (`n`: what the method's first round needs, None: nothing)."""
     if n is None:
         return cfg.generation.budget
     budget = smallest_budget(cfg, num_classes, n.soft)

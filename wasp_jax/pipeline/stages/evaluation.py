@@ -37,29 +37,27 @@ BASELINES = "eval_baselines.json"
 #: OnlyPrivate's scores, in the workdir's private part (not DP: never in release/).
 ONLY_PRIVATE = "eval_only_private.json"
 
-#: Methods whose round 0 is the zero-shot start of a run that then uses private data.
-_WITH_ROUNDS = ("wasp", "aug_pe", "random_control", "replay", "wasp_plus")
 
-
-def evaluate_run(r) -> None:
+def evaluate_run(inputs, state) -> None:
     """Scores the synthetic set and its baselines; see the module docstring.
 
     In a multi-process run every process calls this (a fine-tuned STM trains data parallel
     over all their devices); process 0 writes the files, the others read their training
     files from a temporary folder of their own.
     """
-    if not r.cfg.eval.test_path:
+    if not inputs.cfg.eval.test_path:
         return
-    if r.writer:
-        _evaluate(r, r.release)
+    if inputs.writer:
+        _evaluate(inputs, state, inputs.release)
         return
+    rows = state.population.rows(inputs.task, list(inputs.plm_names))
     with tempfile.TemporaryDirectory(prefix="wasp-jax-eval-") as tmp:
         tmp = pathlib.Path(tmp)
-        data_io.atomic_write_jsonl(tmp / "synthetic.jsonl", r.pop.rows(r.task, r.plm_names))
-        _evaluate(r, tmp)
+        data_io.atomic_write_jsonl(tmp / "synthetic.jsonl", rows)
+        _evaluate(inputs, state, tmp)
 
 
-def _evaluate(r, wd: pathlib.Path) -> None:
+def _evaluate(r, state, wd: pathlib.Path) -> None:
     ev, cfg = r.cfg.eval, r.cfg
     common = dict(
         mesh=spread.stm_mesh(ev.mode),
@@ -69,20 +67,22 @@ def _evaluate(r, wd: pathlib.Path) -> None:
         cache_dir=cfg.runtime.cache_dir or None,
         progress=cfg.runtime.progress,
     )
-    log.info("evaluating the synthetic data on %s (%s, %d seeds)", ev.test_path, ev.mode,
-             len(ev.seeds))  # fmt: skip
+    seeds = len(ev.seeds)
+    log.info("evaluating the synthetic data on %s (%s, %d seeds)", ev.test_path, ev.mode, seeds)
     out_path = wd / "eval.json" if r.writer else None
     evaluate_files(wd / "synthetic.jsonl", ev.test_path, out=out_path, **common)
     out = {}
-    if ev.baselines and cfg.method in _WITH_ROUNDS and cfg.generation.rounds > 0:
-        rows = [row for row in r.pop.rows(r.task, r.plm_names) if row["round"] == 0]
+    if ev.baselines and cfg.generation.rounds > 0:  # round 0 is the zero-shot start
+        rows = [
+            row for row in state.population.rows(r.task, list(r.plm_names)) if row["round"] == 0
+        ]
         path = data_io.atomic_write_jsonl(wd / "zero_shot_start.jsonl", rows)
         log.info("evaluating the zero-shot start (%d round-0 samples)", len(rows))
         res = evaluate_files(path, ev.test_path, **common)
         out["zero-shot start"] = _row(res, len(rows), dp=True, note="round 0 of this run")
     if out and r.writer:
         data_io.atomic_write_json(wd / BASELINES, out)
-    if ev.only_private and cfg.uses_private_data:
+    if ev.only_private and r.method.reads_private_data:
         log.info("evaluating OnlyPrivate (an STM on the private texts: NOT DP)")
         only = {"OnlyPrivate (not DP)": _only_private(r, common)}
         if r.writer:
@@ -99,7 +99,7 @@ def _row(res: dict, n_train: int, *, dp: bool, note: str) -> dict:
 
 def _only_private(r, common: dict) -> dict:
     cfg = r.cfg
-    texts, labels, _ = load_private(cfg.data, r.task, seed=cfg.seed, method=cfg.method)
+    texts, labels, _ = load_private(cfg.data, r.task, seed=cfg.seed)
     te_texts, te_labels, _ = read_examples(cfg.eval.test_path, what="test")
     limit = common["max_test"]
     if limit is None or limit >= len(te_texts):

@@ -127,32 +127,43 @@ def round_prompts(
     good: Sequence[Sequence[int]],
     bad: Sequence[Sequence[int]],
     *,
-    method: str,
     seed: int,
     round_: int,
     s: int,
     contrastive: bool,
     num_variants: int,
 ) -> list[list[str]]:
-    """The prompt variants of every class for this round's generation (§2.8).
-
-    wasp / replay / random_control: contrastive (or plain) variants from the bad/good
-    texts (`texts` is the population, `good`/`bad` index it per class); aug_pe: one rephrase
-    prompt per good seed with this round's style.
-    """
+    """The prompt variants of every class for this round's generation (§2.8): contrastive (or
+    plain) variants from the bad/good texts (`texts` is the population, `good`/`bad` index
+    it per class); the zero-shot prompt for a class with no good example."""
     rng = host_rng(seed, "prompts", round_)
     out = []
     for c in range(task.num_classes):
         g = [texts[i] for i in good[c]]
         b = [texts[i] for i in bad[c]]
-        if method == "aug_pe":
-            styles = task.aug_pe_styles
-            style = styles[int(host_rng(seed, "style", round_).integers(len(styles)))]
-            out.append(aug_pe_prompts(task, c, g, style) or [zero_shot_prompt(task, c)])
-        elif not g:
+        if not g:
             out.append([zero_shot_prompt(task, c)])
         elif contrastive and b:
             out.append(contrastive_prompts(task, c, g, b, s=s, num_variants=num_variants, rng=rng))
         else:
             out.append(plain_prompts(task, c, g, num_variants=num_variants, rng=rng))
+    return out
+
+
+def rephrase_round_prompts(
+    task: TaskSpec,
+    texts: Sequence[str],
+    good: Sequence[Sequence[int]],
+    *,
+    seed: int,
+    round_: int,
+) -> list[list[str]]:
+    """Aug-PE's prompts of every class for this round: one rephrase prompt per good seed,
+    in this round's style (the zero-shot prompt for a class with no seed)."""
+    out = []
+    for c in range(task.num_classes):
+        g = [texts[i] for i in good[c]]
+        styles = task.aug_pe_styles
+        style = styles[int(host_rng(seed, "style", round_).integers(len(styles)))]
+        out.append(aug_pe_prompts(task, c, g, style) or [zero_shot_prompt(task, c)])
     return out

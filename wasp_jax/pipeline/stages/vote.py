@@ -46,10 +46,10 @@ from wasp_jax.kernels.voting import (
 )
 from wasp_jax.pipeline.stages.vote_inputs import (
     HISTOGRAMS,
-    vote_arrays,
-    release_histograms,
     group_parties,
     pad_synthetic,
+    release_histograms,
+    vote_arrays,
 )
 from wasp_jax.privacy.noise_source import NoiseSource
 from wasp_jax.privacy.plan import PrivacyPlan
