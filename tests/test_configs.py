@@ -7,7 +7,8 @@ import runpy
 import pytest
 
 from wasp_jax import config
-from wasp_jax.privacy.plan import privacy_plan
+from wasp_jax.pipeline import methods
+from wasp_jax.pipeline.methods import privacy_plan
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.glob("*.py"))
@@ -47,7 +48,7 @@ def test_config_builds_validates_and_documents(path):
     if path.stem not in ("base", "demo"):
         assert f"--config experiments/configs/{path.name}" in doc
     # paths inside the package must exist; shared-data paths only on project machines
-    if cfg.uses_private_data and "wasp_jax" in cfg.data.private_path:
+    if methods.get(cfg.method).reads_private_data and "wasp_jax" in cfg.data.private_path:
         assert pathlib.Path(cfg.data.private_path).is_file()
 
 
@@ -62,7 +63,7 @@ def test_diffs_from_base():
     assert _load("aug_pe_imdb").voting.release == ("nearest",)
     assert len(_load("zerogen_imdb").generation.plms) == 1
     assert _load("multi_zeroshot_imdb").generation.rounds == 0
-    assert not _load("multi_zeroshot_imdb").uses_private_data
+    assert not methods.get(_load("multi_zeroshot_imdb").method).reads_private_data
     assert _load("random_control_imdb").method == "random_control"
     nc = _load("wasp_no_contrastive_imdb")
     assert not nc.generation.contrastive and nc.voting.release == ("nearest",)

@@ -49,7 +49,7 @@ def test_dp_sgd_probe_learns_separable_data_and_reports_its_accounting():
         NoiseSource.seeded(1), x, y, num_classes=2, epsilon=8.0, delta=1e-5, steps=30
     )
     assert ((x @ k + b).argmax(1) == y).mean() > 0.9
-    want = calibrate_sigma(8.0, 1e-5, num_rounds=30, l2_sensitivity=1.0, method="rdp")
+    want = calibrate_sigma(8.0, 1e-5, num_rounds=30, l2_sensitivity=1.0, accountant="rdp")
     assert info["sigma"] == pytest.approx(want) and info["accounting"] == "rdp"
     _, _, rep = vb.dp_sgd_probe(
         NoiseSource.fresh(), x, y, num_classes=2, epsilon=8.0, delta=1e-5, steps=30,
@@ -65,7 +65,7 @@ def test_dp_centroid_classifier_sigma_adjacency_and_prediction():
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     src = NoiseSource.seeded(0)  # fixed draws: the statistical asserts are deterministic
     sums, sigma = vb.dp_centroid_classifier(src, x, y, num_classes=3, epsilon=4.0, delta=1e-5)
-    want = calibrate_sigma(4.0, 1e-5, num_rounds=1, l2_sensitivity=1.0, method="rdp")
+    want = calibrate_sigma(4.0, 1e-5, num_rounds=1, l2_sensitivity=1.0, accountant="rdp")
     assert sigma == pytest.approx(want)
     clean, _ = vb.dp_centroid_classifier(src, x, y, num_classes=3, epsilon=np.inf, delta=1e-5)
     assert np.abs(clean - np.stack([x[y == c].sum(0) for c in range(3)])).max() < 0.2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.kernels._reference import unit_rows
-from wasp_jax.pipeline.methods import plus_round
+from wasp_jax.pipeline.methods import wasp_plus
 from wasp_jax.pipeline.stages import plus_select
 
 
@@ -44,8 +44,8 @@ def test_shares_quotas_and_weights():
     shares = plus_select.useful_shares([80.0, 70.0, 75.0], temperature=5.0)
     assert shares.sum() == pytest.approx(1.0) and shares.argmax() == 0
     assert plus_select.useful_shares([1.0, 1.0], temperature=2.0) == pytest.approx([0.5, 0.5])
-    assert plus_round.cluster_quotas([3.0, 1.0, -5.0], 8) == [6, 2, 0]
-    assert sum(plus_round.cluster_quotas([-1.0, -1.0], 5)) == 5  # none positive: uniform
+    assert wasp_plus.cluster_quotas([3.0, 1.0, -5.0], 8) == [6, 2, 0]
+    assert sum(wasp_plus.cluster_quotas([-1.0, -1.0], 5)) == 5  # none positive: uniform
     w = plus_select.cluster_weights([4.0, 0.0, -1.0], np.array([0, 0, 1, 2, 2]))
     assert w.mean() == pytest.approx(1.0) and w[0] == w[1] > w[2] == w[3] == w[4] > 0
     assert np.all(plus_select.cluster_weights([-1.0], np.zeros(3, int)) == 1.0)

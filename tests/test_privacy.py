@@ -8,6 +8,7 @@ import pytest
 from wasp_jax.kernels import voting
 
 from wasp_jax import privacy
+from wasp_jax.pipeline.methods import with_method
 from wasp_jax.privacy import PrivacyBudgetExceededError, PrivacyLedger, accounting
 
 Q_VALUES = (1, 2, 3, 4, 8, 16)
@@ -28,14 +29,16 @@ def test_classic_delta_and_classic_sigma():
     # No XOR bug: Q=4 is 2 - 1/8 per histogram (the original computed 1.0).
     assert privacy.classic_delta(4, contrastive=False) == 1.875
     assert privacy.classic_delta(3) == 3.5
-    sigma = privacy.calibrate_sigma(4, 1e-5, num_rounds=4, l2_sensitivity=4.0, method="classic")
+    sigma = privacy.calibrate_sigma(4, 1e-5, num_rounds=4, l2_sensitivity=4.0, accountant="classic")
     assert round(sigma, 4) == 9.6896
-    aug_pe = privacy.calibrate_sigma(4, 1e-5, num_rounds=4, l2_sensitivity=1.0, method="classic")
+    aug_pe = privacy.calibrate_sigma(
+        4, 1e-5, num_rounds=4, l2_sensitivity=1.0, accountant="classic"
+    )
     assert round(aug_pe, 4) == 2.4224
 
 
 @pytest.mark.parametrize(
-    "adjacency,method,want",
+    "adjacency,accountant,want",
     [
         ("add_remove", "rdp", (13.212, 7.019, 3.781, 2.083)),
         ("replace_one", "rdp", (18.685, 9.926, 5.347, 2.945)),
@@ -43,32 +46,34 @@ def test_classic_delta_and_classic_sigma():
         ("replace_one", "pld", (17.231, 9.209, 4.994, 2.772)),
     ],
 )
-def test_sigma_reference_values(adjacency, method, want):
+def test_sigma_reference_values(adjacency, accountant, want):
     """RDP (the default: it covers the discrete Gaussian) and PLD (continuous noise only)."""
     sens = privacy.l2_sensitivity(8, adjacency=adjacency)
     got = [
-        privacy.calibrate_sigma(eps, 1e-5, num_rounds=4, l2_sensitivity=sens, method=method)
+        privacy.calibrate_sigma(eps, 1e-5, num_rounds=4, l2_sensitivity=sens, accountant=accountant)
         for eps in (1, 2, 4, 8)
     ]
     np.testing.assert_allclose(got, want, atol=1.5e-3)
 
 
-@pytest.mark.parametrize("method", ["pld", "rdp"])
+@pytest.mark.parametrize("accountant", ["pld", "rdp"])
 @pytest.mark.parametrize("epsilon,num_rounds", [(1.0, 4), (4.0, 4), (2.0, 10)])
-def test_calibration_round_trip(method, epsilon, num_rounds):
+def test_calibration_round_trip(accountant, epsilon, num_rounds):
     sens = privacy.l2_sensitivity(8)
     sigma = privacy.calibrate_sigma(
-        epsilon, 1e-5, num_rounds=num_rounds, l2_sensitivity=sens, method=method
+        epsilon, 1e-5, num_rounds=num_rounds, l2_sensitivity=sens, accountant=accountant
     )
-    spent = privacy.epsilon_of([sigma / sens] * num_rounds, 1e-5, method=method)
+    spent = privacy.epsilon_of([sigma / sens] * num_rounds, 1e-5, accountant=accountant)
     assert spent <= epsilon
     assert spent >= 0.99 * epsilon
 
 
 def test_infinite_epsilon_means_no_noise():
-    for method in privacy.METHODS:
+    for accountant in privacy.Accountant:
         assert (
-            privacy.calibrate_sigma(math.inf, 1e-5, num_rounds=4, l2_sensitivity=1.6, method=method)
+            privacy.calibrate_sigma(
+                math.inf, 1e-5, num_rounds=4, l2_sensitivity=1.6, accountant=accountant
+            )
             == 0.0
         )
     ledger = PrivacyLedger(epsilon=math.inf, delta=1e-5)
@@ -86,11 +91,11 @@ def test_infinite_epsilon_means_no_noise():
         (dict(delta=1.0), "delta"),
         (dict(num_rounds=0), "num_rounds"),
         (dict(l2_sensitivity=0.0), "l2_sensitivity"),
-        (dict(method="gauss"), "method"),
+        (dict(accountant="gauss"), "accountant"),
     ],
 )
 def test_calibrate_validation_names_field(kwargs, field):
-    args = dict(epsilon=4.0, delta=1e-5, num_rounds=4, l2_sensitivity=1.6, method="classic")
+    args = dict(epsilon=4.0, delta=1e-5, num_rounds=4, l2_sensitivity=1.6, accountant="classic")
     args.update(kwargs)
     eps, delta = args.pop("epsilon"), args.pop("delta")
     with pytest.raises(ValueError, match=field):
@@ -175,19 +180,19 @@ def test_bruteforce_neighbours_respect_and_reach_sensitivity(q):
 def test_huge_epsilon_uses_exact_gdp_without_blowing_up():
     """A PLD grid for tiny noise would need GiBs; the exact mu-GDP formula is used instead."""
     sens = privacy.l2_sensitivity(8)
-    sigma = privacy.calibrate_sigma(1e5, 1e-5, num_rounds=4, l2_sensitivity=sens, method="pld")
+    sigma = privacy.calibrate_sigma(1e5, 1e-5, num_rounds=4, l2_sensitivity=sens, accountant="pld")
     assert 0 < sigma < 0.05
-    spent = privacy.epsilon_of([sigma / sens] * 4, 1e-5, method="pld")
+    spent = privacy.epsilon_of([sigma / sens] * 4, 1e-5, accountant="pld")
     assert 0.99e5 <= spent <= 1e5
     # The closed form agrees with dp_accounting's PLD where both are cheap.
-    z = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, method="pld")
+    z = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, accountant="pld")
     assert accounting._gdp_epsilon(2.0 / z, 1e-5) == pytest.approx(4.0, abs=1e-4)
 
 
 def _aug_pe_classic(adjacency: str, rounds: int = 4):
     from wasp_jax import config as C
 
-    cfg = C.with_method(C.base_config(), "aug_pe")
+    cfg = with_method(C.base_config(), "aug_pe")
     return C.replace(
         cfg,
         **{
@@ -209,13 +214,15 @@ def test_classic_ledger_states_the_epsilon_of_the_derived_sensitivity():
     from wasp_jax.privacy.ledger import RunLedger
     from wasp_jax.privacy.plan import PrivacyPlan, privacy_plan
 
-    sigma = privacy.calibrate_sigma(4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, method="classic")
+    sigma = privacy.calibrate_sigma(
+        4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, accountant="classic"
+    )
     l2 = privacy.l2_sensitivity(1, num_histograms=1, adjacency="replace_one")
     assert l2 == pytest.approx(math.sqrt(2))
-    true_pld = accounting.epsilon_of([sigma / l2] * 4, 1e-5, method="pld")
-    stated_pld = accounting.epsilon_of([sigma / 1.0] * 4, 1e-5, method="pld")
+    true_pld = accounting.epsilon_of([sigma / l2] * 4, 1e-5, accountant="pld")
+    stated_pld = accounting.epsilon_of([sigma / 1.0] * 4, 1e-5, accountant="pld")
     assert true_pld == pytest.approx(5.24, abs=0.01) and stated_pld == pytest.approx(3.51, abs=0.01)
-    true_rdp = accounting.epsilon_of([sigma / l2] * 4, 1e-5, method="rdp")
+    true_rdp = accounting.epsilon_of([sigma / l2] * 4, 1e-5, accountant="rdp")
     # the plan refuses such a config before any release, naming the true figure and the fix
     with pytest.raises(ConfigError, match="privacy.accounting='rdp'") as err:
         privacy_plan(_aug_pe_classic("replace_one"))
@@ -236,9 +243,11 @@ def test_classic_ledger_states_the_epsilon_of_the_derived_sensitivity():
             spent.append(ledger.epsilon_spent)
     done = len(spent)
     assert 1 <= done < 4
-    want = [accounting.epsilon_of([sigma / l2] * (t + 1), 1e-5, method="rdp") for t in range(done)]
+    want = [
+        accounting.epsilon_of([sigma / l2] * (t + 1), 1e-5, accountant="rdp") for t in range(done)
+    ]
     np.testing.assert_allclose(spent, want, rtol=1e-12)
-    over = accounting.epsilon_of([sigma / l2] * (done + 1), 1e-5, method="rdp")
+    over = accounting.epsilon_of([sigma / l2] * (done + 1), 1e-5, accountant="rdp")
     assert f"{over:.6g}" in str(err.value)
     report = ledger.report()
     assert report["sensitivity"] == l2 and report["calibration_sensitivity"] == 1.0
@@ -248,8 +257,8 @@ def test_classic_ledger_states_the_epsilon_of_the_derived_sensitivity():
 
 def test_classic_defaults_are_refused_only_when_the_derived_epsilon_is_over_target():
     from wasp_jax import config as C
+    from wasp_jax.pipeline.methods import privacy_plan
     from wasp_jax.privacy.ledger import RunLedger
-    from wasp_jax.privacy.plan import privacy_plan
 
     add = privacy_plan(_aug_pe_classic("add_remove"))  # Delta = L2 = 1: epsilon 3.80 (RDP)
     assert add.sensitivity == add.l2_sensitivity == 1.0
@@ -260,7 +269,7 @@ def test_classic_defaults_are_refused_only_when_the_derived_epsilon_is_over_targ
                            num_histograms=2)  # fmt: skip
     for t in range(4):
         ledger.record(t)
-    want = accounting.epsilon_of([plan.sigma / plan.l2_sensitivity] * 4, 1e-5, method="rdp")
+    want = accounting.epsilon_of([plan.sigma / plan.l2_sensitivity] * 4, 1e-5, accountant="rdp")
     assert ledger.epsilon_spent == pytest.approx(want, rel=1e-12)
     assert ledger.epsilon_spent == pytest.approx(1.404, abs=1e-3)  # far below the stated 4
     again = RunLedger.from_state(ledger.to_state())

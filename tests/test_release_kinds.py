@@ -197,15 +197,17 @@ def _dp_accounting_epsilon(zs, delta, method):
     return acc.compose(event).get_epsilon(delta)
 
 
-@pytest.mark.parametrize("method", ["pld", "rdp"])
+@pytest.mark.parametrize("accountant", ["pld", "rdp"])
 @pytest.mark.parametrize("epsilon", [1.0, 4.0])
-def test_split_composes_to_the_budget_under_dp_accounting(method, epsilon):
+def test_split_composes_to_the_budget_under_dp_accounting(accountant, epsilon):
     counts = {"usefulness": 2, "per_cluster": 2, "per_plm": 1}
     fractions = {"usefulness": 0.5, "per_cluster": 0.3, "per_plm": 0.2}
-    split = calibrate_split(epsilon, 1e-5, counts=counts, fractions=fractions, method=method)
+    split = calibrate_split(
+        epsilon, 1e-5, counts=counts, fractions=fractions, accountant=accountant
+    )
     zs = split.all_multipliers()
     assert len(zs) == 5
-    spent = _dp_accounting_epsilon(zs, 1e-5, method)
+    spent = _dp_accounting_epsilon(zs, 1e-5, accountant)
     assert spent <= epsilon
     assert spent >= 0.98 * epsilon
     # a kind with a larger share per release gets less noise

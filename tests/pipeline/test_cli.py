@@ -52,7 +52,7 @@ def fake_runner(monkeypatch):
     fake = types.ModuleType("wasp_jax.pipeline.run.runner")
     fake.run = run
     monkeypatch.setitem(sys.modules, "wasp_jax.pipeline.run.runner", fake)
-    monkeypatch.setattr(wasp_jax.pipeline, "runner", fake, raising=False)
+    monkeypatch.setattr(wasp_jax.pipeline.run, "runner", fake, raising=False)
     return calls
 
 

@@ -5,6 +5,8 @@ import math
 import pytest
 
 from wasp_jax import config as C
+from wasp_jax.pipeline import methods
+from wasp_jax.pipeline.methods import with_method
 
 
 def test_defaults_valid_and_round_trip():
@@ -95,14 +97,14 @@ def test_from_dict_unknown_nested_key():
 
 
 def test_with_method_presets():
-    aug = C.with_method(C.base_config(), "aug_pe")
+    aug = with_method(C.base_config(), "aug_pe")
     assert aug.voting.q == 1 and aug.voting.release == ("nearest",)
     assert len(aug.generation.plms) == 1 and not aug.generation.contrastive
-    zg = C.with_method(C.base_config(), "zerogen")
+    zg = with_method(C.base_config(), "zerogen")
     assert zg.generation.rounds == 0 and zg.generation.initial_size == zg.generation.budget
-    assert not zg.uses_private_data
+    assert not methods.get(zg.method).reads_private_data
     with pytest.raises(C.ConfigError, match="replay.pools"):
-        C.with_method(C.base_config(), "replay")
+        with_method(C.base_config(), "replay")
     with pytest.raises(C.ConfigError, match="generation.plms"):
         C.replace(C.base_config(), method="zerogen", **{"generation.rounds": 0})
 
@@ -188,7 +190,7 @@ def test_sensitivity_override_on_wasp_plus_and_public_methods():
     with pytest.raises(C.ConfigError, match="wasp_plus"):
         C.replace(C.base_config(), **{"method": "wasp_plus", "privacy.sensitivity_override": 10.0})
     # a method that reads no private data releases nothing: the override is inert
-    zs = C.with_method(C.base_config(), "zerogen")
+    zs = with_method(C.base_config(), "zerogen")
     assert C.replace(zs, **{"privacy.sensitivity_override": 0.1}).method == "zerogen"
 
 

@@ -93,7 +93,7 @@ def test_generate_quotas_counts_every_filter():
 
 
 def test_metrics_rows_carry_filter_counts(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
     runner.run(small_config(), tmp_path, hooks=hooks())
     rows = [
         json.loads(x) for x in (tmp_path / "release" / "metrics.jsonl").read_text().splitlines()

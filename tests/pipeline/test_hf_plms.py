@@ -18,7 +18,7 @@ PRIVATE = bundled_path("imdb", "private.jsonl")
 @pytest.mark.slow
 def test_opt_and_t5_folders_among_the_plms(tmp_path, monkeypatch):
     monkeypatch.setenv("WASP_JAX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
     # Random byte-level models write no spaces: one-word samples must pass, and a
     # one-stage zero-shot prompt keeps the run short.
     spec = json.loads((pathlib.Path(wasp_jax.__file__).parent / "tasks" / "imdb.json").read_text())

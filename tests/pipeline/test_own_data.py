@@ -12,6 +12,7 @@ from test_runner import hooks, small_config
 
 from wasp_jax import config as C
 from wasp_jax.errors import ConfigError, DataWarning
+from wasp_jax.pipeline import methods
 from wasp_jax.pipeline.run import runner, sizing
 
 
@@ -97,29 +98,33 @@ def test_too_small_budget_is_refused_with_the_smallest_that_works(tmp_path, caps
     assert not (tmp_path / "w").exists()
 
 
+def _check_sizing(cfg, num_classes):
+    return sizing.check_sizing(cfg, num_classes, methods.resolve(cfg).first_vote_need(cfg))
+
+
 def test_sizing_rules():
     cfg = C.replace(small_config(), **{"generation.budget": 96, "generation.rounds": 2})
     assert sizing.first_vote_per_class(cfg, 4) == 8
     # 8 per class = q: works, but 2 S = 8 < ... with S = 4 it is exactly full and disjoint
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sizing.check_sizing(C.replace(cfg, **{"selection.s": 4, "voting.q": 8}), 4)
+        _check_sizing(C.replace(cfg, **{"selection.s": 4, "voting.q": 8}), 4)
     with pytest.warns(DataWarning, match=r"fewer than 16 \(S=8 good and S=8 bad"):
-        sizing.check_sizing(C.replace(cfg, **{"selection.s": 8, "voting.q": 8}), 4)
+        _check_sizing(C.replace(cfg, **{"selection.s": 8, "voting.q": 8}), 4)
     with pytest.raises(ConfigError, match="smallest generation.budget that gives it is 120"):
-        sizing.check_sizing(C.replace(cfg, **{"voting.q": 10}), 4)
+        _check_sizing(C.replace(cfg, **{"voting.q": 10}), 4)
     held = C.replace(cfg, **{"voting.valid_fraction": 0.5, "voting.q": 8, "selection.s": 4})
     with pytest.raises(ConfigError, match="0.5 held out.*is 192"):
-        sizing.check_sizing(held, 4)
+        _check_sizing(held, 4)
     fixed = C.replace(cfg, **{"generation.initial": 8, "voting.q": 8})
     with pytest.raises(ConfigError, match="raise generation.initial to at least 32"):
-        sizing.check_sizing(fixed, 4)
+        _check_sizing(fixed, 4)
     # nothing is selected in the zero-shot baselines
     zero = C.replace(cfg, **{"method": "multi_zeroshot", "generation.rounds": 0})
-    assert sizing.check_sizing(zero, 4) == 0
+    assert _check_sizing(zero, 4) == 0
     # the random control needs no q, only its 2 S disjoint draws
     control = C.replace(cfg, **{"method": "random_control", "voting.q": 50, "selection.s": 4})
-    assert sizing.check_sizing(control, 4) == 8
+    assert _check_sizing(control, 4) == 8
 
 
 def test_library_run_refuses_before_writing(tmp_path):
@@ -129,7 +134,7 @@ def test_library_run_refuses_before_writing(tmp_path):
 
 
 def test_values_overriding_the_task_are_logged_once(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
     cfg = small_config(**{"generation.max_new_tokens": 32, "generation.min_new_tokens": None})
     with caplog.at_level(logging.INFO, logger="wasp_jax"):
         runner.run(cfg, tmp_path, hooks=hooks())
@@ -191,7 +196,7 @@ def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch,
 
 
 def test_progress_shows_samples_of_the_budget_with_an_eta(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
     with caplog.at_level(logging.INFO, logger="wasp_jax"):
         runner.run(small_config(), tmp_path, hooks=hooks())
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]

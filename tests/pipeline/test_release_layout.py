@@ -37,7 +37,7 @@ def secure_config(**changes):
 
 
 def no_finish(monkeypatch):
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
 
 
 @pytest.fixture(scope="module")

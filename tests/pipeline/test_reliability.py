@@ -21,7 +21,8 @@ from wasp_jax import config as C
 from wasp_jax import data as data_io
 from wasp_jax.errors import DataError, DataWarning
 from wasp_jax.models import cache as cache_lib
-from wasp_jax.pipeline.run import context, fingerprint, runner, workdir
+from wasp_jax.pipeline.run import fingerprint, runner, workdir
+from wasp_jax.pipeline.run import inputs as context
 
 pytestmark = pytest.mark.slow  # pipeline runs interrupted, resumed and broken on purpose
 
@@ -31,7 +32,7 @@ PRIVATE = pathlib.Path(first_private(24))  # the private file of every run here
 @pytest.fixture(autouse=True)
 def no_report(request, monkeypatch):
     if "report" not in request.node.name:
-        monkeypatch.setattr(runner, "_finish", lambda r: None)
+        monkeypatch.setattr(runner, "_finish", lambda *a: None)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_infinite_epsilon_ledger_report_and_resume(tmp_path, monkeypatch):
         if event == "r2/vote:start":
             raise Crash(event)
 
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
     with pytest.raises(Crash):
         runner.run(cfg, wd, hooks=hooks(boom))
     assert not list(wd.rglob("votes_r*"))

@@ -15,8 +15,10 @@ from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
 from wasp_jax.models import sharding
-from wasp_jax.pipeline.methods import rounds
-from wasp_jax.pipeline.run import context, runner
+from wasp_jax.pipeline.methods import common as rounds
+from wasp_jax.pipeline.methods import with_method
+from wasp_jax.pipeline.run import inputs as context
+from wasp_jax.pipeline.run import runner
 from wasp_jax.pipeline.stages import vote
 from wasp_jax.privacy.accounting import epsilon_of
 
@@ -50,7 +52,7 @@ def small_config(**changes):
 def no_report(request, monkeypatch):
     """The report (matplotlib, ~2 s) is built only where a test asks for it."""
     if request.node.name not in ("test_report_and_datasheet_written", "test_privacy_scan"):
-        monkeypatch.setattr(runner, "_finish", lambda r: None)
+        monkeypatch.setattr(runner, "_finish", lambda *a: None)
 
 
 def hooks(on_stage=None):
@@ -221,7 +223,7 @@ def test_privacy_scan(tmp_path, capsys, caplog):
     ],
 )
 def test_methods(method, changes, tmp_path):
-    cfg = C.with_method(small_config(), method)
+    cfg = with_method(small_config(), method)
     cfg = C.replace(cfg, **changes) if changes else cfg
     res = runner.run(cfg, tmp_path, hooks=hooks())
     ledger = json.loads(read(tmp_path, "privacy.json"))
@@ -276,7 +278,7 @@ def test_rdp_ledger_and_classic(tmp_path):
     # accounted with the derived sensitivity, never with Delta
     l2 = ledger["l2_sensitivity"]
     assert ledger["sensitivity"] == l2 == pytest.approx(1.632981, abs=1e-6)
-    want = epsilon_of([ledger["sigma"] / l2] * 2, 1e-5, method="rdp")
+    want = epsilon_of([ledger["sigma"] / l2] * 2, 1e-5, accountant="rdp")
     assert ledger["epsilon_spent"] == pytest.approx(want, rel=1e-12) and want < 4.0
     assert "epsilon_spent_l2" not in ledger
 

@@ -18,9 +18,9 @@ from pipeline_fakes import FakeEmbedder, fail_on_call, loaders
 from kernels import noise as lattice
 from tests.private_files import first_private
 from wasp_jax import config as C
-from wasp_jax.pipeline.methods import rounds
+from wasp_jax.pipeline.methods import common as rounds
+from wasp_jax.pipeline.methods import privacy_plan
 from wasp_jax.pipeline.run import runner
-from wasp_jax.privacy.plan import privacy_plan
 
 pytestmark = pytest.mark.slow  # pipeline runs with secret noise
 
@@ -49,7 +49,7 @@ def secure_config(**changes) -> C.WaspConfig:
 
 @pytest.fixture(autouse=True)
 def no_report(monkeypatch):
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
 
 
 def hooks(load_embedder=None, on_stage=None):

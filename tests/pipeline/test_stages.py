@@ -14,13 +14,13 @@ from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.budget import split_evenly
 from wasp_jax.data import DataError, bundled_path, read_labeled_jsonl
+from wasp_jax.pipeline.methods import privacy_plan, with_method
 from wasp_jax.pipeline.run import private
 from wasp_jax.pipeline.run.population import Population, normalize
-from wasp_jax.pipeline.run.state import RoundPlan, RunState
+from wasp_jax.pipeline.run.state import RoundDecision, RunState
 from wasp_jax.pipeline.stages import generation, prepare, selection
 from wasp_jax.pipeline.stages.vote import NoisyVotes
 from wasp_jax.privacy.ledger import RunLedger
-from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.tasks import load_task
 
 TASK = load_task("imdb")
@@ -102,7 +102,7 @@ def test_generate_quotas_respects_seen_and_builders():
 
 
 def _load_private(cfg, task):
-    return private.load_private(cfg.data, task, seed=cfg.seed, method=cfg.method)
+    return private.load_private(cfg.data, task, seed=cfg.seed)
 
 
 def test_load_private_reads_every_record_and_splits_parties():
@@ -233,7 +233,7 @@ def test_privacy_plan_values():
     assert plan.sigma == pytest.approx(3.781, abs=2e-3)
     classic = privacy_plan(C.replace(cfg, **{"privacy.accounting": "classic"}))
     assert classic.sensitivity == 4.0 and classic.sigma == pytest.approx(9.6896, abs=1e-4)
-    assert privacy_plan(C.with_method(cfg, "zerogen")) is None
+    assert privacy_plan(with_method(cfg, "zerogen")) is None
     inf = privacy_plan(C.replace(cfg, **{"privacy.epsilon": math.inf}))
     assert inf.sigma == 0.0
 
@@ -265,7 +265,7 @@ def test_ledger_idempotent_and_json():
 
 
 def test_ledger_without_private_data_and_at_infinite_epsilon():
-    zerogen = C.with_method(C.base_config(), "zerogen")
+    zerogen = with_method(C.base_config(), "zerogen")
     rep = _ledger(zerogen, None).report()
     assert rep["private_data_used"] is False and rep["epsilon_spent"] == 0.0
     assert rep["rounds"] == 0 and "no privacy is spent" in rep["note"]
@@ -282,11 +282,11 @@ def test_run_state_round_trip():
     cfg = C.replace(C.base_config(), **{"privacy.accounting": "rdp"})
     state = RunState(ledger=_ledger(cfg, privacy_plan(cfg)))
     state.population.extend(["a", "b"], 1, 0, 0)
-    state.plans[1] = RoundPlan([[0], [1]], [[1], [0]], [0.5, 0.5], [3, 4], {"nearest": []})
+    state.decisions[1] = RoundDecision([[0], [1]], [[1], [0]], [0.5, 0.5], [3, 4], {"nearest": []})
     state.current.shortfall = 2
     state.done.append("init/0")
     again = RunState.from_json_dict(json.loads(json.dumps(state.to_json_dict())))
-    assert again == state and again.plans[1].selected == {"good": [[0], [1]], "bad": [[1], [0]]}
+    assert again == state and again.decisions[1].selected == {"good": [[0], [1]], "bad": [[1], [0]]}
 
 
 def test_population_round_trip():

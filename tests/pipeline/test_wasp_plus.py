@@ -12,9 +12,10 @@ from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path
 from wasp_jax.outputs import datasheet
+from wasp_jax.pipeline import methods
+from wasp_jax.pipeline.methods import privacy_plan
 from wasp_jax.pipeline.run import runner
 from wasp_jax.privacy.accounting import epsilon_of
-from wasp_jax.privacy.plan import privacy_plan
 from wasp_jax.privacy.release_kinds import measures
 
 pytestmark = pytest.mark.slow  # WASP+ pipeline runs
@@ -44,7 +45,7 @@ def plus_config(**changes):
 
 @pytest.fixture(autouse=True)
 def no_report(monkeypatch):
-    monkeypatch.setattr(runner, "_finish", lambda r: None)
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
 
 
 def hooks(on_stage=None):
@@ -117,7 +118,7 @@ def test_replay_draws_pool_rows_by_cluster_quotas(tmp_path):
         )
         pools.append(str(p))
     cfg = plus_config(**{"replay.pools": tuple(pools)})
-    assert cfg.is_replay
+    assert methods.get(cfg.method).replays(cfg)
     res = runner.run(cfg, tmp_path / "wd", hooks=hooks())
     rows = read_jsonl(tmp_path / "wd" / "release" / "synthetic.jsonl")
     assert len(rows) == res.n_synthetic == 48
@@ -135,7 +136,7 @@ def test_replay_draws_pool_rows_by_cluster_quotas(tmp_path):
     assert "noise std sigma (aggregate)" not in sheet
     assert len({s for _, s, _ in plan.kinds}) == 2  # the kinds differ: one row each
     for (kind, sigma, sens), entry in zip(plan.kinds, ledger["kinds"]):
-        eps = epsilon_of([sigma / sens] * 2, cfg.privacy.delta, method="rdp")
+        eps = epsilon_of([sigma / sens] * 2, cfg.privacy.delta, accountant="rdp")
         assert entry["sigma"] == sigma and entry["releases"] == 2
         assert entry["epsilon"] == pytest.approx(eps, rel=1e-12) and 0 < eps < 4.0
         row = f"| {kind} | {measures(kind)} | {sigma:.4g} | {sens:.4g} | 2 | {eps:.4g} |"

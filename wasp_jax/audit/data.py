@@ -160,17 +160,21 @@ def neighbours(release: AuditedRelease, blocks: int = 1) -> Neighbours:
         [_arrange(sims[c0, 0], q, 0, 1, rest), _arrange(sims[c1, 1], q, 2, 3, rest)]
     )
     plm = np.concatenate(
-        [_arrange(sims[c0, 0], q, 0, 0, list(range(k))),
-         _arrange(sims[c1, 1], q, 1 % k, 1 % k, list(range(k)))]
-    )  # fmt: skip
+        [
+            _arrange(sims[c0, 0], q, 0, 0, list(range(k))),
+            _arrange(sims[c1, 1], q, 1 % k, 1 % k, list(range(k))),
+        ]
+    )
     n = 2 * PRIVATE_PER_CLASS
     base_emb, base_label = _unit(rng, n), np.arange(n) % 2
     # K probes per block: each says class 2b (block b's canary class) for both special records
     w = rng.normal(scale=0.05, size=(blocks, k, DIM, 2 * blocks))
     for b in range(blocks):
         w[b, :, :, 2 * b] += 8.0 * (canary + other)
-    probes = (w.reshape(blocks * k, DIM, 2 * blocks).astype(np.float32),
-              np.zeros((blocks * k, 2 * blocks), np.float32))  # fmt: skip
+    probes = (
+        w.reshape(blocks * k, DIM, 2 * blocks).astype(np.float32),
+        np.zeros((blocks * k, 2 * blocks), np.float32),
+    )
 
     rep = lambda x: np.concatenate([x] * blocks)
     shift = lambda x, size: np.concatenate([x + b * size for b in range(blocks)])
@@ -216,16 +220,35 @@ def release_vector(
     sens = whole.derived_sensitivity() if check else None
     if release.kind == "votes":
         out = vote_and_noise(
-            noise, emb, label, nb.syn_emb, nb.syn_label, q=release.q, sigma=sigma,
-            release=release.histograms, adjacency=release.adjacency, party_id=party,
-            num_parties=release.num_parties, l2_sensitivity=sens,
-        )  # fmt: skip
+            noise,
+            emb,
+            label,
+            nb.syn_emb,
+            nb.syn_label,
+            q=release.q,
+            sigma=sigma,
+            release=release.histograms,
+            adjacency=release.adjacency,
+            party_id=party,
+            num_parties=release.num_parties,
+            l2_sensitivity=sens,
+        )
         return np.concatenate([np.asarray(h, np.float64) for h in out.histograms().values()])
     out = aggregate_and_noise(
-        noise, emb, label, nb.syn_emb, nb.syn_label, q=release.q, sigmas={release.kind: sigma},
-        release=release.histograms, adjacency=release.adjacency,
+        noise,
+        emb,
+        label,
+        nb.syn_emb,
+        nb.syn_label,
+        q=release.q,
+        sigmas={release.kind: sigma},
+        release=release.histograms,
+        adjacency=release.adjacency,
         sensitivities=None if sens is None else {release.kind: sens},
-        syn_plm=nb.syn_plm, num_plms=nb.num_plms, syn_cluster=nb.syn_cluster,
-        num_clusters=nb.num_clusters, probes=nb.probes,
-    )  # fmt: skip
+        syn_plm=nb.syn_plm,
+        num_plms=nb.num_plms,
+        syn_cluster=nb.syn_cluster,
+        num_clusters=nb.num_clusters,
+        probes=nb.probes,
+    )
     return np.asarray(getattr(out, release.kind), np.float64).reshape(-1)

@@ -106,17 +106,14 @@ def audit(
       bound)} for plotting.
     """
     mechanisms = check_mechanisms(mechanisms)
-    for name, n, low in (("trials", trials, 20), ("bug trials", bug_trials or trials, 20),
-                         ("blocks", blocks, 1)):  # fmt: skip
+    for name, n, low in (
+        ("trials", trials, 20),
+        ("bug trials", bug_trials or trials, 20),
+        ("blocks", blocks, 1),
+    ):
         if isinstance(n, bool) or not isinstance(n, int) or n < low:
             raise UsageError(f"{name} must be an integer >= {low}, got {n!r}")
-    plan_releases = releases(cfg)
-    if kinds:
-        missing = sorted(set(kinds) - {r.kind for r in plan_releases})
-        if missing:
-            have = ", ".join(r.kind for r in plan_releases)
-            raise UsageError(f"the config releases no {missing}; its kinds are {have}")
-        plan_releases = [r for r in plan_releases if r.kind in kinds]
+    plan_releases = _chosen(releases(cfg), kinds)
     p = cfg.privacy
     start = time.perf_counter()
     rows, kept, skipped = [], {}, []
@@ -128,9 +125,14 @@ def audit(
                 continue
             n = trials if mech == "secure" else (bug_trials or trials)
             row, kept[(rel.kind, mech)] = audit_release(
-                rel, mech, trials=n, delta=p.delta, confidence=confidence,
-                select_fraction=select_fraction, nb=nb,
-            )  # fmt: skip
+                rel,
+                mech,
+                trials=n,
+                delta=p.delta,
+                confidence=confidence,
+                select_fraction=select_fraction,
+                nb=nb,
+            )
             rows.append(row)
             if progress:
                 progress(
@@ -138,7 +140,25 @@ def audit(
                     f"{row['epsilon_claimed']:6.3f}  ({n} trials per dataset, "
                     f"{row['seconds']:.0f} s)"
                 )
-    result = {
+    result = _result(cfg, rows, skipped, confidence, select_fraction)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result, kept
+
+
+def _chosen(plan_releases: list, kinds: Sequence[str] | None) -> list:
+    """The round's releases of the requested kinds (all without `kinds`)."""
+    if not kinds:
+        return plan_releases
+    missing = sorted(set(kinds) - {r.kind for r in plan_releases})
+    if missing:
+        have = ", ".join(r.kind for r in plan_releases)
+        raise UsageError(f"the config releases no {missing}; its kinds are {have}")
+    return [r for r in plan_releases if r.kind in kinds]
+
+
+def _result(cfg: WaspConfig, rows, skipped, confidence: float, select_fraction: float) -> dict:
+    p = cfg.privacy
+    return {
         "method": cfg.method,
         "epsilon_run": p.epsilon,
         "delta": p.delta,
@@ -160,6 +180,4 @@ def audit(
             for r in rows
             if not r["planted_bug"] and r["exceeds_claim"]
         ],
-        "seconds": round(time.perf_counter() - start, 1),
     }
-    return result, kept

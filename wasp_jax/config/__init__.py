@@ -13,7 +13,7 @@ from wasp_jax.config.plus import PlusConfig
 from wasp_jax.config.presets import base_config, demo_config, load_config
 from wasp_jax.config.run import WaspConfig, apply_overrides, replace, valid_keys
 from wasp_jax.config.sections import (
-    ACCOUNTING_METHODS,
+    ACCOUNTANTS,
     ADJACENCIES,
     EVAL_MODES,
     MESH_CHOICES,
@@ -32,7 +32,7 @@ from wasp_jax.config.sections import (
 from wasp_jax.errors import ConfigError
 
 __all__ = [
-    "ACCOUNTING_METHODS",
+    "ACCOUNTANTS",
     "ADJACENCIES",
     "EVAL_MODES",
     "MESH_CHOICES",

@@ -22,7 +22,8 @@ from typing import Any
 from wasp_jax.errors import ConfigError
 
 ADJACENCIES = ("add_remove", "replace_one")
-ACCOUNTING_METHODS = ("rdp", "classic")
+#: The accountants a run may choose (`wasp_jax.privacy.accounting.Accountant` values).
+ACCOUNTANTS = ("rdp", "classic")
 NOISE_SOURCES = ("secure", "seeded")
 RELEASES = ("nearest", "farthest")
 PLM_SCORES = ("robust", "compat")
@@ -138,7 +139,7 @@ class PrivacyConfig:
             "'pld' accounts continuous Gaussian noise, but every release adds discrete "
             "Gaussian noise, which the Renyi accountant covers: use 'rdp'",
         )
-        _check_choice(self.accounting, "privacy.accounting", ACCOUNTING_METHODS)
+        _check_choice(self.accounting, "privacy.accounting", ACCOUNTANTS)
         _check_choice(self.noise, "privacy.noise", NOISE_SOURCES)
         if self.sensitivity_override is not None:
             _check(self.sensitivity_override > 0, "privacy.sensitivity_override", "must be > 0")

@@ -11,7 +11,8 @@ Host-side NumPy and dp_accounting only; the noise itself is drawn in the vote st
 
 from wasp_jax.config import ADJACENCIES
 from wasp_jax.privacy.accounting import (
-    METHODS,
+    ACCOUNTANTS,
+    Accountant,
     PrivacyBudgetExceededError,
     PrivacyLedger,
     Release,
@@ -24,7 +25,8 @@ from wasp_jax.privacy.sensitivity import classic_delta, l2_sensitivity
 
 __all__ = [
     "ADJACENCIES",
-    "METHODS",
+    "ACCOUNTANTS",
+    "Accountant",
     "PrivacyBudgetExceededError",
     "PrivacyLedger",
     "PrivacyPlan",

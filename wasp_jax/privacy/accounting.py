@@ -18,6 +18,7 @@ See docs/method.md §6.4. Example::
 """
 
 import dataclasses
+import enum
 import functools
 import json
 import math
@@ -33,8 +34,27 @@ from wasp_jax.config import ADJACENCIES
 from wasp_jax.privacy.sensitivity import check_choice as _check_choice
 from wasp_jax.privacy.sensitivity import check_int as _check_int
 
-#: Calibrations ``calibrate_sigma`` knows ("pld" is for continuous Gaussian noise only).
-METHODS = ("pld", "rdp", "classic")
+
+class Accountant(enum.StrEnum):
+    """How noise is calibrated and epsilon composed ("pld" is for continuous Gaussian noise
+    only; "classic" is the original's closed-form calibration, never a composition)."""
+
+    PLD = "pld"
+    RDP = "rdp"
+    CLASSIC = "classic"
+
+
+#: Every accountant ``calibrate_sigma`` knows, by value.
+ACCOUNTANTS = tuple(a.value for a in Accountant)
+#: The accountants that compose epsilon over releases.
+COMPOSING = (Accountant.PLD.value, Accountant.RDP.value)
+
+
+def _as_accountant(value, allowed=ACCOUNTANTS) -> Accountant:
+    """`value` ("rdp", Accountant.RDP, ...) as an `Accountant`, refused outside `allowed`."""
+    value = value.value if isinstance(value, Accountant) else value
+    _check_choice("accountant", value, allowed)
+    return Accountant(value)
 
 
 class PrivacyBudgetExceededError(ValueError):
@@ -72,8 +92,8 @@ def _event(noise_multipliers) -> dp_accounting.DpEvent:
     return dp_accounting.ComposedDpEvent(events)
 
 
-def _accountant(method: str):
-    if method == "pld":
+def _composer(accountant: Accountant):
+    if accountant is Accountant.PLD:
         return pld_privacy_accountant.PLDAccountant()
     return rdp_privacy_accountant.RdpAccountant()
 
@@ -99,18 +119,18 @@ def _gdp_epsilon(mu: float, delta: float) -> float:
     return hi
 
 
-def epsilon_of(noise_multipliers, delta: float, *, method: str = "rdp") -> float:
+def epsilon_of(noise_multipliers, delta: float, *, accountant: str = "rdp") -> float:
     """Epsilon at ``delta`` of composed Gaussian releases with these sigma/sensitivity ratios."""
-    _check_choice("method", method, ("pld", "rdp"))
+    accountant = _as_accountant(accountant, COMPOSING)
     delta = _check_delta(delta)
     zs = list(noise_multipliers)
     if not zs:
         return 0.0
     if any(z <= 0 for z in zs):
         return math.inf
-    if method == "pld" and min(zs) < _PLD_MIN_NOISE:
+    if accountant is Accountant.PLD and min(zs) < _PLD_MIN_NOISE:
         return _gdp_epsilon(math.sqrt(sum(1.0 / z**2 for z in zs)), delta)
-    return float(_accountant(method).compose(_event(zs)).get_epsilon(delta))
+    return float(_composer(accountant).compose(_event(zs)).get_epsilon(delta))
 
 
 def _gdp_noise_multiplier(epsilon: float, delta: float, num_rounds: int) -> float:
@@ -125,22 +145,24 @@ def _gdp_noise_multiplier(epsilon: float, delta: float, num_rounds: int) -> floa
 
 
 @functools.lru_cache(maxsize=256)
-def _noise_multiplier(epsilon: float, delta: float, num_rounds: int, method: str) -> float:
+def _noise_multiplier(
+    epsilon: float, delta: float, num_rounds: int, accountant: Accountant
+) -> float:
     """sigma / sensitivity for T composed Gaussians whose dp_accounting epsilon is <= target."""
     make_event = lambda z: dp_accounting.SelfComposedDpEvent(
         dp_accounting.GaussianDpEvent(z), num_rounds
     )
-    eps_of = lambda z: _accountant(method).compose(make_event(z)).get_epsilon(delta)
+    eps_of = lambda z: _composer(accountant).compose(make_event(z)).get_epsilon(delta)
     guess = _gdp_noise_multiplier(epsilon, delta, num_rounds)
-    if method == "pld" and guess < _PLD_MIN_NOISE:
+    if accountant is Accountant.PLD and guess < _PLD_MIN_NOISE:
         return guess
-    if method == "pld":
+    if accountant is Accountant.PLD:
         # PLD of a Gaussian is near exact, so the closed-form GDP value is within ~1e-12 of the
         # answer; each PLD evaluation costs seconds, so only nudge it until dp_accounting agrees.
         z, step = guess, 1e-9
     else:
         z = dp_accounting.calibrate_dp_mechanism(
-            lambda: _accountant(method),
+            lambda: _composer(accountant),
             make_event,
             epsilon,
             delta,
@@ -160,7 +182,7 @@ def calibrate_sigma(
     *,
     num_rounds: int,
     l2_sensitivity: float,
-    method: str = "rdp",
+    accountant: str = "rdp",
 ) -> float:
     """Gaussian noise std so that ``num_rounds`` releases are (epsilon, delta)-DP overall.
 
@@ -170,7 +192,7 @@ def calibrate_sigma(
       num_rounds: T, the number of releases composed, >= 1.
       l2_sensitivity: L2 sensitivity of one release (for "classic": the original's Delta,
         see ``classic_delta``), > 0.
-      method: "rdp" (dp_accounting's Renyi accountant: the one that covers the project's
+      accountant: "rdp" (dp_accounting's Renyi accountant: the one that covers the project's
         discrete Gaussian releases), "pld" (tighter, for continuous Gaussian noise only), or
         "classic" (the original's
         Delta sqrt(2 ln(1.25/delta)) sqrt(T) / epsilon).
@@ -182,12 +204,12 @@ def calibrate_sigma(
     delta = _check_delta(delta)
     num_rounds = _check_int("num_rounds", num_rounds, 1)
     sens = _check_nonneg("l2_sensitivity", l2_sensitivity, positive=True)
-    _check_choice("method", method, METHODS)
+    accountant = _as_accountant(accountant)
     if math.isinf(epsilon):
         return 0.0
-    if method == "classic":
+    if accountant is Accountant.CLASSIC:
         return sens * math.sqrt(2.0 * math.log(1.25 / delta)) * math.sqrt(num_rounds) / epsilon
-    return sens * _noise_multiplier(epsilon, delta, num_rounds, method)
+    return sens * _noise_multiplier(epsilon, delta, num_rounds, accountant)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,26 +235,26 @@ class PrivacyLedger:
       epsilon: total budget (math.inf: unlimited).
       delta: total delta.
       adjacency: the neighbouring relation all releases were calibrated for.
-      method: accountant used for ``epsilon_spent`` ("pld" or "rdp").
+      accountant: the accountant of ``epsilon_spent`` ("pld" or "rdp").
       releases: recorded releases, in order.
     """
 
     epsilon: float
     delta: float
     adjacency: str = "add_remove"
-    method: str = "pld"
+    accountant: str = "pld"
     releases: list[Release] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         self.epsilon = _check_epsilon(self.epsilon)
         self.delta = _check_delta(self.delta)
         _check_choice("adjacency", self.adjacency, ADJACENCIES)
-        _check_choice("method", self.method, ("pld", "rdp"))
+        _as_accountant(self.accountant, COMPOSING)
 
     def epsilon_spent(self, extra: tuple[Release, ...] = ()) -> float:
         """Epsilon at ``delta`` of all recorded releases (plus ``extra``), via dp_accounting."""
         zs = [r.noise_multiplier for r in (*self.releases, *extra)]
-        return epsilon_of(zs, self.delta, method=self.method)
+        return epsilon_of(zs, self.delta, accountant=self.accountant)
 
     def find(self, round_idx: int, what: str) -> Release | None:
         """The recorded release for (round_idx, what), or None."""

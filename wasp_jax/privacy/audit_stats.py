@@ -194,4 +194,4 @@ def release_epsilon(sigma: float, sensitivity: float, delta: float) -> float:
     """Epsilon at ``delta`` of one Gaussian release with this sigma and sensitivity (RDP)."""
     if sigma <= 0:
         return math.inf
-    return float(epsilon_of([sigma / sensitivity], delta, method="rdp"))
+    return float(epsilon_of([sigma / sensitivity], delta, accountant="rdp"))

@@ -73,7 +73,7 @@ def calibrate_split(
     *,
     counts: dict[str, int],
     fractions: dict[str, float],
-    method: str = "rdp",
+    accountant: str = "rdp",
 ) -> BudgetSplit:
     """Noise multipliers per kind so that all releases together are (epsilon, delta)-DP.
 
@@ -82,7 +82,7 @@ def calibrate_split(
       delta: total delta in (0, 1).
       counts: number of releases of each kind over the run.
       fractions: share of the budget of each kind (same keys, each in (0, 1], sum 1).
-      method: "rdp" (the releases' accountant: it covers discrete Gaussian noise) or "pld"
+      accountant: "rdp" (the releases' accountant: it covers discrete Gaussian noise) or "pld"
         (continuous Gaussian noise only), dp_accounting's accountant for the final check.
     """
     epsilon = _check_epsilon(epsilon)
@@ -91,14 +91,16 @@ def calibrate_split(
     if math.isinf(epsilon):
         zero = dict.fromkeys(counts, 0.0)
         return BudgetSplit(epsilon, delta, dict(counts), dict(fractions), zero, math.inf)
-    z_total = calibrate_sigma(epsilon, delta, num_rounds=1, l2_sensitivity=1.0, method=method)
+    z_total = calibrate_sigma(
+        epsilon, delta, num_rounds=1, l2_sensitivity=1.0, accountant=accountant
+    )
     mult = {k: z_total * math.sqrt(counts[k] / fractions[k]) for k in counts}
     zs = lambda: [z for k, z in mult.items() for _ in range(counts[k])]
-    spent = epsilon_of(zs(), delta, method=method)
+    spent = epsilon_of(zs(), delta, accountant=accountant)
     # a margin far below any reported digit absorbs the PLD discretisation of other groupings
     step, target = 1e-9, epsilon * (1.0 - 1e-7)
     while spent > target:
         mult = {k: z * (1.0 + step) for k, z in mult.items()}
         step *= 10.0
-        spent = epsilon_of(zs(), delta, method=method)
+        spent = epsilon_of(zs(), delta, accountant=accountant)
     return BudgetSplit(epsilon, delta, dict(counts), dict(fractions), mult, float(spent))

@@ -72,7 +72,7 @@ class RunLedger:
             epsilon=plan.epsilon,
             delta=plan.delta,
             adjacency=plan.adjacency,
-            method="rdp",
+            accountant="rdp",
         )
         return cls(
             method,
@@ -221,7 +221,7 @@ class RunLedger:
 @functools.lru_cache(maxsize=64)
 def _kind_epsilon(noise_multiplier: float, rounds: int, delta: float) -> float:
     """Epsilon at delta of one release kind's T releases alone (RDP, as the ledger)."""
-    return float(epsilon_of([noise_multiplier] * rounds, delta, method="rdp"))
+    return float(epsilon_of([noise_multiplier] * rounds, delta, accountant="rdp"))
 
 
 def _finite(v: Any) -> Any:

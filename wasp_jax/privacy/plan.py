@@ -137,7 +137,7 @@ def plan_releases(cfg: WaspConfig, request: ReleaseRequest | None) -> PrivacyPla
     else:
         sens = l2
     sigma = calibrate_sigma(
-        p.epsilon, p.delta, num_rounds=T, l2_sensitivity=sens, method=p.accounting
+        p.epsilon, p.delta, num_rounds=T, l2_sensitivity=sens, accountant=p.accounting
     )
     _check_true_epsilon(p, sigma, l2, T, sens)
     return PrivacyPlan(
@@ -168,7 +168,7 @@ def split_plan(cfg: WaspConfig, request: ReleaseRequest) -> PrivacyPlan:
     shares = dict(request.shares)
     sens = {k: request.sensitivity(k, p.adjacency) for k in shares}
     split = calibrate_split(
-        p.epsilon, p.delta, counts=dict.fromkeys(shares, T), fractions=shares, method="rdp"
+        p.epsilon, p.delta, counts=dict.fromkeys(shares, T), fractions=shares, accountant="rdp"
     )
     kinds = tuple((k, float(split.sigma(k, sens[k])), float(sens[k])) for k in shares)
     first = kinds[0]
@@ -198,7 +198,7 @@ def _check_true_epsilon(p, sigma: float, l2: float, rounds: int, sens: float) ->
     """
     if sigma == 0 or p.accounting != "classic":
         return  # RDP for a sensitivity >= the derived one is within budget by construction
-    true = epsilon_of([sigma / l2] * rounds, p.delta, method="rdp")
+    true = epsilon_of([sigma / l2] * rounds, p.delta, accountant="rdp")
     if true > p.epsilon * (1.0 + 1e-9):
         raise ConfigError(
             f"privacy.accounting: {p.accounting!r} calibrates sigma = {sigma:.6g} for "

@@ -58,6 +58,7 @@ class Statistic:
       votes: the clean Top-Q histograms, one (n,) array per released histogram (None when no
         requested kind counts votes).
       syn_mask: (n,) candidates that receive votes.
+      syn_label: (n,) class of every candidate.
       plm, cluster: (n,) PLM and cluster of every candidate.
       priv_emb, priv_label, priv_mask: the private rows.
       probes: (kernels (K, d, C), biases (K, C)) of the per-PLM linear probes.
@@ -66,6 +67,7 @@ class Statistic:
 
     votes: tuple | None
     syn_mask: jax.Array
+    syn_label: jax.Array
     plm: jax.Array
     cluster: jax.Array
     priv_emb: jax.Array
@@ -115,6 +117,11 @@ def register_kind(kind: ReleaseKind) -> ReleaseKind:
         raise ValueError(f"release kind {kind.name!r} is already registered")
     KINDS[kind.name] = kind
     return kind
+
+
+def unregister_kind(name: str) -> None:
+    """Removes a kind added with `register_kind` (tests and plug-ins that clean up)."""
+    KINDS.pop(name, None)
 
 
 def kind_sensitivity(

@@ -55,15 +55,31 @@ PRIVATE_DIR = "private"
 CHECKPOINT_DIR = "checkpoint"
 
 #: Outputs, under release/.
-OUTPUTS = ("synthetic.jsonl", "privacy.json", "metrics.jsonl", "eval.json", "datasheet.md",
-           "report.md", "eval_baselines.json", "zero_shot_start.jsonl")  # fmt: skip
+OUTPUTS = (
+    "synthetic.jsonl",
+    "privacy.json",
+    "method.json",
+    "metrics.jsonl",
+    "eval.json",
+    "datasheet.md",
+    "report.md",
+    "eval_baselines.json",
+    "zero_shot_start.jsonl",
+)
 
 #: Written first into a workdir (under private/): it marks the folder as a wasp-jax run's.
 MARKER = ".wasp-jax-run"
 
 #: What a run of the older layout kept at the workdir's top level (cleared by --force).
-OLD_LAYOUT = (MARKER, "config.json", *OUTPUTS, CHECKPOINT_DIR, "plots", "embed_cache",
-              "api_cache")  # fmt: skip
+OLD_LAYOUT = (
+    MARKER,
+    "config.json",
+    *OUTPUTS,
+    CHECKPOINT_DIR,
+    "plots",
+    "embed_cache",
+    "api_cache",
+)
 
 #: Bytes kept free beyond a run's estimate (state rewrites, the report's plots).
 DISK_SLACK = 32 * 2**20

@@ -244,6 +244,8 @@ def vote_and_noise(
 ) -> NoisyVotes:
     """Top-Q votes of the private set on the synthetic set, noised for release.
 
+    Long because its docstring documents each option of the release; the body is short.
+
     Args:
       noise: the release's noise source (e.g. ``run_noise.child("r3")``); each released
         histogram reads its own child (``"nearest"``, ``"farthest"``), each party its own.
@@ -284,19 +286,20 @@ def vote_and_noise(
             "sigma for what is released"
         )
     priv_label, syn_label, priv_mask, syn_mask, party_id = vote_arrays(
-        priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, party_id,
-        sigma=sigma, num_parties=num_parties, block_size=block_size, norm_tol=norm_tol,
-    )  # fmt: skip
+        priv_emb,
+        priv_label,
+        syn_emb,
+        syn_label,
+        priv_mask,
+        syn_mask,
+        party_id,
+        sigma=sigma,
+        num_parties=num_parties,
+        block_size=block_size,
+        norm_tol=norm_tol,
+    )
     n_syn = syn_emb.shape[0]
-    step, noise_units = None, None
-    if sigma > 0:
-        # One lattice step per release: a power of two dividing 2^-(q-1) (docs/method.md §2.5).
-        party_sigma = float(sigma) / np.sqrt(num_parties)
-        step = lattice_step(party_sigma, 2.0 ** -(int(q) - 1))
-        noise_units = [
-            noise.child(name).lattice_noise((n_syn,), scale=party_sigma / step, parties=num_parties)
-            for name in release
-        ]
+    step, noise_units = _party_noise(noise, release, n_syn, sigma, q, num_parties)
 
     # Pad to buckets so that jit compiles once per bucket, not once per population size.
     syn = pad_synthetic(syn_emb, syn_label, syn_mask, multiple=1 if mesh is None else mesh.size)
@@ -323,6 +326,21 @@ def vote_and_noise(
         lattice_step=step,
         private=noise.private,
     )
+
+
+def _party_noise(noise, release, n_syn: int, sigma: float, q: int, num_parties: int):
+    """The lattice step and every histogram's summed party noise in lattice units (None, None
+    without noise). One step per release: a power of two dividing 2^-(q-1) (docs/method.md
+    §2.5); each party adds sigma / sqrt(L)."""
+    if not sigma > 0:
+        return None, None
+    party_sigma = float(sigma) / np.sqrt(num_parties)
+    step = lattice_step(party_sigma, 2.0 ** -(int(q) - 1))
+    units = [
+        noise.child(name).lattice_noise((n_syn,), scale=party_sigma / step, parties=num_parties)
+        for name in release
+    ]
+    return step, units
 
 
 def round_votes(

@@ -76,7 +76,7 @@ def dp_centroid_classifier(
       adjacency: "add_remove" (sensitivity 1) or "replace_one" (2).
     """
     sens = _adjacency_factor(adjacency)
-    sigma = calibrate_sigma(epsilon, delta, num_rounds=1, l2_sensitivity=sens, method="rdp")
+    sigma = calibrate_sigma(epsilon, delta, num_rounds=1, l2_sensitivity=sens, accountant="rdp")
     x = np.asarray(priv_emb, np.float32)
     shape = (int(num_classes), x.shape[1])
     if sigma == 0:
@@ -149,7 +149,7 @@ def dp_sgd_probe(
     if clip <= 0 or steps < 1:
         raise ValueError(f"clip must be > 0 and steps >= 1, got {clip!r}, {steps!r}")
     sens = _adjacency_factor(adjacency) * clip
-    sigma = calibrate_sigma(epsilon, delta, num_rounds=steps, l2_sensitivity=sens, method="rdp")
+    sigma = calibrate_sigma(epsilon, delta, num_rounds=steps, l2_sensitivity=sens, accountant="rdp")
     x = clip_rows(jnp.asarray(priv_emb, jnp.float32))
     num_params = (x.shape[1] + 1) * int(num_classes)
     # a grid fine enough that rounding adds at most 5 % of clip to a gradient's norm

@@ -71,9 +71,19 @@ def group_parties(priv_emb, priv_label, priv_mask, party_id, num_parties, multip
 
 
 def vote_arrays(
-    priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, party_id,
-    *, sigma, num_parties, block_size, norm_tol,
-):  # fmt: skip
+    priv_emb,
+    priv_label,
+    syn_emb,
+    syn_label,
+    priv_mask,
+    syn_mask,
+    party_id,
+    *,
+    sigma,
+    num_parties,
+    block_size,
+    norm_tol,
+):
     """Validates the arguments of `vote_and_noise`; returns the labels, masks and party ids
     as checked NumPy vectors (defaults filled in)."""
     if not np.isfinite(sigma) or sigma < 0:

@@ -92,7 +92,7 @@ def _core(noise, pe, pl, pm, se, sl, sm, plm, cluster, kernels, biases, *, stati
         near, far = top_q_votes(pe, pl, se, sl, q=dims.q, priv_mask=pm, syn_mask=sm)
         votes = tuple({"nearest": near, "farthest": far}[name] for name in release)
         del near, far
-    stat = Statistic(votes, sm, plm, cluster, pe, pl, pm, (kernels, biases), dims)
+    stat = Statistic(votes, sm, sl, plm, cluster, pe, pl, pm, (kernels, biases), dims)
     out = {}
     for kind in kinds:
         units = KINDS[kind].statistic(stat, steps[kind])
@@ -142,6 +142,8 @@ def aggregate_and_noise(
     norm_tol: float = 1e-3,
 ) -> NoisyAggregates:
     """The requested aggregated releases of the private set, noised.
+
+    Long because its docstring documents each input a kind may need; the body is short.
 
     Args:
       noise: the round's noise source; each kind reads its own child (``noise.child(kind)``).
