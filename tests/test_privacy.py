@@ -211,8 +211,9 @@ def test_classic_ledger_states_the_epsilon_of_the_derived_sensitivity():
     of 4 is really epsilon 5.24 (PLD; 5.66 by the ledger's RDP accountant), not the 3.51 that
     Delta gives."""
     from wasp_jax.errors import ConfigError
+    from wasp_jax.pipeline.methods import privacy_plan
     from wasp_jax.privacy.ledger import RunLedger
-    from wasp_jax.privacy.plan import PrivacyPlan, privacy_plan
+    from wasp_jax.privacy.plan import PrivacyPlan
 
     sigma = privacy.calibrate_sigma(
         4.0, 1e-5, num_rounds=4, l2_sensitivity=1.0, accountant="classic"

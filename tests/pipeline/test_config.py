@@ -45,13 +45,15 @@ def test_round_increments_sum_to_budget():
     ],
 )
 def test_validation_names_field(key, value, field):
+    """A bad value is refused when the config is built, or (a method-level check) when its
+    method resolves it, always naming the field."""
     with pytest.raises(C.ConfigError, match=field.replace(".", r"\.")):
-        C.replace(C.base_config(), **{key: value})
+        methods.resolve(C.replace(C.base_config(), **{key: value}))
 
 
 def test_contrastive_needs_farthest():
     with pytest.raises(C.ConfigError, match="farthest"):
-        C.replace(C.base_config(), **{"voting.release": ("nearest",)})
+        methods.resolve(C.replace(C.base_config(), **{"voting.release": ("nearest",)}))
     cfg = C.replace(
         C.base_config(), **{"voting.release": ("nearest",), "generation.contrastive": False}
     )
@@ -106,7 +108,7 @@ def test_with_method_presets():
     with pytest.raises(C.ConfigError, match="replay.pools"):
         with_method(C.base_config(), "replay")
     with pytest.raises(C.ConfigError, match="generation.plms"):
-        C.replace(C.base_config(), method="zerogen", **{"generation.rounds": 0})
+        methods.resolve(C.replace(C.base_config(), method="zerogen", **{"generation.rounds": 0}))
 
 
 def test_demo_config():
@@ -176,22 +178,25 @@ def test_sensitivity_override_below_the_derived_bound_is_refused(changes):
     )
     below = bound * (1 - 1e-9)
     with pytest.raises(C.ConfigError, match="privacy.sensitivity_override") as err:
-        C.replace(cfg, **{"privacy.sensitivity_override": below})
+        methods.resolve(C.replace(cfg, **{"privacy.sensitivity_override": below}))
     msg = str(err.value)
     assert repr(below) in msg and repr(bound) in msg  # the value, the derived bound
     assert "remove the override" in msg and f">= {bound!r}" in msg  # the fix
     with pytest.raises(C.ConfigError, match="below"):
-        C.apply_overrides(cfg, [f"privacy.sensitivity_override={below!r}"])
-    assert C.replace(cfg, **{"privacy.sensitivity_override": bound}).privacy.sensitivity_override
-    assert C.replace(cfg, **{"privacy.sensitivity_override": 4.0}).privacy.sensitivity_override
+        methods.resolve(C.apply_overrides(cfg, [f"privacy.sensitivity_override={below!r}"]))
+    for ok in (bound, 4.0):
+        methods.resolve(C.replace(cfg, **{"privacy.sensitivity_override": ok}))
 
 
 def test_sensitivity_override_on_wasp_plus_and_public_methods():
+    plus = C.replace(
+        C.base_config(), **{"method": "wasp_plus", "privacy.sensitivity_override": 10.0}
+    )
     with pytest.raises(C.ConfigError, match="wasp_plus"):
-        C.replace(C.base_config(), **{"method": "wasp_plus", "privacy.sensitivity_override": 10.0})
+        methods.resolve(plus)
     # a method that reads no private data releases nothing: the override is inert
     zs = with_method(C.base_config(), "zerogen")
-    assert C.replace(zs, **{"privacy.sensitivity_override": 0.1}).method == "zerogen"
+    assert methods.resolve(C.replace(zs, **{"privacy.sensitivity_override": 0.1})).name == "zerogen"
 
 
 def test_plus_centroid_share_is_refused_with_the_fix():

@@ -21,7 +21,7 @@ and the privacy plan.
 
 Example::
 
-    plan = privacy_plan(cfg)
+    plan = wasp_jax.pipeline.methods.privacy_plan(cfg)
     votes = vote_and_noise(run_noise.child(f"r{t}"), e_priv, y_priv, e_syn, y_syn,
                            q=8, sigma=plan.sigma, l2_sensitivity=plan.l2_sensitivity)
     votes.nearest, votes.farthest                       # (n_syn,) float32 each, noisy
