@@ -218,33 +218,23 @@ def release_vector(
     emb, label, party = private
     whole = dataclasses.replace(release, num_plms=nb.num_plms)
     sens = whole.derived_sensitivity() if check else None
+    data = (noise, emb, label, nb.syn_emb, nb.syn_label)
+    shape = {"q": release.q, "release": release.histograms, "adjacency": release.adjacency}
     if release.kind == "votes":
         out = vote_and_noise(
-            noise,
-            emb,
-            label,
-            nb.syn_emb,
-            nb.syn_label,
-            q=release.q,
+            *data,
             sigma=sigma,
-            release=release.histograms,
-            adjacency=release.adjacency,
             party_id=party,
             num_parties=release.num_parties,
             l2_sensitivity=sens,
+            **shape,
         )
         return np.concatenate([np.asarray(h, np.float64) for h in out.histograms().values()])
     out = aggregate_and_noise(
-        noise,
-        emb,
-        label,
-        nb.syn_emb,
-        nb.syn_label,
-        q=release.q,
+        *data,
         sigmas={release.kind: sigma},
-        release=release.histograms,
-        adjacency=release.adjacency,
         sensitivities=None if sens is None else {release.kind: sens},
+        **shape,
         syn_plm=nb.syn_plm,
         num_plms=nb.num_plms,
         syn_cluster=nb.syn_cluster,

@@ -209,28 +209,36 @@ register_kind(
         statistic=lambda s, step: jnp.stack(_vote_units(s, step)),
     )
 )
-register_kind(
-    ReleaseKind(
-        name="per_plm",
-        measures="Top-Q votes summed per PLM (one K-vector per histogram)",
+
+
+def _segment_kind(name: str, by: str, size: Callable[[Dims], int], measures: str) -> ReleaseKind:
+    """The Top-Q votes summed per segment `by` of the candidates (their PLM, their cluster)."""
+    return ReleaseKind(
+        name=name,
+        measures=measures,
         counts_votes=True,
-        needs=("plm",),
-        shape=lambda d: (d.num_histograms, d.num_plms),
+        needs=(by,),
+        shape=lambda d: (d.num_histograms, size(d)),
         sensitivity=_summed_votes_sensitivity,
         natural_step=_vote_step,
-        statistic=_segment_totals("plm", lambda d: d.num_plms),
+        statistic=_segment_totals(by, size),
+    )
+
+
+register_kind(
+    _segment_kind(
+        "per_plm",
+        "plm",
+        lambda d: d.num_plms,
+        "Top-Q votes summed per PLM (one K-vector per histogram)",
     )
 )
 register_kind(
-    ReleaseKind(
-        name="per_cluster",
-        measures="Top-Q votes summed per k-means cluster of the synthetic candidates",
-        counts_votes=True,
-        needs=("cluster",),
-        shape=lambda d: (d.num_histograms, d.num_clusters),
-        sensitivity=_summed_votes_sensitivity,
-        natural_step=_vote_step,
-        statistic=_segment_totals("cluster", lambda d: d.num_clusters),
+    _segment_kind(
+        "per_cluster",
+        "cluster",
+        lambda d: d.num_clusters,
+        "Top-Q votes summed per k-means cluster of the synthetic candidates",
     )
 )
 register_kind(

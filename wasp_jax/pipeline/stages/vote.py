@@ -285,19 +285,11 @@ def vote_and_noise(
             f"({sens!r} for q={q}, release={release}, adjacency={adjacency!r}); recalibrate "
             "sigma for what is released"
         )
-    priv_label, syn_label, priv_mask, syn_mask, party_id = vote_arrays(
-        priv_emb,
-        priv_label,
-        syn_emb,
-        syn_label,
-        priv_mask,
-        syn_mask,
-        party_id,
-        sigma=sigma,
-        num_parties=num_parties,
-        block_size=block_size,
-        norm_tol=norm_tol,
+    rows = (priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, party_id)
+    checked = vote_arrays(
+        rows, sigma=sigma, num_parties=num_parties, block_size=block_size, norm_tol=norm_tol
     )
+    priv_label, syn_label, priv_mask, syn_mask, party_id = checked
     n_syn = syn_emb.shape[0]
     step, noise_units = _party_noise(noise, release, n_syn, sigma, q, num_parties)
 

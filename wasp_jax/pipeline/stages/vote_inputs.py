@@ -70,22 +70,13 @@ def group_parties(priv_emb, priv_label, priv_mask, party_id, num_parties, multip
     return emb, label, mask
 
 
-def vote_arrays(
-    priv_emb,
-    priv_label,
-    syn_emb,
-    syn_label,
-    priv_mask,
-    syn_mask,
-    party_id,
-    *,
-    sigma,
-    num_parties,
-    block_size,
-    norm_tol,
-):
+def vote_arrays(rows: tuple, *, sigma, num_parties, block_size, norm_tol):
     """Validates the arguments of `vote_and_noise`; returns the labels, masks and party ids
-    as checked NumPy vectors (defaults filled in)."""
+    as checked NumPy vectors (defaults filled in).
+
+    `rows` = (priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, party_id).
+    """
+    priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, party_id = rows
     if not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if isinstance(num_parties, bool) or not isinstance(num_parties, int) or num_parties < 1:

@@ -174,19 +174,9 @@ def aggregate_and_noise(
         num_plms=num_plms,
         probes=probes,
     )
-    priv_label, syn_label, priv_mask, syn_mask, _ = vote_arrays(
-        priv_emb,
-        priv_label,
-        syn_emb,
-        syn_label,
-        priv_mask,
-        syn_mask,
-        None,
-        sigma=0.0,
-        num_parties=1,
-        block_size=None,
-        norm_tol=norm_tol,
-    )
+    rows = (priv_emb, priv_label, syn_emb, syn_label, priv_mask, syn_mask, None)
+    checked = vote_arrays(rows, sigma=0.0, num_parties=1, block_size=None, norm_tol=norm_tol)
+    priv_label, syn_label, priv_mask, syn_mask, _ = checked
     n = syn_emb.shape[0]
     needs = {need for k in kinds for need in KINDS[k].needs}
     plm = _ids("syn_plm", syn_plm, n, num_plms, "plm" in needs)
