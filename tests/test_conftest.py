@@ -18,6 +18,7 @@ print(os.environ["XLA_FLAGS"])
 """
 
 
+@pytest.mark.slow  # three subprocesses, each importing jax
 @pytest.mark.parametrize(
     "user_flags",
     [
