@@ -20,7 +20,7 @@ import numpy as np
 from wasp_jax import data as data_io
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = data_io.shared_data_dir()
 POOLS = (
     "gpt2-xl",
     "llama-2-7b-chat-hf",

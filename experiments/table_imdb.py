@@ -43,7 +43,7 @@ from wasp_jax.pipeline.run import runner
 from wasp_jax.stm.evaluate import PROBE_HPARAMS, evaluate_texts
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = data_io.shared_data_dir()
 CONFIGS = REPO / "experiments" / "configs"
 POOLS = (
     "gpt2-xl",

@@ -18,6 +18,7 @@ print(os.environ["XLA_FLAGS"])
 """
 
 
+@pytest.mark.slow  # three subprocesses, each importing jax
 @pytest.mark.parametrize(
     "user_flags",
     [
@@ -48,3 +49,43 @@ def test_xla_flags_are_appended_not_defaulted(user_flags):
     assert sum(f.startswith("--xla_force_host_platform_device_count") for f in flags) == 1
     if user_flags is not None:
         assert "--xla_cpu_multi_thread_eigen=false" in flags
+
+
+def test_cache_is_a_temp_dir_shared_by_the_run(tmp_path_factory):
+    cache = pathlib.Path(os.environ["WASP_JAX_CACHE"])
+    assert cache.is_dir()
+    assert cache.is_relative_to(tmp_path_factory.getbasetemp())
+    assert not cache.is_relative_to(pathlib.Path.home() / ".cache")
+
+
+def test_the_cache_is_the_same_in_every_test(tmp_path_factory):
+    """Conversion caches are expensive: one folder serves the whole session."""
+    assert os.environ["WASP_JAX_CACHE"] == str(tmp_path_factory.getbasetemp() / "wasp_jax_cache0")
+
+
+def test_compile_cache_is_off_for_an_unmarked_test():
+    assert os.environ["WASP_JAX_COMPILE_CACHE"] == "0"
+
+
+@pytest.mark.compile_cache
+def test_compile_cache_is_left_on_for_a_marked_test():
+    assert os.environ.get("WASP_JAX_COMPILE_CACHE", "1") == "1"
+
+
+_BEFORE = {}
+
+
+@pytest.mark.compile_cache
+def test_a_test_may_point_jax_at_a_compile_cache(tmp_path):
+    import jax
+
+    _BEFORE["dir"] = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla"))  # restored after
+
+
+def test_the_compile_cache_dir_was_restored_after_the_previous_test():
+    import jax
+
+    if "dir" not in _BEFORE:
+        pytest.skip("runs after test_a_test_may_point_jax_at_a_compile_cache")
+    assert jax.config.jax_compilation_cache_dir == _BEFORE["dir"]

@@ -1,12 +1,14 @@
 """The package's layers: imports run one way (CLI -> audit -> pipeline -> task model and
 outputs -> privacy and models -> shared leaves -> kernels); inside the pipeline, the runner ->
 methods -> stages -> run infrastructure; there are no import cycles (in the library or in
-experiments/), no library module is over 400 lines, and the installed project claims no
-top-level name but its own."""
+experiments/), no library module is over 400 lines, no function over 80 (see
+`test_no_long_functions_in_the_library`), the formatter formats every line, no import hides
+behind a one-letter alias, and the installed project claims no top-level name but its own."""
 
 import ast
 import importlib.util
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -191,6 +193,76 @@ def test_the_library_never_imports_its_command_line():
 def test_module_size(name):
     lines = MODULES[name].read_text(encoding="utf-8").count("\n")
     assert lines <= 400, f"{MODULES[name].relative_to(REPO)} has {lines} lines (limit 400)"
+
+
+#: The longest a library function may be, unless its docstring says why (see below).
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_fmt_skip_in_the_library():
+    """The formatter owns the layout of the library: no line opts out of it."""
+    bad = [
+        f"{path.relative_to(REPO)}:{i}"
+        for path in MODULES.values()
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "# fmt: skip" in line or "# fmt: off" in line
+    ]
+    assert not bad, "formatter opt-outs in the library: " + ", ".join(bad)
+
+
+#: A sentence of a docstring that starts "Long because".
+_LONG_BECAUSE = re.compile(r"(?:^|[.!?:]\s+)Long because\b")
+
+
+def _long_functions(path: pathlib.Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            length = node.end_lineno - node.lineno + 1
+            excused = _LONG_BECAUSE.search(ast.get_docstring(node) or "")
+            if length > MAX_FUNCTION_LINES and not excused:
+                where = f"{path.relative_to(REPO)}:{node.lineno}"
+                out.append(f"{where}:{node.name} ({length} lines)")
+    return out
+
+
+def test_no_long_functions_in_the_library():
+    """No function (def line to last line) is over 80 lines, unless its docstring holds a
+    sentence starting "Long because" that says why it reads best in one piece, e.g.
+    "Long because the steps share a dozen locals and each is a few lines."."""
+    bad = [entry for path in MODULES.values() for entry in _long_functions(path)]
+    assert not bad, f"functions over {MAX_FUNCTION_LINES} lines: " + ", ".join(bad)
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _one_letter_aliases(path: pathlib.Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        for alias in node.names:
+            if alias.asname is None or len(alias.asname) != 1:
+                continue
+            full = alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+            if _is_module(full):
+                out.append(f"{path.relative_to(REPO)}:{node.lineno} ({full} as {alias.asname})")
+    return out
+
+
+def test_no_single_letter_module_aliases_in_the_library():
+    """`import x as Y` or `from a import b as Y` with a one-letter Y, where the name is a
+    module, hides which module Y is: the library uses the module's name. (A class under a
+    conventional letter, JAX's `PartitionSpec as P`, is not a module and is left alone.)"""
+    bad = [entry for path in MODULES.values() for entry in _one_letter_aliases(path)]
+    assert not bad, "one-letter module aliases: " + ", ".join(bad)
 
 
 def test_kernels_install_under_the_project_name(tmp_path):

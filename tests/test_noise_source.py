@@ -28,6 +28,7 @@ def test_two_runs_with_one_seed_draw_different_noise():
     np.testing.assert_array_equal(s1, s2)  # seeded: reproducible, hence not private
 
 
+@pytest.mark.slow
 def test_the_seed_attack_recovers_nothing_from_a_secure_release():
     # An attacker who knows the seed regenerates the noise the seeded mode would draw and
     # subtracts it from a secure release: the guess is uncorrelated with the real noise.

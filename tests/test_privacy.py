@@ -42,8 +42,8 @@ def test_classic_delta_and_classic_sigma():
     [
         ("add_remove", "rdp", (13.212, 7.019, 3.781, 2.083)),
         ("replace_one", "rdp", (18.685, 9.926, 5.347, 2.945)),
-        ("add_remove", "pld", (12.184, 6.512, 3.531, 1.960)),
-        ("replace_one", "pld", (17.231, 9.209, 4.994, 2.772)),
+        pytest.param("add_remove", "pld", (12.184, 6.512, 3.531, 1.960), marks=pytest.mark.slow),
+        pytest.param("replace_one", "pld", (17.231, 9.209, 4.994, 2.772), marks=pytest.mark.slow),
     ],
 )
 def test_sigma_reference_values(adjacency, accountant, want):
@@ -146,7 +146,13 @@ def _released_pair(vote, case, priv_mask, q):
     return np.concatenate([np.asarray(near, np.float64), np.asarray(far, np.float64)])
 
 
-@pytest.mark.parametrize("q", Q_VALUES)
+#: Q values the brute force covers in `make test-fast`; the others run with the slow tests.
+FAST_Q = (1, 4, 8)
+
+
+@pytest.mark.parametrize(
+    "q", [pytest.param(q, marks=() if q in FAST_Q else pytest.mark.slow) for q in Q_VALUES]
+)
 def test_bruteforce_neighbours_respect_and_reach_sensitivity(q):
     """Every add/remove and replace-one neighbour moves (H+, H-) by <= l2_sensitivity in L2."""
     rng = np.random.default_rng(q)

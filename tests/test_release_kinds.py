@@ -74,7 +74,7 @@ def _bounds(q, num_plms=3, adjacency="add_remove"):
     }
 
 
-@pytest.mark.parametrize("q", [1, 3, 8])
+@pytest.mark.parametrize("q", [1, pytest.param(3, marks=pytest.mark.slow), 8])
 def test_bruteforce_neighbours_never_exceed_each_kinds_sensitivity(q):
     for seed in range(3):
         case = _case(seed * 10 + q)
@@ -129,6 +129,7 @@ def test_kernels_with_and_without_jit():
     np.testing.assert_allclose(norms, 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_noise_is_keyed_per_kind_and_has_sigma():
     e_priv, y_priv, e_syn, y_syn, plm, cluster, probes = _case(3, n_syn=4000)
     kw = dict(q=2, syn_plm=plm, num_plms=3, syn_cluster=cluster, num_clusters=4, probes=probes)
@@ -197,6 +198,7 @@ def _dp_accounting_epsilon(zs, delta, method):
     return acc.compose(event).get_epsilon(delta)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accountant", ["pld", "rdp"])
 @pytest.mark.parametrize("epsilon", [1.0, 4.0])
 def test_split_composes_to_the_budget_under_dp_accounting(accountant, epsilon):

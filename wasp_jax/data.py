@@ -12,6 +12,7 @@ Example:
     warn_missing_classes(rows, ("negative", "positive"))
     atomic_write_jsonl(workdir / "synthetic.jsonl", synthetic_rows)
     path = bundled_path("imdb", "private.jsonl")
+    test_path = shared_data_dir() / "imdb" / "test.jsonl"  # project machines only
 """
 
 from __future__ import annotations
@@ -348,3 +349,18 @@ def bundled_path(*parts: str) -> pathlib.Path:
             "reinstall wasp-jax (pip install -e .)"
         )
     return path
+
+
+def shared_data_dir() -> pathlib.Path:
+    """The project's shared data folder (IMDb train/test, the WASP authors' synthetic pools).
+
+    It is `$WASP_JAX_DATA` when that is set (non-empty), else `../shared/data` next to the
+    checkout (the parent of the folder that holds the `wasp_jax` package); the folder is only
+    present on the project's machines, so callers check that what they need exists. Nothing is
+    read here.
+
+    Example: `shared_data_dir() / "imdb" / "test.jsonl"`.
+    """
+    if os.environ.get("WASP_JAX_DATA"):
+        return pathlib.Path(os.environ["WASP_JAX_DATA"])
+    return pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"

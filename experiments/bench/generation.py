@@ -41,7 +41,9 @@ import time
 
 import numpy as np
 
-DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "imdb"
+from wasp_jax.data import shared_data_dir
+
+DATA = shared_data_dir() / "imdb"
 MODELS = ("smollm2-135m-instruct", "gemma3-270m")
 WASP = dict(num_samples=16, max_new_tokens=64, top_p=0.9, temperature=1.0, ignore_eos=True)
 GREEDY_NEW = 30

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pathlib
 import platform
 import subprocess
 import sys
@@ -44,13 +43,14 @@ from flax import nnx
 
 from experiments.bench import machine
 from wasp_jax import stm
+from wasp_jax.data import shared_data_dir
 from wasp_jax.models.bert import cpu_chunk_tokens, load_bert
 from wasp_jax.models.embedder import pad_batch, tokenize
 from wasp_jax.models.registry import minilm_path
 from wasp_jax.stm.classifier import logits_step
 from wasp_jax.stm.finetune import train_step
 
-DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "imdb" / "train.jsonl"
+DATA = shared_data_dir() / "imdb" / "train.jsonl"
 LENGTH, TRAIN_BATCH, EVAL_BATCH = 128, 16, 64
 
 TORCH_SCRIPT = r"""

@@ -20,11 +20,11 @@ per generated sample for the two PLMs, an estimate, not a measurement); minutes 
 import pathlib
 
 from wasp_jax import config
-from wasp_jax.data import bundled_path
+from wasp_jax.data import bundled_path, shared_data_dir
 
 #: The repository root and the project's shared offline data (next to the repository).
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = shared_data_dir()
 
 
 def get_config() -> config.WaspConfig:

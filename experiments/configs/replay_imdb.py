@@ -23,8 +23,9 @@ seeds) on those 3,000 reviews.
 import pathlib
 
 from wasp_jax import config
+from wasp_jax.data import shared_data_dir
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = shared_data_dir()
 POOLS = (
     "gpt2-xl",
     "llama-2-7b-chat-hf",

@@ -25,9 +25,10 @@ Expected runtime: as base.py (the votes are cheap), an estimated 1-2 h on the 2-
 import pathlib
 
 from wasp_jax import config
+from wasp_jax.data import shared_data_dir
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = shared_data_dir()
 #: the source the private file is cut from, and the file itself (see Reproduce above)
 SOURCE = SHARED_DATA / "imdb" / "train.jsonl"
 PRIVATE = REPO / "runs" / "data" / "imdb_train_first300.jsonl"

@@ -78,6 +78,7 @@ def private_windows() -> list[bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.real_models  # the server serves the SmolLM2 GGUF of the offline wheel
 def test_mixed_run_with_a_real_server(llama_server, api_key, tmp_path, capsys, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     cache, wd = tmp_path / "shared_cache", tmp_path / "run1"

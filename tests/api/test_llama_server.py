@@ -17,7 +17,8 @@ from tests.api.conftest import SENTINEL_KEY
 from wasp_jax.config import ApiConfig
 from wasp_jax.models.api import load_api_generator
 
-pytestmark = pytest.mark.slow  # a llama.cpp-style API server process
+# a llama.cpp-style API server process, serving the SmolLM2 GGUF of the offline wheel
+pytestmark = [pytest.mark.slow, pytest.mark.real_models]
 
 #: The installed command (`make setup` installs the package with its console script).
 WASP_JAX = str(pathlib.Path(sys.executable).with_name("wasp-jax"))

@@ -1,7 +1,6 @@
 """Brute-force NumPy oracle for the Top-Q vote kernel (test helper, not a test module)."""
 
 import numpy as np
-from wasp_jax.kernels.voting import vote_weights
 
 
 def reference_votes(priv_emb, priv_label, syn_emb, syn_label, q, priv_mask=None, syn_mask=None):
@@ -10,7 +9,7 @@ def reference_votes(priv_emb, priv_label, syn_emb, syn_label, q, priv_mask=None,
     priv_mask = np.ones(n_priv, bool) if priv_mask is None else np.asarray(priv_mask)
     syn_mask = np.ones(n_syn, bool) if syn_mask is None else np.asarray(syn_mask)
     near, far = np.zeros(n_syn), np.zeros(n_syn)
-    w = vote_weights(q)
+    w = 0.5 ** np.arange(q)  # the paper's weights 1, 1/2, 1/4, ... (docs/method.md §2.4)
     for i in range(n_priv):
         if not priv_mask[i]:
             continue

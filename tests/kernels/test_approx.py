@@ -3,6 +3,7 @@
 import chex
 import jax
 import numpy as np
+import pytest
 from wasp_jax.kernels import approx_top_q_candidates, voting
 
 from tests.kernels._reference import unit_rows
@@ -21,6 +22,7 @@ def _case(seed=0, n_priv=12, n_syn=300, classes=3, d=16):
 
 class ApproxSearchTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
+    @pytest.mark.slow
     def test_recall_and_exact_values(self):
         priv, plab, syn, slab, smask = _case()
         fn = self.variant(approx_top_q_candidates, static_argnames=("q", "recall_target"))

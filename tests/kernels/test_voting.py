@@ -119,6 +119,7 @@ class TopQVotesTest(chex.TestCase):
             np.testing.assert_allclose(far[p], want[1], atol=1e-5)
 
     @chex.variants(with_jit=True)
+    @pytest.mark.slow
     def test_split_candidates_merge_to_the_full_result(self):
         """Candidates of two row shards, merged and scattered per shard, equal one search."""
         cands = self.variant(voting.top_q_candidates, static_argnames=STATIC)
@@ -147,6 +148,7 @@ class TopQVotesTest(chex.TestCase):
             np.testing.assert_allclose(jnp.concatenate(parts), full[which], atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("q", [1, 2, 3, 4, 8, 16])
 def test_jitted_matches_bruteforce_reference_sweep(q):
     """Many seeds and class counts, pools smaller than q, padded rows, blocked or not."""

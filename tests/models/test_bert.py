@@ -41,12 +41,14 @@ def test_shapes_and_unit_norm():
     chex.assert_trees_all_close(jnp.linalg.norm(emb, axis=-1), jnp.ones(3), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_eager_matches_jit():
     model = _model()
     ids, mask = _batch()
     chex.assert_trees_all_close(bert.sentence_embedding(model, ids, mask), _embed(model, ids, mask))
 
 
+@pytest.mark.slow
 def test_padded_batch_equals_rows_alone():
     model = _model(1)
     ids, mask = _batch()
@@ -68,6 +70,7 @@ def test_row_chunks_equal_whole_batch():
         np.testing.assert_allclose(chunked(model, ids, mask, chunk_tokens=tokens), whole, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_dropout_only_with_key():
     model = _model()
     ids, mask = _batch()
@@ -109,6 +112,7 @@ def test_hf_folder_round_trip(tmp_path):
     assert [e.name.split("-")[0] for e in entries] == ["my"] and (entries[0] / "params").is_dir()
 
 
+@pytest.mark.slow
 def test_changed_checkpoint_is_converted_again(tmp_path):
     folder = tmp_path / "my-bert"
     tokenizer, _, first = _hf_folder(folder, 3)
@@ -151,6 +155,7 @@ def test_bad_specs(tmp_path):
         bert.load_bert(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_mesh_matches_single_device():
     if jax.device_count() < 8:
         pytest.skip("needs 8 (fake) devices")

@@ -132,6 +132,7 @@ def _pos(t, b=B):
 ALL = jnp.ones((B, S), bool)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_shapes_and_cache_layout(name):
     cfg = CONFIGS[name]
@@ -149,6 +150,7 @@ def test_shapes_and_cache_layout(name):
     assert float(jnp.abs(new["k"][:, :, :4]).max()) > 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["llama", "gemma3"])
 def test_last_only_is_last_position(name):
     model, fwd = _model(name)
@@ -161,6 +163,7 @@ def test_last_only_is_last_position(name):
     chex.assert_trees_all_close(last[:, 0], full[:, -1], atol=2e-5, rtol=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_incremental_decode_matches_full_forward(name):
     model, fwd = _model(name)
@@ -175,6 +178,7 @@ def test_incremental_decode_matches_full_forward(name):
         chex.assert_trees_all_close(step[:, 0], full[:, i], atol=2e-5, rtol=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_left_padded_rows_equal_rows_alone(name):
     model, fwd = _model(name)
@@ -252,6 +256,7 @@ def _gemma_reference(model, toks):
     return _rms(x, model.final_norm[...], c.norm_eps) @ emb.T
 
 
+@pytest.mark.slow
 def test_gemma_local_window_matches_naive_reference():
     model, fwd = _model("gemma3")
     cfg = model.config
@@ -293,6 +298,7 @@ def test_partition_specs_fall_back_when_not_divisible():
     assert all(s == P() for s in jax.tree.leaves(flat))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["llama", "gemma3"])
 def test_sharded_model_matches_single_device(name):
     if jax.device_count() < 8:
@@ -350,6 +356,7 @@ def test_config_json_roundtrip_and_validation():
         _llama(arch="mamba")
 
 
+@pytest.mark.slow
 def test_bfloat16_params_give_float32_logits_close_to_float32():
     cfg = CONFIGS["gemma3"]
     f32 = build_model(cfg, None, seed=8)

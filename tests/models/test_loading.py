@@ -192,6 +192,7 @@ HF_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(HF_CASES))
 def test_hf_folder_roundtrip(case, tmp_path):
     hf = HF_CASES[case]
@@ -298,6 +299,7 @@ def _write_gguf_llama(path, cfg, p):
     w.close()
 
 
+@pytest.mark.slow
 def test_gguf_llama_unpermutes_qk(tmp_path):
     cfg = DecoderConfig.create(
         arch="llama",

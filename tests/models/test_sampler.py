@@ -57,6 +57,7 @@ def _top_p_reference(probs: np.ndarray, top_p: float) -> np.ndarray:
     return keep
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_jit", [False, True])
 @pytest.mark.parametrize("top_p", [1e-6, 0.9, 0.999])
 def test_top_p_keep_matches_sorted_cumsum(use_jit, top_p):
@@ -232,6 +233,7 @@ def test_sampled_rows_do_not_depend_on_chunking():
     assert _tokens(together) == _tokens(chunked)
 
 
+@pytest.mark.slow
 def test_top_k_one_and_tiny_top_p_equal_greedy():
     gen = _gen()
     prompts = _prompts(gen, [7, 23])
@@ -246,6 +248,7 @@ def test_top_k_one_and_tiny_top_p_equal_greedy():
 # -- stopping --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stop_string_cuts_text_and_exits_early():
     gen = _gen()
     prompts = [gen.encode_prompt("The film was")]
@@ -267,6 +270,7 @@ def test_stop_string_cuts_text_and_exits_early():
     assert text == full
 
 
+@pytest.mark.slow
 def test_eos_ends_rows_and_min_new_tokens_suppresses_it():
     gen = _gen()
     prompts = [gen.encode_prompt("The film was")]
@@ -288,6 +292,7 @@ def test_eos_ends_rows_and_min_new_tokens_suppresses_it():
 # -- shapes and compilation ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compiles_once_per_bucket():
     gen = _gen()
     kw = dict(temperature=0, key=jax.random.key(0))
@@ -340,6 +345,7 @@ def test_bad_arguments_raise_clear_errors():
         gen.generate(["a"], max_new_tokens=4, min_new_tokens=5, key=jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_generate_returns_one_list_per_prompt_and_reports_progress():
     gen = _gen()
     seen = []
@@ -368,6 +374,7 @@ def test_cli_generate_unknown_model_is_a_usage_error(capsys):
     assert main(["generate", "--model", "tiny-llama", "--prompt", "hi", "--top-p", "0"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_generate_greedy_json(capsys):
     import json
 

@@ -89,8 +89,11 @@ def main(args: argparse.Namespace) -> int:
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     command = ["wasp-jax", "audit", "--config", args.config, "--trials", str(args.trials)]
-    for flag, value in (("--epsilon", args.epsilon), ("--bug-trials", args.bug_trials),
-                        ("--kinds", args.kinds)):  # fmt: skip
+    for flag, value in (
+        ("--epsilon", args.epsilon),
+        ("--bug-trials", args.bug_trials),
+        ("--kinds", args.kinds),
+    ):
         if value is not None:
             command += [flag, str(value)]
     command += [x for o in args.overrides for x in ("--set", o)]

@@ -35,19 +35,28 @@ def register_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate (default 5e-5)")
     parser.add_argument("--batch-size", type=int, help="training batch size (default 16)")
     parser.add_argument(
-        "--max-length", type=int,
+        "--max-length",
+        type=int,
         help="finetune: training truncation (default 128); probe: that of both files (256)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--test-max-length", type=int,
+        "--test-max-length",
+        type=int,
         help="finetune: test truncation (default 256); probe: that of both files (256)",
-    )  # fmt: skip
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch / per-seed lines")
 
 
 def _check_positive(args: argparse.Namespace) -> None:
-    flags = ("seeds", "max_train", "max_test", "epochs", "batch_size", "max_length",
-             "test_max_length")  # fmt: skip
+    flags = (
+        "seeds",
+        "max_train",
+        "max_test",
+        "epochs",
+        "batch_size",
+        "max_length",
+        "test_max_length",
+    )
     for flag in flags:
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -80,16 +89,26 @@ def main_evaluate(args: argparse.Namespace) -> int:
     _check_positive(args)
     max_length, test_max_length = _lengths(args)
     overrides = {
-        "epochs": args.epochs, "encoder": args.encoder, "learning_rate": args.lr,
-        "batch_size": args.batch_size, "max_length": max_length,
-    }  # fmt: skip
+        "epochs": args.epochs,
+        "encoder": args.encoder,
+        "learning_rate": args.lr,
+        "batch_size": args.batch_size,
+        "max_length": max_length,
+    }
     try:
         config = STMConfig(**{k: v for k, v in overrides.items() if v is not None})
         result = evaluate_files(
-            args.train, args.test, mode=args.mode, seeds=args.seeds, config=config,
-            max_train=args.max_train, max_test=args.max_test, out=args.out,
-            test_max_length=test_max_length, progress=not args.quiet,
-        )  # fmt: skip
+            args.train,
+            args.test,
+            mode=args.mode,
+            seeds=args.seeds,
+            config=config,
+            max_train=args.max_train,
+            max_test=args.max_test,
+            out=args.out,
+            test_max_length=test_max_length,
+            progress=not args.quiet,
+        )
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     acc, f1 = result["accuracy"], result["macro_f1"]

@@ -270,37 +270,37 @@ def _render(task: tasks.TaskSpec, median: float) -> tuple[list[str], list[str]]:
     import numpy as np  # here, not at the top: keeps `wasp-jax --help` fast
 
     from wasp_jax.config import SelectionConfig
-    from wasp_jax.pipeline.stages import prompts as prompt_text  # rendering only: no models
+    from wasp_jax.pipeline.stages import prompts  # rendering only: no models
 
     s = SelectionConfig().s
     sample = " ".join(["word"] * max(1, round(median)))
     examples = [sample] * s
     rng = np.random.default_rng(0)
     kinds = {
-        "zero-shot": lambda c: prompt_text.zero_shot_prompt(task, c),
-        "contrastive": lambda c: prompt_text.contrastive_prompts(
+        "zero-shot": lambda c: prompts.zero_shot_prompt(task, c),
+        "contrastive": lambda c: prompts.contrastive_prompts(
             task, c, examples, examples, s=s, num_variants=1, rng=rng
         )[0],
-        "non-contrastive": lambda c: prompt_text.plain_prompts(
+        "non-contrastive": lambda c: prompts.plain_prompts(
             task, c, examples, num_variants=1, rng=rng
         )[0],
-        "aug-pe": lambda c: prompt_text.aug_pe_prompts(task, c, [sample], task.aug_pe_styles[0])[0],
+        "aug-pe": lambda c: prompts.aug_pe_prompts(task, c, [sample], task.aug_pe_styles[0])[0],
     }
     if task.subject_prompt:
-        kinds["zero-shot with subject"] = lambda c: prompt_text.zero_shot_prompt(
+        kinds["zero-shot with subject"] = lambda c: prompts.zero_shot_prompt(
             task, c, "Some Subject"
         )
     problems = []
     lines = [f"  prompts for every class ({s} dummy examples of {max(1, round(median))} words):"]
     for kind, render in kinds.items():
-        prompts = [render(c) for c in range(task.num_classes)]
+        rendered = [render(c) for c in range(task.num_classes)]
         left = sorted(
-            {p for t in prompts for p in tasks.placeholders_in(t)} & {*tasks.PLACEHOLDERS}
+            {p for t in rendered for p in tasks.placeholders_in(t)} & {*tasks.PLACEHOLDERS}
         )
         if left:
             problems.append(f"{kind} prompts still hold {left} after rendering")
-        chars = [len(t) for t in prompts]
-        words = [len(t.split()) for t in prompts]
+        chars = [len(t) for t in rendered]
+        words = [len(t.split()) for t in rendered]
         lines.append(
             f"    {kind}: {_span(chars)} chars, {_span(words)} words"
             f" (about {round(1.3 * max(words))} tokens at most)"

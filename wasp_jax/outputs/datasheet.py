@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wasp_jax import data as data_io
-from wasp_jax.outputs import run_files as R
+from wasp_jax.outputs import run_files
 from wasp_jax.outputs.api_usage import usage_section
 from wasp_jax.privacy.noise_source import SEEDED_NOTE
 
@@ -46,18 +46,18 @@ MODEL_LICENCES = {
 
 
 def _uses_private_data(run: Mapping[str, Any]) -> bool:
-    used = R.field(run["privacy"], "private_data_used")
+    used = run_files.field(run["privacy"], "private_data_used")
     if used is not None:
         return bool(used)
     # a ledger without the flag: whether the run planned any release
-    return R.field(run["privacy"], "sigma") is not None
+    return run_files.field(run["privacy"], "sigma") is not None
 
 
 def _privacy_section(run: Mapping[str, Any]) -> str:
     cfg, ledger = run["config"], run["privacy"]
     method = cfg.get("method", "wasp")
-    parties = R.field(
-        ledger, "num_parties", default=R.field(cfg.get("data"), "num_parties", default=1)
+    parties = run_files.field(
+        ledger, "num_parties", default=run_files.field(cfg.get("data"), "num_parties", default=1)
     )
     if not _uses_private_data(run):
         return (
@@ -65,44 +65,49 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
             "public inputs (models, prompts, task description), so no privacy is spent and "
             "there is no private set for a guarantee to be about.\n"
         )
-    adjacency = R.field(ledger, "adjacency", default="add_remove")
+    adjacency = run_files.field(ledger, "adjacency", default="add_remove")
     unit = {
         "add_remove": "adding or removing one private record",
         "replace_one": "replacing one private record by another",
     }.get(adjacency, adjacency)
-    releases = R.field(ledger, "releases", default=[])
+    releases = run_files.field(ledger, "releases", default=[])
     kinds = releases[0].get("what") if releases and isinstance(releases[0], Mapping) else None
     rows = [
         ("privacy unit", "one private record (one labelled text)"),
         ("neighbouring datasets", f"{adjacency}: differ by {unit}"),
-        ("epsilon (target)", R.field(ledger, "epsilon")),
-        ("delta", R.field(ledger, "delta")),
-        ("epsilon spent so far", R.field(ledger, "epsilon_spent")),
-        ("accounting", R.field(ledger, "accounting")),
-        ("noise", R.field(ledger, "noise")),
-        ("noise std sigma (aggregate)", R.field(ledger, "sigma")),
-        ("L2 sensitivity", R.field(ledger, "sensitivity")),
-        ("voting rounds T (planned)", R.field(ledger, "rounds")),
-        ("rounds released", R.field(ledger, "rounds_released", default=len(releases))),
-        ("noisy histograms per round", kinds or R.field(ledger, "num_histograms")),
+        ("epsilon (target)", run_files.field(ledger, "epsilon")),
+        ("delta", run_files.field(ledger, "delta")),
+        ("epsilon spent so far", run_files.field(ledger, "epsilon_spent")),
+        ("accounting", run_files.field(ledger, "accounting")),
+        ("noise", run_files.field(ledger, "noise")),
+        ("noise std sigma (aggregate)", run_files.field(ledger, "sigma")),
+        ("L2 sensitivity", run_files.field(ledger, "sensitivity")),
+        ("voting rounds T (planned)", run_files.field(ledger, "rounds")),
+        ("rounds released", run_files.field(ledger, "rounds_released", default=len(releases))),
+        ("noisy histograms per round", kinds or run_files.field(ledger, "num_histograms")),
         ("data parties L", parties),
     ]
-    per_kind = R.field(ledger, "kinds")
+    per_kind = run_files.field(ledger, "kinds")
     if per_kind:  # WASP+: sigma, sensitivity and epsilon come from each kind's plan (below)
         rows[7] = ("noise std sigma", "per release kind, see the table below")
         rows[8] = ("L2 sensitivity", "per release kind, see the table below")
         rows[11] = ("noisy releases per round", ", ".join(k["kind"] for k in per_kind))
-    text = R.md_table(("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows])
+    text = run_files.md_table(
+        ("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows]
+    )
     if per_kind:
         text += "\n" + _kinds_table(per_kind)
-    if str(R.field(ledger, "epsilon")) in ("inf", "Infinity") or R.field(ledger, "sigma") == 0:
+    if (
+        str(run_files.field(ledger, "epsilon")) in ("inf", "Infinity")
+        or run_files.field(ledger, "sigma") == 0
+    ):
         return text + (
             "\n**This data is NOT differentially private.** The run was configured with "
             "epsilon = inf, so the vote histograms got no noise: the selected examples, the PLM "
             "weights and hence the synthetic texts depend on the private records without any "
             "formal protection. (The clean votes were kept in memory and never written.)\n"
         )
-    if R.field(ledger, "noise") == "seeded":
+    if run_files.field(ledger, "noise") == "seeded":
         return text + (
             f"\n**This data is NOT differentially private ({SEEDED_NOTE}).** The run was "
             "configured with privacy.noise = 'seeded', so its noise was drawn from the public "
@@ -143,19 +148,19 @@ def _kinds_table(per_kind) -> str:
         if isinstance(k, Mapping)
     ]
     head = ("release kind", "measures", "sigma", "L2 sensitivity", "releases", "epsilon alone")
-    return R.md_table(head, rows) + (
+    return run_files.md_table(head, rows) + (
         "\nEach kind's epsilon is that of its own releases alone (RDP, at the run's delta); "
         "all kinds together compose to the epsilon spent above.\n"
     )
 
 
 def _models_section(cfg: Mapping[str, Any], described: Mapping[str, Any]) -> str:
-    emb = R.field(cfg.get("embedder"), "name", default="-")
+    emb = run_files.field(cfg.get("embedder"), "name", default="-")
     # the candidate sources the method states (replayed pools by file stem), else the PLMs
     plms = list(described.get("sources") or cfg.get("generation", {}).get("plms", []))
     rows = [("generator (PLM)", p, MODEL_LICENCES.get(p, "see the model's card")) for p in plms]
     rows.append(("embedder", emb, MODEL_LICENCES.get(emb, "see the model's card")))
-    text = R.md_table(("role", "model", "licence"), rows)
+    text = run_files.md_table(("role", "model", "licence"), rows)
     return text + (
         "\nThe synthetic texts are outputs of the generators above and are subject to their "
         "licences and use policies.\n"
@@ -172,17 +177,17 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
     Raises:
       DataError: the workdir is not a finished run.
     """
-    run = R.load_run(workdir)
-    workdir = R.release_folder(workdir)
+    run = run_files.load_run(workdir)
+    workdir = run_files.release_folder(workdir)
     cfg, syn = run["config"], run["synthetic"]
-    names = R.label_names(run)
+    names = run_files.label_names(run)
     method = cfg.get("method", "wasp")
-    by_class = R.counts(syn, "label")
-    by_plm = R.counts(syn, "plm")
-    by_round = R.counts(syn, "round")
-    private_path = R.field(cfg.get("data"), "private_path", default="")
+    by_class = run_files.counts(syn, "label")
+    by_plm = run_files.counts(syn, "plm")
+    by_round = run_files.counts(syn, "round")
+    private_path = run_files.field(cfg.get("data"), "private_path", default="")
     parts = [
-        f"# Datasheet: synthetic `{R.task_title(cfg)}` data ({method})\n",
+        f"# Datasheet: synthetic `{run_files.task_title(cfg)}` data ({method})\n",
         f"`synthetic.jsonl` holds **{len(syn)}** labelled synthetic texts "
         "(`text`, `label`, `label_name`, `plm`, `round`). "
         f"Classes: {', '.join(f'{i} = {n}' for i, n in enumerate(names))}.\n",
@@ -196,16 +201,19 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
         _models_section(cfg, run["method"]),
         *usage_section(run["metrics"]),
         "## Sizes and class balance\n",
-        R.md_table(
+        run_files.md_table(
             ("label", "class", "samples", "share"),
             [
                 (i, n, by_class.get(i, 0), f"{by_class.get(i, 0) / max(len(syn), 1):.1%}")
                 for i, n in enumerate(names)
             ],
         ),
-        "\n" + R.md_table(("PLM", "samples"), sorted(by_plm.items(), key=lambda kv: str(kv[0]))),
         "\n"
-        + R.md_table(("round", "samples"), sorted(by_round.items(), key=lambda kv: str(kv[0]))),
+        + run_files.md_table(("PLM", "samples"), sorted(by_plm.items(), key=lambda kv: str(kv[0]))),
+        "\n"
+        + run_files.md_table(
+            ("round", "samples"), sorted(by_round.items(), key=lambda kv: str(kv[0]))
+        ),
         "\n## Private data (as configured)\n",
         _private_provenance(private_path, _uses_private_data(run)),
         "## Measured utility\n",
@@ -220,13 +228,13 @@ def _utility(evals: Mapping[str, Any] | None, baselines: Mapping[str, Any] | Non
     if not evals or not isinstance(evals.get("accuracy"), Mapping):
         return "Not evaluated (set eval.test_path to train and test a small task model).\n"
     text = (
-        f"Accuracy {R.mean_std(evals['accuracy'])} % (mean ± std over seeds) of a small task "
-        "model trained on this data and tested on real data"
+        f"Accuracy {run_files.mean_std(evals['accuracy'])} % (mean ± std over seeds) of a small "
+        "task model trained on this data and tested on real data"
     )
     for name, b in (baselines or {}).items():
         if isinstance(b, Mapping):
             label = name if b.get("dp") else f"{name}, not DP"
-            text += f"; {label}: {R.mean_std(b.get('accuracy'))} %"
+            text += f"; {label}: {run_files.mean_std(b.get('accuracy'))} %"
     return text + "; see report.md, eval.json and eval_baselines.json.\n"
 
 

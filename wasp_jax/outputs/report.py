@@ -78,7 +78,7 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
                     "DP",
                 ),
                 _comparison_rows(run),
-            ),  # fmt: skip
+            ),
             _comparison_note(run),
         ]
     selected_rows = _selected_rows(metrics, syn, names)
@@ -202,13 +202,27 @@ def _comparison_rows(run: Mapping[str, Any]) -> list[tuple]:
     ev = run["eval"]
     train = ev.get("train") if isinstance(ev.get("train"), Mapping) else {}
     n_syn = train.get("num_used", train.get("num_examples", len(run["synthetic"])))
-    rows = [("synthetic set (this run)", n_syn, mean_std(ev.get("accuracy")),
-             mean_std(ev.get("macro_f1")), "yes")]  # fmt: skip
+    rows = [
+        (
+            "synthetic set (this run)",
+            n_syn,
+            mean_std(ev.get("accuracy")),
+            mean_std(ev.get("macro_f1")),
+            "yes",
+        )
+    ]
     for name, b in (run.get("baselines") or {}).items():
         if isinstance(b, Mapping):
             dp = "yes" if b.get("dp") else "**no**"
-            rows.append((name, b.get("n_train", "-"), mean_std(b.get("accuracy")),
-                         mean_std(b.get("macro_f1")), dp))  # fmt: skip
+            rows.append(
+                (
+                    name,
+                    b.get("n_train", "-"),
+                    mean_std(b.get("accuracy")),
+                    mean_std(b.get("macro_f1")),
+                    dp,
+                )
+            )
     return rows
 
 

@@ -113,24 +113,29 @@ def evaluate_texts(
         key = jax.random.key(seed)
         if mode == "probe":
             probe, info = train_probe(
-                x_train, train_labels, num_classes=num_classes, key=key, weights=weights,
+                x_train,
+                train_labels,
+                num_classes=num_classes,
+                key=key,
+                weights=weights,
                 **PROBE_HPARAMS,
-            )  # fmt: skip
+            )
             pred = probe.predict(x_test)
         else:
             clf, info = train_classifier(
-                train_texts, train_labels, num_classes=num_classes, key=key, config=config,
-                weights=weights, mesh=mesh, cache_dir=cache_dir, progress=progress,
-            )  # fmt: skip
+                train_texts,
+                train_labels,
+                num_classes=num_classes,
+                key=key,
+                config=config,
+                weights=weights,
+                mesh=mesh,
+                cache_dir=cache_dir,
+                progress=progress,
+            )
             pred = clf.predict(test_texts, max_length=test_max_length)
             info.pop("val_indices", None)
-        info.update(
-            seed=int(seed),
-            accuracy=accuracy(test_labels, pred),
-            macro_f1=macro_f1(test_labels, pred, num_classes),
-            seconds=round(time.perf_counter() - start, 2),
-        )
-        runs.append(info)
+        runs.append(_scored(info, seed, test_labels, pred, num_classes, start))
         if progress:
             print(f"seed {seed}: accuracy {info['accuracy']:.4f} ({info['seconds']} s)")
     return {
@@ -138,6 +143,17 @@ def evaluate_texts(
         "macro_f1": _summary([r["macro_f1"] for r in runs]),
         "runs": runs,
     }
+
+
+def _scored(info: dict, seed, test_labels, pred, num_classes: int, start: float) -> dict:
+    """One seed's training info with its seed, test scores and wall time added."""
+    info.update(
+        seed=int(seed),
+        accuracy=accuracy(test_labels, pred),
+        macro_f1=macro_f1(test_labels, pred, num_classes),
+        seconds=round(time.perf_counter() - start, 2),
+    )
+    return info
 
 
 def _subset(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -153,6 +169,38 @@ def _describe(path, labels, used) -> dict:
         "num_examples": int(len(labels)),
         "num_used": int(len(used)),
         "class_counts": np.bincount(labels[used]).tolist(),
+    }
+
+
+def _check_labels(train, test, train_labels_names, test_labels_names) -> None:
+    """Raises `UsageError` unless both files name each label alike (case-insensitively), every
+    test label occurs in training, and training holds at least 2 classes."""
+    (tr_labels, tr_names), (te_labels, te_names) = train_labels_names, test_labels_names
+    for label, name in te_names.items():
+        if str(tr_names.get(label, name)).strip().lower() != str(name).strip().lower():
+            raise UsageError(f"label {label} is {tr_names[label]!r} in {train}, {name!r} in {test}")
+    missing = sorted(set(te_labels.tolist()) - set(tr_labels.tolist()))
+    if missing:
+        raise UsageError(f"test labels {missing} never occur in the training file {train}")
+    if len(set(tr_labels.tolist())) < 2:
+        raise UsageError(f"{train}: needs examples of at least 2 classes")
+
+
+def _hyperparameters(mode: str, config: STMConfig, test_max_length: int, subset_seed: int):
+    """What the results record as the STM's settings: the probe uses one truncation for both
+    files and its own fixed settings, fine-tuning the whole `STMConfig`."""
+    if mode == "probe":
+        return {
+            "encoder": config.encoder,
+            "max_length": test_max_length,
+            "test_max_length": test_max_length,
+            "subset_seed": subset_seed,
+            "probe": PROBE_HPARAMS,
+        }
+    return {
+        **dataclasses.asdict(config),
+        "test_max_length": test_max_length,
+        "subset_seed": subset_seed,
     }
 
 
@@ -194,23 +242,24 @@ def evaluate_files(
         raise UsageError("need at least one seed")
     tr_texts, tr_labels, tr_names = read_examples(train, what="training")
     te_texts, te_labels, te_names = read_examples(test, what="test")
-    for label, name in te_names.items():
-        if str(tr_names.get(label, name)).strip().lower() != str(name).strip().lower():
-            raise UsageError(f"label {label} is {tr_names[label]!r} in {train}, {name!r} in {test}")
-    missing = sorted(set(te_labels.tolist()) - set(tr_labels.tolist()))
-    if missing:
-        raise UsageError(f"test labels {missing} never occur in the training file {train}")
-    if len(set(tr_labels.tolist())) < 2:
-        raise UsageError(f"{train}: needs examples of at least 2 classes")
+    _check_labels(train, test, (tr_labels, tr_names), (te_labels, te_names))
     num_classes = int(max(tr_labels.max(), te_labels.max())) + 1
     rng = np.random.default_rng(subset_seed)
     tr_used, te_used = _subset(len(tr_texts), max_train, rng), _subset(len(te_texts), max_test, rng)
     result = evaluate_texts(
-        [tr_texts[i] for i in tr_used], tr_labels[tr_used],
-        [te_texts[i] for i in te_used], te_labels[te_used],
-        num_classes=num_classes, mode=mode, seeds=seeds, config=config,
-        test_max_length=test_max_length, mesh=mesh, cache_dir=cache_dir, progress=progress,
-    )  # fmt: skip
+        [tr_texts[i] for i in tr_used],
+        tr_labels[tr_used],
+        [te_texts[i] for i in te_used],
+        te_labels[te_used],
+        num_classes=num_classes,
+        mode=mode,
+        seeds=seeds,
+        config=config,
+        test_max_length=test_max_length,
+        mesh=mesh,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
     result = {
         "accuracy": result["accuracy"],
         "macro_f1": result["macro_f1"],
@@ -221,20 +270,11 @@ def evaluate_files(
         "label_names": {str(k): v for k, v in sorted({**tr_names, **te_names}.items())},
         "train": _describe(train, tr_labels, tr_used),
         "test": _describe(test, te_labels, te_used),
-        "hyperparameters": {
-            **dataclasses.asdict(config), "test_max_length": test_max_length,
-            "subset_seed": subset_seed,
-        },
+        "hyperparameters": _hyperparameters(mode, config, test_max_length, subset_seed),
         "runs": result["runs"],
         "wall_seconds": round(time.perf_counter() - started, 2),
         "devices": [str(d) for d in (mesh.devices.flat if mesh is not None else jax.devices()[:1])],
-    }  # fmt: skip
-    if mode == "probe":
-        result["hyperparameters"] = {
-            "encoder": config.encoder, "max_length": test_max_length,
-            "test_max_length": test_max_length, "subset_seed": subset_seed,
-            "probe": PROBE_HPARAMS,
-        }  # fmt: skip
+    }
     if out is not None:
         data_io.atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result

@@ -196,14 +196,25 @@ class _Fit:
         lengths = [len(self.ids[i]) for i in self.train_idx]
         for batch in _train_batches(lengths, cfg.batch_size, rng):
             arrays = _make_batch(
-                self.ids, self.labels, self.weights, self.train_idx[batch], self.rows,
-                cfg.max_length, pad,
-            )  # fmt: skip
+                self.ids,
+                self.labels,
+                self.weights,
+                self.train_idx[batch],
+                self.rows,
+                cfg.max_length,
+                pad,
+            )
             lr = learning_rate(step, peak=cfg.learning_rate, warmup=self.warmup, total=self.total)
             params, opt_state, loss = train_step(
-                self.graphdef, self.tx, params, opt_state, place_batch(arrays, self.clf.mesh),
-                lr, self.dropout_key, step,
-            )  # fmt: skip
+                self.graphdef,
+                self.tx,
+                params,
+                opt_state,
+                place_batch(arrays, self.clf.mesh),
+                lr,
+                self.dropout_key,
+                step,
+            )
             losses.append(loss)
             step += 1
         return params, opt_state, step, float(np.mean(jax.device_get(losses)))
@@ -255,6 +266,17 @@ class _Fit:
         return params, history, best_epoch, step
 
 
+def _checked_labels_and_weights(texts, labels, weights, num_classes: int):
+    """(int32 labels, float32 weights, default 1); ValueError on a length or label mismatch."""
+    labels = np.asarray(labels, np.int32)
+    if len(texts) != len(labels) or len(texts) == 0:
+        raise ValueError(f"need as many labels as texts (> 0), got {len(texts)}, {len(labels)}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes})")
+    weights = np.ones(len(texts), np.float32) if weights is None else np.asarray(weights, "f4")
+    return labels, weights
+
+
 def train_classifier(
     texts: Sequence[str],
     labels: Sequence[int],
@@ -293,12 +315,7 @@ def train_classifier(
       val_accuracy), "best_epoch", "stopped_early", "steps", "num_train", "num_val",
       "val_indices" (positions in ``texts``, or after them for an explicit validation set).
     """
-    labels = np.asarray(labels, np.int32)
-    if len(texts) != len(labels) or len(texts) == 0:
-        raise ValueError(f"need as many labels as texts (> 0), got {len(texts)}, {len(labels)}")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes})")
-    weights = np.ones(len(texts), np.float32) if weights is None else np.asarray(weights, "f4")
+    labels, weights = _checked_labels_and_weights(texts, labels, weights, num_classes)
     rng = host_rng(key)
     dropout_key = jax.random.fold_in(key, 1) if config.dropout else None
     clf = classifier or build_classifier(
@@ -311,13 +328,21 @@ def train_classifier(
     graphdef, params = nnx.split(clf.model)
     shards = shd.axis_size(clf.mesh, shd.DATA)
     fit = _Fit(
-        clf=clf, config=config, graphdef=graphdef,
-        tx=make_optimizer(config.weight_decay, config.max_grad_norm), texts=texts,
-        ids=tokenize(clf.tokenizer, list(texts), config.max_length), labels=labels,
-        weights=weights, train_idx=train_idx, val_idx=val_idx, dropout_key=dropout_key,
+        clf=clf,
+        config=config,
+        graphdef=graphdef,
+        tx=make_optimizer(config.weight_decay, config.max_grad_norm),
+        texts=texts,
+        ids=tokenize(clf.tokenizer, list(texts), config.max_length),
+        labels=labels,
+        weights=weights,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        dropout_key=dropout_key,
         rows=-(-config.batch_size // shards) * shards,
-        warmup=max(1, int(config.warmup_ratio * total)), total=total,
-    )  # fmt: skip
+        warmup=max(1, int(config.warmup_ratio * total)),
+        total=total,
+    )
     params, history, best_epoch, steps = fit.run(params, rng, progress)
     nnx.update(clf.model, params)
     info = {
