@@ -89,3 +89,26 @@ def test_the_compile_cache_dir_was_restored_after_the_previous_test():
     if "dir" not in _BEFORE:
         pytest.skip("runs after test_a_test_may_point_jax_at_a_compile_cache")
     assert jax.config.jax_compilation_cache_dir == _BEFORE["dir"]
+
+
+def test_the_runner_leaves_the_compile_cache_off_in_an_unmarked_test():
+    import jax
+
+    from wasp_jax.pipeline.run import runner
+
+    before = jax.config.jax_compilation_cache_dir
+    runner._enable_compile_cache("")
+    assert jax.config.jax_compilation_cache_dir == before
+
+
+@pytest.mark.compile_cache
+def test_the_runner_puts_the_compile_cache_under_the_cache_root_when_asked():
+    import jax
+
+    from wasp_jax.pipeline.run import runner
+
+    if jax.config.jax_compilation_cache_dir:
+        pytest.skip("a compile cache is configured already: the runner leaves it as it is")
+    runner._enable_compile_cache("")
+    want = os.path.join(os.environ["WASP_JAX_CACHE"], "xla")
+    assert jax.config.jax_compilation_cache_dir == want and os.path.isdir(want)
