@@ -80,9 +80,9 @@ class FirstCome(Method):
 
 @pytest.fixture
 def first_come():
-    method = methods.register(FirstCome())
+    method = methods.register_method(FirstCome())
     yield method
-    methods.unregister(method.name)
+    methods.unregister_method(method.name)
 
 
 def _toy_config():

@@ -214,7 +214,7 @@ def test_plm_allocation():
     w, a = selection.plm_allocation(np.array([5.0, 0.0]), 7, tau=1.0, weighting=False)
     assert a in ([4, 3], [3, 4]) and np.allclose(w, 0.5)
     votes = _votes(np.array([3.0, 1.0, -5.0, 0.0]))
-    s = selection.plm_scores(votes, np.array([0, 0, 1, 1]), np.ones(4, bool), 2, "robust")
+    s = selection.plm_vote_scores(votes, np.array([0, 0, 1, 1]), np.ones(4, bool), 2, "robust")
     assert s[0] > s[1]
 
 

@@ -110,7 +110,7 @@ train_step = jax.jit(_train_step, static_argnums=(0, 1), donate_argnums=(2, 3))
 # -------------------------------------------------------------------- data on the host
 
 
-def host_rng(key: jax.Array) -> np.random.Generator:
+def batch_order_rng(key: jax.Array) -> np.random.Generator:
     """The numpy generator of a PRNG key (head init, shuffling, validation split)."""
     return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
 
@@ -316,7 +316,7 @@ def train_classifier(
       "val_indices" (positions in ``texts``, or after them for an explicit validation set).
     """
     labels, weights = _checked_labels_and_weights(texts, labels, weights, num_classes)
-    rng = host_rng(key)
+    rng = batch_order_rng(key)
     dropout_key = jax.random.fold_in(key, 1) if config.dropout else None
     clf = classifier or build_classifier(
         num_classes, config, rng=rng, mesh=mesh, cache_dir=cache_dir

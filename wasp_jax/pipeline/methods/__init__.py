@@ -17,9 +17,9 @@ from wasp_jax.pipeline.methods.registry import (
     get,
     names,
     privacy_plan,
-    register,
+    register_method,
     resolve,
-    unregister,
+    unregister_method,
     with_method,
 )
 
@@ -28,8 +28,8 @@ __all__ = [
     "get",
     "names",
     "privacy_plan",
-    "register",
+    "register_method",
     "resolve",
-    "unregister",
+    "unregister_method",
     "with_method",
 ]

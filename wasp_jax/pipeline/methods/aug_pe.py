@@ -9,7 +9,7 @@ from __future__ import annotations
 from wasp_jax.config import WaspConfig
 from wasp_jax.config.sections import _check
 from wasp_jax.pipeline.methods.base import Method
-from wasp_jax.pipeline.methods.registry import register
+from wasp_jax.pipeline.methods.registry import register_method
 from wasp_jax.pipeline.methods.wasp import Wasp, check_override
 from wasp_jax.pipeline.run.sizing import Need, selection_need
 from wasp_jax.pipeline.stages.prompts import rephrase_round_prompts
@@ -47,4 +47,4 @@ class AugPE(Wasp):
         return rephrase_round_prompts(inputs.task, texts, d.good, seed=inputs.cfg.seed, round_=t)
 
 
-AUG_PE = register(AugPE())
+AUG_PE = register_method(AugPE())

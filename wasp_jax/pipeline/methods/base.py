@@ -17,7 +17,7 @@ row-weighting stage. A method says, by overriding the members of `Method`:
 
 Stages return typed results (`wasp_jax.pipeline.run.results`) and never change the inputs
 or the state; the runner applies and commits them. A new method is one module that defines
-a subclass and registers an instance (`wasp_jax.pipeline.methods.registry.register`);
+a subclass and registers an instance (`wasp_jax.pipeline.methods.registry.register_method`);
 docs/extending.md walks through it.
 """
 

@@ -252,7 +252,7 @@ def voted(inputs: RunInputs, state: RunState, t: int) -> Decided:
     hists = [np.asarray(h, np.float32) for h in votes.histograms().values()]
     spread.check_released(f"round {t}'s noisy votes", *hists)
     good, bad = selection.select_good_bad(votes, pop.labels, mask, C, selection=cfg.selection)
-    scores = selection.plm_scores(votes, pop.plm, mask, K, cfg.generation.plm_score)
+    scores = selection.plm_vote_scores(votes, pop.plm, mask, K, cfg.generation.plm_score)
     weights, budgets = selection.plm_allocation(
         scores,
         cfg.generation.round_increment(t - 1),

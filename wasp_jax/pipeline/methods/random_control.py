@@ -11,7 +11,7 @@ import numpy as np
 from wasp_jax.config import WaspConfig
 from wasp_jax.pipeline.methods import common
 from wasp_jax.pipeline.methods.base import Method
-from wasp_jax.pipeline.methods.registry import register
+from wasp_jax.pipeline.methods.registry import register_method
 from wasp_jax.pipeline.methods.wasp import Wasp
 from wasp_jax.pipeline.run.results import Decided
 from wasp_jax.pipeline.run.sizing import Need, selection_need
@@ -48,4 +48,4 @@ class RandomControl(Wasp):
         return Decided(t, common.decision(t, good, bad, weights, budgets, None))
 
 
-RANDOM_CONTROL = register(RandomControl())
+RANDOM_CONTROL = register_method(RandomControl())

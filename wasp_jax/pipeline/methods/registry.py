@@ -1,7 +1,7 @@
 """The registry of methods: the config's `method` name -> its plug-in (`base.Method`).
 
 The only place in the library that knows which methods exist. Each method module registers
-one instance at import time (`register`); `resolve(cfg)` returns a config's method after
+one instance at import time (`register_method`); `resolve(cfg)` returns a config's method after
 checking the config against it. A method defined outside the package (a user's, or a test's)
 is registered the same way and runs through the same runner.
 """
@@ -16,7 +16,7 @@ from wasp_jax.errors import ConfigError
 _METHODS: dict = {}
 
 
-def register(method):
+def register_method(method):
     """Adds `method` (an instance of a `Method` subclass) under `method.name`; returns it."""
     name = method.name
     if not name or name in _METHODS:
@@ -25,8 +25,8 @@ def register(method):
     return method
 
 
-def unregister(name: str) -> None:
-    """Removes a method added with `register` (tests and plug-ins that clean up)."""
+def unregister_method(name: str) -> None:
+    """Removes a method added with `register_method` (tests and plug-ins that clean up)."""
     _METHODS.pop(name, None)
 
 

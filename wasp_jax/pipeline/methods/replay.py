@@ -12,7 +12,7 @@ from __future__ import annotations
 from wasp_jax.config import WaspConfig
 from wasp_jax.config.sections import _check
 from wasp_jax.pipeline.methods import common
-from wasp_jax.pipeline.methods.registry import register
+from wasp_jax.pipeline.methods.registry import register_method
 from wasp_jax.pipeline.methods.wasp import Wasp
 from wasp_jax.pipeline.run.sizing import Need
 
@@ -46,4 +46,4 @@ class Replay(Wasp):
         return common.replayed(inputs, state, k, quotas, t)
 
 
-REPLAY = register(Replay())
+REPLAY = register_method(Replay())

@@ -13,7 +13,7 @@ from wasp_jax.config import WaspConfig
 from wasp_jax.config.sections import _check
 from wasp_jax.pipeline.methods import common
 from wasp_jax.pipeline.methods.base import Method
-from wasp_jax.pipeline.methods.registry import register
+from wasp_jax.pipeline.methods.registry import register_method
 from wasp_jax.pipeline.run.sizing import Need, selection_need
 from wasp_jax.pipeline.stages.prompts import round_prompts
 from wasp_jax.privacy.plan import ReleaseRequest
@@ -115,4 +115,4 @@ def check_override(cfg: WaspConfig, request: ReleaseRequest) -> None:
     )
 
 
-WASP = register(Wasp())
+WASP = register_method(Wasp())

@@ -33,7 +33,7 @@ from wasp_jax.config import PlusConfig, WaspConfig
 from wasp_jax.config.sections import _check
 from wasp_jax.pipeline.methods import common
 from wasp_jax.pipeline.methods.base import Method
-from wasp_jax.pipeline.methods.registry import register
+from wasp_jax.pipeline.methods.registry import register_method
 from wasp_jax.pipeline.methods.wasp import Wasp, check_round_budget
 from wasp_jax.pipeline.run import spread
 from wasp_jax.pipeline.run.results import Decided, Weighted
@@ -300,4 +300,4 @@ def _replay_by_clusters(inputs, state, k: int, quotas, t: int):
     return common.pool_drawn(inputs, k, t, taken, quotas, stops)
 
 
-WASP_PLUS = register(WaspPlus())
+WASP_PLUS = register_method(WaspPlus())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from wasp_jax.pipeline.methods import common
 from wasp_jax.pipeline.methods.base import Method
-from wasp_jax.pipeline.methods.registry import register
+from wasp_jax.pipeline.methods.registry import register_method
 
 
 class ZeroShot(Method):
@@ -42,5 +42,5 @@ class ZeroGen(ZeroShot):
         d["generation"]["plms"] = d["generation"]["plms"][:1]
 
 
-MULTI_ZEROSHOT = register(ZeroShot())
-ZEROGEN = register(ZeroGen())
+MULTI_ZEROSHOT = register_method(ZeroShot())
+ZEROGEN = register_method(ZeroGen())

@@ -12,8 +12,7 @@ import numpy as np
 from wasp_jax.budget import allocate_budget, split_evenly
 from wasp_jax.config import SelectionConfig, VotingConfig
 from wasp_jax.kernels.selection import select_contrastive
-from wasp_jax.kernels.weights import plm_scores as _plm_scores
-from wasp_jax.kernels.weights import plm_shares
+from wasp_jax.kernels.weights import plm_scores, plm_shares
 from wasp_jax.pipeline.run.keys import host_rng
 from wasp_jax.pipeline.stages.vote import NoisyVotes
 
@@ -60,13 +59,13 @@ def select_good_bad(
     return lists(sel.good_idx, sel.good_valid), lists(sel.bad_idx, sel.bad_valid)
 
 
-def plm_scores(votes: NoisyVotes, plm, mask: np.ndarray, k: int, formula: str) -> np.ndarray:
+def plm_vote_scores(votes: NoisyVotes, plm, mask: np.ndarray, k: int, formula: str) -> np.ndarray:
     """PLM scores from the noisy nearest histogram (`kernels.weights.plm_scores`, §2.7).
 
     "robust": mean positive noisy vote of the PLM's samples over the overall mean; "compat":
     the original's share of the normalised mass over the share of samples.
     """
-    scores = _plm_scores(
+    scores = plm_scores(
         votes.nearest,
         np.asarray(plm, np.int32),
         np.asarray(mask, bool),
