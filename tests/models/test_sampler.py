@@ -191,7 +191,7 @@ def test_sampled_logprobs_equal_a_full_forward_without_cache(name):
         n = seq.shape[1]
         pos = jnp.arange(n, dtype=jnp.int32)[None]
         cache, ones = model.init_cache(1, n), jnp.ones((1, n), bool)
-        logits, _ = model(seq, pos, cache, jnp.int32(0), ones, layers=gen.layers)
+        logits, _ = model(seq, pos, cache, jnp.int32(0), ones, per_layer=gen.layers)
         logits = logits[0, len(prompt) - 1 : -1, : gen.config.vocab_size].astype(jnp.float32)
         # min_new_tokens suppresses EOS; the sampler's logprobs are renormalised without it.
         full = jax.nn.log_softmax(jnp.where(gen._eos_table, -jnp.inf, logits))

@@ -30,10 +30,10 @@ import numpy as np
 
 from wasp_jax import distributed as dist
 from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
-from wasp_jax.models import layers as L
+from wasp_jax.models import layers, t5_sampler
 from wasp_jax.models import sampler as smp
 from wasp_jax.models import sharding as shd
-from wasp_jax.models import t5_sampler
+from wasp_jax.models.decode import PromptBatch, SamplingControls
 from wasp_jax.models.generate_args import (
     check_prompts,
     check_sampling,
@@ -96,18 +96,17 @@ class Generator:
             add_bos = bool(getattr(self.tokenizer, "add_bos_default", True))
         self.add_bos = add_bos
         self.graphdef, state, shardings = shd.shard_model(loaded.model, self.mesh)
-        # An encoder-decoder (T5) scans its stacked weights and samples with its own loop.
+        # An encoder-decoder (T5) scans its stacked weights and starts decoding with its own hook.
         self.seq2seq = bool(getattr(loaded.model, "is_encoder_decoder", False))
-        self.state, self.state_shardings, self.layers, self.layer_shardings = (
-            state, shardings, {}, {}
-        )  # fmt: skip
+        self.state, self.state_shardings = state, shardings
+        self.layers, self.layer_shardings = {}, {}
         if not self.seq2seq:
             # One array per layer: decoding loops over layers instead of scanning stacked weights.
             self.state, self.state_shardings, self.layers, self.layer_shardings = (
                 shd.unstack_layers(state, shardings, self.mesh)
             )
         if shd.axis_size(self.mesh, shd.MODEL) == 1 and not self.seq2seq:
-            self.layers = [L.fuse_projections(p) for p in self.layers]
+            self.layers = [layers.fuse_projections(p) for p in self.layers]
             self.layer_shardings = [{n: shd.replicated(self.mesh) for n in p} for p in self.layers]
         self.trace_count = 0
         self._samplers: dict[smp.SamplerShape, Callable] = {}
@@ -285,21 +284,16 @@ class Generator:
         row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(row_ids))
         shape = smp.SamplerShape(bp, p, grp, n, kw["greedy"], kw["top_k"], kw["top_p"] < 1.0)
         fn = self._sampler(shape)
-        res = fn(
-            self.state,
-            self.layers,
-            toks,
-            pos,
-            mask,
-            row_keys,
-            active,
-            np.float32(kw["temperature"]),
-            np.float32(kw["top_p"]),
-            np.int32(kw["min_new"]),
-            np.int32(kw["max_new"]),
-            self._eos_table,
-            stop_table,
+        batch = PromptBatch(toks, pos, mask, row_keys, active)
+        controls = SamplingControls(
+            temperature=np.float32(kw["temperature"]),
+            top_p=np.float32(kw["top_p"]),
+            min_new=np.int32(kw["min_new"]),
+            max_new=np.int32(kw["max_new"]),
+            eos_table=self._eos_table,
+            stop_table=stop_table,
         )
+        res = fn(self.state, self.layers, batch, controls)
         res = jax.tree.map(np.asarray, res)
         take = np.asarray(slots)  # back to the chunk's row order
         return {**res, **{k: res[k][take] for k in ("tokens", "lengths", "logprobs")}}
@@ -310,13 +304,13 @@ class Generator:
             def on_trace(_):
                 self.trace_count += 1
 
-            build = t5_sampler.build_seq2seq_sampler if self.seq2seq else smp.build_sampler
-            self._samplers[shape] = build(
+            self._samplers[shape] = smp.build_sampler(
                 self.graphdef,
-                self.state_shardings,
-                self.layer_shardings,
-                self.mesh,
-                shape,
+                shape=shape,
+                mesh=self.mesh,
+                state_shardings=self.state_shardings,
+                layer_shardings=self.layer_shardings,
+                start=t5_sampler.encoder_decoder_start if self.seq2seq else smp.decoder_start,
                 on_trace=on_trace,
             )
         return self._samplers[shape]
@@ -391,7 +385,7 @@ def load_generator(
         return api.load_api_generator(spec)
     mesh = mesh if mesh is not None else shd.make_mesh()
     if dtype is None:
-        dtype = L.compute_dtype("auto") or jnp.float32
+        dtype = layers.compute_dtype("auto") or jnp.float32
     loaded = load_causal_lm(spec, cache_dir=cache_dir, mesh=mesh, dtype=dtype)
     if jnp.dtype(dtype) != jnp.float32 and hasattr(loaded.model, "compute_dtype"):
         loaded.model.compute_dtype = jnp.dtype(dtype).type
