@@ -4,7 +4,7 @@ the BERT and sentence-T5 embedders, and their loaders.
 The encoder (``wasp_jax.models.bert.load_bert``) shares the decoders' layers, sharding
 rules, registry and cache. ``load_causal_lm`` also loads T5 folders; their module
 (``wasp_jax.models.t5.T5Model``) has its own encode / cross_kv / decode contract, which the
-generator drives through ``wasp_jax.models.t5_sampler``. Contract for the decoders' sampler
+generator starts with the hook of ``wasp_jax.models.t5_sampler``. Contract for the decoders
 (``wasp_jax.plm``):
 
 ``load_causal_lm(spec, *, cache_dir=None, mesh=None, dtype=jnp.float32) -> LoadedLM``
@@ -35,15 +35,24 @@ vocab_size, hidden_size, max_position (int | None), sliding_window (int | None).
 (replicated when not divisible), everything else replicated; the table is the model
 class's ``SHARD_AXES`` and the rules are `wasp_jax.models.sharding.axis_specs`.
 
+``register_architecture(arch, cls)`` and ``register_tiny_model(name, make_config)`` add a
+decoder architecture and a tiny random model of it (recipe: docs/extending_model.md).
+
 ``save_state`` / ``restore_state`` (``wasp_jax.models.cache``): orbax helpers for any
 pytree or ``nnx.State``, restoring onto given shardings.
 """
 
-from wasp_jax.models.build import build_model, model_class, partition_specs
+from wasp_jax.models.build import (
+    build_model,
+    model_class,
+    partition_specs,
+    register_architecture,
+)
 from wasp_jax.models.cache import cache_root, restore_state, save_state
 from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.convert import UnsupportedModelError
 from wasp_jax.models.loading import LoadedLM, load_causal_lm, supported
+from wasp_jax.models.registry import register_tiny_model
 
 __all__ = [
     "DecoderConfig",
@@ -54,6 +63,8 @@ __all__ = [
     "load_causal_lm",
     "model_class",
     "partition_specs",
+    "register_architecture",
+    "register_tiny_model",
     "restore_state",
     "save_state",
     "supported",
