@@ -191,7 +191,8 @@ def choose_tokens(
     def over_vocabulary():
         full = scaled
         if top_k:
-            full = jnp.where(scaled < vals[:, top_k - 1 : top_k], _NEG_INF, scaled)
+            kth = min(top_k, k)  # top_k beyond the vocabulary keeps it all
+            full = jnp.where(scaled < vals[:, kth - 1 : kth], _NEG_INF, scaled)
         full = jax.nn.softmax(full, axis=-1)
         return _inverse_cdf(jnp.where(top_p_keep(full, top_p), full, 0.0), u)
 
