@@ -282,7 +282,15 @@ class Generator:
             row_ids[slot] = i * num_samples + j
             active[slot] = True
         row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(row_ids))
-        shape = smp.SamplerShape(bp, p, grp, n, kw["greedy"], kw["top_k"], kw["top_p"] < 1.0)
+        shape = smp.SamplerShape(
+            prompt_rows=bp,
+            prompt_len=p,
+            group=grp,
+            new_tokens=n,
+            greedy=kw["greedy"],
+            top_k=kw["top_k"],
+            use_top_p=kw["top_p"] < 1.0,
+        )
         fn = self._sampler(shape)
         batch = PromptBatch(toks, pos, mask, row_keys, active)
         controls = SamplingControls(

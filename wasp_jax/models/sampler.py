@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -66,10 +67,13 @@ class SamplerShape:
         return self.prompt_rows * self.group
 
 
-#: ``start(model, per_layer, batch, shape, *, cache_dtype, mesh) -> Prefill``: turns the
-#: prompts into the decode loop's first inputs (`decoder_start`, or
-#: `wasp_jax.models.t5_sampler.encoder_decoder_start`).
-StartHook = Callable[..., Prefill]
+class StartHook(Protocol):
+    """Turns the prompts into the decode loop's first inputs (`decoder_start`, or
+    `wasp_jax.models.t5_sampler.encoder_decoder_start` for an encoder-decoder)."""
+
+    def __call__(
+        self, model, per_layer, batch: PromptBatch, shape: SamplerShape, *, cache_dtype, mesh
+    ) -> Prefill: ...
 
 
 def decoder_start(
