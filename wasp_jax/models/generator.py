@@ -19,7 +19,6 @@ chunk and decodes the results. Choices, each documented where it is made:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from wasp_jax import distributed as dist
-from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
 from wasp_jax.models import layers, t5_sampler
 from wasp_jax.models import sampler as smp
 from wasp_jax.models import sharding as shd
+from wasp_jax.models.chunk_layout import layout_chunk
 from wasp_jax.models.decode import PromptBatch, SamplingControls
 from wasp_jax.models.generate_args import (
     check_prompts,
@@ -253,46 +252,25 @@ class Generator:
     # -- internals -------------------------------------------------------------------------
 
     def _run_chunk(self, chunk, prompt_ids, *, num_samples, key, stop_table, share_prefix, **kw):
-        # Rows are laid out in groups of `grp` per prompt row (the sampler's prefix sharing);
-        # without sharing every row is its own prompt row (grp = 1).
-        row_prompt = [i for i, _ in chunk]
-        order = list(dict.fromkeys(row_prompt)) if share_prefix else row_prompt
-        grp = max(collections.Counter(row_prompt).values()) if share_prefix else 1
-        bp = bucket_pow2(len(order))
-        p = bucket_prompt_len(max(len(prompt_ids[i]) for i in order))
-        n = bucket_pow2(kw["max_new"], 8)
-        toks = np.zeros((bp, p), np.int32)
-        pos = np.zeros((bp, p), np.int32)
-        mask = np.zeros((bp, p), bool)
-        for r in range(bp):
-            ids = prompt_ids[order[min(r, len(order) - 1)]]
-            toks[r, p - len(ids) :] = ids
-            pos[r, p - len(ids) :] = np.arange(len(ids))
-            mask[r, p - len(ids) :] = True
-        b = bp * grp
-        row_ids = np.zeros(b, np.uint32)
-        active = np.zeros(b, bool)
-        first_slot = {i: g * grp for g, i in enumerate(order)}  # shared: next free slot
-        slots = []
-        for r, (i, j) in enumerate(chunk):
-            slot = r
-            if share_prefix:
-                slot, first_slot[i] = first_slot[i], first_slot[i] + 1
-            slots.append(slot)
-            row_ids[slot] = i * num_samples + j
-            active[slot] = True
-        row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(row_ids))
+        lay = layout_chunk(
+            chunk,
+            prompt_ids,
+            num_samples=num_samples,
+            max_new=kw["max_new"],
+            share_prefix=share_prefix,
+        )
+        row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(lay.row_ids))
         shape = smp.SamplerShape(
-            prompt_rows=bp,
-            prompt_len=p,
-            group=grp,
-            new_tokens=n,
+            prompt_rows=lay.tokens.shape[0],
+            prompt_len=lay.tokens.shape[1],
+            group=lay.group,
+            new_tokens=lay.new_tokens,
             greedy=kw["greedy"],
             top_k=kw["top_k"],
             use_top_p=kw["top_p"] < 1.0,
         )
         fn = self._sampler(shape)
-        batch = PromptBatch(toks, pos, mask, row_keys, active)
+        batch = PromptBatch(lay.tokens, lay.positions, lay.mask, row_keys, lay.active)
         controls = SamplingControls(
             temperature=np.float32(kw["temperature"]),
             top_p=np.float32(kw["top_p"]),
@@ -303,7 +281,7 @@ class Generator:
         )
         res = fn(self.state, self.layers, batch, controls)
         res = jax.tree.map(np.asarray, res)
-        take = np.asarray(slots)  # back to the chunk's row order
+        take = lay.slots  # back to the chunk's row order
         return {**res, **{k: res[k][take] for k in ("tokens", "lengths", "logprobs")}}
 
     def _sampler(self, shape: smp.SamplerShape) -> Callable:
