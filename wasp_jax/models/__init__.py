@@ -18,7 +18,8 @@ vocab_size, hidden_size, max_position (int | None), sliding_window (int | None).
 ``model.init_cache(batch_size, max_len, dtype=jnp.float32)`` -> ``{"k", "v"}``, each
 ``[num_layers, B, S, num_kv_heads, head_dim]`` (a plain pytree; broadcast/shard freely).
 
-``model(tokens, positions, cache, cache_index, kv_mask, *, last_only=False)``
+``model(tokens, positions, cache, cache_index, kv_mask, *, last_only=False, prefix=None,
+per_layer=None)``
   -> ``(logits float32 [B, T, V], new_cache)``. ``tokens``/``positions`` int32 [B, T];
   ``cache_index`` int32 scalar (may be traced): the chunk is written to cache slots
   ``[cache_index, cache_index + T)``; ``kv_mask`` bool [B, S] marks slots holding real
@@ -28,7 +29,9 @@ vocab_size, hidden_size, max_position (int | None), sliding_window (int | None).
   left padding, pad slots have ``kv_mask`` False and a row's positions start at 0 at its
   first real token. ``last_only=True`` (static) returns logits of the last chunk position
   only, ``[B, 1, V]`` (saves the [T, V] logits of a long prefill). Layers run under one
-  ``lax.scan``.
+  ``lax.scan``, or as a loop over ``per_layer`` (one weight dict per layer, from
+  ``sharding.unstack_layers``) when given. ``prefix`` is a prompt cache shared by groups of
+  rows (``layers.prefix_parts``; what ``sampler.decoder_start`` passes while decoding).
 
 ``partition_specs(model, mesh)`` -> ``nnx.State`` of ``PartitionSpec`` shaped like
 ``nnx.state(model)``: head axes of q/k/v/o and the MLP hidden axis over mesh axis "model"
