@@ -99,6 +99,17 @@ def test_choose_tokens_respects_top_k():
     assert len(seen) == 4  # both of the top 2 are drawn at a high temperature
 
 
+def test_choose_tokens_top_k_beyond_the_vocabulary_with_top_p():
+    # A top_k above the vocabulary size keeps every token, as top_k == vocabulary size does.
+    logits = jax.random.normal(jax.random.key(3), (4, 50))
+    keys = jax.random.split(jax.random.key(4), 4)
+    kw = dict(greedy=False, use_top_p=True, temperature=jnp.float32(1.0), top_p=jnp.float32(0.9))
+    wide = sampler.choose_tokens(keys, logits, top_k=80, **kw)
+    chex.assert_shape(wide, (4,))
+    chex.assert_type(wide, jnp.int32)
+    np.testing.assert_array_equal(wide, sampler.choose_tokens(keys, logits, top_k=50, **kw))
+
+
 # -- generation equivalences ---------------------------------------------------------------
 # Tests reuse a few shape buckets (N = 16 new-token slots, 64/128 prompt slots) so that the
 # whole file compiles about a dozen samplers.
@@ -192,7 +203,7 @@ def test_sampled_logprobs_equal_a_full_forward_without_cache(name):
         n = seq.shape[1]
         pos = jnp.arange(n, dtype=jnp.int32)[None]
         cache, ones = model.init_cache(1, n), jnp.ones((1, n), bool)
-        logits, _ = model(seq, pos, cache, jnp.int32(0), ones, layers=gen.layers)
+        logits, _ = model(seq, pos, cache, jnp.int32(0), ones, per_layer=gen.layers)
         logits = logits[0, len(prompt) - 1 : -1, : gen.config.vocab_size].astype(jnp.float32)
         # min_new_tokens suppresses EOS; the sampler's logprobs are renormalised without it.
         full = jax.nn.log_softmax(jnp.where(gen._eos_table, -jnp.inf, logits))

@@ -31,8 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wasp_jax.models import cache, convert, loading, registry
-from wasp_jax.models import layers as L
+from wasp_jax.models import cache, convert, layers, loading, registry
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert_convert import layer_shapes, params_from_hf
 from wasp_jax.models.config import BertConfig
@@ -46,9 +45,17 @@ CONVERT_VERSION = 1
 # Parameter name -> axis (of the stacked array) split over the mesh's "model" axis:
 # attention heads and FFN columns (rules in wasp_jax.models.sharding).
 SHARD_AXES = {
-    "q_kernel": 2, "q_bias": 1, "k_kernel": 2, "k_bias": 1, "v_kernel": 2, "v_bias": 1,
-    "o_kernel": 1, "ff_in_kernel": 2, "ff_in_bias": 1, "ff_out_kernel": 1,
-}  # fmt: skip
+    "q_kernel": 2,
+    "q_bias": 1,
+    "k_kernel": 2,
+    "k_bias": 1,
+    "v_kernel": 2,
+    "v_bias": 1,
+    "o_kernel": 1,
+    "ff_in_kernel": 2,
+    "ff_in_bias": 1,
+    "ff_out_kernel": 1,
+}
 
 __all__ = [
     "SUPPORTED",
@@ -75,7 +82,7 @@ class BertEncoder(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         c = config
         d = c.hidden_size
-        normal = L.normal_init(0.02)
+        normal = layers.normal_init(0.02)
 
         def w(*shape):
             return nnx.Param(normal(rngs.params(), shape, jnp.float32))
@@ -90,10 +97,10 @@ class BertEncoder(nnx.Module):
         self.emb_ln_scale, self.emb_ln_bias = const(1.0, d), const(0.0, d)
         shapes = layer_shapes(c)
         init = {
-            n: normal if n.endswith("kernel") else L.const_init(float(n.endswith("scale")))
+            n: normal if n.endswith("kernel") else layers.const_init(float(n.endswith("scale")))
             for n in shapes
         }
-        self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=jnp.float32)
+        self.layers = layers.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=jnp.float32)
         self.pooler_kernel, self.pooler_bias = w(d, d), const(0.0, d)
         # Precision of the layers' dense products (None: float32); see layers.dense.
         self.compute_dtype = None
@@ -120,14 +127,14 @@ class BertEncoder(nnx.Module):
         eps, rate = c.layer_norm_eps, c.dropout_rate
         types = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
         x = self.word_emb[...][input_ids] + self.pos_emb[...][:t][None] + self.type_emb[...][types]
-        x = L.layer_norm(x, self.emb_ln_scale[...], self.emb_ln_bias[...], eps)
+        x = layers.layer_norm(x, self.emb_ln_scale[...], self.emb_ln_bias[...], eps)
         keys = None
         if dropout_key is not None:
             dropout_key, *keys = jax.random.split(dropout_key, 1 + 2 * c.num_layers)
             keys = jnp.stack(keys).reshape(c.num_layers, 2)
             x = dropout(x, rate, dropout_key)
         key_mask = (attention_mask > 0)[:, None, None, :]
-        act = L.activation(c.hidden_act)
+        act = layers.activation(c.hidden_act)
         scale = 1.0 / np.sqrt(dh)
 
         cdt = self.compute_dtype
@@ -135,14 +142,14 @@ class BertEncoder(nnx.Module):
         def layer(x, xs):
             p, k = xs
             heads = lambda y: y.reshape(b, t, h, dh)
-            mm = lambda y, name: L.dense(y, p[name + "_kernel"], cdt) + p[name + "_bias"]
+            mm = lambda y, name: layers.dense(y, p[name + "_kernel"], cdt) + p[name + "_bias"]
             q, kk, v = heads(mm(x, "q")), heads(mm(x, "k")), heads(mm(x, "v"))
-            o = L.encoder_attention(q, kk, v, key_mask, scale).reshape(b, t, c.hidden_size)
+            o = layers.encoder_attention(q, kk, v, key_mask, scale).reshape(b, t, c.hidden_size)
             o = dropout(mm(o, "o"), rate, None if k is None else k[0])
-            x = L.layer_norm(x + o, p["ln1_scale"], p["ln1_bias"], eps)
+            x = layers.layer_norm(x + o, p["ln1_scale"], p["ln1_bias"], eps)
             y = mm(act(mm(x, "ff_in")), "ff_out")
             y = dropout(y, rate, None if k is None else k[1])
-            return L.layer_norm(x + y, p["ln2_scale"], p["ln2_bias"], eps), None
+            return layers.layer_norm(x + y, p["ln2_scale"], p["ln2_bias"], eps), None
 
         x, _ = jax.lax.scan(layer, x, (self.layers.arrays(), keys))
         return x

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from wasp_jax.models import config as config_lib
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.convert import UnsupportedModelError
@@ -21,7 +22,8 @@ from wasp_jax.models.llama import LlamaModel
 from wasp_jax.models.opt import OPTModel
 from wasp_jax.models.t5 import T5Model
 
-_CLASSES: dict[str, type[nnx.Module]] = {
+#: Architecture name -> NNX module class (`register_architecture` adds to it).
+MODEL_CLASSES: dict[str, type[nnx.Module]] = {
     "llama": LlamaModel,
     "gemma3": Gemma3Model,
     "gpt2": GPT2Model,
@@ -32,9 +34,36 @@ _CLASSES: dict[str, type[nnx.Module]] = {
 
 def model_class(arch: str) -> type[nnx.Module]:
     """The NNX module class of an architecture name."""
-    if arch not in _CLASSES:
-        raise UnsupportedModelError(f"unknown arch {arch!r}; supported: {', '.join(_CLASSES)}")
-    return _CLASSES[arch]
+    if arch not in MODEL_CLASSES:
+        known = ", ".join(MODEL_CLASSES)
+        raise UnsupportedModelError(f"unknown arch {arch!r}; supported: {known}")
+    return MODEL_CLASSES[arch]
+
+
+def register_architecture(arch: str, cls: type[nnx.Module]) -> None:
+    """Adds a decoder architecture: ``DecoderConfig(arch=arch, ...)`` then validates, and
+    `build_model`, `load_causal_lm` (cached conversions) and the generator build `cls`.
+
+    `cls` follows the decoder contract of `wasp_jax.models` (``__init__(config, *, rngs,
+    dtype)``, ``init_cache``, ``__call__`` with ``prefix`` and ``per_layer``, stacked layer
+    weights under ``layers``) and has a ``SHARD_AXES`` table. docs/extending_model.md has
+    the recipe.
+
+    Raises:
+      ValueError: `arch` is already registered (built-in or not).
+    """
+    if arch in MODEL_CLASSES:
+        raise ValueError(f"architecture {arch!r} is already registered")
+    MODEL_CLASSES[arch] = cls
+    config_lib._registered_archs.add(arch)
+
+
+def unregister_architecture(arch: str) -> None:
+    """Removes an architecture added by `register_architecture` (built-ins stay)."""
+    if arch in config_lib.ARCHS or arch == "t5":
+        raise ValueError(f"{arch!r} is a built-in architecture")
+    MODEL_CLASSES.pop(arch, None)
+    config_lib._registered_archs.discard(arch)
 
 
 def partition_specs(model: nnx.Module, mesh: jax.sharding.Mesh | None) -> nnx.State:

@@ -6,7 +6,10 @@ import dataclasses
 import json
 from typing import Any
 
+#: The built-in decoder architectures.
 ARCHS = ("llama", "gemma3", "gpt2", "opt")
+#: Architectures added at run time (`wasp_jax.models.build.register_architecture`).
+_registered_archs: set[str] = set()
 ENCODER_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
 
@@ -64,8 +67,8 @@ class DecoderConfig:
     norm_before: bool = True
 
     def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; supported: {', '.join(ARCHS)}")
+        if self.arch not in known_archs():
+            raise ValueError(f"unknown arch {self.arch!r}; supported: {', '.join(known_archs())}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}"
@@ -105,6 +108,11 @@ class DecoderConfig:
         if kw.get("layer_is_global") is not None:
             kw["layer_is_global"] = tuple(bool(g) for g in kw["layer_is_global"])
         return cls(**kw)
+
+
+def known_archs() -> tuple[str, ...]:
+    """The decoder architecture names a `DecoderConfig` accepts: built-in, then registered."""
+    return (*ARCHS, *sorted(_registered_archs - set(ARCHS)))
 
 
 def _freeze(v):

@@ -90,6 +90,33 @@ def _stack(per_layer: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.stack([p[k] for p in per_layer]) for k in per_layer[0]}
 
 
+def _gguf_block(arch: str, tensors: dict, i: int, h: int, kv: int) -> dict[str, np.ndarray]:
+    """Block ``i`` of a GGUF llama / gemma3 checkpoint in the module's names and layouts."""
+    t = {k[len(f"blk.{i}.") :]: v for k, v in tensors.items() if k.startswith(f"blk.{i}.")}
+    lp = dict(
+        attn_norm=t["attn_norm.weight"],
+        wv=_heads_in(t["attn_v.weight"], kv),
+        wo=_heads_out(t["attn_output.weight"], h),
+        mlp_norm=t["ffn_norm.weight"],
+        w_gate=t["ffn_gate.weight"].T,
+        w_up=t["ffn_up.weight"].T,
+        w_down=t["ffn_down.weight"].T,
+    )
+    if arch == "llama":
+        lp["wq"] = _heads_in(unpermute_qk(t["attn_q.weight"], h), h)
+        lp["wk"] = _heads_in(unpermute_qk(t["attn_k.weight"], kv), kv)
+    else:
+        lp["wq"] = _heads_in(t["attn_q.weight"], h)
+        lp["wk"] = _heads_in(t["attn_k.weight"], kv)
+        lp.update(
+            q_norm=t["attn_q_norm.weight"],
+            k_norm=t["attn_k_norm.weight"],
+            post_attn_norm=t["post_attention_norm.weight"],
+            post_mlp_norm=t["post_ffw_norm.weight"],
+        )
+    return lp
+
+
 def gguf_to_params(fields: dict, tensors: dict) -> tuple[DecoderConfig, dict]:
     """Maps a GGUF checkpoint to (config, params)."""
     arch = fields.get("general.architecture")
@@ -105,7 +132,7 @@ def gguf_to_params(fields: dict, tensors: dict) -> tuple[DecoderConfig, dict]:
     def f(key, default=None):
         return fields.get(f"{arch}.{key}", default)
 
-    d, h, kv = int(f("embedding_length")), int(f("attention.head_count")), None
+    d, h = int(f("embedding_length")), int(f("attention.head_count"))
     kv = int(f("attention.head_count_kv", h))
     dh = int(f("attention.key_length", d // h))
     n_layers = int(f("block_count"))
@@ -121,32 +148,8 @@ def gguf_to_params(fields: dict, tensors: dict) -> tuple[DecoderConfig, dict]:
         norm_eps=_f32(f("attention.layer_norm_rms_epsilon")),
         max_position=int(f("context_length")) if f("context_length") is not None else None,
     )
-    layers = []
-    for i in range(n_layers):
-        t = {k[len(f"blk.{i}.") :]: v for k, v in tensors.items() if k.startswith(f"blk.{i}.")}
-        lp = dict(
-            attn_norm=t["attn_norm.weight"],
-            wv=_heads_in(t["attn_v.weight"], kv),
-            wo=_heads_out(t["attn_output.weight"], h),
-            mlp_norm=t["ffn_norm.weight"],
-            w_gate=t["ffn_gate.weight"].T,
-            w_up=t["ffn_up.weight"].T,
-            w_down=t["ffn_down.weight"].T,
-        )
-        if arch == "llama":
-            lp["wq"] = _heads_in(unpermute_qk(t["attn_q.weight"], h), h)
-            lp["wk"] = _heads_in(unpermute_qk(t["attn_k.weight"], kv), kv)
-        else:
-            lp["wq"] = _heads_in(t["attn_q.weight"], h)
-            lp["wk"] = _heads_in(t["attn_k.weight"], kv)
-            lp.update(
-                q_norm=t["attn_q_norm.weight"],
-                k_norm=t["attn_k_norm.weight"],
-                post_attn_norm=t["post_attention_norm.weight"],
-                post_mlp_norm=t["post_ffw_norm.weight"],
-            )
-        layers.append(lp)
-    params = dict(embed=emb, layers=_stack(layers), final_norm=tensors["output_norm.weight"])
+    blocks = [_gguf_block(arch, tensors, i, h, kv) for i in range(n_layers)]
+    params = dict(embed=emb, layers=_stack(blocks), final_norm=tensors["output_norm.weight"])
     if arch == "llama":
         tied = "output.weight" not in tensors
         if not tied:

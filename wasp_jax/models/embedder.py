@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from wasp_jax import distributed as dist
 from wasp_jax.kernels.padding import length_bucket, row_bucket
-from wasp_jax.models import layers as L
+from wasp_jax.models import layers
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert import (
     cpu_chunk_tokens,
@@ -171,7 +171,7 @@ class Embedder:
         self.batch_size = int(batch_size)
         self.mesh = mesh
         self.num_encoded = 0
-        loaded.model.compute_dtype = L.compute_dtype(precision)
+        loaded.model.compute_dtype = layers.compute_dtype(precision)
         self.precision = "float32" if loaded.model.compute_dtype is None else "bfloat16"
         self._pad_id = loaded.config.pad_token_id
         self._cache_path = None if cache_path is None else pathlib.Path(cache_path)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wasp_jax.models import layers as L
+from wasp_jax.models import layers
 from wasp_jax.models.config import DecoderConfig
 from wasp_jax.models.llama import SHARD_AXES
 
@@ -50,7 +50,7 @@ def default_layer_pattern(num_layers: int, period: int = 6) -> tuple[bool, ...]:
     return tuple((i + 1) % period == 0 for i in range(num_layers))
 
 
-class Gemma3Model(nnx.Module):
+class Gemma3Model(layers.CachedDecoder):
     """Gemma 3 causal LM with a static KV cache (contract in ``wasp_jax.models``).
 
     Args:
@@ -69,19 +69,16 @@ class Gemma3Model(nnx.Module):
         self.config = config
         c = config
         shapes = gemma3_layer_shapes(c)
-        init = {n: L.fan_in_init(2 if n == "wo" else 1) for n in shapes}
-        init.update({n: L.const_init(1.0, 0.1) for n in NORMS})
-        emb_init = L.normal_init(1.0 / np.sqrt(c.hidden_size))
+        init = {n: layers.fan_in_init(2 if n == "wo" else 1) for n in shapes}
+        init.update({n: layers.const_init(1.0, 0.1) for n in NORMS})
+        emb_init = layers.normal_init(1.0 / np.sqrt(c.hidden_size))
         self.embed = nnx.Param(emb_init(rngs.params(), (c.vocab_size, c.hidden_size), dtype))
-        self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
-        self.final_norm = nnx.Param(L.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype))
+        self.layers = layers.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
+        self.final_norm = nnx.Param(
+            layers.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype)
+        )
         # Precision of the dense products (None: the parameter dtype); see layers.dense.
         self.compute_dtype = None
-
-    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
-        """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_kv_heads, head_dim]."""
-        c = self.config
-        return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
     def __call__(
         self,
@@ -93,55 +90,55 @@ class Gemma3Model(nnx.Module):
         *,
         last_only=False,
         prefix=None,
-        layers=None,
+        per_layer=None,
     ):
         """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
         c = self.config
         t = tokens.shape[1]
         emb = self.embed[...]
         x = jnp.take(emb, tokens, axis=0) * jnp.asarray(np.sqrt(c.hidden_size), emb.dtype)
-        glob_tab = L.rope_tables(
-            positions, L.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
+        glob_tab = layers.rope_tables(
+            positions, layers.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
         )
         local_theta = c.rope_local_theta if c.rope_local_theta is not None else c.rope_theta
-        local_tab = L.rope_tables(positions, L.rope_inv_freq(c.head_dim, local_theta))
-        glob_mask = L.attention_mask(cache_index, t, kv_mask, None)
-        local_mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
-        glob_pre, pre_kv = L.prefix_parts(prefix, cache_index, t, None)
-        local_pre, _ = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
+        local_tab = layers.rope_tables(positions, layers.rope_inv_freq(c.head_dim, local_theta))
+        glob_mask = layers.attention_mask(cache_index, t, kv_mask, None)
+        local_mask = layers.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        glob_pre, pre_kv = layers.prefix_parts(prefix, cache_index, t, None)
+        local_pre, _ = layers.prefix_parts(prefix, cache_index, t, c.sliding_window)
         pattern = c.layer_is_global or default_layer_pattern(c.num_layers)
         is_global = jnp.asarray(pattern, bool)
         cdt = self.compute_dtype
 
         def layer(h, p, kc, vc, i, extra):
             glob, pkv = extra
-            a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
-            q, k, v = L.project_qkv(a, p, c.num_heads, c.num_kv_heads, c.head_dim, cdt)
-            q = L.rms_norm(q, p["q_norm"], c.norm_eps)
-            k = L.rms_norm(k, p["k_norm"], c.norm_eps)
+            a = layers.rms_norm(h, p["attn_norm"], c.norm_eps)
+            q, k, v = layers.project_qkv(a, p, c.num_heads, c.num_kv_heads, c.head_dim, cdt)
+            q = layers.rms_norm(q, p["q_norm"], c.norm_eps)
+            k = layers.rms_norm(k, p["k_norm"], c.norm_eps)
             cos = jnp.where(glob, glob_tab[0], local_tab[0])
             sin = jnp.where(glob, glob_tab[1], local_tab[1])
-            q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
-            kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
-            vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
+            q, k = layers.apply_rope(q, cos, sin), layers.apply_rope(k, cos, sin)
+            kc, k_all = layers.write_and_read_cache(kc, k, i, cache_index)
+            vc, v_all = layers.write_and_read_cache(vc, v, i, cache_index)
             mask = jnp.where(glob, glob_mask, local_mask)
             pre = None
             if pkv is not None:
                 pre = (*pkv, jnp.where(glob, glob_pre, local_pre))
-            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
-            o = L.dense(o, p["wo"], cdt, axes=2)
-            h = h + L.rms_norm(o, p["post_attn_norm"], c.norm_eps)
-            m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
-            gate = jax.nn.gelu(L.dense(m, p["w_gate"], cdt), approximate=True)
-            y = L.dense(gate * L.dense(m, p["w_up"], cdt), p["w_down"], cdt)
-            h = h + L.rms_norm(y, p["post_mlp_norm"], c.norm_eps)
+            o = layers.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
+            o = layers.dense(o, p["wo"], cdt, axes=2)
+            h = h + layers.rms_norm(o, p["post_attn_norm"], c.norm_eps)
+            m = layers.rms_norm(h, p["mlp_norm"], c.norm_eps)
+            gate = jax.nn.gelu(layers.dense(m, p["w_gate"], cdt), approximate=True)
+            y = layers.dense(gate * layers.dense(m, p["w_up"], cdt), p["w_down"], cdt)
+            h = h + layers.rms_norm(y, p["post_mlp_norm"], c.norm_eps)
             return h, kc, vc
 
-        params = self.layers.arrays() if layers is None else layers
-        x, cache = L.scan_layers(layer, x, params, cache, (is_global, pre_kv))
+        params = self.layers.arrays() if per_layer is None else per_layer
+        x, cache = layers.scan_layers(layer, x, params, cache, (is_global, pre_kv))
         if last_only:
             x = x[:, -1:]
-        x = L.rms_norm(x, self.final_norm[...], c.norm_eps)
+        x = layers.rms_norm(x, self.final_norm[...], c.norm_eps)
         logits = jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
         if c.final_softcap is not None:
             logits = jnp.tanh(logits / c.final_softcap) * c.final_softcap

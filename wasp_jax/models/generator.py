@@ -19,7 +19,6 @@ chunk and decodes the results. Choices, each documented where it is made:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from wasp_jax import distributed as dist
-from wasp_jax.kernels.padding import bucket_pow2, bucket_prompt_len
-from wasp_jax.models import layers as L
+from wasp_jax.models import layers, t5_sampler
 from wasp_jax.models import sampler as smp
 from wasp_jax.models import sharding as shd
-from wasp_jax.models import t5_sampler
+from wasp_jax.models.chunk_layout import layout_chunk
+from wasp_jax.models.decode import PromptBatch, SamplingControls
 from wasp_jax.models.generate_args import (
     check_prompts,
     check_sampling,
@@ -96,18 +95,17 @@ class Generator:
             add_bos = bool(getattr(self.tokenizer, "add_bos_default", True))
         self.add_bos = add_bos
         self.graphdef, state, shardings = shd.shard_model(loaded.model, self.mesh)
-        # An encoder-decoder (T5) scans its stacked weights and samples with its own loop.
+        # An encoder-decoder (T5) scans its stacked weights and starts decoding with its own hook.
         self.seq2seq = bool(getattr(loaded.model, "is_encoder_decoder", False))
-        self.state, self.state_shardings, self.layers, self.layer_shardings = (
-            state, shardings, {}, {}
-        )  # fmt: skip
+        self.state, self.state_shardings = state, shardings
+        self.layers, self.layer_shardings = {}, {}
         if not self.seq2seq:
             # One array per layer: decoding loops over layers instead of scanning stacked weights.
             self.state, self.state_shardings, self.layers, self.layer_shardings = (
                 shd.unstack_layers(state, shardings, self.mesh)
             )
         if shd.axis_size(self.mesh, shd.MODEL) == 1 and not self.seq2seq:
-            self.layers = [L.fuse_projections(p) for p in self.layers]
+            self.layers = [layers.fuse_projections(p) for p in self.layers]
             self.layer_shardings = [{n: shd.replicated(self.mesh) for n in p} for p in self.layers]
         self.trace_count = 0
         self._samplers: dict[smp.SamplerShape, Callable] = {}
@@ -254,54 +252,36 @@ class Generator:
     # -- internals -------------------------------------------------------------------------
 
     def _run_chunk(self, chunk, prompt_ids, *, num_samples, key, stop_table, share_prefix, **kw):
-        # Rows are laid out in groups of `grp` per prompt row (the sampler's prefix sharing);
-        # without sharing every row is its own prompt row (grp = 1).
-        row_prompt = [i for i, _ in chunk]
-        order = list(dict.fromkeys(row_prompt)) if share_prefix else row_prompt
-        grp = max(collections.Counter(row_prompt).values()) if share_prefix else 1
-        bp = bucket_pow2(len(order))
-        p = bucket_prompt_len(max(len(prompt_ids[i]) for i in order))
-        n = bucket_pow2(kw["max_new"], 8)
-        toks = np.zeros((bp, p), np.int32)
-        pos = np.zeros((bp, p), np.int32)
-        mask = np.zeros((bp, p), bool)
-        for r in range(bp):
-            ids = prompt_ids[order[min(r, len(order) - 1)]]
-            toks[r, p - len(ids) :] = ids
-            pos[r, p - len(ids) :] = np.arange(len(ids))
-            mask[r, p - len(ids) :] = True
-        b = bp * grp
-        row_ids = np.zeros(b, np.uint32)
-        active = np.zeros(b, bool)
-        first_slot = {i: g * grp for g, i in enumerate(order)}  # shared: next free slot
-        slots = []
-        for r, (i, j) in enumerate(chunk):
-            slot = r
-            if share_prefix:
-                slot, first_slot[i] = first_slot[i], first_slot[i] + 1
-            slots.append(slot)
-            row_ids[slot] = i * num_samples + j
-            active[slot] = True
-        row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(row_ids))
-        shape = smp.SamplerShape(bp, p, grp, n, kw["greedy"], kw["top_k"], kw["top_p"] < 1.0)
-        fn = self._sampler(shape)
-        res = fn(
-            self.state,
-            self.layers,
-            toks,
-            pos,
-            mask,
-            row_keys,
-            active,
-            np.float32(kw["temperature"]),
-            np.float32(kw["top_p"]),
-            np.int32(kw["min_new"]),
-            np.int32(kw["max_new"]),
-            self._eos_table,
-            stop_table,
+        lay = layout_chunk(
+            chunk,
+            prompt_ids,
+            num_samples=num_samples,
+            max_new=kw["max_new"],
+            share_prefix=share_prefix,
         )
+        row_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.asarray(lay.row_ids))
+        shape = smp.SamplerShape(
+            prompt_rows=lay.tokens.shape[0],
+            prompt_len=lay.tokens.shape[1],
+            group=lay.group,
+            new_tokens=lay.new_tokens,
+            greedy=kw["greedy"],
+            top_k=kw["top_k"],
+            use_top_p=kw["top_p"] < 1.0,
+        )
+        fn = self._sampler(shape)
+        batch = PromptBatch(lay.tokens, lay.positions, lay.mask, row_keys, lay.active)
+        controls = SamplingControls(
+            temperature=np.float32(kw["temperature"]),
+            top_p=np.float32(kw["top_p"]),
+            min_new=np.int32(kw["min_new"]),
+            max_new=np.int32(kw["max_new"]),
+            eos_table=self._eos_table,
+            stop_table=stop_table,
+        )
+        res = fn(self.state, self.layers, batch, controls)
         res = jax.tree.map(np.asarray, res)
-        take = np.asarray(slots)  # back to the chunk's row order
+        take = lay.slots  # back to the chunk's row order
         return {**res, **{k: res[k][take] for k in ("tokens", "lengths", "logprobs")}}
 
     def _sampler(self, shape: smp.SamplerShape) -> Callable:
@@ -310,13 +290,13 @@ class Generator:
             def on_trace(_):
                 self.trace_count += 1
 
-            build = t5_sampler.build_seq2seq_sampler if self.seq2seq else smp.build_sampler
-            self._samplers[shape] = build(
+            self._samplers[shape] = smp.build_sampler(
                 self.graphdef,
-                self.state_shardings,
-                self.layer_shardings,
-                self.mesh,
-                shape,
+                shape=shape,
+                mesh=self.mesh,
+                state_shardings=self.state_shardings,
+                layer_shardings=self.layer_shardings,
+                start=t5_sampler.encoder_decoder_start if self.seq2seq else smp.decoder_start,
                 on_trace=on_trace,
             )
         return self._samplers[shape]
@@ -391,7 +371,7 @@ def load_generator(
         return api.load_api_generator(spec)
     mesh = mesh if mesh is not None else shd.make_mesh()
     if dtype is None:
-        dtype = L.compute_dtype("auto") or jnp.float32
+        dtype = layers.compute_dtype("auto") or jnp.float32
     loaded = load_causal_lm(spec, cache_dir=cache_dir, mesh=mesh, dtype=dtype)
     if jnp.dtype(dtype) != jnp.float32 and hasattr(loaded.model, "compute_dtype"):
         loaded.model.compute_dtype = jnp.dtype(dtype).type

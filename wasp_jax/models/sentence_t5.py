@@ -23,8 +23,7 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import load_file
 
-from wasp_jax.models import convert
-from wasp_jax.models import layers as L
+from wasp_jax.models import convert, layers
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.t5 import SHARD_AXES, T5Config, T5Stack, run_encoder
 from wasp_jax.models.t5_convert import t5_encoder_params
@@ -95,8 +94,10 @@ def read_st_modules(folder: pathlib.Path) -> StModules:
 def _max_seq_length(folder: pathlib.Path) -> int | None:
     """``max_seq_length`` of sentence_bert_config.json, or (as sentence-transformers 5
     saves it) the tokenizer's ``model_max_length``; None when neither says."""
-    for name, key in (("sentence_bert_config.json", "max_seq_length"),
-                      ("tokenizer_config.json", "model_max_length")):  # fmt: skip
+    for name, key in (
+        ("sentence_bert_config.json", "max_seq_length"),
+        ("tokenizer_config.json", "model_max_length"),
+    ):
         path = folder / name
         value = json.loads(path.read_text()).get(key) if path.is_file() else None
         if isinstance(value, int) and 0 < value < 1_000_000:
@@ -162,7 +163,7 @@ class SentenceT5(nnx.Module):
         x = pool(self(input_ids, attention_mask).astype(jnp.float32), attention_mask, self.pooling)
         biases = iter(self.dense_bias)
         for w, act, has_b in zip(self.dense, self.activations, self.has_bias):
-            x = L.dense(x, w[...], self.compute_dtype)
+            x = layers.dense(x, w[...], self.compute_dtype)
             if has_b:
                 x = x + next(biases)[...]
             if _ACTIVATIONS[act] is not None:

@@ -21,8 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import AxisType, Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 DATA = "data"
 MODEL = "model"
@@ -101,14 +100,14 @@ def _axis_if_divides(mesh: Mesh, axis: str, dim: int) -> str | None:
 
 def replicated(mesh: Mesh) -> NamedSharding:
     """Fully replicated sharding on `mesh`."""
-    return NamedSharding(mesh, P())
+    return NamedSharding(mesh, PartitionSpec())
 
 
 def batch_sharding(mesh: Mesh, shape: Sequence[int]) -> NamedSharding:
     """Leading (batch) dimension over ``"data"`` when it divides, the rest replicated."""
     if not shape:
         return replicated(mesh)
-    return NamedSharding(mesh, P(_axis_if_divides(mesh, DATA, shape[0])))
+    return NamedSharding(mesh, PartitionSpec(_axis_if_divides(mesh, DATA, shape[0])))
 
 
 def cache_sharding(mesh: Mesh, shape: Sequence[int]) -> NamedSharding:
@@ -121,11 +120,13 @@ def cache_sharding(mesh: Mesh, shape: Sequence[int]) -> NamedSharding:
     _, b, _, hkv, _ = shape
     return NamedSharding(
         mesh,
-        P(None, _axis_if_divides(mesh, DATA, b), None, _axis_if_divides(mesh, MODEL, hkv), None),
+        PartitionSpec(
+            None, _axis_if_divides(mesh, DATA, b), None, _axis_if_divides(mesh, MODEL, hkv), None
+        ),
     )
 
 
-def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
+def fit_spec(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh) -> PartitionSpec:
     """Drops mesh axes from `spec` on the dimensions of `shape` they do not divide."""
     fitted = []
     for i, entry in enumerate(tuple(spec)):
@@ -135,7 +136,7 @@ def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
         names = entry if isinstance(entry, tuple) else (entry,)
         size = int(np.prod([axis_size(mesh, n) for n in names]))
         fitted.append(entry if shape[i] % size == 0 else None)
-    return P(*fitted[: len(shape)])
+    return PartitionSpec(*fitted[: len(shape)])
 
 
 def axis_specs(state: nnx.State, mesh: Mesh | None, shard_axes: Mapping[str, int]) -> nnx.State:
@@ -153,10 +154,10 @@ def axis_specs(state: nnx.State, mesh: Mesh | None, shard_axes: Mapping[str, int
         keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
         axis = shard_axes.get(keys[-1]) if "layers" in keys else None
         if axis is None or n == 1 or x.shape[axis] % n:
-            return P()
+            return PartitionSpec()
         parts = [None] * len(x.shape)
         parts[axis] = MODEL
-        return P(*parts)
+        return PartitionSpec(*parts)
 
     specs = jax.tree_util.tree_map_with_path(spec, state.to_pure_dict())
     out = jax.tree.map(lambda x: x, state)
@@ -192,7 +193,7 @@ def param_shardings(
         lambda spec, x: NamedSharding(mesh, fit_spec(spec, np.shape(x), mesh)),
         specs,
         state,
-        is_leaf=lambda s: isinstance(s, P),
+        is_leaf=lambda s: isinstance(s, PartitionSpec),
     )
 
 
@@ -217,7 +218,7 @@ def unstack_layers(state: nnx.State, shardings: nnx.State, mesh: Mesh):
     The stacked ``[L, ...]`` arrays under ``layers`` are sliced once into per-layer arrays
     (placed with their stacked sharding minus the layer axis) and replaced in the state by
     empty placeholders, so the weights are held once. A model called with
-    ``layers=per_layer`` then never reads its stacked weights.
+    ``per_layer=...`` then never reads its stacked weights.
 
     Returns:
       ``(state, shardings, per_layer, per_layer_shardings)``: the state and shardings with
@@ -242,7 +243,9 @@ def unstack_layers(state: nnx.State, shardings: nnx.State, mesh: Mesh):
     if not stacked:
         raise ValueError("the state has no stacked weights under 'layers'")
     num_layers = next(iter(stacked.values()))[0].shape[0]
-    per_sh = {n: NamedSharding(mesh, P(*tuple(sh.spec)[1:])) for n, (_, sh) in stacked.items()}
+    per_sh = {
+        n: NamedSharding(mesh, PartitionSpec(*tuple(sh.spec)[1:])) for n, (_, sh) in stacked.items()
+    }
     per_layer = [
         {n: jax.device_put(x[i], per_sh[n]) for n, (x, _) in stacked.items()}
         for i in range(num_layers)

@@ -32,15 +32,25 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wasp_jax.models import layers as L
+from wasp_jax.models import layers
 
 _MASK = -1e30
 
 # Parameter name -> axis (of the stacked array) split over the mesh's "model" axis.
 SHARD_AXES = {
-    "wq": 2, "wk": 2, "wv": 2, "wo": 1, "cq": 2, "ck": 2, "cv": 2, "co": 1,
-    "wi": 2, "wi_0": 2, "wi_1": 2, "wo_ff": 1,
-}  # fmt: skip
+    "wq": 2,
+    "wk": 2,
+    "wv": 2,
+    "wo": 1,
+    "cq": 2,
+    "ck": 2,
+    "cv": 2,
+    "co": 1,
+    "wi": 2,
+    "wi_0": 2,
+    "wi_1": 2,
+    "wo_ff": 1,
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,7 +89,7 @@ class T5Config:
         if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
             raise ValueError(f"T5 feed_forward_proj {proj!r} is not supported")
         act = "gelu_new" if proj == "gated-gelu" else parts[-1]
-        L.activation(act)  # raises on an unknown activation
+        layers.activation(act)  # raises on an unknown activation
         return cls(
             vocab_size=hf["vocab_size"],
             d_model=hf["d_model"],
@@ -156,24 +166,24 @@ class T5Stack(nnx.Module):
 
     def __init__(self, c: T5Config, decoder: bool, *, rngs: nnx.Rngs, dtype=jnp.float32):
         shapes = layer_shapes(c, decoder)
-        init = {n: L.fan_in_init(2 if n in ("wo", "co") else 1) for n in shapes}
-        init.update({n: L.const_init(1.0, 0.1) for n in shapes if n.endswith("norm")})
+        init = {n: layers.fan_in_init(2 if n in ("wo", "co") else 1) for n in shapes}
+        init.update({n: layers.const_init(1.0, 0.1) for n in shapes if n.endswith("norm")})
         n = c.num_decoder_layers if decoder else c.num_layers
-        self.layers = L.Stacked(shapes, n, init, rngs=rngs, dtype=dtype)
+        self.layers = layers.Stacked(shapes, n, init, rngs=rngs, dtype=dtype)
         self.rel_bias = nnx.Param(
-            L.normal_init(1.0)(rngs.params(), (c.num_buckets, c.num_heads), dtype)
+            layers.normal_init(1.0)(rngs.params(), (c.num_buckets, c.num_heads), dtype)
         )
         self.final_norm = nnx.Param(jnp.ones((c.d_model,), dtype))
 
 
 def feed_forward(x, p, c: T5Config, cdt):
     """The block's feed-forward: ReLU (or another activation), gated or not."""
-    act = L.activation(c.act)
+    act = layers.activation(c.act)
     if c.gated:
-        y = act(L.dense(x, p["wi_0"], cdt)) * L.dense(x, p["wi_1"], cdt)
+        y = act(layers.dense(x, p["wi_0"], cdt)) * layers.dense(x, p["wi_1"], cdt)
     else:
-        y = act(L.dense(x, p["wi"], cdt))
-    return L.dense(y, p["wo_ff"], cdt)
+        y = act(layers.dense(x, p["wi"], cdt))
+    return layers.dense(y, p["wo_ff"], cdt)
 
 
 def run_encoder(shared, stack: T5Stack, c: T5Config, tokens, mask, cdt=None):
@@ -187,14 +197,14 @@ def run_encoder(shared, stack: T5Stack, c: T5Config, tokens, mask, cdt=None):
     h, dh = c.num_heads, c.d_kv
 
     def layer(x, lp):
-        a = L.rms_norm(x, lp["attn_norm"], c.norm_eps)
-        q, k, v = L.project_qkv(a, lp, h, h, dh, cdt)
-        x = x + L.dense(attention(q, k, v, bias, keep), lp["wo"], cdt, axes=2)
-        x = x + feed_forward(L.rms_norm(x, lp["mlp_norm"], c.norm_eps), lp, c, cdt)
+        a = layers.rms_norm(x, lp["attn_norm"], c.norm_eps)
+        q, k, v = layers.project_qkv(a, lp, h, h, dh, cdt)
+        x = x + layers.dense(attention(q, k, v, bias, keep), lp["wo"], cdt, axes=2)
+        x = x + feed_forward(layers.rms_norm(x, lp["mlp_norm"], c.norm_eps), lp, c, cdt)
         return x, None
 
     x, _ = jax.lax.scan(layer, x, stack.layers.arrays())
-    return L.rms_norm(x, stack.final_norm[...], c.norm_eps)
+    return layers.rms_norm(x, stack.final_norm[...], c.norm_eps)
 
 
 class T5Model(nnx.Module):
@@ -205,12 +215,16 @@ class T5Model(nnx.Module):
 
     def __init__(self, config: T5Config, *, rngs: nnx.Rngs, dtype=jnp.float32):
         c = self.config = config
-        self.shared = nnx.Param(L.normal_init(1.0)(rngs.params(), (c.vocab_size, c.d_model), dtype))
+        self.shared = nnx.Param(
+            layers.normal_init(1.0)(rngs.params(), (c.vocab_size, c.d_model), dtype)
+        )
         self.encoder = T5Stack(c, False, rngs=rngs, dtype=dtype)
         self.decoder = T5Stack(c, True, rngs=rngs, dtype=dtype)
         self.lm_head = nnx.data(None)
         if not c.tie_embeddings:
-            head = L.normal_init(c.d_model**-0.5)(rngs.params(), (c.d_model, c.vocab_size), dtype)
+            head = layers.normal_init(c.d_model**-0.5)(
+                rngs.params(), (c.d_model, c.vocab_size), dtype
+            )
             self.lm_head = nnx.Param(head)
         # Precision of the dense products (None: the parameter dtype); see layers.dense.
         self.compute_dtype = None
@@ -232,7 +246,7 @@ class T5Model(nnx.Module):
         """Zero self-attention cache {"k", "v"} of shape [L_dec, B, max_len, H, Dh]."""
         c = self.config
         n = c.num_decoder_layers
-        return L.init_kv_cache(n, batch_size, max_len, c.num_heads, c.d_kv, dtype)
+        return layers.init_kv_cache(n, batch_size, max_len, c.num_heads, c.d_kv, dtype)
 
     def decode(self, tokens, cache, cache_index, cross, cross_mask):
         """One decoder chunk: tokens [B, T] written to cache slots ``[cache_index, +T)``.
@@ -259,20 +273,20 @@ class T5Model(nnx.Module):
         h, dh = c.num_heads, c.d_kv
 
         def layer(x, lp, kc, vc, i, ckv):
-            a = L.rms_norm(x, lp["attn_norm"], c.norm_eps)
-            q, k, v = L.project_qkv(a, lp, h, h, dh, cdt)
-            kc, k_all = L.write_and_read_cache(kc, k, i, cache_index)
-            vc, v_all = L.write_and_read_cache(vc, v, i, cache_index)
-            x = x + L.dense(attention(q, k_all, v_all, bias, keep), lp["wo"], cdt, axes=2)
-            cq = L.dense(L.rms_norm(x, lp["cross_norm"], c.norm_eps), lp["cq"], cdt)
+            a = layers.rms_norm(x, lp["attn_norm"], c.norm_eps)
+            q, k, v = layers.project_qkv(a, lp, h, h, dh, cdt)
+            kc, k_all = layers.write_and_read_cache(kc, k, i, cache_index)
+            vc, v_all = layers.write_and_read_cache(vc, v, i, cache_index)
+            x = x + layers.dense(attention(q, k_all, v_all, bias, keep), lp["wo"], cdt, axes=2)
+            cq = layers.dense(layers.rms_norm(x, lp["cross_norm"], c.norm_eps), lp["cq"], cdt)
             o = grouped_cross_attention(cq, ckv[0], ckv[1], cross_mask)
-            x = x + L.dense(o, lp["co"], cdt, axes=2)
-            x = x + feed_forward(L.rms_norm(x, lp["mlp_norm"], c.norm_eps), lp, c, cdt)
+            x = x + layers.dense(o, lp["co"], cdt, axes=2)
+            x = x + feed_forward(layers.rms_norm(x, lp["mlp_norm"], c.norm_eps), lp, c, cdt)
             return x, kc, vc
 
         params = self.decoder.layers.arrays()
-        x, cache = L.scan_layers(layer, x, params, cache, (cross["k"], cross["v"]))
-        x = L.rms_norm(x, self.decoder.final_norm[...], c.norm_eps)
+        x, cache = layers.scan_layers(layer, x, params, cache, (cross["k"], cross["v"]))
+        x = layers.rms_norm(x, self.decoder.final_norm[...], c.norm_eps)
         if self.lm_head is None:
             x, head = x * c.d_model**-0.5, self.shared[...].T
         else:
