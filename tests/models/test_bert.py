@@ -165,7 +165,7 @@ def test_mesh_matches_single_device():
     ids, mask = np.concatenate([ids, ids[:1]]), np.concatenate([mask, mask[:1]])
     want = np.asarray(_embed(model, ids, mask))
     graphdef, state = nnx.split(model)
-    shardings = bert.param_shardings(state, mesh)
+    shardings = bert.bert_param_shardings(state, mesh)
     P = jax.sharding.PartitionSpec
     assert shardings["layers"]["q_kernel"].value.spec == P(None, None, "model")
     assert shardings["layers"]["ff_out_kernel"].value.spec == P(None, "model", None)

@@ -33,7 +33,7 @@ from flax import nnx
 
 from wasp_jax.models import cache, convert, layers, loading, registry
 from wasp_jax.models import sharding as shd
-from wasp_jax.models.bert_convert import layer_shapes, params_from_hf
+from wasp_jax.models.bert_convert import bert_layer_shapes, params_from_hf
 from wasp_jax.models.config import BertConfig
 from wasp_jax.models.layers import dropout
 from wasp_jax.models.tokenizer import hf_tokenizer
@@ -69,7 +69,7 @@ __all__ = [
     "load_bert",
     "map_row_chunks",
     "mean_pool",
-    "param_shardings",
+    "bert_param_shardings",
     "sentence_embedding",
 ]
 
@@ -95,7 +95,7 @@ class BertEncoder(nnx.Module):
         self.pos_emb = w(c.max_position, d)
         self.type_emb = w(c.type_vocab_size, d)
         self.emb_ln_scale, self.emb_ln_bias = const(1.0, d), const(0.0, d)
-        shapes = layer_shapes(c)
+        shapes = bert_layer_shapes(c)
         init = {
             n: normal if n.endswith("kernel") else layers.const_init(float(n.endswith("scale")))
             for n in shapes
@@ -178,7 +178,7 @@ def init_encoder(config: BertConfig, rng: np.random.Generator) -> BertEncoder:
     return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
 
 
-def param_shardings(model_or_state: Any, mesh: jax.sharding.Mesh) -> Any:
+def bert_param_shardings(model_or_state: Any, mesh: jax.sharding.Mesh) -> Any:
     """NamedShardings for encoder params (or a model holding the encoder): :data:`SHARD_AXES`.
 
     The shared rules of `wasp_jax.models.sharding.param_shardings`: a dimension is split
@@ -256,7 +256,7 @@ def _tiny_bert(mesh) -> LoadedBert:
     config = registry.tiny_bert_config(len(tokenizer))
     model = init_encoder(config, np.random.default_rng(0))
     if mesh is not None:
-        nnx.update(model, jax.device_put(nnx.state(model), param_shardings(model, mesh)))
+        nnx.update(model, jax.device_put(nnx.state(model), bert_param_shardings(model, mesh)))
     return LoadedBert(registry.TINY_BERT, config, model, tokenizer)
 
 
@@ -282,7 +282,7 @@ def load_bert(
     A checkpoint is resolved and cached like the decoders' (`wasp_jax.models.loading`):
     converted from its safetensors on first use and saved with orbax under
     ``<cache root>/models/<key>/params``; later loads restore from there, placed straight
-    onto ``mesh`` with :func:`param_shardings`. The tokenizer is read from the folder.
+    onto ``mesh`` with :func:`bert_param_shardings`. The tokenizer is read from the folder.
 
     Args:
       spec: ``"all-minilm-l6-v2"``, ``"tiny-bert"`` or a folder with config.json,
@@ -309,7 +309,7 @@ def load_bert(
     config = BertConfig.from_hf(json.loads((folder / "config.json").read_text()))
     abstract = nnx.eval_shape(lambda: BertEncoder(config, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
-    shardings = None if mesh is None else param_shardings(abstract_state, mesh)
+    shardings = None if mesh is None else bert_param_shardings(abstract_state, mesh)
     params = source.entry(root) / "params"
     if use_cache and loading.is_fresh(params, source.fingerprint, CONVERT_VERSION):
         state = cache.restore_state(params, abstract_state, shardings)

@@ -41,7 +41,7 @@ TOP_NAMES = {
 }
 
 
-def layer_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
+def bert_layer_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
     """Per-layer parameter shapes (without the layer axis), in :data:`LAYER_NAMES` order."""
     d, f = config.hidden_size, config.intermediate_size
     special = {"ff_in_kernel": (d, f), "ff_in_bias": (f,), "ff_out_kernel": (f, d)}

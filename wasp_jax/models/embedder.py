@@ -34,11 +34,11 @@ from wasp_jax.kernels.padding import length_bucket, row_bucket
 from wasp_jax.models import layers
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert import (
+    bert_param_shardings,
     cpu_chunk_tokens,
     l2_normalize,
     load_bert,
     map_row_chunks,
-    param_shardings,
     sentence_embedding,
 )
 from wasp_jax.models.cache import cache_root, sweep_stale
@@ -181,7 +181,7 @@ class Embedder:
         if mesh is not None:
             axes = getattr(loaded.model, "SHARD_AXES", None)
             sh = (
-                param_shardings(self._state, mesh)
+                bert_param_shardings(self._state, mesh)
                 if axes is None
                 else shd.param_shardings(self._state, mesh, axes)
             )

@@ -150,7 +150,7 @@ def grouped_cross_attention(q, ck, cv, cmask):
     return o.reshape(b, t, h, dh).astype(q.dtype)
 
 
-def layer_shapes(c: T5Config, decoder: bool) -> dict[str, tuple[int, ...]]:
+def t5_layer_shapes(c: T5Config, decoder: bool) -> dict[str, tuple[int, ...]]:
     """Per-layer parameter shapes of an encoder or decoder block."""
     d, h, dh, f = c.d_model, c.num_heads, c.d_kv, c.d_ff
     shapes = {"attn_norm": (d,), "wq": (d, h, dh), "wk": (d, h, dh), "wv": (d, h, dh)}
@@ -165,7 +165,7 @@ class T5Stack(nnx.Module):
     """The stacked blocks of an encoder or a decoder, its relative-position table and norm."""
 
     def __init__(self, c: T5Config, decoder: bool, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        shapes = layer_shapes(c, decoder)
+        shapes = t5_layer_shapes(c, decoder)
         init = {n: layers.fan_in_init(2 if n in ("wo", "co") else 1) for n in shapes}
         init.update({n: layers.const_init(1.0, 0.1) for n in shapes if n.endswith("norm")})
         n = c.num_decoder_layers if decoder else c.num_layers

@@ -29,12 +29,12 @@ from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert import (
     BertConfig,
     BertEncoder,
+    bert_param_shardings,
     cpu_chunk_tokens,
     dropout,
     load_bert,
     map_row_chunks,
     mean_pool,
-    param_shardings,
 )
 from wasp_jax.models.embedder import (
     bucketed_batches,
@@ -144,7 +144,7 @@ class Classifier:
             )
         )
         graphdef, abstract_state = nnx.split(abstract)
-        shardings = None if mesh is None else param_shardings(abstract_state, mesh)
+        shardings = None if mesh is None else bert_param_shardings(abstract_state, mesh)
         state = cache.restore_state(path, abstract_state, shardings)
         tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
         model = nnx.merge(graphdef, state)
@@ -170,7 +170,7 @@ def build_classifier(
     shape = model.head.kernel.shape
     model.head.kernel.value = jnp.asarray(rng.normal(0.0, 0.02, shape).astype(np.float32))
     if mesh is not None:
-        nnx.update(model, jax.device_put(nnx.state(model), param_shardings(model, mesh)))
+        nnx.update(model, jax.device_put(nnx.state(model), bert_param_shardings(model, mesh)))
     return Classifier(model, loaded.tokenizer, num_classes, config, mesh)
 
 

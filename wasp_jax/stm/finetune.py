@@ -28,7 +28,7 @@ from flax import nnx
 from wasp_jax.errors import DataWarning
 from wasp_jax.kernels.padding import length_bucket
 from wasp_jax.models import sharding as shd
-from wasp_jax.models.bert import param_shardings
+from wasp_jax.models.bert import bert_param_shardings
 from wasp_jax.models.embedder import pad_batch, tokenize
 from wasp_jax.stm.classifier import (
     Classifier,
@@ -261,7 +261,7 @@ class _Fit:
         if best[1] is not None and best[2] != len(history):
             params = jax.tree.map(jnp.asarray, best[1])
             if self.clf.mesh is not None:
-                params = jax.device_put(params, param_shardings(params, self.clf.mesh))
+                params = jax.device_put(params, bert_param_shardings(params, self.clf.mesh))
         best_epoch = best[2] if best[1] is not None else len(history)
         return params, history, best_epoch, step
 
