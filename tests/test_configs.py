@@ -26,6 +26,8 @@ SETTINGS = {
     "wasp_parties_imdb",
     "compat_paper",
     "wasp_api_imdb",
+    "wasp_plus_imdb",
+    "wasp_proto_imdb",
 }
 
 
@@ -41,6 +43,7 @@ def test_every_setting_has_a_file():
 def test_config_builds_validates_and_documents(path):
     cfg = config.load_config(str(path))
     assert isinstance(cfg, config.WaspConfig)
+    assert methods.resolve(cfg).name == cfg.method  # the method accepts it
     # JSON round trip (what the runner stores in config.json) gives the same config
     assert config.WaspConfig.from_json(cfg.to_json()) == cfg
     doc = path.read_text().split('"""')[1]

@@ -195,6 +195,25 @@ PLACEHOLDERS = ("label_word", "subject", "style", "sample")
 #: The typical text length (words) a drafted task assumes when none is given.
 DRAFT_TYPICAL_WORDS = 50
 
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:_+[A-Za-z0-9]+)+$|^[a-z]+(?:[A-Z][a-z0-9]+)+$")
+
+
+def is_identifier(label: str) -> bool:
+    """Whether `label` looks like a code identifier ("card_about_to_expire", "cardExpiry"),
+    which a small PLM copies into its text instead of reading as words."""
+    return bool(_IDENTIFIER.match(label.strip()))
+
+
+def label_words_of(label: str) -> str:
+    """The words a prompt should use for `label`: an identifier's parts, lower-cased
+    ("card_about_to_expire" -> "card about to expire", "cardExpiry" -> "card expiry");
+    any other label as it is."""
+    text = label.strip()
+    if not is_identifier(text):
+        return text
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
+    return re.sub(r"_+", " ", text).lower()
+
 
 def draft_task(
     *,
@@ -207,13 +226,14 @@ def draft_task(
 ) -> dict[str, Any]:
     """A task spec dict for `labels` written from generic templates around `description`.
 
-    Every prompt names the class by its label word (the label itself) and the kind of text
-    by `description` ("Yelp business reviews"). Lengths follow a typical text length m in
-    words, a public figure (what the description implies; `DRAFT_TYPICAL_WORDS` by default),
-    never one measured on private texts: min_words = max(3, m / 5), max_new_tokens =
-    clip(2 m, 32, 400) (about 1.3 tokens per word, with room for longer texts), min_new_tokens
-    = clip(m / 3, 4, 64). `label_field` and `label_offset` say how a record's label becomes a
-    class id.
+    Every prompt names the class by its label word (the label, or the words of an identifier
+    label: "card_about_to_expire" -> "card about to expire", `label_words_of`) and the kind of
+    text by `description`, best a short noun phrase ("Yelp business reviews"). Lengths follow
+    a typical text length m in words, a public figure (what the description implies;
+    `DRAFT_TYPICAL_WORDS` by default), never one measured on private texts: min_words =
+    max(3, m / 5), max_new_tokens = clip(2 m, 32, 400) (about 1.3 tokens per word, with room
+    for longer texts), min_new_tokens = clip(m / 3, 4, 64). `label_field` and `label_offset`
+    say how a record's label becomes a class id.
     """
     what = description.strip().rstrip(".")
     cat = 'the category "{label_word}"'
@@ -223,7 +243,7 @@ def draft_task(
         "name": name,
         "description": f"{what}; {len(labels)} classes, drafted by wasp-jax init-task",
         "labels": list(labels),
-        "label_words": list(labels),
+        "label_words": [label_words_of(label) for label in labels],
         "label_field": label_field,
         "label_offset": int(label_offset),
         "zero_shot": {"prompt": f'An example of {what} in {cat}: "'},
@@ -339,6 +359,13 @@ def check_templates(task: TaskSpec) -> tuple[list[str], list[str]]:
     twins = sorted({n for n in folded if folded.count(n) > 1})
     if twins:
         problems.append(f"labels {twins} occur twice (names are matched without case)")
+    coded = [w for w in words if isinstance(w, str) and is_identifier(w)]
+    if coded:
+        warnings.append(
+            f"label word(s) {coded} look like identifiers: a small PLM copies them into its "
+            "texts; write them as words (e.g. "
+            f"{label_words_of(coded[0])!r}) in 'label_words'"
+        )
     shared = sorted({w for w in words if isinstance(w, str) and words.count(w) > 1})
     if shared:
         warnings.append(f"label word(s) {shared} name more than one class: their prompts match")

@@ -288,3 +288,46 @@ def test_task_commands_import_no_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "label,words",
+    [
+        ("card_about_to_expire", "card about to expire"),
+        ("Top_Up__Failed", "top up failed"),
+        ("cardExpiry", "card expiry"),
+        ("Hotels & Travel", "Hotels & Travel"),
+        ("e-mail", "e-mail"),
+        ("U.S.", "U.S."),
+        ("5 stars", "5 stars"),
+    ],
+)
+def test_identifier_labels_become_words(label, words):
+    assert tasks.label_words_of(label) == words
+    assert tasks.is_identifier(label) == (label != words)
+
+
+def test_init_task_words_identifier_labels_and_check_task_warns_on_them(tmp_path, capsys):
+    intents = ["card_about_to_expire", "top_up_failed"]
+    rows = [
+        json.dumps({"text": f"{SECRET} {i} plain words about a bank card", "label": name})
+        for name in intents
+        for i in range(3)
+    ]
+    data = write_lines(tmp_path / "intents.jsonl", rows)
+    rc, stdout, err = init(tmp_path, capsys, data)
+    assert rc == 0, err
+    task = tasks.load_task(str(tmp_path / "t.json"))
+    assert list(task.labels) == intents  # the data's labels still match
+    assert list(task.label_words) == ["card about to expire", "top up failed"]
+    assert "(prompts say 'card about to expire')" in stdout
+    rendered = prompts.zero_shot_prompt(task, 0)
+    assert "card about to expire" in rendered and "card_about_to_expire" not in rendered
+    rc, out, err = run_cli(["check-task", tmp_path / "t.json", "--data", data], capsys)
+    assert rc == 0 and "identifiers" not in out + err
+    spec = json.loads((tmp_path / "t.json").read_text())
+    spec["label_words"] = intents  # the identifiers themselves: warned about, with the fix
+    (tmp_path / "t.json").write_text(json.dumps(spec))
+    rc, out, err = run_cli(["check-task", tmp_path / "t.json", "--data", data], capsys)
+    assert rc == 0 and "look like identifiers" in out + err
+    assert "'card about to expire'" in out + err and SECRET not in out + err

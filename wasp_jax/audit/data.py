@@ -83,6 +83,11 @@ def releases(cfg: WaspConfig) -> list[AuditedRelease]:
     if not plan.sigma > 0 or not np.isfinite(plan.epsilon):
         raise UsageError("privacy.epsilon is inf (no noise): set a finite privacy.epsilon")
     q, adj, hist = request.q, plan.adjacency, request.histograms
+    if not plan.kinds and request.kinds != ("per_sample",):
+        raise UsageError(
+            f"the audit builds neighbouring datasets for vote releases only; {cfg.method!r} "
+            f"releases {', '.join(request.kinds)}"
+        )
     if not plan.kinds:  # one kind, the per-sample votes, takes the whole budget
         # the ledger accounts every release with the derived sensitivity: the claim is that
         return [

@@ -42,7 +42,9 @@ from wasp_jax.errors import DataError, TaskError, UsageError
 def register_init_task(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="labelled JSONL file (text, label)")
     parser.add_argument(
-        "--description", required=True, help='what the texts are, e.g. "Yelp business reviews"'
+        "--description",
+        required=True,
+        help='what the texts are, as a short noun phrase, e.g. "Yelp business reviews"',
     )
     parser.add_argument("--out", required=True, help="the task JSON to write")
     parser.add_argument("--name", help="the task's name (default: the --out file's stem)")
@@ -195,7 +197,9 @@ def main_init_task(args: argparse.Namespace) -> int:
     data_io.atomic_write_json(out, spec)
     print(f"wrote {out}: task {spec['name']!r}, {len(scan.labels)} classes from {args.data}")
     for i, name in enumerate(scan.labels):
-        print(f"  {i} = {name!r}: {scan.counts[i]} samples")
+        words = spec["label_words"][i]
+        said = f" (prompts say {words!r})" if words != name else ""
+        print(f"  {i} = {name!r}: {scan.counts[i]} samples{said}")
     shift = f" {scan.offset:+d}" if scan.offset else ""
     typical = args.typical_words or tasks.DRAFT_TYPICAL_WORDS
     given = "--typical-words" if args.typical_words else "the default; set --typical-words"

@@ -227,14 +227,22 @@ def _comparison_rows(run: Mapping[str, Any]) -> list[tuple]:
 
 
 def _comparison_note(run: Mapping[str, Any]) -> str:
-    base = (run.get("baselines") or {}).get("zero-shot start")
+    baselines = run.get("baselines") or {}
+    equal = baselines.get("zero-shot (equal size)")
+    base = equal if isinstance(equal, Mapping) else baselines.get("zero-shot start")
     text = (
         "The zero-shot start is this run's round-0 samples: the same PLMs before any private "
         "data was used."
     )
+    if isinstance(equal, Mapping):
+        text += (
+            " The equal-size zero-shot set adds zero-shot samples of the same PLMs until it is "
+            "as large as the synthetic set (no privacy spent), so a difference is not one of size."
+        )
     if isinstance(base, Mapping) and isinstance(run["eval"].get("accuracy"), Mapping):
         gain = 100 * (run["eval"]["accuracy"]["mean"] - base["accuracy"]["mean"])
-        text += f" The private data changed accuracy by {gain:+.1f} points."
+        against = "the equal-size zero-shot set" if base is equal else "the zero-shot start"
+        text += f" The private data changed accuracy by {gain:+.1f} points over {against}."
     if "OnlyPrivate (not DP)" in (run.get("baselines") or {}):
         text += (
             " OnlyPrivate trains on the private texts themselves; its score is not "

@@ -128,8 +128,16 @@ def plan_releases(cfg: WaspConfig, request: ReleaseRequest | None) -> PrivacyPla
     if len(request.kinds) != 1:
         raise ConfigError(f"release kinds {request.kinds} need budget shares (one per kind)")
     p, q, T = cfg.privacy, request.q, request.rounds
-    nh = len(request.histograms)
-    l2 = request.sensitivity(request.kinds[0], p.adjacency)
+    nh, kind = len(request.histograms), request.kinds[0]
+    if kind != "per_sample" and (
+        p.accounting == "classic" or p.sensitivity_override is not None or cfg.data.num_parties > 1
+    ):
+        raise ConfigError(
+            f"the {kind!r} release is accounted with RDP, for one data party and its derived "
+            "sensitivity: set privacy.accounting=rdp, no sensitivity override and "
+            "data.num_parties=1"
+        )
+    l2 = request.sensitivity(kind, p.adjacency)
     if p.sensitivity_override is not None:
         sens = p.sensitivity_override
     elif p.accounting == "classic":
@@ -150,7 +158,8 @@ def plan_releases(cfg: WaspConfig, request: ReleaseRequest | None) -> PrivacyPla
         sigma=float(sigma),
         rounds=T,
         num_parties=cfg.data.num_parties,
-        releases=tuple(request.histograms),
+        # the vote histograms of a per-sample release; otherwise the kind itself
+        releases=tuple(request.histograms) if kind == "per_sample" else request.kinds,
         noise=p.noise,
     )
 

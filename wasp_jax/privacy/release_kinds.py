@@ -15,10 +15,13 @@ One private record contributes, under add/remove adjacency:
   land in one segment, so sum(w) per histogram (the L1 norm bounds the L2 norm, with equality
   when one segment takes them all).
 * ``usefulness``: a 0/1 K-vector (probe k right or wrong on this record): sqrt(K).
+* ``class_prototypes``: its embedding, clipped and rounded to a grid so that its norm stays
+  <= 1, added to its class's row of a (C, d) sum: 1.
 
 Histograms add in quadrature. Under replace-one, a record's contribution is swapped for
 another's: two non-negative vectors give ||u - v|| <= sqrt(2) max norm (vote kinds); two 0/1
-vectors differ by at most 1 per entry, so usefulness stays sqrt(K).
+vectors differ by at most 1 per entry, so usefulness stays sqrt(K); a class-prototype record
+moves within its class (||u - v|| <= 2) or between two rows (sqrt(2)), so 2.
 ``tests/test_release_kinds.py`` checks each bound by brute force over neighbouring datasets.
 """
 
@@ -33,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wasp_jax.config import ADJACENCIES
-from wasp_jax.kernels.releases import usefulness_counts
+from wasp_jax.kernels.releases import clip_rows, usefulness_counts
 from wasp_jax.kernels.voting import vote_weights
 from wasp_jax.privacy.sensitivity import check_choice, check_int, l2_sensitivity
 
@@ -48,6 +51,8 @@ class Dims:
     num_plms: int = 1
     num_clusters: int = 1
     adjacency: str = "add_remove"
+    num_classes: int = 1
+    dim: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,5 +256,34 @@ register_kind(
         sensitivity=lambda d: math.sqrt(d.num_plms),
         natural_step=lambda q: 1.0,
         statistic=_usefulness,
+    )
+)
+
+
+#: The grid private embeddings are rounded to before they are summed into class prototypes
+#: (refined when sigma is small: `kernels.noise.lattice_step`).
+PROTOTYPE_GRID = 2.0**-10
+
+
+def _prototype_sums(s: Statistic, step: float) -> jax.Array:
+    """Per class, the sum of the private embeddings, each clipped to norm 1 - step sqrt(d) / 2
+    and rounded to the grid ``step * Z^d`` (so its norm stays <= 1), in lattice units."""
+    radius = 1.0 - step * math.sqrt(s.dims.dim) / 2.0
+    x = clip_rows(s.priv_emb.astype(jnp.float32), radius)
+    units = jnp.round(x * (1.0 / step)).astype(jnp.int32)
+    units = jnp.where(s.priv_mask[:, None], units, 0)
+    return jax.ops.segment_sum(units, s.priv_label, num_segments=s.dims.num_classes)
+
+
+register_kind(
+    ReleaseKind(
+        name="class_prototypes",
+        measures="per class, the sum of the clipped private embeddings (a noisy class prototype)",
+        counts_votes=False,
+        needs=("classes",),
+        shape=lambda d: (d.num_classes, d.dim),
+        sensitivity=lambda d: 2.0 if _replace(d) else 1.0,
+        natural_step=lambda q: PROTOTYPE_GRID,
+        statistic=_prototype_sums,
     )
 )

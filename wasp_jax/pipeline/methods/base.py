@@ -28,6 +28,7 @@ from typing import ClassVar
 
 from wasp_jax.config import WaspConfig
 from wasp_jax.config.sections import _check
+from wasp_jax.pipeline.methods.common import zero_shot_baseline
 from wasp_jax.pipeline.run.inputs import RunInputs
 from wasp_jax.pipeline.run.results import Decided, Drawn, Weighted
 from wasp_jax.pipeline.run.sizing import Need
@@ -104,6 +105,10 @@ class Method:
         """What a round releases about the private data (None: nothing)."""
         return None
 
+    def releases_in_round(self, cfg: WaspConfig, t: int) -> bool:
+        """Whether round t's decision releases something (the ledger records it first)."""
+        return True
+
     def privacy_plan(self, cfg: WaspConfig) -> PrivacyPlan | None:
         """The run's privacy plan, calibrated for `release_request`."""
         return plan_releases(cfg, self.release_request(cfg))
@@ -121,6 +126,15 @@ class Method:
     def draw(self, inputs: RunInputs, state: RunState, t: int, k: int) -> Drawn:
         """Round t's candidates of PLM k, following the round's decision."""
         raise NotImplementedError(f"method {self.name!r} has no rounds")
+
+    def draws_baseline(self, cfg: WaspConfig) -> bool:
+        """Whether the evaluation's zero-shot baseline is topped up to the synthetic set's
+        size by `baseline_draw` (not for replayed candidates, nor without rounds)."""
+        return self.has_rounds and not self.replays(cfg)
+
+    def baseline_draw(self, inputs: RunInputs, state: RunState, k: int, budget: int) -> Drawn:
+        """PLM k's share of the extra zero-shot rows of the equal-size baseline."""
+        return zero_shot_baseline(inputs, state, k, budget)
 
     def weights_rows(self, cfg: WaspConfig) -> bool:
         """Whether a last stage gives every synthetic row a training weight."""

@@ -8,6 +8,7 @@ so a re-run of a stage after a crash reproduces it exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -98,6 +99,21 @@ def zero_shot(inputs: RunInputs, state: RunState, k: int, budget: int) -> Drawn:
     g, task = inputs.cfg.generation, inputs.task
     variants = lambda gen, c, key: generation.zero_shot_variants(gen, task, c, g, key)
     return generated(inputs, state, k, variants, quotas_of(inputs, budget, k), 0)
+
+
+#: The key stream of the zero-shot baseline's extra rows (never a round of the run).
+BASELINE_ROUND = 1_000_000
+
+
+def zero_shot_baseline(inputs: RunInputs, state: RunState, k: int, budget: int) -> Drawn:
+    """PLM k's share of the extra zero-shot rows that make the evaluation's zero-shot
+    baseline as large as the synthetic set (their own key stream; no private data)."""
+    log.info("zero-shot baseline: %s writes %d more samples", inputs.plm_names[k], budget)
+    g, task = inputs.cfg.generation, inputs.task
+    variants = lambda gen, c, key: generation.zero_shot_variants(gen, task, c, g, key)
+    quotas = quotas_of(inputs, budget, k)
+    drawn = generated(inputs, state, k, variants, quotas, BASELINE_ROUND)
+    return dataclasses.replace(drawn, baseline=True, api_usage=None)
 
 
 # -- candidates from replayed pools ---------------------------------------------------------

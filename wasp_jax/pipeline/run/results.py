@@ -31,6 +31,8 @@ class Drawn:
       api_usage: an API PLM's request and token counters, or None.
       pool_next: replayed candidates: the next unused row of each class in this PLM's pool.
       num_pools: replayed candidates: how many pools the run reads.
+      baseline: the texts are not candidates but rows of the zero-shot baseline that the
+        evaluation compares the synthetic set with (kept apart, never in the synthetic set).
     """
 
     plm: int
@@ -42,6 +44,7 @@ class Drawn:
     api_usage: Mapping[str, float] | None = None
     pool_next: tuple[int, ...] | None = None
     num_pools: int = 0
+    baseline: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

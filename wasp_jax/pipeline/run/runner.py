@@ -191,7 +191,7 @@ def _rounds(inputs: RunInputs, state: RunState, runner: Committer) -> None:
             f"r{t}/vote",
             "vote",
             lambda t=t: method.decide(inputs, state, t),
-            releases_round=t if releases else None,
+            releases_round=t if releases and method.releases_in_round(cfg, t) else None,
         )
         decision = state.decisions[t]
         for k in range(K):
@@ -203,6 +203,23 @@ def _rounds(inputs: RunInputs, state: RunState, runner: Committer) -> None:
         )
     if method.weights_rows(cfg):
         runner.stage("final/weights", "vote", lambda: method.row_weights(inputs, state))
+    _equal_size_baseline(inputs, state, runner)
+
+
+def _equal_size_baseline(inputs: RunInputs, state: RunState, runner: Committer) -> None:
+    """With an evaluation and its baselines, the extra zero-shot rows (no privacy spent) that
+    make the zero-shot baseline as large as the synthetic set: round 0 plus these rows."""
+    cfg, K = inputs.cfg, len(inputs.plm_names)
+    if not (cfg.eval.test_path and cfg.eval.baselines and cfg.generation.rounds > 0):
+        return
+    pop = state.population
+    missing = len(pop) - sum(1 for r in pop.rounds if r == 0)
+    if not inputs.method.draws_baseline(cfg):
+        return
+    for k, budget in enumerate(split_evenly(max(missing, 0), K)):
+        if budget > 0:
+            draw = lambda k=k, budget=budget: inputs.method.baseline_draw(inputs, state, k, budget)
+            runner.stage(f"baseline/{k}", "generate", draw)
 
 
 def _preload(inputs: RunInputs, state: RunState) -> None:

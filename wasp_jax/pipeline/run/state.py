@@ -72,6 +72,9 @@ class RunState:
     pool_next: list[list[int]] | None = None
     n_embedded: int = 0
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the extra zero-shot rows ({text, label, plm}) that make the baseline as large as the
+    #: synthetic set (public: the PLMs never saw private data for them)
+    baseline: list[dict] = dataclasses.field(default_factory=list)
     #: embeddings of the first `n_embedded` synthetic rows (checkpointed as an array)
     embeddings: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
     #: a training weight per synthetic row, when the method gives them (an array too)
@@ -79,6 +82,10 @@ class RunState:
 
     def apply(self, result, *, num_classes: int) -> dict[str, np.ndarray]:
         """Applies one stage's typed result; returns the arrays to checkpoint with it."""
+        if isinstance(result, Drawn) and result.baseline:
+            for c, texts in enumerate(result.texts):
+                self.baseline += [{"text": t, "label": c, "plm": result.plm} for t in texts]
+            return {}
         if isinstance(result, Drawn):
             self._apply_drawn(result, num_classes)
             return {}
@@ -123,6 +130,7 @@ class RunState:
             "pool_next": self.pool_next,
             "n_embedded": self.n_embedded,
             "fingerprints": dict(self.fingerprints),
+            "baseline": list(self.baseline),
         }
 
     @classmethod
@@ -139,4 +147,5 @@ class RunState:
             pool_next=d["pool_next"],
             n_embedded=int(d["n_embedded"]),
             fingerprints=dict(d.get("fingerprints") or {}),
+            baseline=list(d.get("baseline") or []),
         )

@@ -65,6 +65,7 @@ OUTPUTS = (
     "report.md",
     "eval_baselines.json",
     "zero_shot_start.jsonl",
+    "zero_shot_equal.jsonl",
 )
 
 #: Written first into a workdir (under private/): it marks the folder as a wasp-jax run's.

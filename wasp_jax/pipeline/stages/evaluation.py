@@ -6,7 +6,9 @@ workdir's `release/`)
 * the synthetic set (`synthetic.jsonl` -> `eval.json`);
 * the zero-shot start, the run's round-0 samples (`zero_shot_start.jsonl` ->
   `eval_baselines.json`), unless `eval.baselines` is off: the same PLMs without any private
-  data, so the difference is what the private data added;
+  data; and the zero-shot set of equal size (`zero_shot_equal.jsonl`: round 0 plus the extra
+  zero-shot rows the runner generated after the rounds, no privacy spent), so that the
+  difference is what the private data added, not what more rows add;
 * with `eval.only_private` (opt-in), the private texts themselves (OnlyPrivate ->
   `private/eval_only_private.json`). That score is computed from the private data without
   noise: it is NOT differentially private, so it goes to the workdir's private part, never
@@ -34,6 +36,8 @@ log = logging.getLogger("wasp_jax")
 
 #: The file of the baselines' scores (the synthetic set's stay in eval.json).
 BASELINES = "eval_baselines.json"
+#: The equal-size zero-shot set (round 0 plus extra zero-shot rows) and its row's name.
+EQUAL_SIZE, EQUAL_NAME = "zero_shot_equal.jsonl", "zero-shot (equal size)"
 #: OnlyPrivate's scores, in the workdir's private part (not DP: never in release/).
 ONLY_PRIVATE = "eval_only_private.json"
 
@@ -80,6 +84,26 @@ def _evaluate(r, state, wd: pathlib.Path) -> None:
         log.info("evaluating the zero-shot start (%d round-0 samples)", len(rows))
         res = evaluate_files(path, ev.test_path, **common)
         out["zero-shot start"] = _row(res, len(rows), dp=True, note="round 0 of this run")
+        if state.baseline:
+            names = list(r.plm_names)
+            extra = [
+                {
+                    **row,
+                    "label_name": r.task.labels[row["label"]],
+                    "plm": names[row["plm"]],
+                    "round": 0,
+                }
+                for row in state.baseline
+            ]
+            equal = data_io.atomic_write_jsonl(wd / EQUAL_SIZE, rows + extra)
+            log.info("evaluating the equal-size zero-shot set (%d samples)", len(rows) + len(extra))
+            res = evaluate_files(equal, ev.test_path, **common)
+            out[EQUAL_NAME] = _row(
+                res,
+                len(rows) + len(extra),
+                dp=True,
+                note="zero-shot samples of the same PLMs, as many as the synthetic set",
+            )
     if out and r.writer:
         data_io.atomic_write_json(wd / BASELINES, out)
     if ev.only_private and r.method.reads_private_data:

@@ -139,6 +139,7 @@ def aggregate_and_noise(
     syn_cluster=None,
     num_clusters: int = 1,
     probes: tuple[np.ndarray, np.ndarray] | None = None,
+    num_classes: int | None = None,
     norm_tol: float = 1e-3,
 ) -> NoisyAggregates:
     """The requested aggregated releases of the private set, noised.
@@ -160,6 +161,7 @@ def aggregate_and_noise(
       syn_plm, num_plms: (n,) PLM of each candidate and K (per_plm; K also for usefulness).
       syn_cluster, num_clusters: (n,) cluster of each candidate and their number (per_cluster).
       probes: (kernels (K, d, C), biases (K, C)) of the per-PLM linear probes (usefulness).
+      num_classes: C, the rows of the class-prototype release (a kind that needs "classes").
 
     Raises:
       ValueError: an unknown kind, a missing input of a requested kind, a negative sigma or a
@@ -183,6 +185,10 @@ def aggregate_and_noise(
     cluster = _ids("syn_cluster", syn_cluster, n, num_clusters, "cluster" in needs)
     if "probes" in needs and probes is None:
         raise ValueError(f"the release of {sorted(kinds)} needs probes=(kernels, biases)")
+    if "classes" in needs and (num_classes is None or int(num_classes) < 1):
+        raise ValueError(f"the release of {sorted(kinds)} needs num_classes >= 1")
+    if "classes" in needs and priv_label.size and int(priv_label.max()) >= int(num_classes):
+        raise ValueError(f"private labels must be in [0, {num_classes})")
     d = syn_emb.shape[1]
     kernels, biases = probes if probes is not None else (np.zeros((1, d, 1)), np.zeros((1, 1)))
     se, sl, sm = pad_synthetic(np.asarray(syn_emb, np.float32), syn_label, syn_mask, multiple=1)
@@ -195,6 +201,8 @@ def aggregate_and_noise(
         num_plms=int(num_plms),
         num_clusters=int(num_clusters),
         adjacency=adjacency,
+        num_classes=int(num_classes or 1),
+        dim=int(syn_emb.shape[1]),
     )
     steps, noise_units = _noise_units(noise, kinds, sigmas, dims, n_padded=n + pad)
     static = (kinds, release, dataclasses.replace(dims, n=n + pad), tuple(steps.items()))

@@ -1,0 +1,111 @@
+"""WASP-proto: one DP release of class prototypes steers every round.
+
+Round 1 releases, once for the whole run, the per-class sums of the clipped private
+embeddings with discrete Gaussian noise (release kind ``class_prototypes``, sensitivity 1
+under add/remove, 2 under replace-one). Every round then post-processes them: each candidate's
+margin (cosine to its own class's noisy prototype minus the best other class's) picks the S
+best (good) and the S most confusable (bad) examples of each class for contrastive prompts,
+and each PLM's mean margin sets its share of the next budget. The whole budget goes to the
+one release; later rounds read it back and spend nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from wasp_jax.config import WaspConfig
+from wasp_jax.pipeline.methods import common
+from wasp_jax.pipeline.methods.base import Method
+from wasp_jax.pipeline.methods.registry import register_method
+from wasp_jax.pipeline.methods.wasp import Wasp, check_round_budget
+from wasp_jax.pipeline.run import spread
+from wasp_jax.pipeline.run.results import Decided
+from wasp_jax.pipeline.run.sizing import Need, selection_need
+from wasp_jax.pipeline.stages import prototypes, selection
+from wasp_jax.pipeline.stages.vote_plus import aggregate_and_noise
+from wasp_jax.privacy.plan import ReleaseRequest
+
+log = logging.getLogger("wasp_jax")
+
+KIND = "class_prototypes"
+
+
+class WaspProto(Wasp):
+    """Contrastive examples and PLM weights from one release of noisy class prototypes."""
+
+    name = "wasp_proto"
+    summary = (
+        "WASP-proto: one DP release of per-class prototypes (noisy sums of the clipped private "
+        "embeddings); each round's good and most confusable examples and the PLM weights come "
+        "from the candidates' margins to them."
+    )
+
+    def check_config(self, cfg: WaspConfig) -> None:
+        Method.check_config(self, cfg)
+        check_round_budget(cfg)
+
+    def first_vote_need(self, cfg: WaspConfig) -> Need | None:
+        return selection_need(cfg, votes=False, pairs=cfg.generation.contrastive)
+
+    def release_request(self, cfg: WaspConfig) -> ReleaseRequest:
+        return ReleaseRequest(
+            kinds=(KIND,), rounds=1, q=cfg.voting.q, histograms=tuple(cfg.voting.release)
+        )
+
+    def releases_in_round(self, cfg: WaspConfig, t: int) -> bool:
+        return t == 1
+
+    def decide(self, inputs, state, t) -> Decided:
+        cfg, pop = inputs.cfg, state.population
+        K, C = len(inputs.plm_names), inputs.task.num_classes
+        mask = selection.train_mask(cfg.voting, cfg.seed, len(pop), t)
+        emb = common.embeddings(inputs, state)
+        protos = self.prototypes(inputs, state, emb)
+        margin = prototypes.margins(emb, pop.labels, protos)
+        good, bad = prototypes.good_bad(margin, pop.labels, mask, C, cfg.selection.s)
+        scores = prototypes.plm_margin_scores(margin, pop.plm, mask, K)
+        weights, budgets = selection.plm_allocation(
+            scores,
+            cfg.generation.round_increment(t - 1),
+            tau=cfg.generation.tau,
+            weighting=cfg.generation.plm_weighting,
+        )
+        summary = prototypes.summary(margin, pop.labels, mask, C)
+        return Decided(t, common.decision(t, good, bad, weights, budgets, summary), embeddings=emb)
+
+    def prototypes(self, inputs, state, emb) -> np.ndarray:
+        """The run's noisy prototypes: read back once released, else drawn (round 1's noise)
+        and persisted before anything reads them. Without noise (epsilon = inf) they are
+        the clean sums: recomputed when needed, never written."""
+        plan = inputs.plan
+        if plan.sigma > 0:
+            saved = inputs.ckpt.load_array(KIND)
+            if saved is not None:
+                return np.asarray(saved)
+        pop = state.population
+        noise = inputs.noise.child("r1")
+        spread.check_vote_inputs(1, noise, pop.texts, pop.labels, np.ones(len(pop), bool))
+        priv_emb, priv_label, _ = inputs.models.private()
+        log.info("releasing the class prototypes once (sigma=%.4g)", plan.sigma)
+        out = aggregate_and_noise(
+            noise,
+            priv_emb,
+            priv_label,
+            emb,
+            np.asarray(pop.labels, np.int32),
+            q=inputs.cfg.voting.q,
+            sigmas={KIND: plan.sigma},
+            sensitivities={KIND: plan.l2_sensitivity},
+            adjacency=plan.adjacency,
+            num_classes=inputs.task.num_classes,
+        )
+        released = np.asarray(out.released[KIND], np.float32)
+        if plan.sigma > 0:
+            inputs.ckpt.save_arrays({KIND: released})
+        spread.check_released("the class prototypes", released)
+        return released
+
+
+WASP_PROTO = register_method(WaspProto())
