@@ -174,19 +174,23 @@ def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch,
     runner.run(cfg, tmp_path / "w", hooks=hooks())
     wd = tmp_path / "w"
     kinds = [c[0] for c in calls]
-    assert kinds == ["files", "files"] + (["texts"] if only_private else [])
+    assert kinds == ["files", "files", "files"] + (["texts"] if only_private else [])
     assert calls[0][1] == "synthetic.jsonl" and calls[1][1] == "zero_shot_start.jsonl"
+    assert calls[2][1] == "zero_shot_equal.jsonl"
     assert {r["round"] for r in calls[1][4]} == {0} and len(calls[1][4]) == 12
-    assert calls[0][3]["seeds"] == calls[1][3]["seeds"] == [0, 1, 2]
-    assert calls[0][3]["max_test"] == calls[1][3]["max_test"] == 30
+    assert calls[0][3]["seeds"] == calls[1][3]["seeds"] == calls[2][3]["seeds"] == [0, 1, 2]
+    assert calls[0][3]["max_test"] == calls[1][3]["max_test"] == calls[2][3]["max_test"] == 30
+    n_syn, n_equal = len(calls[0][4]), len(calls[2][4])
+    assert calls[2][4][:12] == calls[1][4] and abs(n_equal - n_syn) <= 4  # round 0, topped up
     base = json.loads((wd / "release" / "eval_baselines.json").read_text())
     assert base["zero-shot start"]["dp"] is True and base["zero-shot start"]["n_train"] == 12
+    assert base["zero-shot (equal size)"]["n_train"] == n_equal
     # OnlyPrivate is a statistic of the private data without noise: private/ only
     assert "OnlyPrivate (not DP)" not in base
     assert not any("OnlyPrivate" in p.read_text() for p in (wd / "release").glob("*.json"))
     only = wd / "private" / "eval_only_private.json"
     if only_private:
-        assert calls[2][1] == 24 and calls[2][2] == 30  # the run's 24 private texts, same 30
+        assert calls[3][1] == 24 and calls[3][2] == 30  # the run's 24 private texts, same 30
         row = json.loads(only.read_text())["OnlyPrivate (not DP)"]
         assert row["dp"] is False and "runs" not in row
     else:

@@ -80,8 +80,8 @@ def test_private_part_is_closed_and_release_holds_the_outputs(two_runs):
         private = {p.name for p in (wd / "private").iterdir()}
         assert {workdir.MARKER, SECRET_FILE, "checkpoint"} <= private
     release = {p.name for p in (a / "release").iterdir()}
-    assert release == {"config.json", "synthetic.jsonl", "privacy.json", "metrics.jsonl",
-                       "datasheet.md", "report.md", "plots"}  # fmt: skip
+    assert release == {"config.json", "synthetic.jsonl", "privacy.json", "method.json",
+                       "metrics.jsonl", "datasheet.md", "report.md", "plots"}  # fmt: skip
     assert datasheet.SHARING in (a / "release" / "datasheet.md").read_text()
 
 

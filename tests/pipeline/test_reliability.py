@@ -40,7 +40,7 @@ def finished(tmp_path_factory):
     """An uninterrupted run's file bytes (the reference for every resume here)."""
     wd = tmp_path_factory.mktemp("finished")
     mp = pytest.MonkeyPatch()
-    mp.setattr(runner, "_finish", lambda r: None)
+    mp.setattr(runner, "_finish", lambda *a: None)
     runner.run(small_config(), wd, hooks=hooks())
     mp.undo()
     return wd, released_bytes(wd)

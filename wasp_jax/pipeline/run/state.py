@@ -140,7 +140,8 @@ class RunState:
             done=list(d["done"]),
             population=Population.from_state(d["population"]),
             decisions={
-                int(t): RoundDecision(**p) for t, p in (d.get("decisions") or d["plans"]).items()
+                int(t): RoundDecision(**p)
+                for t, p in (d["decisions"] if "decisions" in d else d["plans"]).items()
             },
             metrics=list(d["metrics"]),
             current=RoundProgress(**d["current"]),
