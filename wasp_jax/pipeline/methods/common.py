@@ -208,13 +208,16 @@ def noisy_votes(inputs: RunInputs, state: RunState, t: int, emb, mask) -> NoisyV
     cfg, pop, plan = inputs.cfg, state.population, inputs.plan
     noise = inputs.noise.child(f"r{t}")
     votes = saved_votes(inputs, state, t)
+    private = inputs.models.private() if votes is None else None
+    if votes is None:
+        log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, len(pop), plan.sigma)
+    # every process holds the same population, split and noise before anything is released
     spread.check_vote_inputs(t, noise, pop.texts, pop.labels, mask)
     if votes is not None:
         return votes
-    log.info("round %d: voting over %d synthetic samples (sigma=%.4g)", t, len(pop), plan.sigma)
     votes = round_votes(
         noise,
-        inputs.models.private(),
+        private,
         emb,
         np.asarray(pop.labels, np.int32),
         mask,
@@ -222,6 +225,7 @@ def noisy_votes(inputs: RunInputs, state: RunState, t: int, emb, mask) -> NoisyV
         plan=plan,
         mesh=inputs.vote_mesh,
     )
+    del private
     if plan.sigma > 0:
         # Persisted before anything reads it: a resume reuses this release and never draws
         # round t's noise again (not even on other inputs). With sigma = 0 (epsilon = inf)
