@@ -318,6 +318,7 @@ def test_a_failed_warming_says_what_failed(tmp_path):
 def test_api_plms_are_refused_in_a_multi_process_job(monkeypatch, tmp_path):
     from wasp_jax import config as C
     from wasp_jax.errors import ConfigError
+    from wasp_jax.pipeline import methods
     from wasp_jax.pipeline.run import runner
 
     cfg = C.replace(C.demo_config(), **{"generation.plms": ("tiny-llama", "openai-completions:m")})
@@ -326,4 +327,4 @@ def test_api_plms_are_refused_in_a_multi_process_job(monkeypatch, tmp_path):
         runner.run(cfg, tmp_path / "w")
     assert not (tmp_path / "w").exists()
     monkeypatch.setattr(dist, "is_multi", lambda: False)
-    runner._check_job(cfg)  # one process: accepted
+    runner._check_job(cfg, methods.resolve(cfg))  # one process: accepted

@@ -18,7 +18,10 @@ from tests.kernels._reference import reference_votes, unit_rows
 from wasp_jax.pipeline.stages import vote_plus
 from wasp_jax.privacy.composition import calibrate_split
 from wasp_jax.privacy.noise_source import NoiseSource
-from wasp_jax.privacy.release_kinds import KINDS, kind_sensitivity
+from wasp_jax.privacy.release_kinds import kind_sensitivity
+
+#: The vote and probe kinds, tested together (class_prototypes: tests/pipeline/test_wasp_proto.py).
+KINDS = ("per_sample", "per_plm", "per_cluster", "usefulness")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 KEY = NoiseSource.seeded(7)
