@@ -273,14 +273,17 @@ def voted(inputs: RunInputs, state: RunState, t: int) -> Decided:
     spread.check_released(f"round {t}'s noisy votes", *hists)
     good, bad = selection.select_good_bad(votes, pop.labels, mask, C, selection=cfg.selection)
     scores = selection.plm_vote_scores(votes, pop.plm, mask, K, cfg.generation.plm_score)
-    weights, budgets = selection.plm_allocation(
-        scores,
-        cfg.generation.round_increment(t - 1),
-        tau=cfg.generation.tau,
-        weighting=cfg.generation.plm_weighting,
-    )
+    weights, budgets = allocation(inputs, t, scores)
     summary = selection.vote_summary(votes, pop.labels, mask, C)
     return Decided(t, decision(t, good, bad, weights, budgets, summary), embeddings=emb)
+
+
+def allocation(inputs: RunInputs, t: int, scores) -> tuple[np.ndarray, list[int]]:
+    """The PLMs' shares of round t's new samples from their scores (softmax over tau, or
+    uniform without PLM weighting) and the integer budgets."""
+    g = inputs.cfg.generation
+    total = g.round_increment(t - 1)
+    return selection.plm_allocation(scores, total, tau=g.tau, weighting=g.plm_weighting)
 
 
 def decision(t: int, good, bad, weights, budgets, summary) -> RoundDecision:

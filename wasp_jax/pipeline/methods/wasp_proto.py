@@ -66,12 +66,7 @@ class WaspProto(Wasp):
         margin = prototypes.margins(emb, pop.labels, protos)
         good, bad = prototypes.good_bad(margin, pop.labels, mask, C, cfg.selection.s)
         scores = prototypes.plm_margin_scores(margin, pop.plm, mask, K)
-        weights, budgets = selection.plm_allocation(
-            scores,
-            cfg.generation.round_increment(t - 1),
-            tau=cfg.generation.tau,
-            weighting=cfg.generation.plm_weighting,
-        )
+        weights, budgets = common.allocation(inputs, t, scores)
         summary = prototypes.summary(margin, pop.labels, mask, C)
         return Decided(t, common.decision(t, good, bad, weights, budgets, summary), embeddings=emb)
 
