@@ -165,3 +165,68 @@ def test_wasp_proto_refuses_what_it_does_not_account():
     ):
         with pytest.raises(C.ConfigError, match="accounted with RDP"):
             methods.privacy_plan(_proto_config(**change))
+
+
+class _TableEmbedder:
+    """Embeds a text as the row of a fixed table (the text names its row)."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, np.float32)
+
+    def embed(self, texts, progress=False, cache=False, split=False):
+        return self.table[[int(t.split()[-1]) for t in texts]]
+
+
+def _keep_inputs(table):
+    from types import SimpleNamespace
+
+    cfg = C.replace(C.base_config(), **{"runtime.progress": False})
+    embedder = _TableEmbedder(table)
+    return SimpleNamespace(cfg=cfg, writer=False, models=SimpleNamespace(embedder=lambda: embedder))
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_oversampling_keeps_the_top_margins_of_each_class(drop):
+    """Known geometry: prototypes on the two axes; each class keeps its quota of highest
+    margin, in generation order, and counts what it left out; with the class check the rows
+    nearer the other prototype go even when the class is left short."""
+    from wasp_jax.pipeline.methods import wasp_proto
+    from wasp_jax.pipeline.run.results import Drawn
+
+    protos = np.eye(2, dtype=np.float32)
+    angles = np.array([0.1, 1.2, 0.5, 0.9, 1.5, 0.3])  # radians from class 0's axis
+    table = np.stack([np.cos(angles), np.sin(angles)], 1)
+    # class 0 gets rows 0..3 (margins cos - sin), class 1 rows 4, 5 (sin - cos)
+    drawn = Drawn(
+        plm=0,
+        plm_name="p",
+        round=1,
+        texts=(("t 0", "t 1", "t 2", "t 3"), ("t 4", "t 5")),
+        filtered={"duplicate": 1},
+    )
+    out = wasp_proto.keep_by_margin(_keep_inputs(table), drawn, [2, 2], protos, drop)
+    assert out.texts[0] == ("t 0", "t 2")  # margins 0.89, 0.40 beat -0.58, -0.16
+    assert out.texts[1] == (("t 4",) if drop else ("t 4", "t 5"))  # row 5 is nearer class 0
+    assert out.filtered["duplicate"] == 1
+    assert out.filtered[wasp_proto.NOT_TOP] == (0 if drop else 2)
+    assert out.shortfall == (1 if drop else 0)
+    if drop:
+        assert out.filtered[wasp_proto.OTHER_CLASS] == 3  # t 1, t 3 and t 5
+
+
+@pytest.mark.slow
+def test_wasp_proto_oversampling_through_the_runner(tmp_path, monkeypatch):
+    """Oversampling keeps each round's budget, spends nothing more, and counts the dropped."""
+    monkeypatch.setattr(runner, "_finish", lambda *a: None)
+    g, e = loaders()
+    hooks = runner.Hooks(load_generator=g, load_embedder=e)
+    cfg = _proto_config(**{"proto.oversample": 3})
+    plain = runner.run(_proto_config(), tmp_path / "plain", hooks=hooks)
+    res = runner.run(cfg, tmp_path / "over", hooks=hooks)
+    assert res.n_synthetic == plain.n_synthetic == 36
+    assert math.isclose(res.epsilon_spent, plain.epsilon_spent)
+    metrics = [json.loads(x) for x in (res.release / "metrics.jsonl").read_text().splitlines()]
+    dropped = [m["filtered"].get("below_top_margin", 0) for m in metrics[1:]]
+    assert all(n > 0 for n in dropped)
+    with pytest.raises(C.ConfigError, match="proto.oversample"):
+        _proto_config(**{"proto.oversample": 0})

@@ -14,6 +14,7 @@ from typing import Any
 
 from wasp_jax.config.api import ApiConfig
 from wasp_jax.config.plus import PlusConfig
+from wasp_jax.config.proto import ProtoConfig
 from wasp_jax.config.sections import (
     DataConfig,
     EmbedderConfig,
@@ -71,6 +72,7 @@ class WaspConfig:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
     plus: PlusConfig = dataclasses.field(default_factory=PlusConfig)
+    proto: ProtoConfig = dataclasses.field(default_factory=ProtoConfig)
 
     def __post_init__(self):
         # what suits the method is checked by the method (`wasp_jax.pipeline.methods.resolve`)

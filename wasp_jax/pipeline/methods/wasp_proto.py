@@ -7,10 +7,16 @@ margin (cosine to its own class's noisy prototype minus the best other class's) 
 best (good) and the S most confusable (bad) examples of each class for contrastive prompts,
 and each PLM's mean margin sets its share of the next budget. The whole budget goes to the
 one release; later rounds read it back and spend nothing.
+
+With ``proto.oversample = m > 1`` every PLM generates m candidates per row of its round budget
+and keeps, per class, the rows of highest margin; ``proto.drop_other_class`` also drops rows
+of negative margin (nearer another class's prototype). Both are post-processing of the one
+release; the dropped candidates are counted in ``metrics.jsonl`` (``filtered``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -21,7 +27,7 @@ from wasp_jax.pipeline.methods.base import Method
 from wasp_jax.pipeline.methods.registry import register_method
 from wasp_jax.pipeline.methods.wasp import Wasp, check_round_budget
 from wasp_jax.pipeline.run import spread
-from wasp_jax.pipeline.run.results import Decided
+from wasp_jax.pipeline.run.results import Decided, Drawn
 from wasp_jax.pipeline.run.sizing import Need, selection_need
 from wasp_jax.pipeline.stages import prototypes, selection
 from wasp_jax.pipeline.stages.vote_plus import aggregate_and_noise
@@ -30,12 +36,15 @@ from wasp_jax.privacy.plan import ReleaseRequest
 log = logging.getLogger("wasp_jax")
 
 KIND = "class_prototypes"
+#: The filter counts of the rows oversampling and the class check leave out.
+NOT_TOP, OTHER_CLASS = "below_top_margin", "nearer_other_class"
 
 
 class WaspProto(Wasp):
     """Contrastive examples and PLM weights from one release of noisy class prototypes."""
 
     name = "wasp_proto"
+    sections = (*Wasp.sections, "proto")
     summary = (
         "WASP-proto: one DP release of per-class prototypes (noisy sums of the clipped private "
         "embeddings); each round's good and most confusable examples and the PLM weights come "
@@ -70,7 +79,28 @@ class WaspProto(Wasp):
         summary = prototypes.summary(margin, pop.labels, mask, C)
         return Decided(t, common.decision(t, good, bad, weights, budgets, summary), embeddings=emb)
 
-    def prototypes(self, inputs, state, emb) -> np.ndarray:
+    def draw(self, inputs, state, t, k) -> Drawn:
+        """Round t for PLM k: as WASP's draw, or (oversampling, class check) m times the
+        candidates, of which each class keeps its quota by margin to the prototypes."""
+        pc = inputs.cfg.proto
+        if pc.oversample == 1 and not pc.drop_other_class:
+            return super().draw(inputs, state, t, k)
+        d = state.decisions[t]
+        quotas = common.quotas_of(inputs, d.budgets[k], t + k)
+        wide = [q * pc.oversample for q in quotas]
+        prompts = self.prompts(inputs, state, t)
+        log.info(
+            "round %d: %s generates %d candidates to keep %d by prototype margin",
+            t,
+            inputs.plm_names[k],
+            sum(wide),
+            sum(quotas),
+        )
+        drawn = common.generated(inputs, state, k, lambda gen, c, key: prompts[c], wide, t)
+        protos = self.prototypes(inputs, state)
+        return keep_by_margin(inputs, drawn, quotas, protos, pc.drop_other_class)
+
+    def prototypes(self, inputs, state, emb=None) -> np.ndarray:
         """The run's noisy prototypes: read back once released, else drawn (round 1's noise)
         and persisted before anything reads them. Without noise (epsilon = inf) they are
         the clean sums: recomputed when needed, never written."""
@@ -80,6 +110,8 @@ class WaspProto(Wasp):
             if saved is not None:
                 return np.asarray(saved)
         pop = state.population
+        if emb is None:
+            emb = common.embeddings(inputs, state)
         noise = inputs.noise.child("r1")
         spread.check_vote_inputs(1, noise, pop.texts, pop.labels, np.ones(len(pop), bool))
         priv_emb, priv_label, _ = inputs.models.private()
@@ -101,6 +133,39 @@ class WaspProto(Wasp):
             inputs.ckpt.save_arrays({KIND: released})
         spread.check_released("the class prototypes", released)
         return released
+
+
+def keep_by_margin(inputs, drawn: Drawn, quotas, protos, drop_other_class: bool) -> Drawn:
+    """Per class, the ``quotas[c]`` candidates of highest margin to the noisy prototypes
+    (ties: the earlier one), in generation order; with ``drop_other_class`` only rows of
+    positive margin. What is left out is counted; a class left short adds to the shortfall."""
+    cfg = inputs.cfg
+    flat = [text for texts in drawn.texts for text in texts]
+    labels = np.asarray([c for c, texts in enumerate(drawn.texts) for _ in texts], np.int64)
+    cache = cfg.embedder.cache_synthetic and inputs.writer
+    emb = spread.embed_synthetic(
+        inputs.models.embedder(), flat, progress=cfg.runtime.progress, cache=cache
+    )
+    margin = prototypes.margins(emb, labels, protos) if flat else np.zeros(0)
+    kept, not_top, other, short = [], 0, 0, 0
+    start = 0
+    for c, texts in enumerate(drawn.texts):
+        m = margin[start : start + len(texts)]
+        start += len(texts)
+        order = np.argsort(-m, kind="stable")
+        if drop_other_class:
+            other += int((m <= 0).sum())
+            order = order[m[order] > 0]
+        top = np.sort(order[: quotas[c]])
+        not_top += len(order) - len(top)
+        short += max(quotas[c] - len(top), 0)
+        kept.append(tuple(texts[i] for i in top))
+    filtered = dict(drawn.filtered)
+    filtered[NOT_TOP] = filtered.get(NOT_TOP, 0) + not_top
+    if drop_other_class:
+        filtered[OTHER_CLASS] = filtered.get(OTHER_CLASS, 0) + other
+    # the generator's own shortfall is against the widened quotas: recount against the kept ones
+    return dataclasses.replace(drawn, texts=tuple(kept), shortfall=short, filtered=filtered)
 
 
 WASP_PROTO = register_method(WaspProto())
