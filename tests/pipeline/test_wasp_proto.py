@@ -120,6 +120,7 @@ def _proto_config(**changes):
         "selection.s": 2,
         "runtime.progress": False,
         "privacy.epsilon": 2.0,
+        "proto.dims": 4,
     }
     base.update(changes)
     return C.replace(C.base_config(), **base)
@@ -146,7 +147,9 @@ def test_wasp_proto_releases_once_and_reads_it_back(tmp_path, monkeypatch):
     assert [(r["round"], r["what"]) for r in ledger["releases"]] == [(1, [KIND])]
     assert 0 < ledger["epsilon_spent"] <= 2.0 + 1e-9
     saved = np.load(next(pathlib.Path(tmp_path).glob(f"private/checkpoint/{KIND}.npy")))
-    chex.assert_shape(saved, (2, 32))  # 2 classes x the fake embedder's width
+    chex.assert_shape(saved, (2, 4))  # 2 classes x proto.dims
+    space = np.load(next(pathlib.Path(tmp_path).glob("private/checkpoint/prototype_space.npy")))
+    chex.assert_shape(space, (5, 32))  # the mean, then 4 directions of the embedder's width
     metrics = [json.loads(x) for x in (res.release / "metrics.jsonl").read_text().splitlines()]
     for row in metrics[1:]:
         assert len(row["noisy_vote_summary"]["prototype_agreement"]) == 2
@@ -230,3 +233,24 @@ def test_wasp_proto_oversampling_through_the_runner(tmp_path, monkeypatch):
     assert all(n > 0 for n in dropped)
     with pytest.raises(C.ConfigError, match="proto.oversample"):
         _proto_config(**{"proto.oversample": 0})
+    with pytest.raises(C.ConfigError, match="proto.dims"):
+        methods.privacy_plan(_proto_config(**{"proto.dims": 12}))  # round 0 has 12 rows
+
+
+def test_public_subspace_and_projection():
+    """The subspace is the public rows' mean and top principal directions, orthonormal; a
+    projected row has unit norm and keeps the component along the dominant direction."""
+    rng = np.random.default_rng(3)
+    axis = np.zeros(6)
+    axis[2] = 1.0
+    public = rng.standard_normal((40, 6)) * 0.05 + np.outer(rng.standard_normal(40) * 3, axis)
+    space = prototypes.public_subspace(public, 2)
+    chex.assert_shape(space, (3, 6))
+    np.testing.assert_allclose(space[0], public.mean(0), atol=1e-6)
+    np.testing.assert_allclose(space[1:] @ space[1:].T, np.eye(2), atol=1e-5)
+    np.testing.assert_allclose(space[1], axis, atol=0.05)  # the dominant direction, sign fixed
+    z = prototypes.project(public[:5], space)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    assert prototypes.project(public[:5], None).shape == (5, 6)
+    with pytest.raises(ValueError, match="proto.dims"):
+        prototypes.public_subspace(public[:3], 4)

@@ -1,7 +1,8 @@
 """WASP-proto: one DP release of class prototypes steers every round.
 
 Round 1 releases, once for the whole run, the per-class sums of the clipped private
-embeddings with discrete Gaussian noise (release kind ``class_prototypes``, sensitivity 1
+embeddings (by default projected, centred and unit-normed, onto a 16-dimensional public
+subspace fixed by the zero-shot start: ``proto.dims``) with discrete Gaussian noise (release kind ``class_prototypes``, sensitivity 1
 under add/remove, 2 under replace-one). Every round then post-processes them: each candidate's
 margin (cosine to its own class's noisy prototype minus the best other class's) picks the S
 best (good) and the S most confusable (bad) examples of each class for contrastive prompts,
@@ -22,6 +23,7 @@ import logging
 import numpy as np
 
 from wasp_jax.config import WaspConfig
+from wasp_jax.config.sections import _check
 from wasp_jax.pipeline.methods import common
 from wasp_jax.pipeline.methods.base import Method
 from wasp_jax.pipeline.methods.registry import register_method
@@ -38,6 +40,8 @@ log = logging.getLogger("wasp_jax")
 KIND = "class_prototypes"
 #: The filter counts of the rows oversampling and the class check leave out.
 NOT_TOP, OTHER_CLASS = "below_top_margin", "nearer_other_class"
+#: The checkpointed public subspace of the prototypes (mean, then the directions).
+SPACE = "prototype_space"
 
 
 class WaspProto(Wasp):
@@ -54,6 +58,14 @@ class WaspProto(Wasp):
     def check_config(self, cfg: WaspConfig) -> None:
         Method.check_config(self, cfg)
         check_round_budget(cfg)
+        n0, dims = cfg.generation.initial_size, cfg.proto.dims
+        _check(
+            dims < n0,
+            "proto.dims",
+            f"a {dims}-dimensional subspace needs more than {dims} zero-shot candidates, and "
+            f"round 0 has {n0}; set proto.dims below {n0} (0 = the full space) or raise "
+            "generation.budget",
+        )
 
     def first_vote_need(self, cfg: WaspConfig) -> Need | None:
         return selection_need(cfg, votes=False, pairs=cfg.generation.contrastive)
@@ -71,8 +83,8 @@ class WaspProto(Wasp):
         K, C = len(inputs.plm_names), inputs.task.num_classes
         mask = selection.train_mask(cfg.voting, cfg.seed, len(pop), t)
         emb = common.embeddings(inputs, state)
-        protos = self.prototypes(inputs, state, emb)
-        margin = prototypes.margins(emb, pop.labels, protos)
+        protos, space = self.prototypes(inputs, state, emb)
+        margin = prototypes.margins(prototypes.project(emb, space), pop.labels, protos)
         good, bad = prototypes.good_bad(margin, pop.labels, mask, C, cfg.selection.s)
         scores = prototypes.plm_margin_scores(margin, pop.plm, mask, K)
         weights, budgets = common.allocation(inputs, t, scores)
@@ -97,30 +109,36 @@ class WaspProto(Wasp):
             sum(quotas),
         )
         drawn = common.generated(inputs, state, k, lambda gen, c, key: prompts[c], wide, t)
-        protos = self.prototypes(inputs, state)
-        return keep_by_margin(inputs, drawn, quotas, protos, pc.drop_other_class)
+        protos, space = self.prototypes(inputs, state)
+        return keep_by_margin(inputs, drawn, quotas, protos, pc.drop_other_class, space)
 
-    def prototypes(self, inputs, state, emb=None) -> np.ndarray:
-        """The run's noisy prototypes: read back once released, else drawn (round 1's noise)
-        and persisted before anything reads them. Without noise (epsilon = inf) they are
-        the clean sums: recomputed when needed, never written."""
-        plan = inputs.plan
+    def prototypes(self, inputs, state, emb=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the run's noisy prototypes, their public subspace or None): read back once
+        released, else drawn (round 1's noise) and persisted before anything reads them.
+        Without noise (epsilon = inf) they are the clean sums: recomputed when needed, never
+        written."""
+        plan, dims = inputs.plan, inputs.cfg.proto.dims
         if plan.sigma > 0:
             saved = inputs.ckpt.load_array(KIND)
             if saved is not None:
-                return np.asarray(saved)
+                space = inputs.ckpt.load_array(SPACE) if dims else None
+                return np.asarray(saved), None if space is None else np.asarray(space)
         pop = state.population
         if emb is None:
             emb = common.embeddings(inputs, state)
+        space = None
+        if dims:  # fixed by the zero-shot start: public, and the same for every later round
+            start = np.asarray(pop.rounds) == 0
+            space = prototypes.public_subspace(emb[start], dims)
         noise = inputs.noise.child("r1")
         spread.check_vote_inputs(1, noise, pop.texts, pop.labels, np.ones(len(pop), bool))
         priv_emb, priv_label, _ = inputs.models.private()
         log.info("releasing the class prototypes once (sigma=%.4g)", plan.sigma)
         out = aggregate_and_noise(
             noise,
-            priv_emb,
+            prototypes.project(priv_emb, space),
             priv_label,
-            emb,
+            prototypes.project(emb, space),
             np.asarray(pop.labels, np.int32),
             q=inputs.cfg.voting.q,
             sigmas={KIND: plan.sigma},
@@ -130,12 +148,14 @@ class WaspProto(Wasp):
         )
         released = np.asarray(out.released[KIND], np.float32)
         if plan.sigma > 0:
-            inputs.ckpt.save_arrays({KIND: released})
+            inputs.ckpt.save_arrays({KIND: released} | ({SPACE: space} if dims else {}))
         spread.check_released("the class prototypes", released)
-        return released
+        return released, space
 
 
-def keep_by_margin(inputs, drawn: Drawn, quotas, protos, drop_other_class: bool) -> Drawn:
+def keep_by_margin(
+    inputs, drawn: Drawn, quotas, protos, drop_other_class: bool, space=None
+) -> Drawn:
     """Per class, the ``quotas[c]`` candidates of highest margin to the noisy prototypes
     (ties: the earlier one), in generation order; with ``drop_other_class`` only rows of
     positive margin. What is left out is counted; a class left short adds to the shortfall."""
@@ -146,6 +166,7 @@ def keep_by_margin(inputs, drawn: Drawn, quotas, protos, drop_other_class: bool)
     emb = spread.embed_synthetic(
         inputs.models.embedder(), flat, progress=cfg.runtime.progress, cache=cache
     )
+    emb = prototypes.project(emb, space)
     margin = prototypes.margins(emb, labels, protos) if flat else np.zeros(0)
     kept, not_top, other, short = [], 0, 0, 0
     start = 0

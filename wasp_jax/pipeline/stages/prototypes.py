@@ -9,6 +9,8 @@ here reads only them and public synthetic data, so it costs no privacy.
 * ``good_bad``: per class, the S candidates of highest margin (good) and the S of lowest
   margin, the most confusable (bad), disjoint.
 * ``plm_margin_scores``: each PLM's mean margin over its candidates.
+* ``public_subspace`` / ``project``: a subspace fixed by public embeddings (their mean and top
+  principal directions) and the unit-norm projection of any embedding onto it.
 """
 
 from __future__ import annotations
@@ -68,3 +70,31 @@ def summary(margin: np.ndarray, labels, mask: np.ndarray, num_classes: int) -> d
         mean.append(round(float(m.mean()), 4) if m.size else None)
         agree.append(round(float((m > 0).mean()), 4) if m.size else None)
     return {"prototype_margin_mean": mean, "prototype_agreement": agree}
+
+
+def public_subspace(public_emb, dims: int) -> np.ndarray:
+    """(dims + 1, d): the mean of the public embeddings, then their top `dims` principal
+    directions (signs fixed so each direction's largest entry is positive)."""
+    x = np.asarray(public_emb, np.float64)
+    if dims < 1 or dims > min(x.shape):
+        raise ValueError(
+            f"a {dims}-dimensional subspace needs at least {dims} public embeddings of at "
+            f"least {dims} dimensions, got {x.shape}; lower proto.dims or raise the round-0 "
+            "budget (generation.initial)"
+        )
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    basis = vt[:dims]
+    signs = np.sign(basis[np.arange(dims), np.abs(basis).argmax(axis=1)])
+    return np.concatenate([mean[None], basis * signs[:, None]]).astype(np.float32)
+
+
+def project(emb, space) -> np.ndarray:
+    """(n, dims) unit-norm coordinates of the centred embeddings in the subspace (a row
+    that projects to 0 stays 0); ``space`` None leaves the embeddings as they are."""
+    if space is None:
+        return np.asarray(emb, np.float32)
+    space = np.asarray(space, np.float64)
+    z = (np.asarray(emb, np.float64) - space[0]) @ space[1:].T
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    return np.where(norm > 0, z / np.maximum(norm, 1e-300), 0.0).astype(np.float32)
