@@ -216,3 +216,32 @@ def test_report_shows_filter_counts(tmp_path):
     atomic_write_jsonl(wd / "metrics.jsonl", rows)
     text = report.write_report(wd).read_text()
     assert "too short 3, prompt leak 2" in text
+
+
+def _examples_section(text: str) -> str:
+    return text[text.index("## Examples (synthetic") :]
+
+
+def test_report_examples_come_from_the_last_round(tmp_path):
+    wd = make_run(tmp_path / "run")  # rounds 0, 1, 2 of 24 rows each, labels alternate
+    section = _examples_section(report.write_report(wd).read_text())
+    assert section.startswith("## Examples (synthetic, round 2: the last)")
+    shown = [line for line in section.splitlines() if line.startswith("- **")]
+    assert len(shown) == 4 and all("round 2)" in line for line in shown)
+    # evenly spread over the class's last-round rows in file order: its first and its last
+    for i in (48, 70, 49, 71):
+        assert f"synthetic review number {i} " in section, i
+    assert "instead" not in section
+
+
+def test_report_examples_fall_back_to_a_class_s_latest_round(tmp_path):
+    wd = make_run(tmp_path / "run")
+    rows = [json.loads(x) for x in (wd / "synthetic.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if not (r["round"] == 2 and r["label"] == 1)]
+    atomic_write_jsonl(wd / "synthetic.jsonl", rows)
+    section = _examples_section(report.write_report(wd).read_text())
+    assert section.startswith("## Examples (synthetic, round 2: the last)")
+    assert "show their latest round instead: positive (round 1)." in section
+    shown = [line for line in section.splitlines() if line.startswith("- **")]
+    assert [line.split("round ")[1][0] for line in shown] == ["2", "2", "1", "1"]
+    assert "synthetic review number 25 " in section and "synthetic review number 47 " in section

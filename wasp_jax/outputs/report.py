@@ -90,7 +90,7 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
     for title, path in made.items():
         if path is not None:
             parts.append(f"## {title}\n\n![{title}](plots/{path.name})\n")
-    parts += ["## Examples (synthetic)\n", _examples(syn, names)]
+    parts += _examples(syn, names)
     return data_io.atomic_write_text(workdir / "report.md", "\n".join(parts))
 
 
@@ -291,13 +291,53 @@ def _selected_rows(metrics, syn, names) -> list[tuple]:
     return rows
 
 
-def _examples(syn: Sequence[Mapping[str, Any]], names: Sequence[str], per_class: int = 2) -> str:
-    lines = []
+def _round_of(row: Mapping[str, Any]) -> int:
+    """The round of a synthetic row (-1 when it has none that reads as a number)."""
+    try:
+        return int(row.get("round", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
+def _examples(
+    syn: Sequence[Mapping[str, Any]], names: Sequence[str], per_class: int = 2
+) -> list[str]:
+    """The report's example section: `per_class` synthetic texts per class from the last round.
+
+    The last round is the highest round in `synthetic.jsonl` (round 0 is the zero-shot start,
+    so the first rows of the file say little about what the run learned). A class with no text
+    in that round shows its texts from its own latest round instead, and a line under the
+    heading says so.
+    Within that round the rows are taken evenly spread over the class's rows in file order
+    (first and last for two), so the pick is deterministic and spans the PLMs.
+    """
+    if not syn:
+        return ["## Examples (synthetic)\n", "(no samples)\n"]
+    last = max(_round_of(row) for row in syn)
+    lines, fallback = [], []
     for c, name in enumerate(names):
-        picked = [row for row in syn if int(row["label"]) == c][:per_class]
-        for row in picked:
+        rows = [row for row in syn if int(row["label"]) == c]
+        if not rows:
+            continue
+        latest = max(_round_of(row) for row in rows)
+        if latest != last:
+            fallback.append(f"{name} (round {latest})")
+        rows = [row for row in rows if _round_of(row) == latest]
+        k = min(per_class, len(rows))
+        picks = sorted({round(i * (len(rows) - 1) / max(k - 1, 1)) for i in range(k)})
+        for i in picks:
+            row = rows[i]
             text = _short(row["text"], 240)
             lines.append(
                 f"- **{name}** ({row.get('plm', '?')}, round {row.get('round', '?')}): {text}"
             )
-    return "\n".join(lines) + "\n" if lines else "(no samples)\n"
+    where = f"round {last}: the last" if last >= 0 else "round unknown"
+    out = [f"## Examples (synthetic, {where})\n"]
+    if fallback:
+        out.append(
+            "Classes with no text in that round show their latest round instead: "
+            + ", ".join(fallback)
+            + ".\n"
+        )
+    out.append("\n".join(lines) + "\n" if lines else "(no samples)\n")
+    return out
