@@ -331,6 +331,8 @@ def describe(counts: dict[str, int] | None) -> str:
         "prompt_leak": "prompt leaks",
         "duplicate": "duplicates",
         "near_duplicate": "near duplicates",
+        "below_top_margin": "below the kept margins (oversampling)",
+        "nearer_other_class": "nearer another class's prototype",
     }
     parts = [f"{n} {names[k]}" for k, n in (counts or {}).items() if n and k in names]
     return ", ".join(parts)
