@@ -231,17 +231,6 @@ def test_report_command(tmp_path, capsys, fake_runner):
     assert rc == 2 and "not a finished run" in err
 
 
-def test_config_diff_accepts_a_setting_added_since_at_its_default():
-    """An older run's config lacks a new key: at its default it is no difference, at any
-    other value it is."""
-    new = C.WaspConfig().to_dict()
-    old = json.loads(json.dumps(new))
-    del old["proto"]["dims"]
-    assert workdir.config_diff(old, new) == []
-    new["proto"]["dims"] = 4
-    assert workdir.config_diff(old, new) == ["proto.dims"]
-
-
 def test_config_diff_ignores_runtime_and_extra_keys():
     old = {"a": {"b": 1}, "runtime": {"progress": True}, "extra": 3}
     new = {"a": {"b": 2}, "runtime": {"progress": False}}

@@ -101,16 +101,10 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Keys of `new` (dotted) whose values differ in `old`; result-neutral keys are skipped,
-    and so is a key `old` lacks (a setting added since that run) at its default value."""
+    """Keys of `new` (dotted) whose values differ in `old`; result-neutral keys are skipped."""
     a, b = _flatten(old), _flatten(new)
-    defaults = _flatten(WaspConfig().to_dict())
-
-    def differs(k: str) -> bool:
-        return a[k] != b[k] if k in a else k not in defaults or defaults[k] != b[k]
-
     # keys only in `old` are extra metadata the runner may store, not config fields
-    return [k for k in sorted(b) if differs(k) and not k.startswith(RESULT_NEUTRAL_PREFIXES)]
+    return [k for k in sorted(b) if a.get(k) != b[k] and not k.startswith(RESULT_NEUTRAL_PREFIXES)]
 
 
 def release_dir(workdir: str | pathlib.Path) -> pathlib.Path:
