@@ -173,6 +173,16 @@ def test_evaluation_scores_the_baselines_on_the_same_test(tmp_path, monkeypatch,
                           "eval.max_test": 30})  # fmt: skip
     runner.run(cfg, tmp_path / "w", hooks=hooks())
     wd = tmp_path / "w"
+    # every training set is also scored on 3 subsample draws (one seed each, same test rows)
+    draws = [c for c in calls if c[0] == "files" and ".draw" in c[1]]
+    assert [c[1] for c in draws] == [
+        f"{stem}.draw{i}.jsonl"
+        for stem in ("synthetic", "zero_shot_start", "zero_shot_equal")
+        for i in range(3)
+    ]
+    assert [c[3]["seeds"] for c in draws] == [[0], [1], [2]] * 3
+    assert all(c[3]["max_test"] == 30 for c in draws)
+    calls = [c for c in calls if c not in draws]
     kinds = [c[0] for c in calls]
     assert kinds == ["files", "files", "files"] + (["texts"] if only_private else [])
     assert calls[0][1] == "synthetic.jsonl" and calls[1][1] == "zero_shot_start.jsonl"

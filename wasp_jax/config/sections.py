@@ -330,6 +330,17 @@ class EvalConfig:
         only_private: also score an STM trained on the private texts themselves
             (OnlyPrivate). Opt-in: that score is computed from the private data without
             noise, so it is NOT differentially private, and is labelled so.
+        dp_classifiers: also score two DP classifiers trained on the private data at the
+            run's own (epsilon, delta) and adjacency: the DP nearest-centroid classifier and
+            the DP-SGD linear probe (`wasp_jax.pipeline.stages.vote_baselines`), on the same
+            test rows. Opt-in: each is a release of its own, so the run's total epsilon (in
+            privacy.json) becomes the run's plus theirs (basic composition). Only for a method
+            that reads private data, with a finite privacy.epsilon.
+        subsample_draws: also score each training set (the synthetic set and the zero-shot
+            baselines) on this many random subsets of it (one STM each, the seeds taken in
+            turn), so that the report's spread includes the training data's variation, not
+            only the STM seeds'; 0 = off, 2 or more for a spread.
+        subsample_frac: the share of each class's rows a draw keeps (draw i is seeded by i).
     """
 
     test_path: str = ""
@@ -338,11 +349,17 @@ class EvalConfig:
     max_test: int = 0
     baselines: bool = True
     only_private: bool = False
+    dp_classifiers: bool = False
+    subsample_draws: int = 3
+    subsample_frac: float = 0.8
 
     def __post_init__(self):
         _check_choice(self.mode, "eval.mode", EVAL_MODES)
         _check(len(self.seeds) >= 1, "eval.seeds", "must hold at least one seed")
         _check(self.max_test >= 0, "eval.max_test", "must be >= 0 (0 = all)")
+        _check(self.subsample_draws >= 0, "eval.subsample_draws", "must be >= 0 (0 = off)")
+        frac = self.subsample_frac
+        _check(0 < frac <= 1, "eval.subsample_frac", f"must be in (0, 1], got {frac}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

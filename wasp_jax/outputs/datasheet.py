@@ -45,6 +45,21 @@ MODEL_LICENCES = {
 }
 
 
+#: What "neighbouring" means under each adjacency.
+UNITS = {
+    "add_remove": "adding or removing one private record",
+    "replace_one": "replacing one private record by another",
+}
+#: The guarantee with extra releases (`eval.dp_classifiers`) besides the synthetic data.
+EXTRA_NOTE = (
+    "\nWith eval.dp_classifiers the evaluation also trained DP classifiers on the private "
+    "records, each a release with noise of its own at the run's epsilon and delta (their test "
+    "scores are in eval_baselines.json). They spend privacy in addition to the synthetic "
+    "data: everything this run released is (epsilon total, delta total)-DP by basic "
+    "composition, while the synthetic data alone is (epsilon, delta)-DP.\n"
+)
+
+
 def _uses_private_data(run: Mapping[str, Any]) -> bool:
     used = run_files.field(run["privacy"], "private_data_used")
     if used is not None:
@@ -66,10 +81,7 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
             "there is no private set for a guarantee to be about.\n"
         )
     adjacency = run_files.field(ledger, "adjacency", default="add_remove")
-    unit = {
-        "add_remove": "adding or removing one private record",
-        "replace_one": "replacing one private record by another",
-    }.get(adjacency, adjacency)
+    unit = UNITS.get(adjacency, adjacency)
     releases = run_files.field(ledger, "releases", default=[])
     kinds = releases[0].get("what") if releases and isinstance(releases[0], Mapping) else None
     rows = [
@@ -92,6 +104,7 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
         rows[7] = ("noise std sigma", "per release kind, see the table below")
         rows[8] = ("L2 sensitivity", "per release kind, see the table below")
         rows[11] = ("noisy releases per round", ", ".join(k["kind"] for k in per_kind))
+    rows += _extra_rows(ledger)
     text = run_files.md_table(
         ("quantity", "value"), [(k, "-" if v is None else v) for k, v in rows]
     )
@@ -123,6 +136,8 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
         "post-processing of those noisy histograms and public inputs. It protects records, not "
         "people: a person who contributed several records is protected at a weaker level.\n"
     )
+    if _extra_rows(ledger):
+        text += EXTRA_NOTE
     if isinstance(parties, int) and parties > 1:
         text += (
             f"\nWith L = {parties} data parties each adds noise of std sigma/sqrt(L) to its own "
@@ -131,6 +146,20 @@ def _privacy_section(run: Mapping[str, Any]) -> str:
             "noise, so seeing it alone would give a much weaker guarantee.\n"
         )
     return text
+
+
+def _extra_rows(ledger) -> list[tuple[str, Any]]:
+    """The ledger's releases outside the plan (the evaluation's DP classifiers) and the
+    run's total spend with them; [] for a run without any."""
+    extra = run_files.field(ledger, "extra_releases", default=[])
+    if not extra:
+        return []
+    return [
+        ("extra releases (the evaluation's DP classifiers)", ", ".join(e["name"] for e in extra)),
+        ("epsilon of the extra releases", sum(float(e.get("epsilon", 0)) for e in extra)),
+        ("epsilon total (basic composition)", run_files.field(ledger, "epsilon_total")),
+        ("delta total", run_files.field(ledger, "delta_total")),
+    ]
 
 
 def _kinds_table(per_kind) -> str:
@@ -234,6 +263,8 @@ def _utility(evals: Mapping[str, Any] | None, baselines: Mapping[str, Any] | Non
     for name, b in (baselines or {}).items():
         if isinstance(b, Mapping):
             label = name if b.get("dp") else f"{name}, not DP"
+            if b.get("kind") == "dp_classifier":
+                label += ", its own epsilon, spent in addition to the run's"
             text += f"; {label}: {run_files.mean_std(b.get('accuracy'))} %"
     return text + "; see report.md, eval.json and eval_baselines.json.\n"
 

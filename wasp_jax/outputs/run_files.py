@@ -88,10 +88,13 @@ def task_title(cfg: Mapping[str, Any]) -> str:
 
 
 def mean_std(score: Mapping[str, Any] | None, *, percent: bool = True) -> str:
-    """'81.2 ± 0.4' (percent, mean ± std over seeds) for people; '-' when absent."""
+    """'81.2 ± 0.4' (percent, mean ± std over seeds) for people; '81.2' for a score without
+    a std (one noise draw, e.g. a DP classifier's); '-' when absent."""
     if not isinstance(score, Mapping) or score.get("mean") is None:
         return "-"
     scale = 100.0 if percent else 1.0
+    if "std" not in score:
+        return f"{scale * float(score['mean']):.1f}"
     return f"{scale * float(score['mean']):.1f} ± {scale * float(score.get('std') or 0.0):.1f}"
 
 

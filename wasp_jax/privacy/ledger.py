@@ -7,6 +7,11 @@ committed by one atomic file replace. Recording is idempotent per round: a stage
 a crash re-records the same release (drawn with the same noise key, hence identical), which
 does not count twice. The DP arithmetic is `wasp_jax.privacy.accounting`'s; every number
 here comes from the run's `PrivacyPlan`. See docs/method.md §6.
+
+Besides the plan's releases, a run may make releases of its own budget outside the plan (the
+evaluation's DP classifiers, `eval.dp_classifiers`): `record_extra` lists each once, with the
+(epsilon, delta) it was calibrated to, and `epsilon_total` / `delta_total` add them to the
+run's spend by basic composition (epsilons add, deltas add).
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ ACCOUNTANT = (
     "(< 2^-100 per coordinate) is far below delta"
 )
 
+#: How the extra releases add to the run's spend (written into privacy.json with them).
+COMPOSITION = (
+    "basic composition: epsilon_total is the run's epsilon_spent plus the epsilon of every "
+    "extra release, delta_total the run's delta plus theirs; every output of the run "
+    "(synthetic data and the extra releases' results together) is "
+    "(epsilon_total, delta_total)-DP"
+)
+
 
 @dataclasses.dataclass
 class RunLedger:
@@ -44,6 +57,8 @@ class RunLedger:
       epsilon_spent: epsilon of the recorded releases, computed once per release, always
         with the derived L2 sensitivity of each (under "classic" accounting and with a
         sensitivity override too, whatever sigma was calibrated for).
+      extra: releases outside the plan, each a dict with name, what, epsilon, delta, sigma,
+        sensitivity, adjacency and steps (see `record_extra`); spent in addition to the plan.
     """
 
     method: str
@@ -54,6 +69,7 @@ class RunLedger:
     rounds: int
     accountant: PrivacyLedger | None = None
     epsilon_spent: float = 0.0
+    extra: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def new(
@@ -107,6 +123,63 @@ class RunLedger:
         if len(acc.releases) == n_before:
             return  # already recorded (a resumed stage): nothing new is spent
         self.epsilon_spent = float(acc.epsilon_spent())
+
+    def record_extra(
+        self,
+        name: str,
+        *,
+        what: str,
+        epsilon: float,
+        delta: float,
+        sigma: float,
+        sensitivity: float,
+        adjacency: str,
+        steps: int,
+    ) -> bool:
+        """Records a release outside the plan (before it is used); True if it is new.
+
+        Idempotent per name: a resumed stage re-records the same release, which does not
+        count twice. ``epsilon`` and ``delta`` are what its ``steps`` noisy releases (each of
+        std ``sigma`` at L2 ``sensitivity``) were calibrated to; they add to the run's.
+
+        Raises:
+          ValueError: no plan (the run reads no private data), a non-finite or non-positive
+            epsilon or sigma, or a name recorded before with other numbers.
+        """
+        if self.plan is None:
+            raise ValueError(f"method {self.method!r} reads no private data: nothing to release")
+        if not (0 < epsilon < math.inf and sigma > 0):
+            raise ValueError(
+                f"release {name!r} needs a finite epsilon and noise, got "
+                f"epsilon={epsilon!r}, sigma={sigma!r}"
+            )
+        entry = {
+            "name": str(name),
+            "what": str(what),
+            "epsilon": float(epsilon),
+            "delta": float(delta),
+            "sigma": float(sigma),
+            "sensitivity": float(sensitivity),
+            "adjacency": str(adjacency),
+            "steps": int(steps),
+        }
+        for old in self.extra:
+            if old["name"] == entry["name"]:
+                if old != entry:
+                    raise ValueError(f"release {name!r} was recorded as {old}, now {entry}")
+                return False
+        self.extra.append(entry)
+        return True
+
+    @property
+    def epsilon_total(self) -> float:
+        """The run's epsilon spent plus every extra release's (basic composition)."""
+        return float(self.epsilon_spent) + sum(e["epsilon"] for e in self.extra)
+
+    @property
+    def delta_total(self) -> float:
+        """The run's delta (0 without a plan) plus every extra release's."""
+        return (self.plan.delta if self.plan else 0.0) + sum(e["delta"] for e in self.extra)
 
     # -- serialisation ------------------------------------------------------------------------
 
@@ -173,6 +246,7 @@ class RunLedger:
             if notes:
                 out["note"] = " ".join(notes)
         out["rounds_released"] = len({r["round"] for r in out["releases"]})
+        out.update(self._extra_report())
         if plan is not None and plan.kinds:  # WASP+: several kinds of release per round
             out["kinds"] = [
                 {
@@ -188,6 +262,17 @@ class RunLedger:
             ]
         return {k: _finite(v) for k, v in out.items()}
 
+    def _extra_report(self) -> dict[str, Any]:
+        """privacy.json's releases outside the plan and the totals ({} without any)."""
+        if not self.extra:
+            return {}
+        return {
+            "extra_releases": [dict(e) for e in self.extra],
+            "epsilon_total": self.epsilon_total,
+            "delta_total": self.delta_total,
+            "composition": COMPOSITION,
+        }
+
     def to_state(self) -> dict[str, Any]:
         d = {
             "method": self.method,
@@ -198,6 +283,7 @@ class RunLedger:
             "rounds": self.rounds,
             "releases": [dataclasses.asdict(r) for r in self.releases],
             "epsilon_spent": _finite(self.epsilon_spent),
+            "extra": [dict(e) for e in self.extra],
         }
         return d
 
@@ -215,6 +301,7 @@ class RunLedger:
         if led.accountant is not None:
             led.accountant.releases.extend(Release(**r) for r in d["releases"])
         led.epsilon_spent = float(d["epsilon_spent"])
+        led.extra = [dict(e) for e in d.get("extra", [])]  # absent in older states
         return led
 
 

@@ -162,6 +162,25 @@ def _subset(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size=limit, replace=False))
 
 
+def stratified_subset(labels: Sequence[int], frac: float, seed: int) -> np.ndarray:
+    """Sorted indices of a random subset holding ``frac`` of each label's rows.
+
+    Each label present keeps round(frac * n_label) of its n_label rows, at least one, drawn
+    without replacement by ``numpy.random.default_rng(seed)`` (labels in increasing order), so
+    a seed gives the same subset on every machine and every label stays present.
+    """
+    if not 0 < frac <= 1:
+        raise ValueError(f"frac must be in (0, 1], got {frac!r}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        keep = max(1, int(round(frac * len(rows))))
+        picked.append(rng.choice(rows, size=keep, replace=False))
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+
+
 def _describe(path, labels, used) -> dict:
     return {
         "path": str(path),

@@ -23,6 +23,7 @@ docs/extending.md walks through it.
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import ClassVar
 
@@ -67,6 +68,7 @@ class Method:
           ConfigError: e.g. the wrong number of PLMs or rounds, or a budget that leaves no
             sample for a round.
         """
+        self._check_dp_classifiers(cfg)
         gen = cfg.generation
         if self.one_plm:
             _check(
@@ -78,6 +80,25 @@ class Method:
             _check(gen.rounds == 0, "generation.rounds", f"method {self.name!r} needs rounds=0")
             return
         _check(gen.rounds >= 1, "generation.rounds", f"method {self.name!r} needs >= 1")
+
+    def _check_dp_classifiers(self, cfg: WaspConfig) -> None:
+        """`eval.dp_classifiers` trains on the private data at the run's (epsilon, delta):
+        refused for a method that reads none, or a run without noise."""
+        if not cfg.eval.dp_classifiers:
+            return
+        _check(
+            self.reads_private_data,
+            "eval.dp_classifiers",
+            f"method {self.name!r} reads no private data, so there is no budget to train DP "
+            "classifiers with; set eval.dp_classifiers=false (or use a method that reads "
+            "private data)",
+        )
+        _check(
+            math.isfinite(cfg.privacy.epsilon),
+            "eval.dp_classifiers",
+            "privacy.epsilon is inf (no noise), so a classifier at that epsilon would not be "
+            "DP; set eval.dp_classifiers=false or a finite privacy.epsilon",
+        )
 
     def first_vote_need(self, cfg: WaspConfig) -> Need | None:
         """Candidates per class the first decision needs (None: it selects nothing)."""

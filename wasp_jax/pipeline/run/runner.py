@@ -25,7 +25,8 @@ plm_weights, plm_budgets, class_counts, stage_seconds, noisy_vote_summary (post-
 selected (round's good/bad sample indices into synthetic.jsonl), shortfall, filtered (counts per
 filter of `wasp_jax.pipeline.stages.filters`), n_synthetic),
 then, with `eval.test_path`, the downstream evaluation of the synthetic set and its baselines
-(`wasp_jax.pipeline.stages.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl), and
+(`wasp_jax.pipeline.stages.evaluation`: eval.json, eval_baselines.json, zero_shot_start.jsonl;
+with `eval.dp_classifiers`, two DP classifiers whose releases the ledger adds to the run's), and
 `datasheet.md` / `report.md` (and `plots/`) from `wasp_jax.outputs`. The private part,
 `private/` (mode 0700), holds the run's noise secret (`wasp_jax.pipeline.run.secret`), its
 checkpoint and its caches; nothing there is ever released.
@@ -162,10 +163,12 @@ def _run_locked(config, method, workdir: pathlib.Path, *, force: bool, hooks) ->
     _rounds(inputs, state, runner)
     spread.check_population("the final synthetic population", state.population)
     runner.write_outputs()
-    _finish(inputs, state)
+    _finish(inputs, state, runner)
     dist.barrier("run finished")
     ledger, n = state.ledger, len(state.population)
     log.info("done: %d synthetic samples, epsilon spent %.4g", n, ledger.epsilon_spent)
+    if ledger.extra:
+        log.info("with the evaluation's DP classifiers, epsilon total %.4g", ledger.epsilon_total)
     return RunResult(
         workdir=workdir,
         n_synthetic=n,
@@ -235,9 +238,11 @@ def _preload(inputs: RunInputs, state: RunState) -> None:
         inputs.models.embedder()
 
 
-def _finish(inputs: RunInputs, state: RunState) -> None:
-    """The optional evaluation (with its baselines), then the datasheet and the report."""
-    evaluation.evaluate_run(inputs, state)  # every process: the STM trains data parallel
+def _finish(inputs: RunInputs, state: RunState, runner: Committer) -> None:
+    """The optional evaluation (with its baselines), then the datasheet and the report. The
+    evaluation's DP classifiers (`eval.dp_classifiers`) are releases of their own: `runner`
+    records them in the ledger and saves them in the checkpoint before they are used."""
+    evaluation.evaluate_run(inputs, state, runner)  # every process: the STM trains data parallel
     if inputs.writer:
         datasheet.write_datasheet(inputs.release)
         report.write_report(inputs.release)

@@ -44,6 +44,25 @@ def _adjacency_factor(adjacency: str) -> float:
     return 2.0 if adjacency == "replace_one" else 1.0
 
 
+def centroid_noise(epsilon: float, delta: float, adjacency: str) -> tuple[float, float]:
+    """(sigma, L2 sensitivity) of `dp_centroid_classifier`'s one release at (epsilon, delta)."""
+    sens = _adjacency_factor(adjacency)
+    sigma = calibrate_sigma(epsilon, delta, num_rounds=1, l2_sensitivity=sens, accountant="rdp")
+    return float(sigma), sens
+
+
+def sgd_probe_noise(
+    epsilon: float, delta: float, adjacency: str, *, steps: int, clip: float
+) -> tuple[float, float]:
+    """(sigma, L2 sensitivity of one step) of `dp_sgd_probe`'s ``steps`` releases, which
+    compose to (epsilon, delta)."""
+    if clip <= 0 or steps < 1:
+        raise ValueError(f"clip must be > 0 and steps >= 1, got {clip!r}, {steps!r}")
+    sens = _adjacency_factor(adjacency) * clip
+    sigma = calibrate_sigma(epsilon, delta, num_rounds=steps, l2_sensitivity=sens, accountant="rdp")
+    return float(sigma), sens
+
+
 def _grid_units(x, step):
     """Rows of x clipped to norm 1 - step sqrt(d) / 2, then rounded to int32 units of ``step``:
     the rounded rows have norm <= 1."""
@@ -75,8 +94,7 @@ def dp_centroid_classifier(
       epsilon, delta: the release's budget.
       adjacency: "add_remove" (sensitivity 1) or "replace_one" (2).
     """
-    sens = _adjacency_factor(adjacency)
-    sigma = calibrate_sigma(epsilon, delta, num_rounds=1, l2_sensitivity=sens, accountant="rdp")
+    sigma, _ = centroid_noise(epsilon, delta, adjacency)
     x = np.asarray(priv_emb, np.float32)
     shape = (int(num_classes), x.shape[1])
     if sigma == 0:
@@ -146,10 +164,7 @@ def dp_sgd_probe(
     Every step releases the clipped gradient sum with discrete Gaussian noise of std sigma;
     ``info`` holds sigma, the noise multiplier sigma / sensitivity and the accountant.
     """
-    if clip <= 0 or steps < 1:
-        raise ValueError(f"clip must be > 0 and steps >= 1, got {clip!r}, {steps!r}")
-    sens = _adjacency_factor(adjacency) * clip
-    sigma = calibrate_sigma(epsilon, delta, num_rounds=steps, l2_sensitivity=sens, accountant="rdp")
+    sigma, sens = sgd_probe_noise(epsilon, delta, adjacency, steps=steps, clip=clip)
     x = clip_rows(jnp.asarray(priv_emb, jnp.float32))
     num_params = (x.shape[1] + 1) * int(num_classes)
     # a grid fine enough that rounding adds at most 5 % of clip to a gradient's norm
