@@ -33,7 +33,8 @@ happens to keep). The DP classifiers' spread is over ``DRAWS`` noise draws.
 One process loads every model once and shares it by all runs; an identical generation call
 (same prompts, key and decoding arguments: the runs of one seed share their zero-shot start)
 returns the first call's output (`experiments.table_imdb.MemoGenerator`), so a cell's time
-counts only the rows it added. Each cell's JSON (with its wall time) goes to ``<workroot>/cells/``; finished cells are skipped
+counts only the rows it added. Each cell's JSON (with its wall time) goes to
+``<workroot>/cells/``; finished cells are skipped
 on a rerun, and the table (``tasks_table.md`` / ``.json`` in ``--out``) is rebuilt after each.
 """
 
@@ -104,15 +105,15 @@ def prepare_data(task_name: str, folder: pathlib.Path, max_test: int) -> dict:
         return paths
     for split, path, limit in (("train", paths["private"], 0), ("test", paths["test"], max_test)):
         rows = data_io.read_jsonl(src / f"{split}.jsonl", what=f"{task_name} {split}")
-        rows = [
-            {"text": r["text"], "label": int(task.label_of(r)), "label_name": ""} for r in rows
-        ]
+        rows = [{"text": r["text"], "label": int(task.label_of(r)), "label_name": ""} for r in rows]
         for r in rows:
             r["label_name"] = task.labels[r["label"]]
         if split == "train":
             y = np.asarray([r["label"] for r in rows])
             per_class = NUM_PRIVATE // task.num_classes
-            keep = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(len(task.labels))])
+            keep = np.concatenate(
+                [np.flatnonzero(y == c)[:per_class] for c in range(len(task.labels))]
+            )
             order = subsample(y[keep], num_classes=task.num_classes, seed=0)
             rows = [rows[i] for i in keep[order]]
         else:
@@ -423,17 +424,25 @@ def render(table: dict, args) -> str:
             r = table[t]["rows"].get(key)
             cells.append("-" if r is None else f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Spreads: " + "; ".join(
-        sorted({f"{k}: {r['spread_from']}" for t in tasks for k, r in table[t]["rows"].items()})
-    ) + ".", "", "| task | best private | gain over zero-shot (pts) | spread (pts) | "
+    lines += [
+        "",
+        "Spreads: "
+        + "; ".join(
+            sorted({f"{k}: {r['spread_from']}" for t in tasks for k, r in table[t]["rows"].items()})
+        )
+        + ".",
+        "",
+        "| task | best private | gain over zero-shot (pts) | spread (pts) | "
         "target 1: >= 3 beyond spread | minus DP centroid (pts) | target 2: reaches it |",
-        "|---|---|---:|---:|---|---:|---|"]
+        "|---|---|---:|---:|---|---:|---|",
+    ]
     for t in tasks:
         g = table[t]["targets"]
         if g:
             lines.append(
                 f"| {t} | {g['best_private']} | {g['gain_over_zero_shot_points']:+.1f} | "
-                f"{g['spread_points']:.1f} | {'met' if g['beats_zero_shot_by_3_beyond_spread'] else 'missed'} | "
+                f"{g['spread_points']:.1f} | "
+                f"{'met' if g['beats_zero_shot_by_3_beyond_spread'] else 'missed'} | "
                 f"{g.get('minus_dp_centroid_points', float('nan')):+.1f} | "
                 f"{'met' if g.get('reaches_dp_centroid') else 'missed'} |"
             )
@@ -453,9 +462,16 @@ def write(args) -> None:
     load = os.getloadavg()[0]
     meta = {
         "setting": {
-            "plms": PLMS, "embedder": EMBEDDER, "epsilon": EPS, "delta": DELTA,
-            "num_private": NUM_PRIVATE, "budget": args.budget, "rounds": args.rounds,
-            "oversample": args.oversample, "max_test": args.max_test, "draws": DRAWS,
+            "plms": PLMS,
+            "embedder": EMBEDDER,
+            "epsilon": EPS,
+            "delta": DELTA,
+            "num_private": NUM_PRIVATE,
+            "budget": args.budget,
+            "rounds": args.rounds,
+            "oversample": args.oversample,
+            "max_test": args.max_test,
+            "draws": DRAWS,
         },
         "load_avg_1min_at_write": load,
         "tasks": table,
@@ -466,7 +482,9 @@ def write(args) -> None:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m experiments.table_tasks", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.table_tasks", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--budget", type=int, default=80)

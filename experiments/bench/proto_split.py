@@ -21,10 +21,10 @@ import pathlib
 import sys
 
 import numpy as np
+from wasp_jax.kernels.noise import lattice_step
 
 from experiments import table_tasks
 from wasp_jax import data as data_io
-from wasp_jax.kernels.noise import lattice_step
 from wasp_jax.pipeline.stages import vote_baselines as vb
 from wasp_jax.privacy.accounting import calibrate_sigma
 from wasp_jax.privacy.noise_source import NoiseSource

@@ -10,8 +10,8 @@ are in `presets`.
 
 from wasp_jax.config.api import ApiConfig
 from wasp_jax.config.plus import PlusConfig
-from wasp_jax.config.proto import ProtoConfig
 from wasp_jax.config.presets import base_config, demo_config, load_config
+from wasp_jax.config.proto import ProtoConfig
 from wasp_jax.config.run import WaspConfig, apply_overrides, replace, valid_keys
 from wasp_jax.config.sections import (
     ACCOUNTANTS,

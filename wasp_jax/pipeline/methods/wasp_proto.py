@@ -2,12 +2,13 @@
 
 Round 1 releases, once for the whole run, the per-class sums of the clipped private
 embeddings (by default projected, centred and unit-normed, onto a 16-dimensional public
-subspace fixed by the zero-shot start: ``proto.dims``) with discrete Gaussian noise (release kind ``class_prototypes``, sensitivity 1
-under add/remove, 2 under replace-one). Every round then post-processes them: each candidate's
-margin (cosine to its own class's noisy prototype minus the best other class's) picks the S
-best (good) and the S most confusable (bad) examples of each class for contrastive prompts,
-and each PLM's mean margin sets its share of the next budget. The whole budget goes to the
-one release; later rounds read it back and spend nothing.
+subspace fixed by the zero-shot start: ``proto.dims``) with discrete Gaussian noise (release
+kind ``class_prototypes``, sensitivity 1 under add/remove, 2 under replace-one). Every round
+then post-processes them: each candidate's margin (cosine to its own class's noisy prototype
+minus the best other class's) picks the S best (good) and the S most confusable (bad)
+examples of each class for contrastive prompts, and each PLM's mean margin sets its share of
+the next budget. The whole budget goes to the one release; later rounds read it back and
+spend nothing.
 
 With ``proto.oversample = m > 1`` every PLM generates m candidates per row of its round budget
 and keeps, per class, the rows of highest margin; ``proto.drop_other_class`` also drops rows
