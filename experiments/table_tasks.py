@@ -1,7 +1,7 @@
 """The four-task table: was the private data worth it, at equal size and equal epsilon?
 
     python -m experiments.table_tasks [--tasks imdb,sst2,yelp_category,yelp_rating]
-        [--seeds 1] [--budget 80] [--rounds 1] [--oversample 2] [--max-test 500]
+        [--seeds 1] [--methods wasp,wasp_plus,wasp_proto,wasp_proto+os] [--budget 80] [--rounds 1] [--oversample 2] [--max-test 500]
         [--out experiments/results] [--workroot runs/tasks] [--render-only] [--check]
 
 Setting (live, on this machine): the two offline PLMs (SmolLM2-135M-Instruct, Gemma-3-270M),
@@ -313,7 +313,7 @@ def run_method(task_name, method, seed, paths, args) -> dict:
 def cell(task_name: str, seed: int, args, scorer: Scorer) -> dict:
     """All rows of one (task, generation seed)."""
     out = {"task": task_name, "seed": seed, "rows": {}, "seconds": {}}
-    for method in GENERATIVE:
+    for method in args.methods:
         log(f"{task_name} seed {seed}: {method}")
         ran = run_method(task_name, method, seed, scorer.paths, args)
         out["rows"][method] = scorer.synthetic(ran["rows"]) | {
@@ -487,6 +487,11 @@ def parse_args(argv):
     )
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument(
+        "--methods",
+        default=",".join(GENERATIVE),
+        help="the generative rows to run (wasp always runs: it also draws the zero-shot set)",
+    )
     p.add_argument("--budget", type=int, default=80)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--oversample", type=int, default=2)
@@ -497,6 +502,10 @@ def parse_args(argv):
     p.add_argument("--check", action="store_true", help="only check every cell's config")
     args = p.parse_args(argv)
     args.tasks = [t for t in args.tasks.split(",") if t]
+    args.methods = ["wasp"] + [m for m in args.methods.split(",") if m and m != "wasp"]
+    bad = [m for m in args.methods if m not in GENERATIVE]
+    if bad:
+        p.error(f"unknown method(s) {bad}; choose from {list(GENERATIVE)}")
     unknown = [t for t in args.tasks if t not in TASKS]
     if unknown:
         p.error(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
