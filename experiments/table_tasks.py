@@ -1,7 +1,8 @@
 """The four-task table: was the private data worth it, at equal size and equal epsilon?
 
     python -m experiments.table_tasks [--tasks imdb,sst2,yelp_category,yelp_rating]
-        [--seeds 1] [--methods wasp,wasp_plus,wasp_proto,wasp_proto+os] [--budget 80] [--rounds 1] [--oversample 2] [--max-test 500]
+        [--seeds 1] [--methods wasp,wasp_plus,wasp_proto,wasp_proto+os] [--budget 80]
+        [--rounds 1] [--oversample 2] [--max-test 500]
         [--out experiments/results] [--workroot runs/tasks] [--render-only] [--check]
 
 Setting (live, on this machine): the two offline PLMs (SmolLM2-135M-Instruct, Gemma-3-270M),
