@@ -265,6 +265,12 @@ def _classifier_section(run: Mapping[str, Any]) -> list[str]:
     return [text, md_table(head, rows)]
 
 
+def beyond_spread(gain: float, std_syn: float, std_base: float) -> bool:
+    """Whether a difference of `gain` exceeds the spread: |gain| > std_syn + std_base (one
+    rule for the report and the experiments' tables)."""
+    return abs(gain) > std_syn + std_base
+
+
 def spread_conclusion(gain: float, std_syn: float, std_base: float, base: str) -> str:
     """The verdict on a difference of `gain` points against the spread over subsample draws.
 
@@ -276,7 +282,7 @@ def spread_conclusion(gain: float, std_syn: float, std_base: float, base: str) -
         f"; the spread over subsample draws is ±{std_syn:.1f} (synthetic) and ±{std_base:.1f} "
         f"({base}), so the difference is "
     )
-    if abs(gain) > std_syn + std_base:
+    if beyond_spread(gain, std_syn, std_base):
         text += "beyond the spread (it exceeds their sum)"
         return text + ("" if gain > 0 else ": a measurable loss")
     what = "gain" if gain >= 0 else "loss"
