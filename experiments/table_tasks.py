@@ -53,7 +53,7 @@ import numpy as np
 from experiments.table_imdb import MemoGenerator
 from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
-from wasp_jax.outputs.report import beyond_spread
+from wasp_jax.outputs.comparison import beyond_spread
 from wasp_jax.pipeline.methods import resolve
 from wasp_jax.pipeline.run import runner, sizing
 from wasp_jax.pipeline.stages import vote_baselines as vb

@@ -178,28 +178,31 @@ def _scaffold_patterns(task: TaskSpec) -> tuple[re.Pattern, re.Pattern]:
     """Rule 2, ``scaffold``: (the patterns tried on a text's start as it is, the example
     pattern tried on it once predicate uses are removed); lower case, punctuation kept."""
     labels = "|".join(re.escape(w.lower()) for w in sorted(task.label_words, key=len)[::-1])
-    scaffold = "|".join(f"(?:{p})" for p in (
-        r"\b(another|next|one more)\s+(examples?|samples?)\s*(:|is\b|are\b|$)",
-        # "Example 3:", "Sample #2", "Review 4:"
-        r"\b(examples?|samples?)\s*#?\d+\b",
-        r"\breview\s*#?\d+\s*[:.)]",
-        # "Here is a good example", "Here's a review", "Below are some samples"
-        r"\b(here|below)\s*(is|are|'s|’s)\s+(a|an|another|the|my|some|one|two|three|your)"
-        r"(\s+[\w-]+){0,3}?\s+(reviews?|examples?|samples?|versions?|texts?|sentences?"
-        r"|rephrased|rewritten|rewrite|paraphrase)\b",
-        # an assistant's reply: "Sure! ...", "Sure, here's ...", "Certainly. I can ..."
-        r"^(sure|certainly|of course|absolutely)\s*(!|[,.:]\s*(here|below|i can|i'd be"
-        r"|i would be|happy to|glad to|the following)\b)",
-        r"\bas an ai\b",
-        # an instruction: "Write a ... review", "Please rephrase the following"
-        r"^(please\s+|now\s+)?(write|generate|create|compose|rephrase|rewrite|paraphrase)"
-        r"\s+(a|an|another|the|one|some|this|these)\b",
-        r"\bthe following (is|are|reviews?|examples?|samples?|texts?|sentences?)\b",
-        # a header or tag: "Positive:", "Bad review:", "Output:", "(positive)", "[good]"
-        rf"^\(?\s*(((good|bad|new|{labels})\s+)?(reviews?|examples?|samples?|outputs?"
-        rf"|answers?|responses?|sentiment)|{labels})\s*\)?\s*:",
-        rf"^[(\[]\s*(good|bad|{labels})\s*[)\]]",
-    ))  # fmt: skip
+    scaffold = "|".join(
+        f"(?:{p})"
+        for p in (
+            r"\b(another|next|one more)\s+(examples?|samples?)\s*(:|is\b|are\b|$)",
+            # "Example 3:", "Sample #2", "Review 4:"
+            r"\b(examples?|samples?)\s*#?\d+\b",
+            r"\breview\s*#?\d+\s*[:.)]",
+            # "Here is a good example", "Here's a review", "Below are some samples"
+            r"\b(here|below)\s*(is|are|'s|’s)\s+(a|an|another|the|my|some|one|two|three|your)"
+            r"(\s+[\w-]+){0,3}?\s+(reviews?|examples?|samples?|versions?|texts?|sentences?"
+            r"|rephrased|rewritten|rewrite|paraphrase)\b",
+            # an assistant's reply: "Sure! ...", "Sure, here's ...", "Certainly. I can ..."
+            r"^(sure|certainly|of course|absolutely)\s*(!|[,.:]\s*(here|below|i can|i'd be"
+            r"|i would be|happy to|glad to|the following)\b)",
+            r"\bas an ai\b",
+            # an instruction: "Write a ... review", "Please rephrase the following"
+            r"^(please\s+|now\s+)?(write|generate|create|compose|rephrase|rewrite|paraphrase)"
+            r"\s+(a|an|another|the|one|some|this|these)\b",
+            r"\bthe following (is|are|reviews?|examples?|samples?|texts?|sentences?)\b",
+            # a header or tag: "Positive:", "Bad review:", "Output:", "(positive)", "[good]"
+            rf"^\(?\s*(((good|bad|new|{labels})\s+)?(reviews?|examples?|samples?|outputs?"
+            rf"|answers?|responses?|sentiment)|{labels})\s*\)?\s*:",
+            rf"^[(\[]\s*(good|bad|{labels})\s*[)\]]",
+        )
+    )
     # "Good example:", "A bad example of", "Positive samples", "The first example"
     example = (
         rf"\b(good|bad|new|first|second|third|final|{labels})\s+"
