@@ -372,13 +372,14 @@ def summarise(cells: list[dict], dp: dict[str, dict]) -> dict:
             if len(got) > 1:
                 m, s = _mean_std([g["accuracy"] for g in got])
                 frm = f"{len(got)} generation seeds"
-            else:
-                m, s = got[0]["accuracy"], _mean_std(got[0]["draws"])[1]
+            else:  # like a run's report: the draws' mean and spread (the full set beside)
+                m, s = _mean_std(got[0]["draws"])
                 frm = f"{DRAWS} subsample draws of {int(FRACTION * 100)} %"
             secs = [c["seconds"].get(key) for c in mine if c["seconds"].get(key)]
             rows[key] = {
                 "mean": m,
                 "std": s,
+                "full_set": float(np.mean([g["accuracy"] for g in got])),
                 "spread_from": frm,
                 "n_train": int(np.mean([g["n_train"] for g in got])),
                 "seconds": float(np.mean(secs)) if secs else None,
@@ -421,7 +422,8 @@ def render(table: dict, args) -> str:
     tasks = list(table)
     lines = [
         "# Four tasks, equal size, epsilon 4 (live, SmolLM2-135M + Gemma-3-270M, MiniLM probe)\n",
-        f"Accuracy % (mean ± spread) on the first {args.max_test} test rows of each task; "
+        f"Accuracy % (mean ± spread; in brackets the full synthetic set's single score) on "
+        f"the first {args.max_test} test rows of each task; "
         f"every synthetic set has {args.budget} rows ({args.rounds} private round(s)); "
         f"100 private texts; delta 1e-5. Written by `python -m experiments.table_tasks`.\n",
         "| method | " + " | ".join(tasks) + " |",
@@ -431,7 +433,11 @@ def render(table: dict, args) -> str:
         cells = []
         for t in tasks:
             r = table[t]["rows"].get(key)
-            cells.append("-" if r is None else f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}")
+            if r is None:
+                cells.append("-")
+                continue
+            full = f" ({100 * r['full_set']:.1f})" if "full_set" in r else ""
+            cells.append(f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}{full}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -64,9 +64,10 @@ def test_the_conclusion_says_beyond_or_within_the_spread():
         _run(_entry(0.80, [0.79, 0.80, 0.81]), _entry(0.70, [0.69, 0.70, 0.71]))
     )
     assert (
-        "The private data changed accuracy by +10.0 points over the equal-size zero-shot set; "
-        "the spread over subsample draws is ±1.0 (synthetic) and ±1.0 (zero-shot), so the "
-        "difference is beyond the spread (it exceeds their sum)."
+        "The private data changed accuracy by +10.0 points over the equal-size zero-shot set "
+        "on the full sets and by +10.0 on average over the subsample draws; the spread over "
+        "subsample draws is ±1.0 (synthetic) and ±1.0 (zero-shot), so the difference is beyond "
+        "the spread (it exceeds their sum)."
     ) in beyond
     within = report._comparison_note(
         _run(_entry(0.72, [0.68, 0.72, 0.76]), _entry(0.70, [0.66, 0.70, 0.74]))
@@ -78,6 +79,16 @@ def test_the_conclusion_says_beyond_or_within_the_spread():
         _run(_entry(0.60, [0.59, 0.60, 0.61]), _entry(0.70, [0.70, 0.70, 0.70]))
     )
     assert "by -10.0 points" in worse and "a measurable loss." in worse
+    # a lucky full-set score: +5.2 points, but the draws' means differ by +0.7
+    lucky = report._comparison_note(
+        _run(
+            _entry(0.666, [0.636, 0.634, 0.644, 0.636, 0.616]),
+            _entry(0.614, [0.654, 0.602, 0.630, 0.618, 0.626]),
+        )
+    )
+    assert "by +5.2 points over the equal-size zero-shot set on the full sets" in lucky
+    assert "by +0.7 on average over the subsample draws" in lucky
+    assert "within the spread" in lucky
 
 
 def test_an_evaluation_without_draws_concludes_as_before():
