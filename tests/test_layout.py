@@ -22,6 +22,7 @@ RANKS = {
     "audit": 6,
     "pipeline": 5,
     "stm": 4,
+    "tune": 4,
     "outputs": 4,
     "privacy": 3,
     "models": 3,

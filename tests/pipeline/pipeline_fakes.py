@@ -112,3 +112,23 @@ def fail_on_call(real, n: int, error: Exception):
         return real(*a, **k)
 
     return wrapped
+
+
+def worded(gen, min_words: int = 4):
+    """Re-spells a real (tiny, byte-level) generator's samples as words, one per sampled
+    character, so that the run's text filters keep them while every sample still comes
+    from the model's own weights (tuned or not). Changes `gen`'s class in place."""
+    vocab = WORDS["positive"] + WORDS["negative"]
+    base_cls = type(gen)
+
+    def spell(text: str) -> str:
+        words = [vocab[ord(ch) % len(vocab)] for ch in text]
+        return " ".join(words) + "." if len(words) >= min_words else "short"
+
+    class Worded(base_cls):
+        def generate(self, prompts, **kw):
+            out = base_cls.generate(self, prompts, **kw)
+            return [[spell(t) for t in row] for row in out]
+
+    gen.__class__ = Worded
+    return gen

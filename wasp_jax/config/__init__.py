@@ -30,6 +30,7 @@ from wasp_jax.config.sections import (
     SelectionConfig,
     VotingConfig,
 )
+from wasp_jax.config.tune import TuneConfig
 from wasp_jax.errors import ConfigError
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "ReplayConfig",
     "RuntimeConfig",
     "SelectionConfig",
+    "TuneConfig",
     "VotingConfig",
     "WaspConfig",
     "apply_overrides",

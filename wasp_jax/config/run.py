@@ -27,6 +27,7 @@ from wasp_jax.config.sections import (
     VotingConfig,
     _check,
 )
+from wasp_jax.config.tune import TuneConfig
 from wasp_jax.errors import ConfigError
 
 #: Keys that are not settings (any more): each names what to do instead. A key at its neutral
@@ -73,6 +74,7 @@ class WaspConfig:
     api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
     plus: PlusConfig = dataclasses.field(default_factory=PlusConfig)
     proto: ProtoConfig = dataclasses.field(default_factory=ProtoConfig)
+    tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
 
     def __post_init__(self):
         # what suits the method is checked by the method (`wasp_jax.pipeline.methods.resolve`)

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from wasp_jax.models import lora
+
 # Attention has its own module; its names are re-exported here (``layers.gqa_attention``).
 from wasp_jax.models.attention import attention_mask as attention_mask
 from wasp_jax.models.attention import encoder_attention as encoder_attention
@@ -101,6 +103,8 @@ def dense(x: jax.Array, w: jax.Array, compute_dtype=None, axes: int = 1) -> jax.
     AVX512-BF16/AMX CPUs, GPUs and TPUs run at up to twice the float32 rate; the result is
     float32. ``None`` computes in the operands' own dtype.
     """
+    if isinstance(w, lora.LoraWeight):  # an adapted weight, run unmerged
+        return lora.dense_unmerged(x, w, dense, compute_dtype, axes)
     lead, k = x.shape[: x.ndim - axes], int(np.prod(x.shape[x.ndim - axes :]))
     out = w.shape[axes:]
     # As one 2-D product: XLA:CPU hands [M, K] x [K, N] to its multi-threaded matmul library,
@@ -232,6 +236,18 @@ def fuse_projections(p: dict[str, jax.Array]) -> dict[str, jax.Array]:
         out["wqkv"] = jnp.concatenate(
             [out.pop(n).reshape(d, -1) for n in ("wq", "wk", "wv")], axis=1
         )
+    return out
+
+
+def unfuse_projections(p: dict[str, jax.Array], h: int, hkv: int, dh: int) -> dict[str, jax.Array]:
+    """The inverse of :func:`fuse_projections`: ``wqkv`` split back into wq, wk and wv."""
+    out = dict(p)
+    if "wqkv" in out:
+        w = out.pop("wqkv")
+        d, nq, nk = w.shape[0], h * dh, hkv * dh
+        out["wq"] = w[:, :nq].reshape(d, h, dh)
+        out["wk"] = w[:, nq : nq + nk].reshape(d, hkv, dh)
+        out["wv"] = w[:, nq + nk :].reshape(d, hkv, dh)
     return out
 
 

@@ -69,6 +69,12 @@ class Method:
             sample for a round.
         """
         self._check_dp_classifiers(cfg)
+        _check(
+            not cfg.tune.enabled or "tune" in self.sections,
+            "tune.enabled",
+            f"method {self.name!r} does not tune its generators; tuning on DP feedback needs "
+            "method='wasp_proto' (or set tune.enabled=false)",
+        )
         gen = cfg.generation
         if self.one_plm:
             _check(

@@ -32,7 +32,7 @@ from wasp_jax.pipeline.methods.wasp import Wasp, check_round_budget
 from wasp_jax.pipeline.run import spread
 from wasp_jax.pipeline.run.results import Decided, Drawn
 from wasp_jax.pipeline.run.sizing import Need, selection_need
-from wasp_jax.pipeline.stages import prototypes, selection
+from wasp_jax.pipeline.stages import prototypes, selection, tuning
 from wasp_jax.pipeline.stages.vote_plus import aggregate_and_noise
 from wasp_jax.privacy.plan import ReleaseRequest
 
@@ -49,7 +49,7 @@ class WaspProto(Wasp):
     """Contrastive examples and PLM weights from one release of noisy class prototypes."""
 
     name = "wasp_proto"
-    sections = (*Wasp.sections, "proto")
+    sections = (*Wasp.sections, "proto", "tune")
     summary = (
         "WASP-proto: one DP release of per-class prototypes (noisy sums of the clipped private "
         "embeddings); each round's good and most confusable examples and the PLM weights come "
@@ -93,8 +93,28 @@ class WaspProto(Wasp):
         return Decided(t, common.decision(t, good, bad, weights, budgets, summary), embeddings=emb)
 
     def draw(self, inputs, state, t, k) -> Drawn:
-        """Round t for PLM k: as WASP's draw, or (oversampling, class check) m times the
-        candidates, of which each class keeps its quota by margin to the prototypes."""
+        """Round t for PLM k: with ``tune.enabled`` the PLM is first tuned on the previous
+        round's preference pairs (`wasp_jax.pipeline.stages.tuning`); then as WASP's draw,
+        or (oversampling, class check) m times the candidates, of which each class keeps its
+        quota by margin to the prototypes."""
+        record = self.tune(inputs, state, t, k) if inputs.cfg.tune.enabled else None
+        drawn = self._draw(inputs, state, t, k)
+        return dataclasses.replace(drawn, tuning=record) if record else drawn
+
+    def tune(self, inputs, state, t, k) -> dict | None:
+        """Tunes PLM k on the post-noise margins of the population so far."""
+        pop = state.population
+        emb = common.embeddings(inputs, state)
+        protos, space = self.prototypes(inputs, state, emb)
+        margin = prototypes.margins(prototypes.project(emb, space), pop.labels, protos)
+        return tuning.before_round(inputs, state, t, k, margin)
+
+    def baseline_draw(self, inputs, state, k, budget) -> Drawn:
+        """The equal-size zero-shot rows, from PLM k's untuned weights."""
+        draw = lambda: super(WaspProto, self).baseline_draw(inputs, state, k, budget)
+        return tuning.untuned_draw(inputs, k, draw)
+
+    def _draw(self, inputs, state, t, k) -> Drawn:
         pc = inputs.cfg.proto
         if pc.oversample == 1 and not pc.drop_other_class:
             return super().draw(inputs, state, t, k)

@@ -121,6 +121,7 @@ class Committer:
                 "shortfall": cur.shortfall,
                 "filtered": dict(cur.filtered),
                 **({"api_usage": cur.api_usage} if cur.api_usage else {}),
+                **({"tuning": cur.tuning} if cur.tuning else {}),
                 "n_synthetic": len(pop),
             }
         )

@@ -109,6 +109,8 @@ def config_fingerprint(cfg: WaspConfig) -> str:
     resumes with a raised one), and the whole `api` section when no PLM is an API PLM."""
     d = cfg.to_dict()
     d.pop("runtime", None)
+    if not cfg.tune.enabled:  # off, its settings change nothing (and older runs stay resumable)
+        d.pop("tune", None)
     d["generation"].pop("api_cache_dir", None)
     if any(api_kind(p) for p in cfg.generation.plms):
         for name in API_RESULT_NEUTRAL:

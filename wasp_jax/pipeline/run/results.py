@@ -33,6 +33,8 @@ class Drawn:
       num_pools: replayed candidates: how many pools the run reads.
       baseline: the texts are not candidates but rows of the zero-shot baseline that the
         evaluation compares the synthetic set with (kept apart, never in the synthetic set).
+      tuning: what tuning the PLM on DP feedback before this round did (pairs, loss curve,
+        seconds), or None when it was not tuned.
     """
 
     plm: int
@@ -45,6 +47,7 @@ class Drawn:
     pool_next: tuple[int, ...] | None = None
     num_pools: int = 0
     baseline: bool = False
+    tuning: Mapping | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,6 +57,8 @@ class RoundProgress:
     filtered: dict[str, int] = dataclasses.field(default_factory=dict)
     #: API PLM name -> usage counters (`wasp_jax.models.api.spend.FIELDS`)
     api_usage: dict[str, dict] = dataclasses.field(default_factory=dict)
+    #: PLM name -> what tuning it before the round did (`wasp_jax.pipeline.stages.tuning`)
+    tuning: dict[str, dict] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -107,6 +109,8 @@ class RunState:
             cur.filtered[name] = cur.filtered.get(name, 0) + int(n)
         if drawn.api_usage:
             add_usage(cur.api_usage.setdefault(drawn.plm_name, {}), drawn.api_usage)
+        if drawn.tuning:
+            cur.tuning[drawn.plm_name] = dict(drawn.tuning)
         if drawn.pool_next is not None:
             if self.pool_next is None:
                 self.pool_next = [[0] * num_classes for _ in range(drawn.num_pools)]
