@@ -196,6 +196,36 @@ def _models_section(cfg: Mapping[str, Any], described: Mapping[str, Any]) -> str
     )
 
 
+def _tuning_note(cfg: Mapping[str, Any], metrics) -> list[str]:
+    """How the generators were tuned on DP feedback (nothing when they were not)."""
+    rows = [
+        (m["round"], name, rec) for m in metrics or [] for name, rec in m.get("tuning", {}).items()
+    ]
+    if not rows:
+        return []
+    tc = cfg.get("tune", {})
+    table = run_files.md_table(
+        ("round", "PLM", "pairs", "steps", "DPO loss first -> last"),
+        [
+            (r, name, rec.get("pairs", 0), rec.get("steps", 0), _loss_span(rec.get("loss") or []))
+            for r, name, rec in rows
+        ],
+    )
+    return [
+        "\n**The generators were tuned on DP feedback.** Before each voted round, LoRA adapters "
+        f"(rank {tc.get('rank', '-')} on {', '.join(tc.get('targets', []))}) were trained with "
+        "the DPO loss on pairs of the previous round's candidates of one class, the one of "
+        "higher margin to the noisy class prototypes preferred, and merged into the local "
+        "PLMs that sampled the round. The training read only synthetic texts and post-noise "
+        "values, so it spent no privacy beyond the releases above.\n",
+        table,
+    ]
+
+
+def _loss_span(loss) -> str:
+    return f"{loss[0]:.3f} -> {loss[-1]:.3f}" if loss else "-"
+
+
 def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
     """Writes `datasheet.md`, what a consumer of the synthetic data must know, into the
     release folder of `workdir` (a workdir, or a copy of its release folder).
@@ -226,6 +256,7 @@ def write_datasheet(workdir: str | pathlib.Path) -> pathlib.Path:
         "## Method\n",
         (run["method"].get("summary") or f"Method `{method}`.")
         + f" Seed {cfg.get('seed', '-')}.\n",
+        *_tuning_note(cfg, run["metrics"]),
         "## Models\n",
         _models_section(cfg, run["method"]),
         *usage_section(run["metrics"]),
