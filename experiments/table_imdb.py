@@ -209,17 +209,34 @@ class MemoGenerator:
     exactly what the wrapped model returned for that call.
     """
 
+    _OWN = ("inner", "memo", "hits", "tag")
+
     def __init__(self, inner):
         self.inner = inner
         self.memo: dict[str, list] = {}
         self.hits = 0
+        #: names the weights while they are tuned (`tuned_rounds` set): a tuned model's
+        #: calls are never answered from an untuned one's
+        self.tag = ""
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    def __setattr__(self, name, value):
+        # the weights a run swaps in (tuning) belong to the wrapped model, which samples
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
+    def weights_tag(self) -> str:
+        tuned = sorted(getattr(self.inner, "tuned_rounds", None) or ())
+        return f"{self.tag}:{tuned}" if tuned else ""
+
     def generate(self, prompts, *, num_samples=1, key, progress=None, **kw):
         key_bytes = np.asarray(jax.random.key_data(key)).tobytes().hex()
-        ident = json.dumps([list(prompts), num_samples, key_bytes, kw], sort_keys=True, default=str)
+        parts = [list(prompts), num_samples, key_bytes, kw, self.weights_tag()]
+        ident = json.dumps(parts, sort_keys=True, default=str)
         if ident in self.memo:
             self.hits += 1
         else:

@@ -56,6 +56,7 @@ from wasp_jax import data as data_io
 from wasp_jax.outputs.comparison import beyond_spread
 from wasp_jax.pipeline.methods import resolve
 from wasp_jax.pipeline.run import runner, sizing
+from wasp_jax.pipeline.stages import prototypes
 from wasp_jax.pipeline.stages import vote_baselines as vb
 from wasp_jax.pipeline.stages.prepare import subsample
 from wasp_jax.privacy.noise_source import NoiseSource
@@ -77,7 +78,7 @@ EPS, DELTA, NUM_PRIVATE, DRAWS, FRACTION = 4.0, 1e-5, 100, 5, 0.8
 #: Continuations are capped at this many new tokens (the Yelp tasks' own default is 300, three
 #: times IMDb's: on the 2-core machine one Yelp round took longer than a whole IMDb run).
 MAX_NEW_TOKENS = 100
-GENERATIVE = ("wasp", "wasp_plus", "wasp_proto", "wasp_proto+os")
+GENERATIVE = ("wasp", "wasp_plus", "wasp_proto", "wasp_proto+os", "wasp_proto+tune")
 PRIVATE_METHODS = GENERATIVE
 ROWS = (
     ("zero-shot", "multi-PLM zero-shot, equal size (no private data)"),
@@ -85,6 +86,8 @@ ROWS = (
     ("wasp_plus", "WASP+"),
     ("wasp_proto", "WASP-proto"),
     ("wasp_proto+os", "WASP-proto, oversampled"),
+    ("wasp_proto+tune", "WASP-proto, PLMs tuned on DP feedback (LoRA + DPO)"),
+    ("zero-shot-tuned", "multi-PLM zero-shot from the tuned PLMs, equal size"),
     ("dp-centroid", "DP nearest-centroid classifier"),
     ("dp-centroid-16", "DP nearest-centroid classifier, 16-dim public subspace"),
     ("dp-sgd-probe", "DP-SGD linear probe"),
@@ -148,9 +151,13 @@ def sizes(task_name: str, budget: int, rounds: int) -> dict:
 
 def build_config(task_name, method, seed, paths, args) -> config_lib.WaspConfig:
     base = config_lib.base_config()
-    over = 1
+    over, tune = 1, False
     if method == "wasp_proto+os":
         method, over = "wasp_proto", args.oversample
+    if method == "wasp_proto+tune":
+        method, tune = "wasp_proto", True
+    if method == "zero_shot_tuned":  # round 0 only, from whatever weights the PLMs hold
+        method = "multi_zeroshot"
     changes = {
         "method": method,
         "seed": seed,
@@ -171,6 +178,11 @@ def build_config(task_name, method, seed, paths, args) -> config_lib.WaspConfig:
     }
     if method == "wasp_proto":
         changes["proto.oversample"] = over
+    if tune:
+        changes |= {"tune.enabled": True, "tune.steps": args.tune_steps}
+    if method == "multi_zeroshot":
+        changes |= {"generation.rounds": 0}
+        changes = {k: v for k, v in changes.items() if not k.startswith(("voting.", "selection."))}
     return config_lib.replace(base, **changes)
 
 
@@ -308,24 +320,88 @@ class Scorer:
 def run_method(task_name, method, seed, paths, args) -> dict:
     cfg = build_config(task_name, method, seed, paths, args)
     workdir = args.workroot / task_name / f"{method}_s{seed}"
+    for gen in MODELS.gens.values():
+        gen.tag = str(workdir)
     t0 = time.perf_counter()
     res = runner.run(cfg, workdir, hooks=MODELS.hooks())
     wall = time.perf_counter() - t0
     rows = data_io.read_jsonl(res.synthetic_path, what="synthetic")
     out = {"workdir": str(workdir), "seconds": wall, "epsilon_spent": res.epsilon_spent}
-    return out | {"rows": rows}
+    out |= {"rows": rows, "metrics": data_io.read_jsonl(res.release / "metrics.jsonl")}
+    if cfg.tune.enabled:  # zero-shot rows from the tuned PLMs, then back to the untuned ones
+        zs = run_method(task_name, "zero_shot_tuned", seed, paths, args)
+        out["tuned_zero_shot"] = zs
+        untune()
+    return out
 
 
-def cell(task_name: str, seed: int, args, scorer: Scorer) -> dict:
-    """All rows of one (task, generation seed)."""
-    out = {"task": task_name, "seed": seed, "rows": {}, "seconds": {}}
+def finished_outputs(workdir: pathlib.Path) -> dict:
+    """The synthetic rows and metrics a finished run wrote."""
+    release = workdir / "release"
+    return {
+        "rows": data_io.read_jsonl(release / "synthetic.jsonl"),
+        "metrics": data_io.read_jsonl(release / "metrics.jsonl"),
+    }
+
+
+def untune() -> None:
+    """Puts every shared PLM back to its untuned weights (the next run starts from them)."""
+    for gen in MODELS.gens.values():
+        base = getattr(gen.inner, "base_layers", None)
+        if base is not None:
+            gen.inner.layers, gen.inner.base_layers = list(base), None
+        gen.inner.tuned_rounds = set()
+
+
+def tuning_diagnostics(ran: dict, scorer) -> dict:
+    """Per round, the share of rows the noisy prototypes put in their own class (margin > 0,
+    in the run's public subspace), and each PLM's tuning record (pairs, loss, seconds) with
+    its round's generation seconds beside it."""
+    ckpt = pathlib.Path(ran["workdir"]) / "private" / "checkpoint"
+    protos = np.load(ckpt / "class_prototypes.npy")
+    space_file = ckpt / "prototype_space.npy"
+    space = np.load(space_file) if space_file.exists() else None
+    rows = ran["rows"]
+    emb = prototypes.project(scorer.embed([r["text"] for r in rows]), space)
+    margin = prototypes.margins(emb, [r["label"] for r in rows], protos)
+    rounds = np.asarray([r["round"] for r in rows])
+    out = {
+        "agreement_by_round": {
+            str(t): float(np.mean(margin[rounds == t] > 0)) for t in sorted(set(rounds.tolist()))
+        }
+    }
+    for m in ran["metrics"]:
+        if m.get("tuning"):
+            out[f"round_{m['round']}"] = {
+                "tuning": m["tuning"],
+                "stage_seconds": m.get("stage_seconds"),
+            }
+    return out
+
+
+def cell(task_name: str, seed: int, args, scorer: Scorer, out: dict | None = None) -> dict:
+    """All rows of one (task, generation seed); with `out`, a cell written before, only the
+    rows it lacks."""
+    out = out or {"task": task_name, "seed": seed, "rows": {}, "seconds": {}}
     for method in args.methods:
+        if method in out["rows"]:
+            continue
         log(f"{task_name} seed {seed}: {method}")
         ran = run_method(task_name, method, seed, scorer.paths, args)
         out["rows"][method] = scorer.synthetic(ran["rows"]) | {
             "epsilon_spent": ran["epsilon_spent"]
         }
         out["seconds"][method] = round(ran["seconds"], 1)
+        if method.startswith("wasp_proto"):
+            out.setdefault("diagnostics", {})[method] = tuning_diagnostics(ran, scorer)
+        if "tuned_zero_shot" in ran:
+            out["rows"]["zero-shot-tuned"] = scorer.synthetic(ran["tuned_zero_shot"]["rows"])
+            out["seconds"]["zero-shot-tuned"] = round(ran["tuned_zero_shot"]["seconds"], 1)
+    for method in args.methods:  # a prototype run of an earlier cell: its diagnostics too
+        if method.startswith("wasp_proto") and method not in out.get("diagnostics", {}):
+            work = args.workroot / task_name / f"{method}_s{seed}"
+            ran = {"workdir": str(work), **finished_outputs(work)}
+            out.setdefault("diagnostics", {})[method] = tuning_diagnostics(ran, scorer)
         if method == "wasp":
             equal = pathlib.Path(ran["workdir"]) / "release" / "zero_shot_equal.jsonl"
             zero = data_io.read_jsonl(equal, what="zero-shot")
@@ -415,6 +491,13 @@ def targets(rows: dict) -> dict:
         out["minus_dp_centroid_16_points"] = round(
             100 * (b["mean"] - rows["dp-centroid-16"]["mean"]), 2
         )
+    if "wasp_proto+tune" in rows and "wasp_proto" in rows:
+        tuned, plain = rows["wasp_proto+tune"], rows["wasp_proto"]
+        gain = 100 * (tuned["mean"] - plain["mean"])
+        out["tuning_gain_points"] = round(gain, 2)
+        out["tuning_adds_3_beyond_spread"] = bool(
+            gain >= 3 and beyond_spread(gain, 100 * tuned["std"], 100 * plain["std"])
+        )
     return out
 
 
@@ -461,6 +544,17 @@ def render(table: dict, args) -> str:
                 f"{g.get('minus_dp_centroid_points', float('nan')):+.1f} | "
                 f"{'met' if g.get('reaches_dp_centroid') else 'missed'} |"
             )
+    tuned = [t for t in tasks if "tuning_gain_points" in table[t]["targets"]]
+    if tuned:
+        lines += [
+            "",
+            "| task | tuning gain over WASP-proto (pts) | target: >= 3 beyond spread |",
+            "|---|---:|---|",
+        ]
+        for t in tuned:
+            g = table[t]["targets"]
+            verdict = "met" if g["tuning_adds_3_beyond_spread"] else "missed"
+            lines.append(f"| {t} | {g['tuning_gain_points']:+.1f} | {verdict} |")
     lines += ["", "Wall time per cell (s, generation dominates; see the JSON):", ""]
     for t in tasks:
         secs = {k: r.get("seconds") for k, r in table[t]["rows"].items() if r.get("seconds")}
@@ -514,6 +608,7 @@ def parse_args(argv):
     p.add_argument("--budget", type=int, default=80)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--oversample", type=int, default=2)
+    p.add_argument("--tune-steps", type=int, default=20, help="DPO steps per PLM and round")
     p.add_argument("--max-test", type=int, default=500)
     p.add_argument("--out", type=pathlib.Path, default=REPO / "experiments" / "results")
     p.add_argument("--workroot", type=pathlib.Path, default=REPO / "runs" / "tasks")
@@ -522,6 +617,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     args.tasks = [t for t in args.tasks.split(",") if t]
     args.methods = ["wasp"] + [m for m in args.methods.split(",") if m and m != "wasp"]
+    # (in a cell written before, wasp and its zero-shot rows are there already)
     bad = [m for m in args.methods if m not in GENERATIVE]
     if bad:
         p.error(f"unknown method(s) {bad}; choose from {list(GENERATIVE)}")
@@ -550,12 +646,15 @@ def main(argv=None) -> int:
                 if not dp_path.exists():
                     data_io.atomic_write_json(dp_path, scorer.dp_rows())
                 path = cdir / f"{task_name}_s{seed}.json"
-                if path.exists():
+                before = json.loads(path.read_text()) if path.exists() else None
+                if before and all(m in before["rows"] for m in args.methods[1:]):
                     continue
                 t0 = time.perf_counter()
-                out = cell(task_name, seed, args, scorer)
+                out = cell(task_name, seed, args, scorer, before)
                 out["load_avg_1min_at_end"] = os.getloadavg()[0]
-                out["cell_seconds"] = time.perf_counter() - t0
+                out["cell_seconds"] = (before or {}).get("cell_seconds", 0.0) + (
+                    time.perf_counter() - t0
+                )
                 data_io.atomic_write_json(path, out)
                 write(args)
     write(args)
