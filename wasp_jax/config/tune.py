@@ -44,7 +44,7 @@ class TuneConfig:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple[str, ...] = ("wq", "wk", "wv", "wo")
-    steps: int = 60
+    steps: int = 20
     batch_pairs: int = 4
     learning_rate: float = 5e-4
     warmup_steps: int = 5
