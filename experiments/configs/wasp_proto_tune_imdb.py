@@ -8,7 +8,7 @@ round samples from the tuned PLM. The training reads synthetic text and post-noi
 only: the privacy spent is that of wasp_proto_imdb.py.
 
 Reproduce (from the repository root):
-    wasp-jax run --config experiments/configs/wasp_proto_tune_imdb.py --workdir runs/wasp_proto_tune/s0
+    wasp-jax run --config experiments/configs/wasp_proto_tune_imdb.py --workdir runs/proto_tune/s0
 
 Expected runtime: as wasp_proto_imdb.py plus the tuning, measured in the task table
 (`experiments/results/tasks_table.json`, per-round tuning and generation seconds).
