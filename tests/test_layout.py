@@ -318,3 +318,17 @@ def test_front_door_exports_the_entry_points():
     code = "import sys, wasp_jax; print(int('jax' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "0", out.stderr
+
+
+def test_every_package_is_listed_for_installation():
+    """A wheel holds only the packages pyproject.toml lists: every folder of the library with an
+    __init__.py must be there (an editable install would hide a missing one)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "wasp_jax").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
