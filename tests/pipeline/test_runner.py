@@ -338,7 +338,16 @@ def test_infinite_epsilon_is_written_as_inf(tmp_path, caplog):
     assert "NOT differentially private" in caplog.text
     # Without noise the histograms are the clean votes: none is written anywhere.
     assert not list(tmp_path.rglob("votes_r*"))
-    from wasp_jax.outputs import datasheet
+    # nor any statistic of them: no vote summary in the metrics, the checkpoint or the report
+    metrics = [json.loads(x) for x in read(tmp_path, "metrics.jsonl").splitlines()]
+    assert metrics[1:] and all(m["noisy_vote_summary"] is None for m in metrics)
+    assert all("no noise" in m["vote_summary_withheld"] for m in metrics[1:])
+    state = json.loads(next(tmp_path.rglob("checkpoint/state.json")).read_text())
+    assert state["decisions"] and all(d["summary"] is None for d in state["decisions"].values())
+    from wasp_jax.outputs import datasheet, report
+
+    text = report.write_report(tmp_path).read_text()
+    assert "Noisy votes per class" not in text and "Not shown: privacy.epsilon is inf" in text
 
     text = datasheet.write_datasheet(tmp_path).read_text()
     assert "NOT differentially private" in text and "(epsilon, delta)-DP" not in text

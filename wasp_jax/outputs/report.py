@@ -72,6 +72,11 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
                 ("round", "histogram", "class", "candidates", "mean", "std", "max"), summary_rows
             ),
         ]
+    withheld = next(
+        (m["vote_summary_withheld"] for m in metrics if "vote_summary_withheld" in m), None
+    )
+    if withheld:
+        parts += ["## Votes per class\n", f"Not shown: {withheld}.\n"]
     parts += usage_section(metrics)
     if run["eval"]:
         parts += [
