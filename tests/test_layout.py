@@ -29,6 +29,7 @@ RANKS = {
     "errors": 2,
     "config": 2,
     "tasks": 2,
+    "task_schema": 2,
     "data": 2,
     "budget": 2,
     "class_checks": 2,
@@ -41,7 +42,8 @@ FACADES = {"wasp_jax", "wasp_jax.plm", "wasp_jax.embed"}
 LEAF_DEPS = {
     "config": {"errors"},
     "data": {"errors"},
-    "tasks": {"errors"},
+    "tasks": {"errors", "task_schema"},
+    "task_schema": {"errors"},
     "class_checks": {"errors"},
     "distributed": {"errors"},
 }

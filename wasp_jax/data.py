@@ -123,6 +123,28 @@ def _resolve_label(
     return raw, (label_names[raw] if label_names is not None else None)
 
 
+#: Characters that print as nothing (zero-width spaces and joiners, the BOM, soft hyphen).
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+
+
+def check_text(text: str, where: str) -> None:
+    """Refuses a text the models cannot read: not encodable as UTF-8 (a lone surrogate), or
+    empty once whitespace and invisible characters are removed. The error names `where`
+    (file and line) and the fix, never the text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataError(
+            f'{where}: "text" is not valid Unicode (a lone surrogate such as \\ud800 at '
+            f"character {err.start}); fix or remove that character and save the file as UTF-8"
+        ) from None
+    if not text.translate({ord(c): None for c in INVISIBLE}).strip():
+        raise DataError(
+            f'{where}: "text" is empty (only whitespace or invisible characters); remove the '
+            "record or give it text"
+        )
+
+
 def read_labeled_jsonl(
     path: PathLike,
     *,
@@ -173,8 +195,7 @@ def read_labeled_jsonl(
         text = obj["text"]
         if not isinstance(text, str):
             raise DataError(f'{where}: "text" must be a string, got {type(text).__name__}')
-        if not text.strip():
-            raise DataError(f'{where}: "text" is empty; remove the record or give it text')
+        check_text(text, where)
         raw = obj[label_field]
         if isinstance(raw, int) and not isinstance(raw, bool):
             raw += label_offset

@@ -2,6 +2,7 @@
 one-line message and nothing written; good input reaches the runner (a fake one here, so the
 test needs no models) and prints the summary."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -73,6 +74,11 @@ BAD_PRIVATE = {
     "missing_label": ([GOOD, '{"text": "no label here"}'], "line 2: missing field(s) ['label']"),
     "missing_text": (['{"label": 1}'], "line 1: missing field(s) ['text']"),
     "empty_text": ([GOOD, GOOD, '{"text": "   ", "label": 1}'], 'line 3: "text" is empty'),
+    "invisible_text": (
+        [GOOD, '{"text": " \\u200b \\ufeff", "label": 1}'],
+        'line 2: "text" is empty',
+    ),
+    "lone_surrogate": ([GOOD, '{"text": "ok \\ud800", "label": 0}'], "not valid Unicode"),
     "label_outside": ([GOOD, '{"text": "x", "label": 5}'], "label 5 is outside the task"),
     "label_not_int": (['{"text": "x", "label": 1.5}'], "label must be an int"),
     "flipped_convention": (
@@ -112,6 +118,8 @@ def test_bad_private_file_exit_2_and_nothing_written(case, tmp_path, capsys, fak
         ("data.private_path=/no/such/file.jsonl", "does not exist"),
         ("generation.budget=20", "fewer than voting.q=8"),
         ("task=imdbb", "unknown task 'imdbb'"),
+        ("privacy.epsilon=1e400", "too large to represent"),
+        ("generation.temperature=inf", "generation.temperature: must be in [0, 10]"),
     ],
 )
 def test_bad_settings_exit_2(override, expected, tmp_path, capsys, fake_runner):
@@ -260,3 +268,18 @@ def test_old_workdir_layout_is_refused_in_one_line(tmp_path, capsys, fake_runner
     rc, _, err = run_cli(["demo", "--workdir", wd, "--force"], capsys)
     assert rc == 0, err
     assert sorted(p.name for p in wd.iterdir()) == ["notes.txt", "private", "release"]
+
+
+def test_a_task_that_check_task_refuses_is_refused_by_run(tmp_path, capsys, fake_runner):
+    """The same validation wherever a task is read: run refuses a contrastive instruction
+    without {label_word} before any model loads, in one line, writing nothing."""
+    spec = json.loads((REPO / "wasp_jax" / "tasks" / "imdb.json").read_text())
+    spec["contrastive"]["instruction"] = 'Another review: "'
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(spec))
+    wd = tmp_path / "wd"
+    rc, _, err = run_cli(["demo", "--workdir", wd, "--set", f"task={path}"], capsys)
+    assert rc == 2 and "contrastive.instruction lacks {label_word}" in err, err
+    assert err.count("\n") == 1 and not wd.exists() and not fake_runner
+    rc, _, err = run_cli(["check-task", path, "--data", tmp_path / "none.jsonl"], capsys)
+    assert rc == 2 and "contrastive.instruction lacks {label_word}" in err

@@ -46,8 +46,12 @@ def test_user_task_file(tmp_path):
         "name": "spam",
         "labels": ["ham", "spam"],
         "zero_shot": {"prompt": 'A {label_word} e-mail: "'},
-        "contrastive": {"bad_prefix": "Bad: ", "good_prefix": "Good: ", "instruction": 'New: "'},
-        "non_contrastive": {"prefix": "E-mail: ", "instruction": 'Another: "'},
+        "contrastive": {
+            "bad_prefix": "Bad: ",
+            "good_prefix": "Good: ",
+            "instruction": 'New {label_word}: "',
+        },
+        "non_contrastive": {"prefix": "E-mail: ", "instruction": 'Another {label_word}: "'},
         "aug_pe": {"prompt": "Rephrase {style}: {sample}\n", "styles": ["briefly"]},
     }
     f = tmp_path / "spam.json"
@@ -66,3 +70,61 @@ def test_errors(tmp_path):
     bad.write_text(json.dumps({"name": "x", "labels": ["a", "b"]}))
     with pytest.raises(tasks.TaskError, match="missing field 'zero_shot'"):
         tasks.load_task(str(bad))
+
+
+def _spam(**changes):
+    d = {
+        "name": "spam",
+        "labels": ["ham", "spam"],
+        "zero_shot": {"prompt": 'A {label_word} e-mail: "'},
+        "contrastive": {
+            "bad_prefix": "B: ",
+            "good_prefix": "G: ",
+            "instruction": '{label_word}: "',
+        },
+        "non_contrastive": {"prefix": "E: ", "instruction": 'More {label_word}: "'},
+        "aug_pe": {"prompt": "Rephrase {style}: {sample}\n", "styles": ["briefly"]},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition(".")
+        if field:
+            d[section] = dict(d[section], **{field: value})
+        else:
+            d[section] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"contrastive.instruction": 'New: "'}, "contrastive.instruction lacks {label_word}"),
+        ({"zero_shot.prompt": 'An e-mail: "'}, "zero_shot.prompt lacks {label_word}"),
+        (
+            {"non_contrastive.instruction": '{label_word} {unknown_ph}: "'},
+            r"unknown placeholder\(s\) \['unknown_ph'\]",
+        ),
+        ({"labels": ["ham", "Ham"]}, "occur twice"),
+        ({"min_word": 3}, "unknown field 'min_word'; did you mean 'min_words'"),
+        (
+            {"zero_shot.promt": "x"},
+            "unknown field 'zero_shot.promt'; did you mean 'zero_shot.prompt'",
+        ),
+        ({"max_new_tokens": float("nan")}, "'max_new_tokens' must be a finite whole number"),
+        ({"min_words": float("inf")}, "'min_words' must be a finite whole number"),
+        ({"max_new_tokens": "64"}, "'max_new_tokens' must be a whole number"),
+        ({"max_new_tokens": 0}, "'max_new_tokens' must be >= 1"),
+    ],
+)
+def test_one_validation_refuses_what_check_task_refuses(tmp_path, changes, message):
+    """load_task (what run, demo, check-task and the Python API read) refuses broken
+    prompts, duplicate labels, unknown fields and non-finite numbers, naming the field."""
+    f = tmp_path / "spam.json"
+    f.write_text(json.dumps(_spam(**changes)))  # NaN and Infinity as JSON writes them
+    with pytest.raises(tasks.TaskError, match=message):
+        tasks.load_task(str(f))
+    assert tasks.load_task(str(_write(tmp_path / "ok.json", _spam()))).name == "spam"
+
+
+def _write(path, d):
+    path.write_text(json.dumps(d))
+    return path

@@ -1,7 +1,6 @@
 """Preference pairs from post-noise scores, and the trainer: which pairs each step reads, a
 kill during training resumed to the same bytes, and 8 devices agreeing with one."""
 
-
 import chex
 import jax
 import numpy as np
