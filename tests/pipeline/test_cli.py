@@ -232,6 +232,16 @@ def test_report_command(tmp_path, capsys, fake_runner):
     rc, out, _ = run_cli(["report", copy], capsys)
     assert rc == 0 and (copy / "report.md").is_file() and (copy / "plots").is_dir()
     assert str(copy / "report.md") in out
+    # while a run holds the workdir, report refuses in one line and rewrites nothing
+    from wasp_jax.pipeline.run.lock import workdir_lock
+
+    before = (release / "report.md").stat().st_mtime_ns
+    with workdir_lock(tmp_path / "wd"):
+        rc, _, err = run_cli(["report", tmp_path / "wd"], capsys)
+    assert rc == 2 and "in use by another wasp-jax run" in err and err.count("\n") == 1
+    assert (release / "report.md").stat().st_mtime_ns == before
+    rc, _, err = run_cli(["report", tmp_path / "wd"], capsys)
+    assert rc == 0, err
     rc, _, err = run_cli(["report", tmp_path / "nothing"], capsys)
     assert rc == 2 and "does not exist" in err
     (tmp_path / "half").mkdir()

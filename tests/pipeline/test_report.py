@@ -245,3 +245,14 @@ def test_report_examples_fall_back_to_a_class_s_latest_round(tmp_path):
     shown = [line for line in section.splitlines() if line.startswith("- **")]
     assert [line.split("round ")[1][0] for line in shown] == ["2", "2", "1", "1"]
     assert "synthetic review number 25 " in section and "synthetic review number 47 " in section
+
+
+def test_datasheet_names_a_non_dp_baseline_once():
+    evals = {"accuracy": {"mean": 0.8, "std": 0.01, "per_seed": [0.8]}}
+    baselines = {
+        "OnlyPrivate (not DP)": {"dp": False, "accuracy": {"mean": 0.9, "std": 0.0}},
+        "zero-shot start": {"dp": False, "accuracy": {"mean": 0.7, "std": 0.0}},
+    }
+    text = datasheet._utility(evals, baselines)
+    assert "OnlyPrivate (not DP):" in text and "not DP, not DP" not in text
+    assert "zero-shot start, not DP:" in text

@@ -29,6 +29,7 @@ import difflib
 import json
 import logging
 import os
+import pathlib
 import re
 import sys
 import time
@@ -180,9 +181,13 @@ def main_demo(args: argparse.Namespace) -> int:
 
 def main_report(args: argparse.Namespace) -> int:
     from wasp_jax.outputs import datasheet, report  # matplotlib: only for this command
+    from wasp_jax.pipeline.run.lock import LOCK_FILE, workdir_lock
 
-    sheet = datasheet.write_datasheet(args.workdir)
-    path = report.write_report(args.workdir)
+    # a workdir's lock: refused at once while a run writes it (a copied release folder has none)
+    locked = (pathlib.Path(args.workdir) / LOCK_FILE).is_file()
+    with workdir_lock(args.workdir) if locked else contextlib.nullcontext():
+        sheet = datasheet.write_datasheet(args.workdir)
+        path = report.write_report(args.workdir)
     print(f"wrote {sheet}\nwrote {path} (plots in {path.parent / 'plots'})")
     return 0
 
