@@ -293,3 +293,22 @@ def test_a_task_that_check_task_refuses_is_refused_by_run(tmp_path, capsys, fake
     assert err.count("\n") == 1 and not wd.exists() and not fake_runner
     rc, _, err = run_cli(["check-task", path, "--data", tmp_path / "none.jsonl"], capsys)
     assert rc == 2 and "contrastive.instruction lacks {label_word}" in err
+
+
+def test_a_dead_peer_gives_one_line_and_exit_1_without_a_traceback():
+    """In a multi-process job a runtime collective that fails because a peer died (the
+    Gloo AllGather error) ends the survivor with one line, exit 1, no traceback."""
+    code = (
+        "import jax, wasp_jax.cli.pipeline as p\n"
+        "with p._job_errors(True):\n"
+        "    raise jax.errors.JaxRuntimeError('UNKNOWN: Gloo AllGather failed: Connection "
+        "closed by peer [127.0.0.1]:1234\\nmore detail')\n"
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("wasp-jax: error: a collective operation failed because")
+    assert "Gloo AllGather failed" in out.stderr and "rerun the same command" in out.stderr

@@ -212,11 +212,22 @@ def _job_errors(multi: bool):
     One line on stderr, exit status 1, and no wait at the runtime's shutdown barrier for a
     peer that is gone.
     """
+    import jax
+
     from wasp_jax.distributed import DivergenceError, PeerFailure
 
     try:
         yield
-    except (PeerFailure, DivergenceError) as err:
+    except (PeerFailure, DivergenceError, jax.errors.JaxRuntimeError) as err:
+        if isinstance(err, jax.errors.JaxRuntimeError):
+            if not multi:
+                raise
+            # a collective the runtime ran for us (not one of ours) met a peer that is gone
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            err = (
+                f"a collective operation failed because another process of the job stopped "
+                f"({first}); rerun the same command to resume from the checkpoint"
+            )
         print(f"wasp-jax: error: {err}", file=sys.stderr)
         if not multi:
             raise
