@@ -205,7 +205,8 @@ def test_report_compares_against_the_baselines(tmp_path):
     assert "changed accuracy by +6.0 points" in text and "not differentially private" in text
     sheet = datasheet.write_datasheet(wd).read_text()
     assert "# Datasheet: synthetic `news topics`" in sheet
-    assert "zero-shot start: 65.0 ± 1.0 %" in sheet and "OnlyPrivate (not DP), not DP" in sheet
+    assert "zero-shot start: 65.0 ± 1.0 %" in sheet and "OnlyPrivate (not DP): " in sheet
+    assert "not DP, not DP" not in sheet
     assert (wd / "plots" / "eval.png").stat().st_size > 1000
 
 
@@ -256,3 +257,26 @@ def test_datasheet_names_a_non_dp_baseline_once():
     text = datasheet._utility(evals, baselines)
     assert "OnlyPrivate (not DP):" in text and "not DP, not DP" not in text
     assert "zero-shot start, not DP:" in text
+
+
+def test_dataset_card_is_a_hub_card_with_the_privacy_statement(tmp_path):
+    import yaml
+
+    from wasp_jax.outputs import dataset_card
+
+    wd = make_run(tmp_path / "run")
+    path = dataset_card.write_card(wd)
+    assert path == wd / "README.md"
+    text = path.read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["license"] == "other"  # Apache-2.0 and the Gemma terms differ
+    assert meta["size_categories"] == ["n<1K"] and meta["task_categories"] == [
+        "text-classification"
+    ]
+    assert {"synthetic", "differential-privacy"} <= set(meta["tags"])
+    assert meta["configs"][0]["data_files"][0]["path"] == "synthetic.jsonl"
+    assert "one private record" in text and 'load_dataset("json"' in text
+    assert "Gemma Terms of Use" in text and "## Known limitations" in text
+    assert dataset_card.licence_id(["smollm2-135m-instruct", "all-minilm-l6-v2"]) == "apache-2.0"
+    assert dataset_card.size_category(1000) == "1K<n<10K"

@@ -180,13 +180,14 @@ def main_demo(args: argparse.Namespace) -> int:
 
 
 def main_report(args: argparse.Namespace) -> int:
-    from wasp_jax.outputs import datasheet, report  # matplotlib: only for this command
+    from wasp_jax.outputs import dataset_card, datasheet, report  # matplotlib: only here
     from wasp_jax.pipeline.run.lock import LOCK_FILE, workdir_lock
 
     # a workdir's lock: refused at once while a run writes it (a copied release folder has none)
     locked = (pathlib.Path(args.workdir) / LOCK_FILE).is_file()
     with workdir_lock(args.workdir) if locked else contextlib.nullcontext():
         sheet = datasheet.write_datasheet(args.workdir)
+        dataset_card.write_card(args.workdir)
         path = report.write_report(args.workdir)
     print(f"wrote {sheet}\nwrote {path} (plots in {path.parent / 'plots'})")
     return 0
