@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from wasp_jax import class_checks
 from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
 from wasp_jax.cli.launch import add_job_flags, join_job
-from wasp_jax.config.api import api_kind
+from wasp_jax.cli.models_check import check_model, known_models  # noqa: F401 (re-exported)
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
 from wasp_jax.pipeline.run import sizing
@@ -350,40 +349,6 @@ def check_run_inputs(cfg) -> None:
     check_model(cfg.embedder.name, "embedder.name", "embedder")
     if cfg.eval.test_path:
         data_io.read_labeled_jsonl(cfg.eval.test_path, what="test", **read)
-
-
-def known_models(kind: str) -> list[str]:
-    """Registry names the loaders accept (`kind` "plm" or "embedder")."""
-    from wasp_jax.models import registry  # heavy (jax via models/__init__): only to list names
-
-    if kind == "plm":
-        return list(registry.supported())
-    return registry.supported_encoders()
-
-
-def check_model(spec: str, key: str, kind: str) -> None:
-    """A model spec must be a registry name or a checkpoint file/folder the loaders can read.
-
-    Raises:
-      UsageError: naming the closest registry name and listing all of them.
-    """
-    if kind == "plm" and api_kind(spec):
-        return  # an API PLM: its endpoint is checked when it is loaded
-    if os.path.exists(spec):
-        from wasp_jax.models.probe import EXPECTED, checkpoint_problem
-
-        problem = checkpoint_problem(spec, kind)
-        if problem:
-            raise UsageError(f"{key}: {spec!r} {problem}; expected {EXPECTED[kind]}")
-        return
-    names = known_models(kind)
-    if spec not in names:
-        close = difflib.get_close_matches(spec, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(
-            f"{key}: unknown model {spec!r}{hint} (known: {', '.join(sorted(names))}; "
-            "or give the path of a checkpoint file or folder)"
-        )
 
 
 def summary(workdir: str, wall_s: float, *, title: str = "run") -> str:
