@@ -128,3 +128,26 @@ def test_one_validation_refuses_what_check_task_refuses(tmp_path, changes, messa
 def _write(path, d):
     path.write_text(json.dumps(d))
     return path
+
+
+PAPER_TASKS = {"banking": 10, "openreview_area": 12, "openreview_rating": 5}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_TASKS))
+def test_the_papers_other_tasks_are_built_in_and_pass_check_task(name, tmp_path, capsys):
+    """Banking and the two OpenReview tasks: built in, with the original lengths, and
+    check-task passes on a small handmade file (no data for them ships)."""
+    from wasp_jax import cli
+
+    task = tasks.load_task(name)
+    assert name in tasks.builtin_tasks() and task.num_classes == PAPER_TASKS[name]
+    lengths = (10, 100) if name == "banking" else (30, 300)
+    assert (task.min_new_tokens, task.max_new_tokens) == lengths
+    words = "the reviewer found the method clear and the experiments thorough enough today"
+    rows = [
+        {"text": f"{words} {c} {i}", "label": c} for c in range(task.num_classes) for i in range(2)
+    ]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli.main(["check-task", name, "--data", str(data)]) == 0
+    assert f"{name}: OK for" in capsys.readouterr().out
