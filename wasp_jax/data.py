@@ -140,7 +140,7 @@ def read_records(
         rows = records.read_parquet(_open_checked(path, what), what)
     else:
         rows = [(f"line {n}", obj) for n, obj in read_jsonl_numbered(path, what=what)]
-    return records.rename_text(rows, text_field)
+    return records.mapped(rows, text_field, label_field, typed=kind == "jsonl")
 
 
 def read_labeled_jsonl(

@@ -67,9 +67,6 @@ def read_csv(path: pathlib.Path, what: str, label_field: str) -> list[tuple[str,
                         f"{what} file {str(path)!r}, line {reader.line_num}: more fields than "
                         "the header names; quote texts that hold the delimiter"
                     )
-                value = rec.get(label_field)
-                if isinstance(value, str) and _INT.match(value.strip()):
-                    rec[label_field] = int(value)
                 rows.append((f"line {reader.line_num}", dict(rec)))
     except UnicodeDecodeError as err:
         raise DataError(
@@ -115,15 +112,19 @@ def read_dataset_folder(path: pathlib.Path, what: str) -> list[tuple[str, dict]]
     return [(f"row {i + 1}", r) for i, r in enumerate(rows)]
 
 
-def rename_text(rows: list[tuple[str, dict]], text_field: str) -> list[tuple[str, dict]]:
-    """Records whose text lives in `text_field` get it under "text"."""
-    if text_field == "text":
-        return rows
+def mapped(
+    rows: list[tuple[str, dict]], text_field: str, label_field: str, *, typed: bool
+) -> list[tuple[str, dict]]:
+    """Records whose text lives in `text_field` get it under "text"; in untyped formats
+    (CSV/TSV, or a string column) a label of digits becomes an int."""
     out = []
     for pos, rec in rows:
         rec = dict(rec)
-        if text_field in rec:
+        if text_field != "text" and text_field in rec:
             rec["text"] = rec.pop(text_field)
+        value = rec.get(label_field)
+        if not typed and isinstance(value, str) and _INT.match(value.strip()):
+            rec[label_field] = int(value)
         out.append((pos, rec))
     return out
 

@@ -312,3 +312,17 @@ def test_a_dead_peer_gives_one_line_and_exit_1_without_a_traceback():
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith("wasp-jax: error: a collective operation failed because")
     assert "Gloo AllGather failed" in out.stderr and "rerun the same command" in out.stderr
+
+
+def test_run_reads_a_csv_with_other_column_names(tmp_path, capsys, fake_runner):
+    rows = [f'"review number {i} of a film",{i % 2}' for i in range(8)]
+    csv = write_lines(tmp_path / "private.csv", ["review,stars", *rows])
+    argv = ["run", "--task", "imdb", "--private", csv, "--workdir", tmp_path / "wd"]
+    rc, _, err = run_cli(
+        argv + ["--text-field", "review", "--label-field", "stars"] + NO_EVAL, capsys
+    )
+    assert rc == 0, err
+    cfg = fake_runner[-1]["cfg"]
+    assert (cfg.data.text_field, cfg.data.label_field) == ("review", "stars")
+    rc, _, err = run_cli(argv[:-1] + [tmp_path / "wd2"] + NO_EVAL, capsys)
+    assert rc == 2 and "line 2: missing field(s)" in err and "--text-field" in err

@@ -87,6 +87,13 @@ def register_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test", metavar="TEST.jsonl", help="real labelled test texts: evaluate and compare"
     )
+    parser.add_argument(
+        "--text-field", help="the private file's text column (data.text_field; default text)"
+    )
+    parser.add_argument(
+        "--label-field",
+        help="the private file's label column (data.label_field; default: the task's)",
+    )
     _add_common(parser)
 
 
@@ -118,6 +125,9 @@ def main_run(args: argparse.Namespace) -> int:
         )
     with _usage_errors():
         cfg = own_data_config(args.config, task=args.task, private=args.private, test=args.test)
+        fields = {f"data.{k}": getattr(args, k) for k in ("text_field", "label_field")}
+        if any(v is not None for v in fields.values()):
+            cfg = config_lib.replace(cfg, **{k: v for k, v in fields.items() if v is not None})
         cfg = config_lib.apply_overrides(cfg, args.overrides)
         if not args.config and not any(o.startswith("generation.budget=") for o in args.overrides):
             cfg = _sized(cfg)
@@ -319,7 +329,12 @@ def check_run_inputs(cfg) -> None:
                 raise UsageError(
                     f"method {cfg.method!r} needs private data; set data.private_path=FILE.jsonl"
                 )
-            rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
+            fields = {"text_field": cfg.data.text_field}
+            if cfg.data.label_field:
+                fields["label_field"] = cfg.data.label_field
+            rows = data_io.read_labeled_jsonl(
+                cfg.data.private_path, what="private", **(read | fields)
+            )
             class_checks.warn_missing_classes(rows, task.labels)
             del rows  # private: only validated here, the runner reads it again
         need = method.first_vote_need(cfg)

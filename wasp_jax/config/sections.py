@@ -81,15 +81,18 @@ class DataConfig:
     file first (`wasp-jax prepare-private`, docs/method.md §5.2) and pass that file.
 
     Attributes:
-        private_path: JSONL file of private samples ({"text", "label"}); required by the
-            methods that use private data, ignored by the others.
-        num_parties: number of data parties L (§2.5); each adds noise sigma/sqrt(L)
-            and the server sums, which assumes secure aggregation.
-        party_alpha: Dirichlet concentration of the per-class split over parties; 0 = an even
-            random split.
+        private_path: the private samples (JSONL, CSV/TSV, Parquet or a saved dataset
+            folder); required by the methods that use private data, ignored by the others.
+        text_field, label_field: the columns of the private and test files holding the text
+            and the label ("" = the task's label_field).
+        num_parties: number of data parties L (§2.5); each adds noise sigma/sqrt(L) and the
+            server sums, which assumes secure aggregation.
+        party_alpha: Dirichlet concentration of the per-class split over parties (0 = even).
     """
 
     private_path: str = ""
+    text_field: str = "text"
+    label_field: str = ""
     num_parties: int = 1
     party_alpha: float = 0.0
 

@@ -115,6 +115,9 @@ def config_fingerprint(cfg: WaspConfig) -> str:
     resumes with a raised one), and the whole `api` section when no PLM is an API PLM."""
     d = cfg.to_dict()
     d.pop("runtime", None)
+    for key, default in (("text_field", "text"), ("label_field", "")):  # default: as before
+        if d["data"].get(key) == default:
+            d["data"].pop(key)
     if not cfg.tune.enabled:  # off, its settings change nothing (and older runs stay resumable)
         d.pop("tune", None)
     d["generation"].pop("api_cache_dir", None)
