@@ -93,3 +93,16 @@ def _write(folder, kind, rows):
     )
     (out / "dataset_info.json").write_text("{}")
     return out
+
+
+def test_init_task_and_check_task_read_csv(tmp_path, capsys):
+    from wasp_jax import cli
+
+    words = "a long enough review of a film that someone watched at the weekend with friends"
+    rows = [{"text": f"{words} {i}", "label": ["negative", "positive"][i % 2]} for i in range(8)]
+    path = _csv(tmp_path / "data.csv", rows)
+    out = tmp_path / "task.json"
+    assert cli.main(["init-task", "--data", str(path), "--description", "film reviews",
+                     "--out", str(out)]) == 0  # fmt: skip
+    assert cli.main(["check-task", str(out), "--data", str(path)]) == 0
+    assert "OK for" in capsys.readouterr().out
