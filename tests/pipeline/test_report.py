@@ -280,3 +280,25 @@ def test_dataset_card_is_a_hub_card_with_the_privacy_statement(tmp_path):
     assert "Gemma Terms of Use" in text and "## Known limitations" in text
     assert dataset_card.licence_id(["smollm2-135m-instruct", "all-minilm-l6-v2"]) == "apache-2.0"
     assert dataset_card.size_category(1000) == "1K<n<10K"
+
+
+def test_class_balance_stays_readable_with_many_long_names(tmp_path):
+    """Ten classes with long names: rendered to PNG, no two class labels overlap."""
+    from wasp_jax.outputs import plots
+
+    names = [f"{w} services and everything related to them, such as {w} repairs" for w in
+             ("home", "health", "beauty", "event", "travel", "grocery", "bar", "arts", "shop",
+              "food")]  # fmt: skip
+    counts = {i: 10 + i for i in range(10)}
+    path = plots.class_balance(names, counts, tmp_path / "balance.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig, ax = plots.class_balance_figure(names, counts)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.get_yticklabels()]
+    assert len(boxes) == 10
+    for i in range(10):
+        for j in range(i + 1, 10):
+            assert not boxes[i].overlaps(boxes[j]), (i, j)
