@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 
 from wasp_jax import data as data_io
+from wasp_jax.errors import DataWarning
 from wasp_jax.pipeline.run.inputs import RunInputs
 from wasp_jax.pipeline.run.state import RoundDecision, RunState
 
@@ -123,6 +125,7 @@ class Committer:
             return
         self._hook(name + ":start")
         cur, pop = self.state.current, self.state.population
+        short = self._short_examples(round_, selected)
         self.state.metrics.append(
             {
                 "round": round_,
@@ -138,9 +141,34 @@ class Committer:
                 "filtered": dict(cur.filtered),
                 **({"api_usage": cur.api_usage} if cur.api_usage else {}),
                 **({"tuning": cur.tuning} if cur.tuning else {}),
+                **({"short_examples": short} if short else {}),
                 "n_synthetic": len(pop),
             }
         )
         self.state.current = type(cur)()
         self.state.done.append(name)
         self.commit()
+
+    def _short_examples(self, round_: int, selected) -> dict:
+        """{"good"/"bad": {class name: examples}} of the classes whose contrastive prompts got
+        fewer than S examples this round, warned about in one line."""
+        if not selected or not self.inputs.cfg.generation.contrastive:
+            return {}
+        s, names = self.inputs.cfg.selection.s, self.inputs.task.labels
+        short = {
+            kind: {names[c]: len(rows) for c, rows in enumerate(selected[kind]) if len(rows) < s}
+            for kind in ("good", "bad")
+            if kind in selected
+        }
+        short = {kind: v for kind, v in short.items() if v}
+        if short:
+            told = "; ".join(
+                f"{k}: " + ", ".join(f"{n!r} {m}" for n, m in v.items()) for k, v in short.items()
+            )
+            warnings.warn(
+                f"round {round_}: fewer than S={s} examples in some prompts ({told}); the "
+                "candidates per class were too few: raise generation.budget or lower selection.s",
+                DataWarning,
+                stacklevel=2,
+            )
+        return short
