@@ -29,6 +29,8 @@ RANKS = {
     "errors": 2,
     "config": 2,
     "tasks": 2,
+    "task_schema": 2,
+    "records": 2,
     "data": 2,
     "budget": 2,
     "class_checks": 2,
@@ -40,8 +42,10 @@ FACADES = {"wasp_jax", "wasp_jax.plm", "wasp_jax.embed"}
 #: Within the leaves, what each may import (the leaves are otherwise independent).
 LEAF_DEPS = {
     "config": {"errors"},
-    "data": {"errors"},
-    "tasks": {"errors"},
+    "data": {"errors", "records"},
+    "records": {"errors"},
+    "tasks": {"errors", "task_schema"},
+    "task_schema": {"errors"},
     "class_checks": {"errors"},
     "distributed": {"errors"},
 }

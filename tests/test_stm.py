@@ -157,7 +157,13 @@ def test_evaluate_probe_cli_writes_results(tmp_path, capsys):
         "0": "negative",
         "1": "positive",
     }
-    assert "accuracy" in capsys.readouterr().out
+    got = capsys.readouterr()
+    assert json.loads(got.out) == res  # stdout is the JSON alone: pipe it into a JSON reader
+    assert "accuracy" in got.err and "wrote" in got.err
+    argv = [a for a in argv if a not in ("--out", str(out), "--quiet")]
+    assert cli.main(argv) == 0  # with progress lines, still only JSON on stdout
+    got = capsys.readouterr()
+    assert json.loads(got.out)["accuracy"] == res["accuracy"] and "seed 0:" in got.err
 
 
 def test_evaluate_finetune_subset(tmp_path):

@@ -26,7 +26,9 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
 
+from wasp_jax import records
 from wasp_jax.errors import DataError, DataWarning
+from wasp_jax.records import check_text
 
 __all__ = ["DataError", "DataWarning"]  # re-exported: raised by the readers below
 
@@ -123,6 +125,24 @@ def _resolve_label(
     return raw, (label_names[raw] if label_names is not None else None)
 
 
+def read_records(
+    path: PathLike, *, what: str, label_field: str = "label", text_field: str = "text"
+) -> list[tuple[str, dict]]:
+    """(position, record) pairs of a JSONL, CSV/TSV or Parquet file or a saved dataset folder
+    (`wasp_jax.records`), with `text_field` renamed to "text"."""
+    path = pathlib.Path(path)
+    kind = records.kind_of(path) if path.exists() else "jsonl"
+    if kind == "dataset":
+        rows = records.read_dataset_folder(path, what)
+    elif kind == "csv":
+        rows = records.read_csv(_open_checked(path, what), what, label_field)
+    elif kind == "parquet":
+        rows = records.read_parquet(_open_checked(path, what), what)
+    else:
+        rows = [(f"line {n}", obj) for n, obj in read_jsonl_numbered(path, what=what)]
+    return records.mapped(rows, text_field, label_field, typed=kind == "jsonl")
+
+
 def read_labeled_jsonl(
     path: PathLike,
     *,
@@ -130,6 +150,7 @@ def read_labeled_jsonl(
     what: str = "private",
     label_field: str = "label",
     label_offset: int = 0,
+    text_field: str = "text",
 ) -> list[dict[str, Any]]:
     """Reads and validates a labelled JSONL file (`{"text": str, "label": int, ...}` per line).
 
@@ -156,25 +177,25 @@ def read_labeled_jsonl(
         the task (or, without `label_names`, an earlier line), or a file with no records.
         Messages never include record text.
     """
-    numbered = read_jsonl_numbered(path, what=what)
+    numbered = read_records(path, what=what, label_field=label_field, text_field=text_field)
     if not numbered:
         raise DataError(
             f"{what} file {str(path)!r} holds no records; it needs one JSON object a line"
         )
     rows, named = [], {}  # named: label id -> (first label_name, its line), without a task
     for lineno, obj in numbered:
-        where = f"{what} file {str(path)!r}, line {lineno}"
+        where = f"{what} file {str(path)!r}, {lineno}"
         missing = [key for key in ("text", label_field) if key not in obj]
         if missing:
             raise DataError(
                 f"{where}: missing field(s) {missing}; each record needs "
-                f'"text" (a non-empty string) and "{label_field}" (the class id)'
+                f'"{text_field}" (a non-empty string) and "{label_field}" (the class id); '
+                "name other columns with --text-field / --label-field"
             )
         text = obj["text"]
         if not isinstance(text, str):
             raise DataError(f'{where}: "text" must be a string, got {type(text).__name__}')
-        if not text.strip():
-            raise DataError(f'{where}: "text" is empty; remove the record or give it text')
+        check_text(text, where)
         raw = obj[label_field]
         if isinstance(raw, int) and not isinstance(raw, bool):
             raw += label_offset
@@ -190,7 +211,7 @@ def read_labeled_jsonl(
             first, first_line = named.setdefault(label, (given, lineno))
             if str(given).strip().lower() != str(first).strip().lower():
                 raise DataError(
-                    f"{where}: label {label} has label_name={given!r} but line {first_line} "
+                    f"{where}: label {label} has label_name={given!r} but {first_line} "
                     f"names it {first!r}; give each label id one label_name"
                 )
         row = dict(obj)

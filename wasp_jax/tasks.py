@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from wasp_jax import task_schema
 from wasp_jax.errors import TaskError
 
 
@@ -90,6 +91,7 @@ def _require(d: dict, key: str, kind: type, where: str) -> Any:
 def parse_task(d: dict[str, Any], source: str = "<dict>") -> TaskSpec:
     """Validates a task dict (the JSON content) and returns a `TaskSpec`."""
     w = f"task {source}"
+    task_schema.check_fields(d, w)
     name = _require(d, "name", str, w)
     labels = tuple(_require(d, "labels", list, w))
     if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
@@ -112,13 +114,13 @@ def parse_task(d: dict[str, Any], source: str = "<dict>") -> TaskSpec:
         labels=labels,
         label_words=words,
         label_field=str(d.get("label_field", "label")),
-        label_offset=int(d.get("label_offset", 0)),
+        label_offset=task_schema.integer(d, "label_offset", 0, w, minimum=-(2**31)),
         zero_shot_prompt=prompt,
         zero_shot_prompt_without_subject=str(
             zs.get("prompt_without_subject", prompt.replace(' for "{subject}"', ""))
         ),
         subject_prompt=subject_prompt,
-        subject_max_new_tokens=int(zs.get("subject_max_new_tokens", 10)),
+        subject_max_new_tokens=task_schema.integer(zs, "subject_max_new_tokens", 10, w, 1),
         bad_prefix=_require(ct, "bad_prefix", str, w + " contrastive"),
         good_prefix=_require(ct, "good_prefix", str, w + " contrastive"),
         contrastive_instruction=_require(ct, "instruction", str, w + " contrastive"),
@@ -126,10 +128,10 @@ def parse_task(d: dict[str, Any], source: str = "<dict>") -> TaskSpec:
         plain_instruction=_require(nc, "instruction", str, w + " non_contrastive"),
         aug_pe_prompt=_require(ap, "prompt", str, w + " aug_pe"),
         aug_pe_styles=styles,
-        min_words=int(d.get("min_words", 1)),
-        max_words=int(d.get("max_words", 0)),
-        min_new_tokens=int(d.get("min_new_tokens", 0)),
-        max_new_tokens=int(d.get("max_new_tokens", 100)),
+        min_words=task_schema.integer(d, "min_words", 1, w),
+        max_words=task_schema.integer(d, "max_words", 0, w),
+        min_new_tokens=task_schema.integer(d, "min_new_tokens", 0, w),
+        max_new_tokens=task_schema.integer(d, "max_new_tokens", 100, w, 1),
         stop=tuple(d.get("stop", ['"'])),
         source=source,
     )
@@ -143,6 +145,11 @@ def parse_task(d: dict[str, Any], source: str = "<dict>") -> TaskSpec:
         raise TaskError(f"{w}: max_words ({spec.max_words}) < min_words ({spec.min_words})")
     if not 1 <= spec.max_new_tokens or spec.min_new_tokens > spec.max_new_tokens:
         raise TaskError(f"{w}: need 0 <= min_new_tokens <= max_new_tokens and max >= 1")
+    # the same template checks as check-task, so that a run never spends its budget on
+    # prompts that cannot name their class
+    problems, _ = check_templates(spec)
+    if problems:
+        raise TaskError(f"{w}: " + "; ".join(problems) + " (wasp-jax check-task explains each)")
     return spec
 
 

@@ -2,6 +2,7 @@
 one-line message and nothing written; good input reaches the runner (a fake one here, so the
 test needs no models) and prints the summary."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -73,6 +74,11 @@ BAD_PRIVATE = {
     "missing_label": ([GOOD, '{"text": "no label here"}'], "line 2: missing field(s) ['label']"),
     "missing_text": (['{"label": 1}'], "line 1: missing field(s) ['text']"),
     "empty_text": ([GOOD, GOOD, '{"text": "   ", "label": 1}'], 'line 3: "text" is empty'),
+    "invisible_text": (
+        [GOOD, '{"text": " \\u200b \\ufeff", "label": 1}'],
+        'line 2: "text" is empty',
+    ),
+    "lone_surrogate": ([GOOD, '{"text": "ok \\ud800", "label": 0}'], "not valid Unicode"),
     "label_outside": ([GOOD, '{"text": "x", "label": 5}'], "label 5 is outside the task"),
     "label_not_int": (['{"text": "x", "label": 1.5}'], "label must be an int"),
     "flipped_convention": (
@@ -112,6 +118,8 @@ def test_bad_private_file_exit_2_and_nothing_written(case, tmp_path, capsys, fak
         ("data.private_path=/no/such/file.jsonl", "does not exist"),
         ("generation.budget=20", "fewer than voting.q=8"),
         ("task=imdbb", "unknown task 'imdbb'"),
+        ("privacy.epsilon=1e400", "too large to represent"),
+        ("generation.temperature=inf", "generation.temperature: must be in [0, 10]"),
     ],
 )
 def test_bad_settings_exit_2(override, expected, tmp_path, capsys, fake_runner):
@@ -224,6 +232,16 @@ def test_report_command(tmp_path, capsys, fake_runner):
     rc, out, _ = run_cli(["report", copy], capsys)
     assert rc == 0 and (copy / "report.md").is_file() and (copy / "plots").is_dir()
     assert str(copy / "report.md") in out
+    # while a run holds the workdir, report refuses in one line and rewrites nothing
+    from wasp_jax.pipeline.run.lock import workdir_lock
+
+    before = (release / "report.md").stat().st_mtime_ns
+    with workdir_lock(tmp_path / "wd"):
+        rc, _, err = run_cli(["report", tmp_path / "wd"], capsys)
+    assert rc == 2 and "in use by another wasp-jax run" in err and err.count("\n") == 1
+    assert (release / "report.md").stat().st_mtime_ns == before
+    rc, _, err = run_cli(["report", tmp_path / "wd"], capsys)
+    assert rc == 0, err
     rc, _, err = run_cli(["report", tmp_path / "nothing"], capsys)
     assert rc == 2 and "does not exist" in err
     (tmp_path / "half").mkdir()
@@ -260,3 +278,51 @@ def test_old_workdir_layout_is_refused_in_one_line(tmp_path, capsys, fake_runner
     rc, _, err = run_cli(["demo", "--workdir", wd, "--force"], capsys)
     assert rc == 0, err
     assert sorted(p.name for p in wd.iterdir()) == ["notes.txt", "private", "release"]
+
+
+def test_a_task_that_check_task_refuses_is_refused_by_run(tmp_path, capsys, fake_runner):
+    """The same validation wherever a task is read: run refuses a contrastive instruction
+    without {label_word} before any model loads, in one line, writing nothing."""
+    spec = json.loads((REPO / "wasp_jax" / "tasks" / "imdb.json").read_text())
+    spec["contrastive"]["instruction"] = 'Another review: "'
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(spec))
+    wd = tmp_path / "wd"
+    rc, _, err = run_cli(["demo", "--workdir", wd, "--set", f"task={path}"], capsys)
+    assert rc == 2 and "contrastive.instruction lacks {label_word}" in err, err
+    assert err.count("\n") == 1 and not wd.exists() and not fake_runner
+    rc, _, err = run_cli(["check-task", path, "--data", tmp_path / "none.jsonl"], capsys)
+    assert rc == 2 and "contrastive.instruction lacks {label_word}" in err
+
+
+def test_a_dead_peer_gives_one_line_and_exit_1_without_a_traceback():
+    """In a multi-process job a runtime collective that fails because a peer died (the
+    Gloo AllGather error) ends the survivor with one line, exit 1, no traceback."""
+    code = (
+        "import jax, wasp_jax.cli.pipeline as p\n"
+        "with p._job_errors(True):\n"
+        "    raise jax.errors.JaxRuntimeError('UNKNOWN: Gloo AllGather failed: Connection "
+        "closed by peer [127.0.0.1]:1234\\nmore detail')\n"
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("wasp-jax: error: a collective operation failed because")
+    assert "Gloo AllGather failed" in out.stderr and "rerun the same command" in out.stderr
+
+
+def test_run_reads_a_csv_with_other_column_names(tmp_path, capsys, fake_runner):
+    rows = [f'"review number {i} of a film",{i % 2}' for i in range(8)]
+    csv = write_lines(tmp_path / "private.csv", ["review,stars", *rows])
+    argv = ["run", "--task", "imdb", "--private", csv, "--workdir", tmp_path / "wd"]
+    rc, _, err = run_cli(
+        argv + ["--text-field", "review", "--label-field", "stars"] + NO_EVAL, capsys
+    )
+    assert rc == 0, err
+    cfg = fake_runner[-1]["cfg"]
+    assert (cfg.data.text_field, cfg.data.label_field) == ("review", "stars")
+    rc, _, err = run_cli(argv[:-1] + [tmp_path / "wd2"] + NO_EVAL, capsys)
+    assert rc == 2 and "line 2: missing field(s)" in err and "--text-field" in err

@@ -207,3 +207,21 @@ def test_plus_centroid_share_is_refused_with_the_fix():
     assert C.WaspConfig.from_dict(d | {"plus": d["plus"] | {"centroid_share": 0.0}})
     assert "plus.centroid_share" not in C.valid_keys()
     assert set(C.base_config().plus.fractions()) == {"usefulness", "per_cluster"}
+
+
+def test_numbers_that_parse_to_something_else_are_refused():
+    """1e400 would silently become inf (no noise); -inf gets the range message; inf itself is
+    only the literal; temperature and top-p have finite ranges."""
+    base = C.base_config()
+    with pytest.raises(C.ConfigError, match=r"privacy.epsilon=1e400: the number is too large"):
+        C.apply_overrides(base, ["privacy.epsilon=1e400"])
+    with pytest.raises(C.ConfigError, match=r"privacy.epsilon: must be > 0"):
+        C.apply_overrides(base, ["privacy.epsilon=-inf"])
+    assert C.apply_overrides(base, ["privacy.epsilon=inf"]).privacy.epsilon == float("inf")
+    for bad in ("inf", "1e400", "11"):
+        with pytest.raises(C.ConfigError, match="generation.temperature"):
+            C.apply_overrides(base, [f"generation.temperature={bad}"])
+    for bad in ("inf", "nan", "0", "1.5"):
+        with pytest.raises(C.ConfigError, match="generation.top_p"):
+            C.apply_overrides(base, [f"generation.top_p={bad}"])
+    assert C.apply_overrides(base, ["generation.temperature=0.7"]).generation.temperature == 0.7

@@ -81,7 +81,8 @@ def test_private_part_is_closed_and_release_holds_the_outputs(two_runs):
         assert {workdir.MARKER, SECRET_FILE, "checkpoint"} <= private
     release = {p.name for p in (a / "release").iterdir()}
     assert release == {"config.json", "synthetic.jsonl", "privacy.json", "method.json",
-                       "metrics.jsonl", "datasheet.md", "report.md", "plots"}  # fmt: skip
+                       "metrics.jsonl", "datasheet.md", "README.md", "report.md",
+                       "plots"}  # fmt: skip
     assert datasheet.SHARING in (a / "release" / "datasheet.md").read_text()
 
 

@@ -205,7 +205,8 @@ def test_report_compares_against_the_baselines(tmp_path):
     assert "changed accuracy by +6.0 points" in text and "not differentially private" in text
     sheet = datasheet.write_datasheet(wd).read_text()
     assert "# Datasheet: synthetic `news topics`" in sheet
-    assert "zero-shot start: 65.0 ± 1.0 %" in sheet and "OnlyPrivate (not DP), not DP" in sheet
+    assert "zero-shot start: 65.0 ± 1.0 %" in sheet and "OnlyPrivate (not DP): " in sheet
+    assert "not DP, not DP" not in sheet
     assert (wd / "plots" / "eval.png").stat().st_size > 1000
 
 
@@ -245,3 +246,59 @@ def test_report_examples_fall_back_to_a_class_s_latest_round(tmp_path):
     shown = [line for line in section.splitlines() if line.startswith("- **")]
     assert [line.split("round ")[1][0] for line in shown] == ["2", "2", "1", "1"]
     assert "synthetic review number 25 " in section and "synthetic review number 47 " in section
+
+
+def test_datasheet_names_a_non_dp_baseline_once():
+    evals = {"accuracy": {"mean": 0.8, "std": 0.01, "per_seed": [0.8]}}
+    baselines = {
+        "OnlyPrivate (not DP)": {"dp": False, "accuracy": {"mean": 0.9, "std": 0.0}},
+        "zero-shot start": {"dp": False, "accuracy": {"mean": 0.7, "std": 0.0}},
+    }
+    text = datasheet._utility(evals, baselines)
+    assert "OnlyPrivate (not DP):" in text and "not DP, not DP" not in text
+    assert "zero-shot start, not DP:" in text
+
+
+def test_dataset_card_is_a_hub_card_with_the_privacy_statement(tmp_path):
+    import yaml
+
+    from wasp_jax.outputs import dataset_card
+
+    wd = make_run(tmp_path / "run")
+    path = dataset_card.write_card(wd)
+    assert path == wd / "README.md"
+    text = path.read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["license"] == "other"  # Apache-2.0 and the Gemma terms differ
+    assert meta["size_categories"] == ["n<1K"] and meta["task_categories"] == [
+        "text-classification"
+    ]
+    assert {"synthetic", "differential-privacy"} <= set(meta["tags"])
+    assert meta["configs"][0]["data_files"][0]["path"] == "synthetic.jsonl"
+    assert "one private record" in text and 'load_dataset("json"' in text
+    assert "Gemma Terms of Use" in text and "## Known limitations" in text
+    assert dataset_card.licence_id(["smollm2-135m-instruct", "all-minilm-l6-v2"]) == "apache-2.0"
+    assert dataset_card.size_category(1000) == "1K<n<10K"
+
+
+def test_class_balance_stays_readable_with_many_long_names(tmp_path):
+    """Ten classes with long names: rendered to PNG, no two class labels overlap."""
+    from wasp_jax.outputs import plots
+
+    names = [f"{w} services and everything related to them, such as {w} repairs" for w in
+             ("home", "health", "beauty", "event", "travel", "grocery", "bar", "arts", "shop",
+              "food")]  # fmt: skip
+    counts = {i: 10 + i for i in range(10)}
+    path = plots.class_balance(names, counts, tmp_path / "balance.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig, ax = plots.class_balance_figure(names, counts)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.get_yticklabels()]
+    assert len(boxes) == 10
+    for i in range(10):
+        for j in range(i + 1, 10):
+            assert not boxes[i].overlaps(boxes[j]), (i, j)

@@ -14,6 +14,7 @@ import wasp_jax
 from tests.private_files import first_private
 from wasp_jax import config as C
 from wasp_jax.data import bundled_path, read_labeled_jsonl
+from wasp_jax.errors import DataWarning
 from wasp_jax.models import sharding
 from wasp_jax.pipeline.methods import common as rounds
 from wasp_jax.pipeline.methods import with_method
@@ -51,7 +52,8 @@ def small_config(**changes):
 @pytest.fixture(autouse=True)
 def no_report(request, monkeypatch):
     """The report (matplotlib, ~2 s) is built only where a test asks for it."""
-    if request.node.name not in ("test_report_and_datasheet_written", "test_privacy_scan"):
+    with_report = ("test_report_and_datasheet_written", "test_privacy_scan", "test_prompts_short_")
+    if not request.node.name.startswith(with_report):
         monkeypatch.setattr(runner, "_finish", lambda *a: None)
 
 
@@ -338,7 +340,16 @@ def test_infinite_epsilon_is_written_as_inf(tmp_path, caplog):
     assert "NOT differentially private" in caplog.text
     # Without noise the histograms are the clean votes: none is written anywhere.
     assert not list(tmp_path.rglob("votes_r*"))
-    from wasp_jax.outputs import datasheet
+    # nor any statistic of them: no vote summary in the metrics, the checkpoint or the report
+    metrics = [json.loads(x) for x in read(tmp_path, "metrics.jsonl").splitlines()]
+    assert metrics[1:] and all(m["noisy_vote_summary"] is None for m in metrics)
+    assert all("no noise" in m["vote_summary_withheld"] for m in metrics[1:])
+    state = json.loads(next(tmp_path.rglob("checkpoint/state.json")).read_text())
+    assert state["decisions"] and all(d["summary"] is None for d in state["decisions"].values())
+    from wasp_jax.outputs import datasheet, report
+
+    text = report.write_report(tmp_path).read_text()
+    assert "Noisy votes per class" not in text and "Not shown: privacy.epsilon is inf" in text
 
     text = datasheet.write_datasheet(tmp_path).read_text()
     assert "NOT differentially private" in text and "(epsilon, delta)-DP" not in text
@@ -427,3 +438,20 @@ def test_folder_that_never_held_a_run_is_not_cleared_or_overwritten(tmp_path, fo
     assert (wd / "metrics.jsonl").read_text() == "my own metrics\n"
     assert not (wd / "config.json").exists()
     assert not (wd / "release").exists() and not (wd / "private").exists()
+
+
+def test_prompts_short_of_s_examples_are_warned_recorded_and_reported(tmp_path):
+    """With 6 candidates per class at the first vote, S = 4 good and 4 bad cannot all be
+    filled: one warning line per round names the classes and the fix, metrics.jsonl records
+    it, and the report has a Shortfalls section."""
+    cfg = small_config(**{"generation.budget": 24, "voting.q": 2})
+    with pytest.warns(DataWarning, match=r"round 1: fewer than S=4 examples in some prompts"):
+        runner.run(cfg, tmp_path, hooks=hooks())
+    metrics = [json.loads(x) for x in read(tmp_path, "metrics.jsonl").splitlines()]
+    short = metrics[1]["short_examples"]
+    assert short and all(n < 4 for v in short.values() for n in v.values())
+    assert set().union(*[set(v) for v in short.values()]) <= {"negative", "positive"}
+    from wasp_jax.outputs import report
+
+    text = report.write_report(tmp_path).read_text()
+    assert "## Shortfalls" in text and "raise generation.budget" in text

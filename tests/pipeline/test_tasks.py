@@ -46,8 +46,12 @@ def test_user_task_file(tmp_path):
         "name": "spam",
         "labels": ["ham", "spam"],
         "zero_shot": {"prompt": 'A {label_word} e-mail: "'},
-        "contrastive": {"bad_prefix": "Bad: ", "good_prefix": "Good: ", "instruction": 'New: "'},
-        "non_contrastive": {"prefix": "E-mail: ", "instruction": 'Another: "'},
+        "contrastive": {
+            "bad_prefix": "Bad: ",
+            "good_prefix": "Good: ",
+            "instruction": 'New {label_word}: "',
+        },
+        "non_contrastive": {"prefix": "E-mail: ", "instruction": 'Another {label_word}: "'},
         "aug_pe": {"prompt": "Rephrase {style}: {sample}\n", "styles": ["briefly"]},
     }
     f = tmp_path / "spam.json"
@@ -66,3 +70,84 @@ def test_errors(tmp_path):
     bad.write_text(json.dumps({"name": "x", "labels": ["a", "b"]}))
     with pytest.raises(tasks.TaskError, match="missing field 'zero_shot'"):
         tasks.load_task(str(bad))
+
+
+def _spam(**changes):
+    d = {
+        "name": "spam",
+        "labels": ["ham", "spam"],
+        "zero_shot": {"prompt": 'A {label_word} e-mail: "'},
+        "contrastive": {
+            "bad_prefix": "B: ",
+            "good_prefix": "G: ",
+            "instruction": '{label_word}: "',
+        },
+        "non_contrastive": {"prefix": "E: ", "instruction": 'More {label_word}: "'},
+        "aug_pe": {"prompt": "Rephrase {style}: {sample}\n", "styles": ["briefly"]},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition(".")
+        if field:
+            d[section] = dict(d[section], **{field: value})
+        else:
+            d[section] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"contrastive.instruction": 'New: "'}, "contrastive.instruction lacks {label_word}"),
+        ({"zero_shot.prompt": 'An e-mail: "'}, "zero_shot.prompt lacks {label_word}"),
+        (
+            {"non_contrastive.instruction": '{label_word} {unknown_ph}: "'},
+            r"unknown placeholder\(s\) \['unknown_ph'\]",
+        ),
+        ({"labels": ["ham", "Ham"]}, "occur twice"),
+        ({"min_word": 3}, "unknown field 'min_word'; did you mean 'min_words'"),
+        (
+            {"zero_shot.promt": "x"},
+            "unknown field 'zero_shot.promt'; did you mean 'zero_shot.prompt'",
+        ),
+        ({"max_new_tokens": float("nan")}, "'max_new_tokens' must be a finite whole number"),
+        ({"min_words": float("inf")}, "'min_words' must be a finite whole number"),
+        ({"max_new_tokens": "64"}, "'max_new_tokens' must be a whole number"),
+        ({"max_new_tokens": 0}, "'max_new_tokens' must be >= 1"),
+    ],
+)
+def test_one_validation_refuses_what_check_task_refuses(tmp_path, changes, message):
+    """load_task (what run, demo, check-task and the Python API read) refuses broken
+    prompts, duplicate labels, unknown fields and non-finite numbers, naming the field."""
+    f = tmp_path / "spam.json"
+    f.write_text(json.dumps(_spam(**changes)))  # NaN and Infinity as JSON writes them
+    with pytest.raises(tasks.TaskError, match=message):
+        tasks.load_task(str(f))
+    assert tasks.load_task(str(_write(tmp_path / "ok.json", _spam()))).name == "spam"
+
+
+def _write(path, d):
+    path.write_text(json.dumps(d))
+    return path
+
+
+PAPER_TASKS = {"banking": 10, "openreview_area": 12, "openreview_rating": 5}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_TASKS))
+def test_the_papers_other_tasks_are_built_in_and_pass_check_task(name, tmp_path, capsys):
+    """Banking and the two OpenReview tasks: built in, with the original lengths, and
+    check-task passes on a small handmade file (no data for them ships)."""
+    from wasp_jax import cli
+
+    task = tasks.load_task(name)
+    assert name in tasks.builtin_tasks() and task.num_classes == PAPER_TASKS[name]
+    lengths = (10, 100) if name == "banking" else (30, 300)
+    assert (task.min_new_tokens, task.max_new_tokens) == lengths
+    words = "the reviewer found the method clear and the experiments thorough enough today"
+    rows = [
+        {"text": f"{words} {c} {i}", "label": c} for c in range(task.num_classes) for i in range(2)
+    ]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli.main(["check-task", name, "--data", str(data)]) == 0
+    assert f"{name}: OK for" in capsys.readouterr().out

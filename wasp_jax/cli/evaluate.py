@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from wasp_jax.errors import UsageError
 
@@ -112,13 +113,14 @@ def main_evaluate(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     acc, f1 = result["accuracy"], result["macro_f1"]
+    # stdout carries the JSON only (pipe it into a JSON reader); the summary goes to stderr
     print(
         f"{result['mode']} on {result['train']['num_used']} texts, tested on "
         f"{result['test']['num_used']}: accuracy {acc['mean']:.4f} +/- {acc['std']:.4f}, "
-        f"macro-F1 {f1['mean']:.4f} +/- {f1['std']:.4f} ({len(result['seeds'])} seeds)"
+        f"macro-F1 {f1['mean']:.4f} +/- {f1['std']:.4f} ({len(result['seeds'])} seeds)",
+        file=sys.stderr,
     )
     if args.out:
-        print(f"wrote {args.out}")
-    else:
-        print(json.dumps(result, indent=2))
+        print(f"wrote {args.out}", file=sys.stderr)
+    print(json.dumps(result, indent=2))
     return 0

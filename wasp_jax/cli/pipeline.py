@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import json
 import logging
 import os
+import pathlib
 import re
 import sys
 import time
@@ -39,7 +39,7 @@ from wasp_jax import class_checks
 from wasp_jax import config as config_lib
 from wasp_jax import data as data_io
 from wasp_jax.cli.launch import add_job_flags, join_job
-from wasp_jax.config.api import api_kind
+from wasp_jax.cli.models_check import check_model, known_models  # noqa: F401 (re-exported)
 from wasp_jax.data import bundled_path
 from wasp_jax.errors import ConfigError, TaskError, UsageError
 from wasp_jax.pipeline.run import sizing
@@ -87,6 +87,13 @@ def register_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test", metavar="TEST.jsonl", help="real labelled test texts: evaluate and compare"
     )
+    parser.add_argument(
+        "--text-field", help="the private file's text column (data.text_field; default text)"
+    )
+    parser.add_argument(
+        "--label-field",
+        help="the private file's label column (data.label_field; default: the task's)",
+    )
     _add_common(parser)
 
 
@@ -118,6 +125,9 @@ def main_run(args: argparse.Namespace) -> int:
         )
     with _usage_errors():
         cfg = own_data_config(args.config, task=args.task, private=args.private, test=args.test)
+        fields = {f"data.{k}": getattr(args, k) for k in ("text_field", "label_field")}
+        if any(v is not None for v in fields.values()):
+            cfg = config_lib.replace(cfg, **{k: v for k, v in fields.items() if v is not None})
         cfg = config_lib.apply_overrides(cfg, args.overrides)
         if not args.config and not any(o.startswith("generation.budget=") for o in args.overrides):
             cfg = _sized(cfg)
@@ -179,10 +189,15 @@ def main_demo(args: argparse.Namespace) -> int:
 
 
 def main_report(args: argparse.Namespace) -> int:
-    from wasp_jax.outputs import datasheet, report  # matplotlib: only for this command
+    from wasp_jax.outputs import dataset_card, datasheet, report  # matplotlib: only here
+    from wasp_jax.pipeline.run.lock import LOCK_FILE, workdir_lock
 
-    sheet = datasheet.write_datasheet(args.workdir)
-    path = report.write_report(args.workdir)
+    # a workdir's lock: refused at once while a run writes it (a copied release folder has none)
+    locked = (pathlib.Path(args.workdir) / LOCK_FILE).is_file()
+    with workdir_lock(args.workdir) if locked else contextlib.nullcontext():
+        sheet = datasheet.write_datasheet(args.workdir)
+        dataset_card.write_card(args.workdir)
+        path = report.write_report(args.workdir)
     print(f"wrote {sheet}\nwrote {path} (plots in {path.parent / 'plots'})")
     return 0
 
@@ -207,11 +222,22 @@ def _job_errors(multi: bool):
     One line on stderr, exit status 1, and no wait at the runtime's shutdown barrier for a
     peer that is gone.
     """
+    import jax
+
     from wasp_jax.distributed import DivergenceError, PeerFailure
 
     try:
         yield
-    except (PeerFailure, DivergenceError) as err:
+    except (PeerFailure, DivergenceError, jax.errors.JaxRuntimeError) as err:
+        if isinstance(err, jax.errors.JaxRuntimeError):
+            if not multi:
+                raise
+            # a collective the runtime ran for us (not one of ours) met a peer that is gone
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            err = (
+                f"a collective operation failed because another process of the job stopped "
+                f"({first}); rerun the same command to resume from the checkpoint"
+            )
         print(f"wasp-jax: error: {err}", file=sys.stderr)
         if not multi:
             raise
@@ -303,7 +329,12 @@ def check_run_inputs(cfg) -> None:
                 raise UsageError(
                     f"method {cfg.method!r} needs private data; set data.private_path=FILE.jsonl"
                 )
-            rows = data_io.read_labeled_jsonl(cfg.data.private_path, what="private", **read)
+            fields = {"text_field": cfg.data.text_field}
+            if cfg.data.label_field:
+                fields["label_field"] = cfg.data.label_field
+            rows = data_io.read_labeled_jsonl(
+                cfg.data.private_path, what="private", **(read | fields)
+            )
             class_checks.warn_missing_classes(rows, task.labels)
             del rows  # private: only validated here, the runner reads it again
         need = method.first_vote_need(cfg)
@@ -333,40 +364,6 @@ def check_run_inputs(cfg) -> None:
     check_model(cfg.embedder.name, "embedder.name", "embedder")
     if cfg.eval.test_path:
         data_io.read_labeled_jsonl(cfg.eval.test_path, what="test", **read)
-
-
-def known_models(kind: str) -> list[str]:
-    """Registry names the loaders accept (`kind` "plm" or "embedder")."""
-    from wasp_jax.models import registry  # heavy (jax via models/__init__): only to list names
-
-    if kind == "plm":
-        return list(registry.supported())
-    return registry.supported_encoders()
-
-
-def check_model(spec: str, key: str, kind: str) -> None:
-    """A model spec must be a registry name or a checkpoint file/folder the loaders can read.
-
-    Raises:
-      UsageError: naming the closest registry name and listing all of them.
-    """
-    if kind == "plm" and api_kind(spec):
-        return  # an API PLM: its endpoint is checked when it is loaded
-    if os.path.exists(spec):
-        from wasp_jax.models.probe import EXPECTED, checkpoint_problem
-
-        problem = checkpoint_problem(spec, kind)
-        if problem:
-            raise UsageError(f"{key}: {spec!r} {problem}; expected {EXPECTED[kind]}")
-        return
-    names = known_models(kind)
-    if spec not in names:
-        close = difflib.get_close_matches(spec, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(
-            f"{key}: unknown model {spec!r}{hint} (known: {', '.join(sorted(names))}; "
-            "or give the path of a checkpoint file or folder)"
-        )
 
 
 def summary(workdir: str, wall_s: float, *, title: str = "run") -> str:

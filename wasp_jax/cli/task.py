@@ -90,12 +90,12 @@ def scan_labels(path: str, field: str = "label") -> LabelScan:
             gaps between int ids, an id with two names, fewer than two classes. Messages name
             lines and labels, never texts.
     """
-    numbered = data_io.read_jsonl_numbered(path, what="data")
+    numbered = data_io.read_records(path, what="data", label_field=field)  # any input format
     if not numbered:
         raise DataError(f"data file {path!r} holds no records; it needs one JSON object a line")
     values, names, all_named = [], {}, True
     for line, row in numbered:
-        where = f"data file {path!r}, line {line}"
+        where = f"data file {path!r}, {line}"
         if field not in row:
             raise DataError(f"{where}: no {field!r} field; --label-field names the class field")
         value = row[field]
@@ -116,7 +116,7 @@ def scan_labels(path: str, field: str = "label") -> LabelScan:
             if first[0].casefold() != name.strip().casefold():
                 raise DataError(
                     f"{where}: label {value} is named {name.strip()!r} here but {first[0]!r} "
-                    f"on line {first[1]}; give each label id one label_name"
+                    f"on {first[1]}; give each label id one label_name"
                 )
         values.append(value)
     if len({type(v) for v in values}) > 1:
@@ -319,7 +319,9 @@ def _span(xs: list[int]) -> str:
 def check(task: tasks.TaskSpec, data: str) -> tuple[list[str], list[str], list[str]]:
     """(problems, warnings, report lines) of `task` against the data file `data`."""
     try:
-        raw = data_io.read_jsonl(data, what="data")
+        raw = [
+            row for _, row in data_io.read_records(data, what="data", label_field=task.label_field)
+        ]
     except DataError as err:
         return [str(err)], [], []
     if not raw:

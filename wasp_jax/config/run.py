@@ -216,18 +216,27 @@ def replace(cfg: WaspConfig, **changes: Any) -> WaspConfig:
     return WaspConfig.from_dict(d)
 
 
-def _parse_value(raw: str, tp: Any) -> Any:
+def _parse_value(raw: str, tp: Any, key: str = "value") -> Any:
     text = raw.strip()
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     if text.lower() in ("none", "null"):
         return None
-    if text.lower() in ("inf", "infinity"):
+    if text.lower() in ("inf", "infinity", "+inf"):
         return math.inf
+    if text.lower() in ("-inf", "-infinity"):
+        return -math.inf
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text  # a bare string such as a model name or a path
+    if isinstance(value, float) and not math.isfinite(value):
+        # e.g. 1e400 parses to inf: never let a typo switch the noise off
+        raise ConfigError(
+            f"{key}={text}: the number is too large to represent (it would become "
+            f"{value}); give a finite number, or the literal inf where inf is allowed"
+        )
+    return value
 
 
 def apply_overrides(cfg: WaspConfig, overrides: Sequence[str]) -> WaspConfig:
@@ -251,9 +260,9 @@ def apply_overrides(cfg: WaspConfig, overrides: Sequence[str]) -> WaspConfig:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. voting.q=4)")
         key, raw = item.split("=", 1)
         key = key.strip()
-        if key not in hints and _removed(key, _parse_value(raw, None)):
+        if key not in hints and _removed(key, _parse_value(raw, None, key)):
             continue
         if key not in hints:
             raise _unknown_key(key)
-        changes[key] = _parse_value(raw, hints[key])
+        changes[key] = _parse_value(raw, hints[key], key)
     return replace(cfg, **changes)

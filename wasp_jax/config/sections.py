@@ -81,15 +81,18 @@ class DataConfig:
     file first (`wasp-jax prepare-private`, docs/method.md §5.2) and pass that file.
 
     Attributes:
-        private_path: JSONL file of private samples ({"text", "label"}); required by the
-            methods that use private data, ignored by the others.
-        num_parties: number of data parties L (§2.5); each adds noise sigma/sqrt(L)
-            and the server sums, which assumes secure aggregation.
-        party_alpha: Dirichlet concentration of the per-class split over parties; 0 = an even
-            random split.
+        private_path: the private samples (JSONL, CSV/TSV, Parquet or a saved dataset
+            folder); required by the methods that use private data, ignored by the others.
+        text_field, label_field: the columns of the private and test files holding the text
+            and the label ("" = the task's label_field).
+        num_parties: number of data parties L (§2.5); each adds noise sigma/sqrt(L) and the
+            server sums, which assumes secure aggregation.
+        party_alpha: Dirichlet concentration of the per-class split over parties (0 = even).
     """
 
     private_path: str = ""
+    text_field: str = "text"
+    label_field: str = ""
     num_parties: int = 1
     party_alpha: float = 0.0
 
@@ -257,7 +260,8 @@ class GenerationConfig:
         _check(self.batch_size >= 1, "generation.batch_size", "must be >= 1")
         _check(0 < self.top_p <= 1, "generation.top_p", f"must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, "generation.top_k", "must be >= 0 (0 = off)")
-        _check(self.temperature >= 0, "generation.temperature", "must be >= 0 (0 = greedy)")
+        t = self.temperature  # beyond 10 sampling is uniform noise; inf would reach the PLM
+        _check(0 <= t <= 10, "generation.temperature", f"must be in [0, 10] (0 = greedy), got {t}")
         for name in ("min_new_tokens", "max_new_tokens"):
             v = getattr(self, name)
             _check(v is None or v >= 0, f"generation.{name}", "must be >= 0 or None")

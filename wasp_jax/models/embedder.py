@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from wasp_jax import distributed as dist
 from wasp_jax.kernels.padding import length_bucket, row_bucket
-from wasp_jax.models import layers
+from wasp_jax.models import hub, layers
 from wasp_jax.models import sharding as shd
 from wasp_jax.models.bert import (
     bert_param_shardings,
@@ -311,6 +311,8 @@ def load_embedder(
             f"need batch_size >= 1 and max_length >= 2, got {batch_size}, {max_length}"
         )
     steps = MEAN_NORMALIZED
+    if hub.looks_like_hub_id(spec):  # a Hugging Face id: its cached snapshot folder
+        spec = str(hub.snapshot(spec))
     if is_t5_folder(pathlib.Path(spec).expanduser()):
         loaded = load_sentence_t5(spec, mesh=mesh)
     else:

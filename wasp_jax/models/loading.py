@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wasp_jax.models import build, convert
+from wasp_jax.models import build, convert, hub
 from wasp_jax.models import cache as cache_lib
 from wasp_jax.models import tokenizer as tok_lib
 from wasp_jax.models.config import DecoderConfig
@@ -93,12 +93,16 @@ def resolve_source(
         locator, instruct, dist = registry[spec]
         return Source(spec, spec, f"{dist}=={dist_version(dist)}", instruct, locator=locator)
     path = pathlib.Path(spec).expanduser()
+    if hub.looks_like_hub_id(spec):
+        path = hub.snapshot(spec)  # the cached snapshot; nothing is downloaded
     if not path.exists():
         raise ValueError(
-            f"unknown {kind} {spec!r}: not a registry name or an existing path; {supported_msg}"
+            f"unknown {kind} {spec!r}: not a registry name, a Hugging Face id in the local "
+            f"cache or an existing path; {supported_msg}"
         )
     path = path.resolve()
-    name = path.stem if path.is_file() else path.name
+    name = spec.split("/")[-1] if hub.looks_like_hub_id(spec) else path.name
+    name = path.stem if path.is_file() else name
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
     key = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"
     instruct = bool(re.search(r"instruct|chat|(^|[-_])it($|[-_])", name, re.I))

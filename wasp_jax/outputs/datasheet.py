@@ -293,7 +293,7 @@ def _utility(evals: Mapping[str, Any] | None, baselines: Mapping[str, Any] | Non
     )
     for name, b in (baselines or {}).items():
         if isinstance(b, Mapping):
-            label = name if b.get("dp") else f"{name}, not DP"
+            label = name if b.get("dp") or "not DP" in name else f"{name}, not DP"
             if b.get("kind") == "dp_classifier":
                 label += ", its own epsilon, spent in addition to the run's"
             text += f"; {label}: {run_files.mean_std(b.get('accuracy'))} %"

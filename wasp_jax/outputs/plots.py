@@ -61,11 +61,24 @@ def class_balance(
     names: Sequence[str], by_class: Mapping[int, int], path: pathlib.Path
 ) -> pathlib.Path:
     """Bar plot of synthetic samples per class (`by_class`: label id -> count)."""
-    fig, ax = _figure(max(4, 0.6 * len(names) + 2))
-    ax.bar(range(len(names)), [by_class.get(i, 0) for i in range(len(names))])
-    ax.set_xticks(range(len(names)), names, rotation=30 if len(names) > 4 else 0, fontsize=8)
-    ax.set(ylabel="synthetic samples", title="Class balance of synthetic.jsonl")
-    return _save_png(fig, path)
+    return _save_png(class_balance_figure(names, by_class)[0], path)
+
+
+def class_balance_figure(names: Sequence[str], by_class: Mapping[int, int]):
+    """(figure, axes) of `class_balance`: one horizontal bar per class, first class on top,
+    long names wrapped, the height growing with the classes, so that many classes or long
+    names stay readable."""
+    import textwrap
+
+    labels = [textwrap.fill(f"{i}: {n}", 28) for i, n in enumerate(names)]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, ax = _figure(6.5, max(2.5, 0.28 * lines + 0.25 * len(names) + 1.2))
+    ys = range(len(names))
+    ax.barh(ys, [by_class.get(i, 0) for i in ys])
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="synthetic samples", title="Class balance of synthetic.jsonl")
+    return fig, ax
 
 
 def stage_seconds(metrics: Sequence[Mapping], path: pathlib.Path) -> pathlib.Path | None:

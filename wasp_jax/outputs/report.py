@@ -72,6 +72,12 @@ def write_report(workdir: str | pathlib.Path) -> pathlib.Path:
                 ("round", "histogram", "class", "candidates", "mean", "std", "max"), summary_rows
             ),
         ]
+    withheld = next(
+        (m["vote_summary_withheld"] for m in metrics if "vote_summary_withheld" in m), None
+    )
+    if withheld:
+        parts += ["## Votes per class\n", f"Not shown: {withheld}.\n"]
+    parts += _shortfalls(metrics)
     parts += usage_section(metrics)
     if run["eval"]:
         parts += [
@@ -273,3 +279,23 @@ def _examples(
         )
     out.append("\n".join(lines) + "\n" if lines else "(no samples)\n")
     return out
+
+
+def _shortfalls(metrics) -> list[str]:
+    """Rounds that fell short: rows under the budget, prompts with fewer than S examples."""
+    rows = []
+    for m in metrics:
+        short = m.get("short_examples") or {}
+        told = "; ".join(
+            f"{kind}: " + ", ".join(f"{n} {k}" for n, k in v.items()) for kind, v in short.items()
+        )
+        if m.get("shortfall") or told:
+            rows.append((m.get("round"), m.get("shortfall", 0), told or "-"))
+    if not rows:
+        return []
+    return [
+        "## Shortfalls\n",
+        "Fewer rows than the budget, or contrastive prompts with fewer than S examples "
+        "(raise generation.budget, generation.max_new_tokens or lower selection.s):\n",
+        md_table(("round", "rows short", "prompts short of S examples (class examples)"), rows),
+    ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import sys
 import time
 from collections.abc import Sequence
 
@@ -137,7 +138,8 @@ def evaluate_texts(
             info.pop("val_indices", None)
         runs.append(_scored(info, seed, test_labels, pred, num_classes, start))
         if progress:
-            print(f"seed {seed}: accuracy {info['accuracy']:.4f} ({info['seconds']} s)")
+            line = f"seed {seed}: accuracy {info['accuracy']:.4f} ({info['seconds']} s)"
+            print(line, file=sys.stderr)
     return {
         "accuracy": _summary([r["accuracy"] for r in runs]),
         "macro_f1": _summary([r["macro_f1"] for r in runs]),

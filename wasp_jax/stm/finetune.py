@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import math
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -255,7 +256,7 @@ class _Fit:
                     bad += 1
             history.append(record)
             if progress:
-                print(json.dumps(record))
+                print(json.dumps(record), file=sys.stderr)  # progress: stdout stays the result
             if len(self.val_idx) and bad >= self.config.patience:
                 break
         if best[1] is not None and best[2] != len(history):

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 
 from wasp_jax import data as data_io
+from wasp_jax.errors import DataWarning
 from wasp_jax.pipeline.run.inputs import RunInputs
-from wasp_jax.pipeline.run.state import RunState
+from wasp_jax.pipeline.run.state import RoundDecision, RunState
 
 log = logging.getLogger("wasp_jax")
+
+#: Why a run without noise records no vote summary.
+WITHHELD = (
+    "privacy.epsilon is inf, so the votes got no noise: any summary of them (mean, std, max "
+    "per class) would reveal the private data, and none is written"
+)
 
 
 def _duration(seconds: float) -> str:
@@ -39,6 +47,12 @@ class Committer:
         self.inputs, self.state = inputs, state
         self.resumed = len(state.done)
         self._start_n, self._start_t = len(state.population), time.perf_counter()
+
+    @property
+    def clean_votes(self) -> bool:
+        """The run's votes get no noise (epsilon = inf): nothing computed from them is kept."""
+        plan = self.inputs.plan
+        return plan is not None and plan.sigma == 0
 
     def _hook(self, event: str) -> None:
         if self.inputs.hooks.on_stage:
@@ -59,6 +73,9 @@ class Committer:
         if releases_round is not None:
             self.state.ledger.record(releases_round)
         result = fn()
+        if self.clean_votes and isinstance(getattr(result, "decision", None), RoundDecision):
+            # no noise (epsilon = inf): a summary would be a statistic of the clean votes
+            result.decision.summary = None
         arrays = self.state.apply(result, num_classes=self.inputs.task.num_classes)
         secs = self.state.current.stage_seconds
         secs[metric] = secs.get(metric, 0.0) + time.perf_counter() - t0
@@ -108,6 +125,7 @@ class Committer:
             return
         self._hook(name + ":start")
         cur, pop = self.state.current, self.state.population
+        short = self._short_examples(round_, selected)
         self.state.metrics.append(
             {
                 "round": round_,
@@ -116,15 +134,41 @@ class Committer:
                 "plm_budgets": [int(b) for b in budgets],
                 "class_counts": pop.class_counts(self.inputs.task.num_classes),
                 "stage_seconds": {k: round(v, 3) for k, v in cur.stage_seconds.items()},
-                "noisy_vote_summary": summary,
+                "noisy_vote_summary": None if self.clean_votes else summary,
+                **({"vote_summary_withheld": WITHHELD} if self.clean_votes else {}),
                 "selected": selected,
                 "shortfall": cur.shortfall,
                 "filtered": dict(cur.filtered),
                 **({"api_usage": cur.api_usage} if cur.api_usage else {}),
                 **({"tuning": cur.tuning} if cur.tuning else {}),
+                **({"short_examples": short} if short else {}),
                 "n_synthetic": len(pop),
             }
         )
         self.state.current = type(cur)()
         self.state.done.append(name)
         self.commit()
+
+    def _short_examples(self, round_: int, selected) -> dict:
+        """{"good"/"bad": {class name: examples}} of the classes whose contrastive prompts got
+        fewer than S examples this round, warned about in one line."""
+        if not selected or not self.inputs.cfg.generation.contrastive:
+            return {}
+        s, names = self.inputs.cfg.selection.s, self.inputs.task.labels
+        short = {
+            kind: {names[c]: len(rows) for c, rows in enumerate(selected[kind]) if len(rows) < s}
+            for kind in ("good", "bad")
+            if kind in selected
+        }
+        short = {kind: v for kind, v in short.items() if v}
+        if short:
+            told = "; ".join(
+                f"{k}: " + ", ".join(f"{n!r} {m}" for n, m in v.items()) for k, v in short.items()
+            )
+            warnings.warn(
+                f"round {round_}: fewer than S={s} examples in some prompts ({told}); the "
+                "candidates per class were too few: raise generation.budget or lower selection.s",
+                DataWarning,
+                stacklevel=2,
+            )
+        return short

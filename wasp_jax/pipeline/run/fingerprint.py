@@ -22,6 +22,7 @@ fingerprinted by the name and the version of the package that ships it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -82,6 +83,11 @@ def _sampled_digest(path: pathlib.Path) -> str:
 def model_fingerprint(spec: str) -> str:
     """A PLM's or embedder's source: its files (a path) or its name and package version."""
     path = pathlib.Path(spec).expanduser()
+    from wasp_jax.models import hub
+
+    if hub.looks_like_hub_id(spec):
+        with contextlib.suppress(ValueError):  # not cached: the loader says so in one line
+            path = hub.snapshot(spec)
     if not path.exists():
         from wasp_jax.models import registry  # names only; imported when a name is used
 
@@ -109,6 +115,9 @@ def config_fingerprint(cfg: WaspConfig) -> str:
     resumes with a raised one), and the whole `api` section when no PLM is an API PLM."""
     d = cfg.to_dict()
     d.pop("runtime", None)
+    for key, default in (("text_field", "text"), ("label_field", "")):  # default: as before
+        if d["data"].get(key) == default:
+            d["data"].pop(key)
     if not cfg.tune.enabled:  # off, its settings change nothing (and older runs stay resumable)
         d.pop("tune", None)
     d["generation"].pop("api_cache_dir", None)

@@ -39,8 +39,9 @@ def load_private(
         path,
         label_names=task.labels,
         what="private",
-        label_field=task.label_field,
+        label_field=data.label_field or task.label_field,
         label_offset=task.label_offset,
+        text_field=data.text_field,
     )
     rng = host_rng(seed, "data")
     labels = np.array([r["label"] for r in rows], np.int32)

@@ -53,7 +53,7 @@ from wasp_jax.config import WaspConfig
 from wasp_jax.config.api import api_kind
 from wasp_jax.errors import ConfigError
 from wasp_jax.models.cache import cache_root
-from wasp_jax.outputs import datasheet, report
+from wasp_jax.outputs import dataset_card, datasheet, report
 from wasp_jax.pipeline.methods import resolve
 from wasp_jax.pipeline.run import sizing, spread
 from wasp_jax.pipeline.run.commit import Committer
@@ -245,4 +245,5 @@ def _finish(inputs: RunInputs, state: RunState, runner: Committer) -> None:
     evaluation.evaluate_run(inputs, state, runner)  # every process: the STM trains data parallel
     if inputs.writer:
         datasheet.write_datasheet(inputs.release)
+        dataset_card.write_card(inputs.release)
         report.write_report(inputs.release)
