@@ -31,6 +31,29 @@ WITHHELD = (
 )
 
 
+def eta_seconds(stages, *, zero_left: int, voted_left: int) -> float | None:
+    """Seconds of generation left, from the measured pace of each kind of row.
+
+    `stages` holds ``(kind, rows, seconds)`` of every generate stage this process ran: kind
+    "zero" (zero-shot: round 0 and the baseline's rows) or "voted" (rounds 1..T, whose
+    contrastive prompts are several times longer). Each kind's rows left cost what that kind
+    has cost per row so far (compile time included once, in the stage that paid it). Voted
+    rows left before any voted stage was measured give None: round 0's pace would
+    underestimate them, so no number is better than a wrong one.
+    """
+    rate = {}
+    for kind in ("zero", "voted"):
+        rows = sum(n for k, n, _ in stages if k == kind)
+        if rows:
+            rate[kind] = sum(sec for k, _, sec in stages if k == kind) / rows
+    if voted_left and "voted" not in rate:
+        return None
+    if zero_left and "zero" not in rate and "voted" not in rate:
+        return None
+    zero_rate = rate.get("zero", rate.get("voted", 0.0))
+    return voted_left * rate.get("voted", 0.0) + zero_left * zero_rate
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:
@@ -46,7 +69,7 @@ class Committer:
     def __init__(self, inputs: RunInputs, state: RunState):
         self.inputs, self.state = inputs, state
         self.resumed = len(state.done)
-        self._start_n, self._start_t = len(state.population), time.perf_counter()
+        self._gen_log: list[tuple[str, int, float]] = []  # (kind, rows, seconds) per stage
 
     @property
     def clean_votes(self) -> bool:
@@ -72,6 +95,7 @@ class Committer:
         t0 = time.perf_counter()
         if releases_round is not None:
             self.state.ledger.record(releases_round)
+        rows0 = len(self.state.population) + len(self.state.baseline)
         result = fn()
         if self.clean_votes and isinstance(getattr(result, "decision", None), RoundDecision):
             # no noise (epsilon = inf): a summary would be a statistic of the clean votes
@@ -82,16 +106,29 @@ class Committer:
         self.state.done.append(name)
         self.commit(arrays)
         if metric == "generate":
+            rows = len(self.state.population) + len(self.state.baseline) - rows0
+            kind = "voted" if name.startswith("r") else "zero"  # r{t}/gen/k; init/, baseline/
+            self._gen_log.append((kind, rows, time.perf_counter() - t0))
             self._log_progress()
         self._hook(name + ":done")
 
     def _log_progress(self) -> None:
-        """Samples kept of the whole budget, and an ETA from this process's pace."""
-        done, total = len(self.state.population), self.inputs.cfg.generation.budget
-        new, secs = done - self._start_n, time.perf_counter() - self._start_t
-        eta = ""
-        if 0 < new and done < total:
-            eta = f", about {_duration((total - done) * secs / new)} left"
+        """Samples kept of the whole budget, and the generation time left (`eta_seconds`)."""
+        cfg = self.inputs.cfg
+        done, total = len(self.state.population), cfg.generation.budget
+        n0 = min(cfg.generation.initial_size, total)
+        baseline_left = 0
+        if cfg.eval.test_path and cfg.eval.baselines and cfg.generation.rounds > 0:
+            baseline_left = max(total - n0 - len(self.state.baseline), 0)
+        left = eta_seconds(
+            self._gen_log,
+            zero_left=max(n0 - done, 0) + baseline_left,
+            voted_left=max(total - max(done, n0), 0),
+        )
+        if left is None:
+            eta = ", time left known once round 1 has started (its prompts are longer)"
+        else:
+            eta = f", about {_duration(left)} of generation left" if left > 0 else ""
         log.info("progress: %d of %d samples (%.0f%%)%s", done, total, 100 * done / total, eta)
 
     def commit(self, arrays: dict | None = None) -> None:
