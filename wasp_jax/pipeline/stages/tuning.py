@@ -121,6 +121,7 @@ def before_round(inputs, state, t: int, k: int, margin: np.ndarray) -> dict | No
         "loss": [round(float(x), 5) for x in out.loss],
         "reward_accuracy_last": float(out.reward_accuracy[-1]),
         "seconds": round(out.seconds, 3),
+        "peak_rss_mb": _peak_rss_mb(),
         "update_norm": float(
             sum(np.linalg.norm(a["a"] @ a["b"]) for a in out.adapters.values()) * tc.alpha / tc.rank
         ),
@@ -147,3 +148,10 @@ def untuned_draw(inputs, k: int, draw):
         return draw()
     with tw.untuned(gen):
         return draw()
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
