@@ -123,6 +123,7 @@ def test_tuning_spends_no_privacy_and_is_recorded(tuned, tmp_path):
         assert rec["pairs"] == sum(rec["pairs_per_class"]) > 0
         assert rec["steps"] == 6 and len(rec["loss"]) == 6
         assert rec["loss"][0] == pytest.approx(np.log(2.0), rel=1e-4)  # starts at the reference
+        assert rec["peak_rss_mb"] > 0 and rec["seconds"] > 0
     assert "tuning" not in metrics[0] and all("tuning" not in m for m in _metrics(plain))
     sheet = (res.release / "datasheet.md").read_text()
     assert "tuned on DP feedback" in sheet
@@ -157,10 +158,8 @@ def test_a_run_killed_during_tuning_resumes_to_the_same_outputs(tmp_path, monkey
         assert (again.release / name).read_bytes() == (res.release / name).read_bytes()
     strip = lambda m: [{k: v for k, v in r.items() if k != "stage_seconds"} for r in m]
     for a, b in zip(strip(_metrics(again)), strip(_metrics(res))):
-        for rec in (a.get("tuning") or {}).values():
-            rec.pop("seconds")
-        for rec in (b.get("tuning") or {}).values():
-            rec.pop("seconds")
+        for rec in [*(a.get("tuning") or {}).values(), *(b.get("tuning") or {}).values()]:
+            rec.pop("seconds"), rec.pop("peak_rss_mb")  # measurements of the process
         assert a == b
 
 
