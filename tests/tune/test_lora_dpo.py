@@ -115,7 +115,7 @@ def test_sequence_logprobs_match_a_numpy_reference(gen, jit):
     stacked = tw.stacked(gen)
     model = nnx.merge(gen.graphdef, gen.state)
     fn = lambda *a: dpo.sequence_logprobs(model, stacked, *a)
-    args = (jnp.asarray(rows.tokens), jnp.asarray(rows.mask), jnp.asarray(rows.target))
+    args = tuple(jnp.asarray(a) for a in (rows.tokens, rows.mask, rows.select, rows.keep))
     if jit:
         got = np.asarray(jax.jit(fn)(*args))
     else:
@@ -168,8 +168,14 @@ def test_pair_loss_gradient_matches_finite_differences(gen):
     stacked = tw.stacked(gen)
     ads = _random_adapters(stacked, ("wq", "w_down"), seed=5)
     ref_fn = dpo.make_reference(gen.graphdef)
-    ref = np.asarray(ref_fn(gen.state, stacked, rows.tokens, rows.mask, rows.target))
-    batch = {"tokens": rows.tokens, "mask": rows.mask, "target": rows.target, "ref": ref}
+    ref = np.asarray(ref_fn(gen.state, stacked, rows.tokens, rows.mask, rows.select, rows.keep))
+    batch = {
+        "tokens": rows.tokens,
+        "mask": rows.mask,
+        "select": rows.select,
+        "keep": rows.keep,
+        "ref": ref,
+    }
     tc = TuneConfig(enabled=True)
     loss = lambda a: dpo.pair_loss(
         a, gen.graphdef, gen.state, stacked, batch, scale=tc.alpha / tc.rank, beta=1.0

@@ -28,7 +28,8 @@ per_layer=None)``
   sliding-window layers). ``positions`` only feed RoPE / learned position tables; for
   left padding, pad slots have ``kv_mask`` False and a row's positions start at 0 at its
   first real token. ``last_only=True`` (static) returns logits of the last chunk position
-  only, ``[B, 1, V]`` (saves the [T, V] logits of a long prefill). Layers run under one
+  only, ``[B, 1, V]`` (saves the [T, V] logits of a long prefill); an int array [B, K] the
+  logits of those positions, ``[B, K, V]`` (``layers.select_positions``). Layers run under one
   ``lax.scan``, or as a loop over ``per_layer`` (one weight dict per layer, from
   ``sharding.unstack_layers``) when given. ``prefix`` is a prompt cache shared by groups of
   rows (``layers.prefix_parts``; what ``sampler.decoder_start`` passes while decoding).

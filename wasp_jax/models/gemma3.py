@@ -136,8 +136,7 @@ class Gemma3Model(layers.CachedDecoder):
 
         params = self.layers.arrays() if per_layer is None else per_layer
         x, cache = layers.scan_layers(layer, x, params, cache, (is_global, pre_kv))
-        if last_only:
-            x = x[:, -1:]
+        x = layers.select_positions(x, last_only)
         x = layers.rms_norm(x, self.final_norm[...], c.norm_eps)
         logits = jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
         if c.final_softcap is not None:

@@ -123,8 +123,7 @@ class GPT2Model(layers.CachedDecoder):
 
         params = self.layers.arrays() if per_layer is None else per_layer
         x, cache = layers.scan_layers(layer, x, params, cache, pre_kv)
-        if last_only:
-            x = x[:, -1:]
+        x = layers.select_positions(x, last_only)
         x = layers.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
         logits = jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
         return logits, cache

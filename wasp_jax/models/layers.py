@@ -119,6 +119,18 @@ def dense(x: jax.Array, w: jax.Array, compute_dtype=None, axes: int = 1) -> jax.
     return y.reshape(*lead, *out)
 
 
+def select_positions(x: jax.Array, which) -> jax.Array:
+    """The positions of hidden states ``x`` [B, T, D] whose logits a caller wants:
+    ``which`` False: all; True: the last ([B, 1, D]); an int array [B, K]: those positions
+    per row ([B, K, D]; training scores only a completion's tokens, so the output head, the
+    costliest product of a large vocabulary, runs on K positions instead of T)."""
+    if which is False or which is None:
+        return x
+    if which is True:
+        return x[:, -1:]
+    return jnp.take_along_axis(x, jnp.asarray(which)[..., None], axis=1)
+
+
 def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> np.ndarray:
     """Inverse RoPE frequencies [head_dim // 2], with optional HF-style ``rope_scaling``.
 

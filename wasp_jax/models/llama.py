@@ -147,8 +147,7 @@ class LlamaModel(layers.CachedDecoder):
 
         params = self.layers.arrays() if per_layer is None else per_layer
         x, cache = layers.scan_layers(layer, x, params, cache, pre_kv)
-        if last_only:
-            x = x[:, -1:]
+        x = layers.select_positions(x, last_only)
         x = layers.rms_norm(x, self.final_norm[...], c.norm_eps)
         head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
         logits = jnp.einsum("btd,dv->btv", x, head, preferred_element_type=jnp.float32)

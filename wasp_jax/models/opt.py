@@ -109,8 +109,7 @@ class OPTModel(layers.CachedDecoder):
 
         params = self.layers.arrays() if per_layer is None else per_layer
         x, cache = layers.scan_layers(layer, x, params, cache, pre_kv)
-        if last_only:
-            x = x[:, -1:]
+        x = layers.select_positions(x, last_only)
         if self.final_norm is not None:
             x = layers.layer_norm(x, self.final_norm[...], self.final_norm_b[...], eps)
         if self.project_out is not None:

@@ -33,11 +33,16 @@ class TokenRows:
       tokens: int32 [N, T].
       mask: bool [N, T], True on real tokens.
       target: bool [N, T], True on the completion's tokens (the ones scored).
+      select: int32 [N, K], the positions whose logits predict them (position j predicts
+        token j + 1), K the longest completion rounded up to a power of two.
+      keep: bool [N, K], False on the filler slots of shorter completions.
     """
 
     tokens: np.ndarray
     mask: np.ndarray
     target: np.ndarray
+    select: np.ndarray
+    keep: np.ndarray
 
 
 def token_rows(
@@ -58,33 +63,44 @@ def token_rows(
     if longest > t:
         raise ValueError(f"a row has {longest} tokens, more than the length {t}")
     n = len(prompts)
+    k = min(padding.bucket_pow2(max((len(c) for c in completions), default=1)), t - 1)
     tokens = np.zeros((n, t), np.int32)
     mask, target = np.zeros((n, t), bool), np.zeros((n, t), bool)
+    select, keep = np.zeros((n, k), np.int32), np.zeros((n, k), bool)
     for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
         row = [*p, *c]
         tokens[i, : len(row)] = row
         mask[i, : len(row)] = True
         target[i, len(p) : len(row)] = True
-    return TokenRows(tokens, mask, target)
+        if not p:
+            raise ValueError("every row needs a prompt of at least one token")
+        select[i, : len(c)] = np.arange(len(p) - 1, len(row) - 1)
+        keep[i, : len(c)] = True
+    return TokenRows(tokens, mask, target, select, keep)
 
 
-def sequence_logprobs(model, per_layer, tokens, mask, target) -> jax.Array:
-    """[N] summed log-probabilities of each row's target tokens given what precedes them.
+def sequence_logprobs(model, per_layer, tokens, mask, select, keep) -> jax.Array:
+    """[N] summed log-probabilities of each row's completion tokens given what precedes them.
 
     Args:
       model: a decoder (``nnx.merge`` of a generator's graph and state).
       per_layer: stacked layer weights (name -> [L, ...]; `LoraWeight` for adapted ones), run
         with one ``lax.scan``.
-      tokens, mask, target: as in `TokenRows` (a target at position 0 is never scored).
+      tokens, mask: as in `TokenRows`.
+      select, keep: as in `TokenRows`: only the positions that predict a completion token go
+        through the output head (for a 262k vocabulary the costliest product).
     """
     n, t = tokens.shape
     positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (n, t))
     cache = model.init_cache(n, t)
-    logits, _ = model(tokens, positions, cache, jnp.int32(0), mask, per_layer=per_layer)
-    logits = logits[:, :-1].astype(jnp.float32)
-    picked = jnp.take_along_axis(logits, tokens[:, 1:, None], axis=-1)[..., 0]
+    logits, _ = model(
+        tokens, positions, cache, jnp.int32(0), mask, per_layer=per_layer, last_only=select
+    )
+    logits = logits.astype(jnp.float32)
+    nxt = jnp.take_along_axis(tokens, select + 1, axis=1)  # position j predicts token j + 1
+    picked = jnp.take_along_axis(logits, nxt[..., None], axis=-1)[..., 0]
     tok = picked - jax.nn.logsumexp(logits, axis=-1)
-    return jnp.sum(jnp.where(target[:, 1:], tok, 0.0), axis=-1)
+    return jnp.sum(jnp.where(keep, tok, 0.0), axis=-1)
 
 
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
@@ -103,11 +119,14 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: flo
 
 
 def pair_loss(adapters, graphdef, state, stacked, batch, *, scale: float, beta: float):
-    """DPO loss of one batch: ``batch`` holds ``tokens``/``mask``/``target`` [2P, T] (the P
-    chosen rows, then their P rejected rows) and ``ref`` [2P], the reference log-probs."""
+    """DPO loss of one batch: ``batch`` holds ``tokens``/``mask`` [2P, T] and ``select``/
+    ``keep`` [2P, K] (the P chosen rows, then their P rejected rows; `TokenRows`) and ``ref``
+    [2P], the reference log-probs."""
     model = nnx.merge(graphdef, state)
     weights = lora.wrap(stacked, adapters, scale)
-    lp = sequence_logprobs(model, weights, batch["tokens"], batch["mask"], batch["target"])
+    lp = sequence_logprobs(
+        model, weights, batch["tokens"], batch["mask"], batch["select"], batch["keep"]
+    )
     p = lp.shape[0] // 2
     ref = batch["ref"]
     return dpo_loss(lp[:p], lp[p:], ref[:p], ref[p:], beta)
@@ -130,10 +149,10 @@ def make_train_step(graphdef, optimizer, *, scale: float, beta: float):
 
 
 def make_reference(graphdef):
-    """The jitted ``(state, stacked, tokens, mask, target) -> [N]`` log-probabilities of the
-    frozen model (adapters at zero: the round's starting weights)."""
+    """The jitted ``(state, stacked, tokens, mask, select, keep) -> [N]`` log-probabilities of
+    the frozen model (adapters at zero: the round's starting weights)."""
 
-    def ref(state, stacked, tokens, mask, target):
-        return sequence_logprobs(nnx.merge(graphdef, state), stacked, tokens, mask, target)
+    def ref(state, stacked, tokens, mask, select, keep):
+        return sequence_logprobs(nnx.merge(graphdef, state), stacked, tokens, mask, select, keep)
 
     return jax.jit(ref)

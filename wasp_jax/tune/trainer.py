@@ -80,7 +80,7 @@ def reference_logprobs(gen, stacked, rows: dpo.TokenRows, chunk: int) -> np.ndar
     n = len(rows.tokens)
     for start in range(0, n, chunk):
         sl = np.arange(start, start + chunk) % n  # a short last chunk repeats rows (same shape)
-        arrays = [rows.tokens[sl], rows.mask[sl], rows.target[sl]]
+        arrays = [rows.tokens[sl], rows.mask[sl], rows.select[sl], rows.keep[sl]]
         placed = [jax.device_put(a, shd.batch_sharding(gen.mesh, a.shape)) for a in arrays]
         got = np.asarray(ref_fn(gen.state, stacked, *placed))
         out.append(got[: min(chunk, n - start)])
@@ -180,7 +180,8 @@ def train(
         batch = {
             "tokens": rows.tokens[take],
             "mask": rows.mask[take],
-            "target": rows.target[take],
+            "select": rows.select[take],
+            "keep": rows.keep[take],
             "ref": ref[take].astype(np.float32),
         }
         batch = {
