@@ -397,11 +397,6 @@ def cell(task_name: str, seed: int, args, scorer: Scorer, out: dict | None = Non
         if "tuned_zero_shot" in ran:
             out["rows"]["zero-shot-tuned"] = scorer.synthetic(ran["tuned_zero_shot"]["rows"])
             out["seconds"]["zero-shot-tuned"] = round(ran["tuned_zero_shot"]["seconds"], 1)
-    for method in args.methods:  # a prototype run of an earlier cell: its diagnostics too
-        if method.startswith("wasp_proto") and method not in out.get("diagnostics", {}):
-            work = args.workroot / task_name / f"{method}_s{seed}"
-            ran = {"workdir": str(work), **finished_outputs(work)}
-            out.setdefault("diagnostics", {})[method] = tuning_diagnostics(ran, scorer)
         if method == "wasp":
             equal = pathlib.Path(ran["workdir"]) / "release" / "zero_shot_equal.jsonl"
             zero = data_io.read_jsonl(equal, what="zero-shot")
@@ -410,6 +405,11 @@ def cell(task_name: str, seed: int, args, scorer: Scorer, out: dict | None = Non
             base = json.loads((pathlib.Path(ran["workdir"]) / "release" / "eval.json").read_text())
             out["runner_eval_wasp"] = base.get("accuracy")
         log(f"  {method}: {out['rows'][method]['accuracy']:.3f} in {ran['seconds']:.0f} s")
+    for method in args.methods:  # a prototype run of an earlier cell: its diagnostics too
+        if method.startswith("wasp_proto") and method not in out.get("diagnostics", {}):
+            work = args.workroot / task_name / f"{method}_s{seed}"
+            ran = {"workdir": str(work), **finished_outputs(work)}
+            out.setdefault("diagnostics", {})[method] = tuning_diagnostics(ran, scorer)
     return out
 
 
