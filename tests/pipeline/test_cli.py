@@ -255,6 +255,19 @@ def test_config_diff_ignores_runtime_and_extra_keys():
     assert workdir.config_diff(old, new) == ["a.b"]
 
 
+def test_a_workdir_of_an_older_version_resumes_when_new_keys_keep_their_defaults():
+    """A key a later version added is absent from an older run's config.json: at its default
+    it is no difference (the run resumes); set to something else, it is one."""
+    from wasp_jax import config as C
+
+    new = C.base_config().to_dict()
+    old = C.base_config().to_dict()
+    del old["tune"], old["data"]["text_field"]  # as an older version wrote it
+    assert workdir.config_diff(old, new) == []
+    changed = C.replace(C.base_config(), **{"data.text_field": "review"}).to_dict()
+    assert workdir.config_diff(old, changed) == ["data.text_field"]
+
+
 def test_cli_module_import_is_light():
     code = "import sys, wasp_jax.cli.pipeline; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

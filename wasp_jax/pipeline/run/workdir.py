@@ -103,8 +103,21 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys of `new` (dotted) whose values differ in `old`; result-neutral keys are skipped."""
     a, b = _flatten(old), _flatten(new)
-    # keys only in `old` are extra metadata the runner may store, not config fields
-    return [k for k in sorted(b) if a.get(k) != b[k] and not k.startswith(RESULT_NEUTRAL_PREFIXES)]
+    # keys only in `old` are extra metadata the runner may store, not config fields; a key
+    # only in `new` was added by a later version: at its default it changes nothing
+    defaults = _flatten(_default_config())
+    missing = object()
+    return [
+        k
+        for k in sorted(b)
+        if a.get(k, defaults.get(k, missing)) != b[k] and not k.startswith(RESULT_NEUTRAL_PREFIXES)
+    ]
+
+
+def _default_config() -> dict[str, Any]:
+    from wasp_jax.config import WaspConfig
+
+    return WaspConfig().to_dict()
 
 
 def release_dir(workdir: str | pathlib.Path) -> pathlib.Path:
