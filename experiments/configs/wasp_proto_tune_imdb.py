@@ -5,7 +5,7 @@ preference-tuned: pairs of the previous round's candidates of one class, the one
 margin to the noisy class prototypes preferred, train LoRA adapters (rank 8 on q, k, v, o)
 with the DPO loss against the PLM as the round starts (20 AdamW steps of 4 pairs), and the
 round samples from the tuned PLM. The training reads synthetic text and post-noise margins
-only: the privacy spent is that of wasp_proto_imdb.py.
+only: the privacy spent is that of wasp_proto_imdb.py, one release at sigma = 1.158.
 
 Reproduce (from the repository root):
     wasp-jax run --config experiments/configs/wasp_proto_tune_imdb.py --workdir runs/proto_tune/s0
