@@ -76,9 +76,8 @@ def _check_choice(value: Any, field: str, choices: Sequence[str]) -> None:
 class DataConfig:
     """Private data: where it is and how it is split over parties.
 
-    The run uses every record of `private_path`, and the privacy guarantee is stated for the
-    records of that file. To run on a prefix or a class-skewed subsample, write it to a new
-    file first (`wasp-jax prepare-private`, docs/method.md §5.2) and pass that file.
+    The run uses every record of `private_path` and states its guarantee for them; for a
+    prefix or a subsample, write a new file (`wasp-jax prepare-private`, docs/method.md §5.2).
 
     Attributes:
         private_path: the private samples (JSONL, CSV/TSV, Parquet or a saved dataset
