@@ -135,7 +135,7 @@ def read_records(
     if kind == "dataset":
         rows = records.read_dataset_folder(path, what)
     elif kind == "csv":
-        rows = records.read_csv(_open_checked(path, what), what, label_field)
+        rows = records.read_csv(_open_checked(path, what), what)
     elif kind == "parquet":
         rows = records.read_parquet(_open_checked(path, what), what)
     else:

@@ -53,7 +53,7 @@ def _pyarrow(path: pathlib.Path, what: str):
     return pyarrow
 
 
-def read_csv(path: pathlib.Path, what: str, label_field: str) -> list[tuple[str, dict]]:
+def read_csv(path: pathlib.Path, what: str) -> list[tuple[str, dict]]:
     """CSV or TSV with a header row; positions are file lines."""
     rows = []
     try:

@@ -42,20 +42,8 @@ def test_yelp_rating_label_field():
 
 
 def test_user_task_file(tmp_path):
-    d = {
-        "name": "spam",
-        "labels": ["ham", "spam"],
-        "zero_shot": {"prompt": 'A {label_word} e-mail: "'},
-        "contrastive": {
-            "bad_prefix": "Bad: ",
-            "good_prefix": "Good: ",
-            "instruction": 'New {label_word}: "',
-        },
-        "non_contrastive": {"prefix": "E-mail: ", "instruction": 'Another {label_word}: "'},
-        "aug_pe": {"prompt": "Rephrase {style}: {sample}\n", "styles": ["briefly"]},
-    }
     f = tmp_path / "spam.json"
-    f.write_text(json.dumps(d))
+    f.write_text(json.dumps(_spam()))
     spec = tasks.load_task(str(f))
     assert spec.name == "spam" and spec.label_words == ("ham", "spam")
 
